@@ -1,0 +1,54 @@
+# distributor: `make run` starts everything; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+N      ?= 100000
+
+.PHONY: help install run test test-fast lint format typecheck lock clean \
+        bench-send bench-newsroom bench-import bench-tracking
+
+help:
+	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
+	@echo "make test     - install test tools and run the whole test suite"
+	@echo "make lint     - ruff check, ruff format --check, mypy"
+	@echo "make lock     - refresh constraints.txt from the current virtualenv"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@mkdir -p var
+	$(BIN)/flask --app web db upgrade
+	$(BIN)/flask --app web demo seed
+	exec $(BIN)/python -m distributor.runner
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy distributor
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Staff accounts: who may log in, and with which role."""

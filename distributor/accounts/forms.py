@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, SelectChoice, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Email, Length
+
+from distributor.accounts.models import Role
+from distributor.accounts.services import MIN_PASSWORD_LENGTH
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+    submit = SubmitField("Log in")
+
+
+class UserForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    email = EmailField(
+        "Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=320)]
+    )
+    role = SelectField("Role", choices=[SelectChoice(r.value, r.label) for r in Role])
+    password = PasswordField(
+        "Initial password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000)]
+    )
+    submit = SubmitField("Create user")
+
+
+class ToggleUserForm(FlaskForm):
+    submit = SubmitField("Apply")

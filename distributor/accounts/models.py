@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Enum, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from distributor.db import Base, utcnow
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    EDITOR = "editor"
+    PRESS_OFFICER = "press_officer"
+
+    @property
+    def label(self) -> str:
+        return {"admin": "Admin", "editor": "Editor", "press_officer": "Press officer"}[self.value]
+
+
+def enum_column(enum_cls: type[enum.Enum], length: int = 32) -> Enum:
+    """Store an enum by its value, as a plain string (no native DB enum to migrate)."""
+    return Enum(
+        enum_cls,
+        values_callable=lambda members: [m.value for m in members],
+        native_enum=False,
+        length=length,
+        validate_strings=True,
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(enum_column(Role))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    last_login_at: Mapped[dt.datetime | None]
+
+    # Flask-Login protocol ------------------------------------------------------------------
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def has_role(self, *roles: Role) -> bool:
+        return self.role in roles
+
+    def __repr__(self) -> str:
+        return f"<User {self.email} {self.role.value}>"

@@ -1,0 +1,1 @@
+"""Staff home and admin tools (test email)."""

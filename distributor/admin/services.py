@@ -1,0 +1,65 @@
+"""Admin tools: the end-to-end test email."""
+
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from distributor.accounts.models import User
+from distributor.accounts.services import normalise_email
+from distributor.celery_app import enqueue_after_commit
+from distributor.db import utcnow
+from distributor.errors import NotFound
+from distributor.mail.message import build_message
+from distributor.mail.rendering import EmailRenderer
+from distributor.mail.transport import MailTransport
+from distributor.organisation.services import get_organisation
+from distributor.settings import Settings
+
+
+def request_test_email(session: Session, *, to_address: str, requested_by: User) -> str:
+    """Queue a test email; the worker renders and sends it after this transaction commits."""
+    from distributor.admin.tasks import send_test_email
+
+    address = normalise_email(to_address)
+    enqueue_after_commit(session, send_test_email, address, requested_by.id)
+    return address
+
+
+def send_test_email_now(
+    session: Session,
+    *,
+    to_address: str,
+    requested_by_id: int,
+    settings: Settings,
+    renderer: EmailRenderer,
+    transport: MailTransport,
+) -> None:
+    """Render the ``test_email`` template and hand it to the SMTP transport."""
+    user = session.get(User, requested_by_id)
+    if user is None:
+        raise NotFound("The user who asked for the test email no longer exists")
+    org = get_organisation(session, settings)
+    now = utcnow()
+    context = {
+        "org": org,
+        "requested_by": user.name,
+        "sent_at": now.astimezone(settings.tz).strftime("%d %B %Y, %H:%M %Z"),
+        "smtp_url_host": settings.smtp_url.split("@")[-1],
+        "public_base_url": settings.public_base_url,
+    }
+    rendered = renderer.render("test_email", context)
+    message = build_message(
+        rendered=rendered,
+        from_name=org.name,
+        from_address=settings.mail_from,
+        to_address=to_address,
+        reply_to=org.press_email,
+        extra_headers={"Auto-Submitted": "auto-generated"},
+    )
+    transport.send(settings.mail_from, [to_address], message.as_bytes())
+
+
+def current_renderer() -> EmailRenderer:
+    renderer: EmailRenderer = current_app.extensions["distributor.email_renderer"]
+    return renderer

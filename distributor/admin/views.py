@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from distributor.admin.forms import TestEmailForm
+from distributor.admin.services import request_test_email
+from distributor.db import request_session
+from distributor.security import admin_required, staff_required
+
+bp = Blueprint("admin", __name__, url_prefix="/staff")
+
+
+@bp.get("/")
+@staff_required
+def home() -> str:
+    return render_template("staff/home.html")
+
+
+@bp.route("/test-email", methods=["GET", "POST"])
+@admin_required
+def test_email() -> str | Response:
+    form = TestEmailForm()
+    if not form.is_submitted():
+        form.to_address.data = current_user.email
+    if form.validate_on_submit():
+        address = request_test_email(
+            request_session(), to_address=form.to_address.data or "", requested_by=current_user
+        )
+        settings = current_app.extensions["distributor.settings"]
+        where = " It will appear in the dev inbox." if settings.dev_inbox_enabled else ""
+        flash(f"Test email queued for {address}.{where}", "success")
+        return redirect(url_for("admin.test_email"))
+    return render_template("staff/test_email.html", form=form)

@@ -1,0 +1,198 @@
+"""The application factory: the one place where settings become a running app."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from distributor import security
+from distributor.celery_app import init_celery
+from distributor.db import Database, make_engine
+from distributor.errors import DomainError
+from distributor.extensions import csrf, limiter, login_manager
+from distributor.logs import configure_logging, get_logger
+from distributor.mail.rendering import EmailRenderer
+from distributor.mail.transport import MailTransport, SMTPTransport, parse_smtp_urls
+from distributor.settings import PROJECT_ROOT, Settings
+
+log = get_logger("distributor.web")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    mail_transport: MailTransport | None = None,
+) -> Flask:
+    """Build the Flask app (and its Celery app) from settings and optional collaborators."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+
+    app = Flask(
+        "distributor",
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "distributor" / "static"),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.is_production,
+        PREFERRED_URL_SCHEME="https" if settings.public_base_url.startswith("https") else "http",
+        MAX_CONTENT_LENGTH=50 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+        RATELIMIT_STORAGE_URI=settings.limiter_storage_uri,
+        RATELIMIT_ENABLED=not settings.is_testing,
+        RATELIMIT_HEADERS_ENABLED=True,
+        TESTING=settings.is_testing,
+    )
+
+    if db is None:
+        db = Database(make_engine(settings.sqlalchemy_url))
+    if mail_transport is None:
+        relays = parse_smtp_urls(settings.smtp_url)
+        mail_transport = SMTPTransport(relays[0])
+    app.extensions["distributor.settings"] = settings
+    app.extensions["distributor.db"] = db
+    app.extensions["distributor.mail_transport"] = mail_transport
+    app.extensions["distributor.email_renderer"] = EmailRenderer()
+
+    _init_extensions(app)
+    init_celery(app, settings)
+    _register_blueprints(app)
+    _register_request_hooks(app)
+    _register_error_handlers(app)
+    _register_template_globals(app, settings)
+    security.init_app(app)
+
+    from distributor.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> Any:
+        from distributor.accounts.models import User
+        from distributor.db import request_session
+
+        user = request_session().get(User, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and user.is_active else None
+
+
+def _register_blueprints(app: Flask) -> None:
+    from distributor.accounts.views import bp as accounts_bp
+    from distributor.admin.views import bp as admin_bp
+    from distributor.devinbox.views import bp as devinbox_bp
+    from distributor.health.views import bp as health_bp
+
+    for bp in (accounts_bp, admin_bp, devinbox_bp, health_bp):
+        app.register_blueprint(bp)
+
+    @app.get("/")
+    @security.public
+    def index() -> Response:
+        from flask import redirect, url_for
+
+        return redirect(url_for("admin.home"))
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _finish_unit_of_work(response: Response) -> Response:
+        # The request owns the transaction: commit on success, roll back on any error status.
+        session = g.pop("db_session", None)
+        if session is not None:
+            try:
+                if response.status_code < 400:
+                    session.commit()
+                else:
+                    session.rollback()
+            finally:
+                session.close()
+        if not request.path.startswith("/static/"):
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                ms=round(
+                    (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000, 1
+                ),
+            )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        return response
+
+    @app.teardown_request
+    def _discard_unit_of_work(_exc: BaseException | None) -> None:
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.rollback()
+            session.close()
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError) -> tuple[Any, int]:
+        if _wants_json():
+            return jsonify(error=exc.message), exc.status_code
+        return render_template(
+            "error.html", code=exc.status_code, message=exc.message
+        ), exc.status_code
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError) -> tuple[Any, int]:
+        message = "The form expired or was sent from elsewhere. Reload the page and try again."
+        return render_template("error.html", code=400, message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        if exc.code is None or exc.code < 400:
+            return exc
+        if _wants_json():
+            return jsonify(error=exc.description), exc.code
+        return render_template("error.html", code=exc.code, message=exc.description), exc.code
+
+
+def _register_template_globals(app: Flask, settings: Settings) -> None:
+    from flask_login import current_user
+
+    from distributor.navigation import STAFF_NAV, NavItem
+
+    def staff_nav() -> list[NavItem]:
+        if not current_user.is_authenticated:
+            return []
+        return [
+            item
+            for item in STAFF_NAV
+            if current_user.role in item.roles and item.endpoint in app.view_functions
+        ]
+
+    @app.context_processor
+    def _inject() -> dict[str, Any]:
+        return {"settings": settings, "staff_nav": staff_nav}

@@ -1,0 +1,64 @@
+"""Celery wiring. The app factory calls ``init_celery``; nothing is built at import time.
+
+Tasks take JSON arguments (ids), reload state and call a service. They are enqueued only
+after the transaction that created their work has committed (``enqueue_after_commit``), and
+every periodic job is a sweep over due rows, so a flushed broker loses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from distributor.db import after_commit
+from distributor.settings import Settings
+
+# Modules whose tasks the worker registers. Each domain adds its tasks module here.
+TASK_MODULES = [
+    "distributor.admin.tasks",
+]
+
+# Periodic sweeps run by Celery beat: name -> (task, seconds).
+BEAT_SCHEDULE: dict[str, tuple[str, float]] = {}
+
+
+def init_celery(app: Flask, settings: Settings) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        # A task lost with its worker is redelivered; the ledger makes redelivery harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+        imports=TASK_MODULES,
+        beat_schedule={
+            name: {"task": task, "schedule": seconds}
+            for name, (task, seconds) in BEAT_SCHEDULE.items()
+        },
+        beat_schedule_filename=f"{settings.data_dir}/celerybeat-schedule",
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
+def enqueue_after_commit(session: Session, task: Any, *args: Any, **kwargs: Any) -> None:
+    """Send ``task`` to the broker once the current transaction has committed."""
+    after_commit(session, lambda: task.delay(*args, **kwargs))

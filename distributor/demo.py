@@ -1,0 +1,41 @@
+"""First-start demo data: the organisation and an admin account.
+
+Domain packages add their own demo content through ``DEMO_SEEDERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from distributor.accounts import services as accounts
+from distributor.accounts.models import Role
+from distributor.organisation.services import ensure_organisation
+from distributor.settings import Settings
+
+# Each seeder gets (session, settings) and returns lines to print; it must be idempotent.
+DEMO_SEEDERS: list[Callable[[Session, Settings], list[str]]] = []
+
+
+@dataclass
+class SeedResult:
+    admin_created: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def seed_demo(
+    session: Session, settings: Settings, *, admin_email: str, admin_password: str
+) -> SeedResult:
+    """Idempotently create the organisation, the admin account and each domain's demo data."""
+    ensure_organisation(session, settings)
+    result = SeedResult(admin_created=False)
+    if accounts.find_user_by_email(session, admin_email) is None:
+        accounts.create_user(
+            session, email=admin_email, name="Demo Admin", password=admin_password, role=Role.ADMIN
+        )
+        result.admin_created = True
+    for seeder in DEMO_SEEDERS:
+        result.notes.extend(seeder(session, settings))
+    return result

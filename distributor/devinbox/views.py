@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from werkzeug.wrappers import Response
+
+from distributor.db import request_session
+from distributor.devinbox import services
+from distributor.security import admin_required, staff_required
+
+bp = Blueprint("devinbox", __name__, url_prefix="/dev/inbox")
+
+
+@bp.before_request
+def _only_when_enabled() -> None:
+    if not current_app.extensions["distributor.settings"].dev_inbox_enabled:
+        abort(404)
+
+
+@bp.get("/")
+@staff_required
+def index() -> str:
+    session = request_session()
+    return render_template(
+        "staff/devinbox/index.html",
+        messages=services.list_messages(session),
+        total=services.count_messages(session),
+    )
+
+
+@bp.get("/<int:message_id>")
+@staff_required
+def show(message_id: int) -> str:
+    message = services.get_message(request_session(), message_id)
+    return render_template(
+        "staff/devinbox/show.html", message=message, view=services.parse_for_display(message.raw)
+    )
+
+
+@bp.get("/<int:message_id>/html")
+@staff_required
+def html(message_id: int) -> Response:
+    """The HTML part alone, for the sandboxed preview iframe."""
+    message = services.get_message(request_session(), message_id)
+    view = services.parse_for_display(message.raw)
+    response = current_app.response_class(
+        view.html or "<p>(no HTML part)</p>", mimetype="text/html"
+    )
+    # The mail's HTML is untrusted: no scripts, no same-origin access.
+    response.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; img-src * data:; style-src 'unsafe-inline'"
+    )
+    return response
+
+
+@bp.get("/<int:message_id>/raw")
+@staff_required
+def raw(message_id: int) -> Response:
+    message = services.get_message(request_session(), message_id)
+    return current_app.response_class(
+        message.raw,
+        mimetype="message/rfc822",
+        headers={"Content-Disposition": f"attachment; filename=message-{message.id}.eml"},
+    )
+
+
+@bp.post("/clear")
+@admin_required
+def clear() -> Response:
+    removed = services.clear_inbox(request_session())
+    flash(f"Removed {removed} messages from the dev inbox.", "success")
+    return redirect(url_for("devinbox.index"))

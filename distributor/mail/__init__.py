@@ -1,0 +1,1 @@
+"""Mail infrastructure: MJML rendering, message building and SMTP transport."""

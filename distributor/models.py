@@ -1,0 +1,10 @@
+"""Imports every domain's models so that ``Base.metadata`` knows all tables (Alembic, tests)."""
+
+from distributor.accounts import models as accounts_models
+from distributor.db import Base
+from distributor.devinbox import models as devinbox_models
+from distributor.organisation import models as organisation_models
+
+metadata = Base.metadata
+
+__all__ = ["accounts_models", "devinbox_models", "metadata", "organisation_models"]

@@ -1,0 +1,1 @@
+"""The organisation that runs this distributor: name, address, time zone, tracking policy."""

@@ -1,0 +1,160 @@
+"""One typed, frozen settings object built from the environment.
+
+Nothing else in the code base reads ``os.environ``: the app factory builds a
+``Settings`` and passes it down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105 - refused in production
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(RuntimeError):
+    """The environment describes a configuration we refuse to run with."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the service has; each field maps to one environment variable."""
+
+    env: str = field(default="development", metadata={"env": "DISTRIBUTOR_ENV"})
+    secret_key: str = field(default=DEFAULT_SECRET_KEY, metadata={"env": "SECRET_KEY"})
+    data_dir: str = field(default=str(PROJECT_ROOT / "var"), metadata={"env": "DATA_DIR"})
+    database_url: str = field(default="", metadata={"env": "DATABASE_URL"})
+    redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
+    smtp_url: str = field(default="smtp://127.0.0.1:8025", metadata={"env": "SMTP_URL"})
+    public_base_url: str = field(
+        default="http://127.0.0.1:5000", metadata={"env": "PUBLIC_BASE_URL"}
+    )
+    org_name: str = field(default="Harbour Light Foundation", metadata={"env": "ORG_NAME"})
+    org_tagline: str = field(
+        default="Independent reporting on coastal communities and climate resilience.",
+        metadata={"env": "ORG_TAGLINE"},
+    )
+    org_postal_address: str = field(
+        default="Harbour Light Foundation, 14 Quay Street, Portmere PM1 4QS, United Kingdom",
+        metadata={"env": "ORG_POSTAL_ADDRESS"},
+    )
+    org_timezone: str = field(default="Europe/London", metadata={"env": "ORG_TIMEZONE"})
+    press_email: str = field(default="press@harbourlight.example", metadata={"env": "PRESS_EMAIL"})
+    mail_from: str = field(default="news@harbourlight.example", metadata={"env": "MAIL_FROM"})
+    bounce_domain: str = field(
+        default="bounces.harbourlight.example", metadata={"env": "BOUNCE_DOMAIN"}
+    )
+    dev_smtp_host: str = field(default="127.0.0.1", metadata={"env": "DEV_SMTP_HOST"})
+    dev_smtp_port: int = field(default=8025, metadata={"env": "DEV_SMTP_PORT"})
+    dev_inbox_enabled: bool = field(default=True, metadata={"env": "DEV_INBOX"})
+    web_port: int = field(default=5000, metadata={"env": "PORT"})
+    log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
+    log_json: bool = field(default=False, metadata={"env": "LOG_JSON"})
+    login_rate_limit: str = field(default="10 per minute", metadata={"env": "LOGIN_RATE_LIMIT"})
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_testing(self) -> bool:
+        return self.env == "test"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver we ship (psycopg 3) made explicit."""
+        url = self.database_url or f"sqlite:///{Path(self.data_dir) / 'distributor.db'}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.sqlalchemy_url.startswith("postgresql")
+
+    @property
+    def broker_url(self) -> str:
+        """Redis when configured; otherwise kombu's SQLAlchemy transport on a SQLite file."""
+        if self.redis_url:
+            return self.redis_url
+        return f"sqla+sqlite:///{Path(self.data_dir) / 'broker.db'}"
+
+    @property
+    def limiter_storage_uri(self) -> str:
+        return self.redis_url or "memory://"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.org_timezone)
+
+    @property
+    def from_domain(self) -> str:
+        return self.mail_from.rpartition("@")[2]
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def env_vars(cls) -> dict[str, str]:
+        """Environment variable name -> field name."""
+        return {f.metadata["env"]: f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (default: the process environment), then validate."""
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            if name not in source:
+                continue
+            raw = source[name]
+            try:
+                if f.type in ("bool", bool):
+                    values[f.name] = _bool(raw)
+                elif f.type in ("int", int):
+                    values[f.name] = int(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from exc
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.env not in {"development", "production", "test"}:
+            raise SettingsError("DISTRIBUTOR_ENV must be development, production or test")
+        if self.is_production and self.secret_key == DEFAULT_SECRET_KEY:
+            raise SettingsError(
+                "SECRET_KEY is the built-in development default; refusing to start in production"
+            )
+        if self.is_production and len(self.secret_key) < 32:
+            raise SettingsError("SECRET_KEY must be at least 32 characters in production")
+        try:
+            ZoneInfo(self.org_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(f"ORG_TIMEZONE: unknown time zone {self.org_timezone!r}") from exc
+        if "@" not in self.mail_from:
+            raise SettingsError("MAIL_FROM must be an email address")
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise SettingsError("PUBLIC_BASE_URL must start with http:// or https://")

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from distributor.settings import DEFAULT_SECRET_KEY, Settings, SettingsError
+
+
+def test_defaults_run_on_embedded_services() -> None:
+    settings = Settings.from_env({})
+    assert settings.sqlalchemy_url.startswith("sqlite:///")
+    assert settings.broker_url.startswith("sqla+sqlite:///")
+    assert settings.limiter_storage_uri == "memory://"
+
+
+def test_postgres_and_redis_urls_are_used_when_set() -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgres://u@db/x", "REDIS_URL": "redis://r:6379/0"}
+    )
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u@db/x"
+    assert settings.broker_url == "redis://r:6379/0"
+
+
+def test_production_refuses_the_default_secret() -> None:
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        Settings.from_env({"DISTRIBUTOR_ENV": "production", "SECRET_KEY": DEFAULT_SECRET_KEY})
+
+
+def test_production_accepts_a_real_secret() -> None:
+    settings = Settings.from_env({"DISTRIBUTOR_ENV": "production", "SECRET_KEY": "x" * 40})
+    assert settings.is_production
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ORG_TIMEZONE": "Mars/Olympus"}, "ORG_TIMEZONE"),
+        ({"DEV_SMTP_PORT": "many"}, "DEV_SMTP_PORT"),
+        ({"DEV_INBOX": "perhaps"}, "DEV_INBOX"),
+        ({"MAIL_FROM": "nobody"}, "MAIL_FROM"),
+    ],
+)
+def test_bad_values_give_clear_errors(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.secret_key = "x"  # type: ignore[misc]

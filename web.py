@@ -1,0 +1,3 @@
+from distributor import create_app
+
+app = create_app()

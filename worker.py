@@ -1,0 +1,3 @@
+from distributor import create_app
+
+celery = create_app().extensions["celery"]

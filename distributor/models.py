@@ -1,10 +1,19 @@
 """Imports every domain's models so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
 from distributor.accounts import models as accounts_models
+from distributor.audience import models as audience_models
 from distributor.db import Base
 from distributor.devinbox import models as devinbox_models
 from distributor.organisation import models as organisation_models
+from distributor.releases import models as releases_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "devinbox_models", "metadata", "organisation_models"]
+__all__ = [
+    "accounts_models",
+    "audience_models",
+    "devinbox_models",
+    "metadata",
+    "organisation_models",
+    "releases_models",
+]

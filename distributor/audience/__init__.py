@@ -1,0 +1,1 @@
+"""Journalists, beats, subscriptions with consent evidence, media lists and suppressions."""

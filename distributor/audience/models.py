@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from distributor.accounts.models import enum_column
+from distributor.db import Base, utcnow
+
+
+class DeliveryMode(enum.StrEnum):
+    EACH_RELEASE = "each_release"
+    DAILY_DIGEST = "daily_digest"
+
+
+class LawfulBasis(enum.StrEnum):
+    CONSENT = "consent"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+class SubscriptionStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBED_ALL = "unsubscribed_all"
+    DO_NOT_CONTACT = "do_not_contact"
+    ERASED = "erased"
+
+
+class Beat(Base):
+    """A topic journalists follow and releases are filed under."""
+
+    __tablename__ = "beats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    slug: Mapped[str] = mapped_column(String(140), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_public: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Outlet(Base):
+    __tablename__ = "outlets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    website: Mapped[str] = mapped_column(String(500), default="")
+    country: Mapped[str] = mapped_column(String(2), default="")
+
+
+class Journalist(Base):
+    __tablename__ = "journalists"
+    __table_args__ = (UniqueConstraint("email_normalized"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # Lower-cased address: uniqueness is case-insensitive.
+    email_normalized: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    outlet_id: Mapped[int | None] = mapped_column(ForeignKey("outlets.id", ondelete="SET NULL"))
+    role: Mapped[str] = mapped_column(String(120), default="")
+    country: Mapped[str] = mapped_column(String(2), default="")
+    language: Mapped[str] = mapped_column(String(12), default="")
+    phone: Mapped[str] = mapped_column(String(60), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    delivery_mode: Mapped[DeliveryMode] = mapped_column(
+        enum_column(DeliveryMode), default=DeliveryMode.EACH_RELEASE
+    )
+    is_paused: Mapped[bool] = mapped_column(default=False)
+    is_tracking_allowed: Mapped[bool] = mapped_column(default=True)
+    lawful_basis: Mapped[LawfulBasis] = mapped_column(
+        enum_column(LawfulBasis), default=LawfulBasis.CONSENT
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    erased_at: Mapped[dt.datetime | None]
+
+    outlet: Mapped[Outlet | None] = relationship(lazy="joined")
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="journalist", cascade="all, delete-orphan"
+    )
+
+
+class Subscription(Base):
+    """A journalist following a beat, with the evidence of their consent (GDPR Art. 7(1))."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("journalist_id", "beat_id"),
+        Index("ix_subscriptions_beat_status", "beat_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    journalist_id: Mapped[int] = mapped_column(ForeignKey("journalists.id", ondelete="CASCADE"))
+    beat_id: Mapped[int] = mapped_column(ForeignKey("beats.id", ondelete="CASCADE"))
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        enum_column(SubscriptionStatus), default=SubscriptionStatus.PENDING
+    )
+    source: Mapped[str] = mapped_column(String(60), default="")  # public_form, import, staff
+    consent_at: Mapped[dt.datetime | None]
+    consent_method: Mapped[str] = mapped_column(String(60), default="")
+    consent_text_version: Mapped[str] = mapped_column(String(60), default="")
+    consent_ip_hash: Mapped[str | None] = mapped_column(String(64))
+    confirmed_at: Mapped[dt.datetime | None]
+    unsubscribed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    journalist: Mapped[Journalist] = relationship(back_populates="subscriptions")
+    beat: Mapped[Beat] = relationship(lazy="joined")
+
+
+media_list_members = Table(
+    "media_list_members",
+    Base.metadata,
+    Column("media_list_id", ForeignKey("media_lists.id", ondelete="CASCADE"), primary_key=True),
+    Column("journalist_id", ForeignKey("journalists.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class MediaList(Base):
+    """A staff-curated list, e.g. "national desks trusted with embargoes"."""
+
+    __tablename__ = "media_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    journalists: Mapped[list[Journalist]] = relationship(secondary=media_list_members)
+
+
+class Suppression(Base):
+    """An address that must not be mailed. Keyed by a hash so erasure can forget the address."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of lower(address)
+    address: Mapped[str | None] = mapped_column(String(320))  # None once erased
+    reason: Mapped[SuppressionReason] = mapped_column(enum_column(SuppressionReason))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

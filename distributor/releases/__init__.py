@@ -1,0 +1,1 @@
+"""Releases: compose, review, embargo, publish; the public newsroom reads them."""

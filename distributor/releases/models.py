@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from distributor.accounts.models import User, enum_column
+from distributor.audience.models import Beat, MediaList
+from distributor.db import Base, utcnow
+
+
+class ReleaseStatus(enum.StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    WITHDRAWN = "withdrawn"
+
+
+class ReleaseKind(Base):
+    """Press release, update, report, statement...; the list is editable by admins."""
+
+    __tablename__ = "release_kinds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+
+release_beats = Table(
+    "release_beats",
+    Base.metadata,
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("beat_id", ForeignKey("beats.id", ondelete="CASCADE"), primary_key=True),
+)
+
+release_contacts = Table(
+    "release_contacts",
+    Base.metadata,
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("press_contact_id", ForeignKey("press_contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, nullable=False, default=0),
+)
+
+release_media_lists = Table(
+    "release_media_lists",
+    Base.metadata,
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("media_list_id", ForeignKey("media_lists.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class PressContact(Base):
+    """A reusable named press contact shown on releases."""
+
+    __tablename__ = "press_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str] = mapped_column(String(60), default="")
+
+
+class Release(Base):
+    __tablename__ = "releases"
+    __table_args__ = (Index("ix_releases_status_published", "status", "published_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind_id: Mapped[int] = mapped_column(ForeignKey("release_kinds.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    slug: Mapped[str] = mapped_column(String(320), unique=True)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_markdown: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")  # sanitised (nh3) rendering
+    status: Mapped[ReleaseStatus] = mapped_column(
+        enum_column(ReleaseStatus), default=ReleaseStatus.DRAFT
+    )
+    # Public-lift time, separate from the send time (scheduled_send_at).
+    embargo_until: Mapped[dt.datetime | None]
+    scheduled_send_at: Mapped[dt.datetime | None]
+    published_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    photo_key: Mapped[str | None] = mapped_column(String(200))  # stored image base name
+    photo_caption: Mapped[str] = mapped_column(Text, default="")
+    photo_credit: Mapped[str] = mapped_column(String(300), default="")
+    photo_alt: Mapped[str] = mapped_column(String(500), default="")
+    campaign_tags: Mapped[str] = mapped_column(String(500), default="")  # comma-separated
+    preview_token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    kind: Mapped[ReleaseKind] = relationship(lazy="joined")
+    created_by: Mapped[User | None] = relationship()
+    beats: Mapped[list[Beat]] = relationship(secondary=release_beats, order_by=Beat.name)
+    contacts: Mapped[list[PressContact]] = relationship(
+        secondary=release_contacts, order_by=release_contacts.c.position
+    )
+    media_lists: Mapped[list[MediaList]] = relationship(secondary=release_media_lists)
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="release", cascade="all, delete-orphan", order_by="Attachment.id"
+    )
+
+
+class Attachment(Base):
+    """A PDF or image attached to a release, served from a stable URL."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(255))
+    stored_name: Mapped[str] = mapped_column(String(255), unique=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    release: Mapped[Release] = relationship(back_populates="attachments")

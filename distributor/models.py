@@ -3,6 +3,7 @@
 from distributor.accounts import models as accounts_models
 from distributor.audience import models as audience_models
 from distributor.db import Base
+from distributor.delivery import models as delivery_models
 from distributor.devinbox import models as devinbox_models
 from distributor.organisation import models as organisation_models
 from distributor.releases import models as releases_models
@@ -12,6 +13,7 @@ metadata = Base.metadata
 __all__ = [
     "accounts_models",
     "audience_models",
+    "delivery_models",
     "devinbox_models",
     "metadata",
     "organisation_models",

@@ -1,0 +1,1 @@
+"""Sending releases: the delivery ledger, rendering once per release, fast SMTP."""

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from distributor.accounts.models import enum_column
+from distributor.audience.models import Journalist
+from distributor.db import Base, utcnow
+from distributor.releases.models import Release
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"  # waits for next_attempt_at, then back to queued
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # connection lost after DATA's final dot: never resent by itself
+    CANCELLED = "cancelled"
+    DIGEST = "digest"  # goes out in the journalist's next daily digest
+
+
+class SendStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class Send(Base):
+    """One send of one release: the recipient set frozen into deliveries when it starts."""
+
+    __tablename__ = "sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[SendStatus] = mapped_column(enum_column(SendStatus), default=SendStatus.SCHEDULED)
+    scheduled_for: Mapped[dt.datetime | None] = mapped_column(index=True)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    recipient_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    release: Mapped[Release] = relationship()
+
+
+class Delivery(Base):
+    """One message of one release to one journalist: the per-recipient ledger row."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("release_id", "journalist_id"),
+        Index("ix_deliveries_claim", "status", "next_attempt_at"),
+        Index("ix_deliveries_send_status", "send_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    journalist_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journalists.id", ondelete="SET NULL")  # erasure anonymises history
+    )
+    email: Mapped[str | None] = mapped_column(String(320))  # frozen at send start; None once erased
+    recipient_domain: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        enum_column(DeliveryStatus), default=DeliveryStatus.QUEUED
+    )
+    # Beats (names, comma-separated) and media lists that brought this journalist in.
+    matched_beats: Mapped[str] = mapped_column(Text, default="")
+    matched_lists: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime | None]
+    claimed_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    sent_at: Mapped[dt.datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    verp_token: Mapped[str] = mapped_column(String(64), unique=True)
+    smtp_code: Mapped[int | None]
+    smtp_response: Mapped[str] = mapped_column(Text, default="")
+    is_policy_rejection: Mapped[bool] = mapped_column(default=False)  # 5.7.x: our problem
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    journalist: Mapped[Journalist | None] = relationship()

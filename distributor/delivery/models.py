@@ -37,8 +37,12 @@ class Send(Base):
     __tablename__ = "sends"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[SendStatus] = mapped_column(enum_column(SendStatus), default=SendStatus.SCHEDULED)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[SendStatus] = mapped_column(
+        enum_column(SendStatus), default=SendStatus.SCHEDULED
+    )
     scheduled_for: Mapped[dt.datetime | None] = mapped_column(index=True)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]

@@ -43,7 +43,9 @@ release_contacts = Table(
     "release_contacts",
     Base.metadata,
     Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
-    Column("press_contact_id", ForeignKey("press_contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "press_contact_id", ForeignKey("press_contacts.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("position", Integer, nullable=False, default=0),
 )
 

@@ -1,6 +1,6 @@
 """First-start demo data: the organisation and an admin account.
 
-Domain packages add their own demo content through ``DEMO_SEEDERS``.
+Domain packages add their own demo content through ``demo_seeders()``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,16 @@ from distributor.accounts.models import Role
 from distributor.organisation.services import ensure_organisation
 from distributor.settings import Settings
 
-# Each seeder gets (session, settings) and returns lines to print; it must be idempotent.
-DEMO_SEEDERS: list[Callable[[Session, Settings], list[str]]] = []
+Seeder = Callable[[Session, Settings], list[str]]
+
+
+def demo_seeders() -> list[Seeder]:
+    """Each domain's demo seeder: gets (session, settings), returns lines to print, idempotent."""
+    seeders: list[Seeder] = []
+    # Domains append their seeder here, e.g.:
+    #   from distributor.releases.demo import seed_releases
+    #   seeders.append(seed_releases)
+    return seeders
 
 
 @dataclass
@@ -36,6 +44,6 @@ def seed_demo(
             session, email=admin_email, name="Demo Admin", password=admin_password, role=Role.ADMIN
         )
         result.admin_created = True
-    for seeder in DEMO_SEEDERS:
+    for seeder in demo_seeders():
         result.notes.extend(seeder(session, settings))
     return result

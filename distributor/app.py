@@ -50,7 +50,7 @@ def create_app(
         MAX_CONTENT_LENGTH=50 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,
         RATELIMIT_STORAGE_URI=settings.limiter_storage_uri,
-        RATELIMIT_ENABLED=not settings.is_testing,
+        RATELIMIT_ENABLED=settings.rate_limits_enabled,
         RATELIMIT_HEADERS_ENABLED=True,
         TESTING=settings.is_testing,
     )

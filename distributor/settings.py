@@ -66,6 +66,15 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=False, metadata={"env": "LOG_JSON"})
     login_rate_limit: str = field(default="10 per minute", metadata={"env": "LOGIN_RATE_LIMIT"})
+    subscribe_rate_limit: str = field(
+        default="5 per minute;30 per hour", metadata={"env": "SUBSCRIBE_RATE_LIMIT"}
+    )
+    email_check_deliverability: bool = field(
+        default=False, metadata={"env": "EMAIL_CHECK_DELIVERABILITY"}
+    )
+    import_max_bytes: int = field(default=20 * 1024 * 1024, metadata={"env": "IMPORT_MAX_BYTES"})
+    embed_frame_ancestors: str = field(default="*", metadata={"env": "EMBED_FRAME_ANCESTORS"})
+    rate_limits_enabled: bool = field(default=True, metadata={"env": "RATE_LIMITS_ENABLED"})
 
     # -- derived values -------------------------------------------------------------------------
 

@@ -102,6 +102,7 @@ def settings(database_url: str, data_dir: str) -> Settings:
         data_dir=data_dir,
         public_base_url="http://localhost",
         smtp_url="smtp://127.0.0.1:2",
+        rate_limits_enabled=False,
     )
 
 

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
-        bench-send bench-newsroom bench-import bench-tracking
+        bench-send bench-newsroom bench-import bench-tracking bench-render
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -52,3 +52,18 @@ lock: $(BIN)/python
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+bench-send: install
+	$(BIN)/python benchmarks/bench_send.py -n $(N)
+
+bench-import: install
+	$(BIN)/python benchmarks/bench_import.py -n $(N)
+
+bench-tracking: install
+	$(BIN)/python benchmarks/bench_tracking.py
+
+bench-newsroom: install
+	$(BIN)/python benchmarks/bench_newsroom.py --releases $(or $(RELEASES),10000)
+
+bench-render: install
+	$(BIN)/python benchmarks/bench_render.py

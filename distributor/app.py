@@ -98,18 +98,44 @@ def _init_extensions(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from distributor.accounts.views import bp as accounts_bp
     from distributor.admin.views import bp as admin_bp
+    from distributor.api.token_views import bp as api_tokens_bp
+    from distributor.api.views import bp as api_bp
+    from distributor.audience.public_views import bp as audience_public_bp
+    from distributor.audience.views import bp as audience_bp
+    from distributor.bounces.views import bp as bounces_bp
+    from distributor.delivery.views import bp as delivery_bp
     from distributor.devinbox.views import bp as devinbox_bp
     from distributor.health.views import bp as health_bp
+    from distributor.newsroom.views import bp as newsroom_bp
+    from distributor.releases.views import bp as releases_bp
+    from distributor.reports.views import bp as reports_bp
+    from distributor.tracking.views import bp as tracking_bp
 
-    for bp in (accounts_bp, admin_bp, devinbox_bp, health_bp):
+    for bp in (
+        accounts_bp,
+        admin_bp,
+        devinbox_bp,
+        health_bp,
+        tracking_bp,
+        reports_bp,
+        api_bp,
+        api_tokens_bp,
+        newsroom_bp,
+        releases_bp,
+        audience_bp,
+        audience_public_bp,
+        bounces_bp,
+        delivery_bp,
+    ):
         app.register_blueprint(bp)
 
     @app.get("/")
     @security.public
     def index() -> Response:
-        from flask import redirect, url_for
+        """The public newsroom is the home page."""
+        from distributor.newsroom.views import render_newsroom
 
-        return redirect(url_for("admin.home"))
+        return render_newsroom()
 
 
 def _register_request_hooks(app: Flask) -> None:

@@ -18,11 +18,26 @@ from distributor.settings import Settings
 
 # Modules whose tasks the worker registers. Each domain adds its tasks module here.
 TASK_MODULES = [
+    "distributor.bounces.tasks",
+    "distributor.tracking.tasks",
     "distributor.admin.tasks",
+    "distributor.releases.tasks",
+    "distributor.delivery.tasks",
+    "distributor.delivery.mail_tasks",
+    "distributor.audience.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).
-BEAT_SCHEDULE: dict[str, tuple[str, float]] = {}
+BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
+    "audience-requeue-stalled": ("audience.requeue_stalled", 120.0),
+    "bounces-poll-mailbox": ("bounces.poll_mailbox", 60.0),
+    "bounces-process-pending": ("bounces.process_pending", 300.0),
+    "bounces-purge-raw": ("bounces.purge_raw", 3600.0),
+    "tracking-flush": ("tracking.flush", 5.0),
+    "lift-embargoes": ("releases.lift_embargoes", 60.0),
+    "delivery-sweep": ("delivery.sweep", 2.0),
+    "delivery-digests": ("delivery.send_digests", 900.0),
+}
 
 
 def init_celery(app: Flask, settings: Settings) -> Celery:

@@ -24,6 +24,14 @@ def demo_seeders() -> list[Seeder]:
     # Domains append their seeder here, e.g.:
     #   from distributor.releases.demo import seed_releases
     #   seeders.append(seed_releases)
+    from distributor.audience.demo import seed_audience
+    from distributor.releases.demo import seed_releases
+
+    seeders.append(seed_audience)
+    seeders.append(seed_releases)
+    from distributor.reports.sample import seed_reports_demo
+
+    seeders.append(seed_reports_demo)
     return seeders
 
 

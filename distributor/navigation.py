@@ -17,7 +17,15 @@ class NavItem:
 
 STAFF_NAV: list[NavItem] = [
     NavItem("Home", "admin.home", ALL_STAFF),
+    NavItem("Releases", "releases.index", ALL_STAFF),
+    NavItem("Journalists", "audience.journalists", ALL_STAFF),
+    NavItem("Beats", "audience.beats", ALL_STAFF),
+    NavItem("Media lists", "audience.media_lists", ALL_STAFF),
+    NavItem("Suppressions", "audience.suppressions", ALL_STAFF),
     NavItem("Dev inbox", "devinbox.index", ALL_STAFF),
     NavItem("Users", "accounts.users", ADMINS),
     NavItem("Test email", "admin.test_email", ADMINS),
+    NavItem("Bounces", "bounces.index", ADMINS),
+    NavItem("Reports", "reports.index", ALL_STAFF),
+    NavItem("API tokens", "api_tokens.index", ALL_STAFF),
 ]

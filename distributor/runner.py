@@ -48,6 +48,11 @@ def plan(settings: Settings, python: str = sys.executable) -> list[Child]:
              "--concurrency", "2", "--without-gossip", "--without-mingle"],
         ),
         Child(
+            "bounces",
+            [python, "-m", "flask", "--app", "web", "bounces", "serve",
+             "--host", settings.bounce_smtp_host, "--port", str(settings.bounce_smtp_port)],
+        ),
+        Child(
             "beat",
             [python, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
              "--schedule", str(Path(settings.data_dir) / "celerybeat-schedule")],

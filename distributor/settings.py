@@ -66,6 +66,33 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=False, metadata={"env": "LOG_JSON"})
     login_rate_limit: str = field(default="10 per minute", metadata={"env": "LOGIN_RATE_LIMIT"})
+    # -- delivery engine (see distributor/delivery) -------------------------------------------
+    delivery_lifetime_hours: int = field(default=24, metadata={"env": "DELIVERY_LIFETIME_HOURS"})
+    delivery_retry_base_seconds: int = field(
+        default=300, metadata={"env": "DELIVERY_RETRY_BASE_SECONDS"}
+    )
+    delivery_retry_max_seconds: int = field(
+        default=4000, metadata={"env": "DELIVERY_RETRY_MAX_SECONDS"}
+    )
+    delivery_batch_size: int = field(default=1000, metadata={"env": "DELIVERY_BATCH_SIZE"})
+    delivery_claim_timeout_seconds: int = field(
+        default=300, metadata={"env": "DELIVERY_CLAIM_TIMEOUT_SECONDS"}
+    )
+    delivery_rate_per_second: int = field(
+        default=10000, metadata={"env": "DELIVERY_RATE_PER_SECOND"}
+    )
+    delivery_domain_rate_per_second: int = field(
+        default=200, metadata={"env": "DELIVERY_DOMAIN_RATE_PER_SECOND"}
+    )
+    delivery_domain_concurrency: int = field(
+        default=20, metadata={"env": "DELIVERY_DOMAIN_CONCURRENCY"}
+    )
+    delivery_domain_backoff_seconds: int = field(
+        default=300, metadata={"env": "DELIVERY_DOMAIN_BACKOFF_SECONDS"}
+    )
+    delivery_parallel_batches: int = field(
+        default=8, metadata={"env": "DELIVERY_PARALLEL_BATCHES"}
+    )
     subscribe_rate_limit: str = field(
         default="5 per minute;30 per hour", metadata={"env": "SUBSCRIBE_RATE_LIMIT"}
     )
@@ -75,6 +102,33 @@ class Settings:
     import_max_bytes: int = field(default=20 * 1024 * 1024, metadata={"env": "IMPORT_MAX_BYTES"})
     embed_frame_ancestors: str = field(default="*", metadata={"env": "EMBED_FRAME_ANCESTORS"})
     rate_limits_enabled: bool = field(default=True, metadata={"env": "RATE_LIMITS_ENABLED"})
+    # -- release mail rendering, DKIM and digests (see distributor/delivery/rendering.py) ----------
+    dkim_selector: str = field(default="", metadata={"env": "DKIM_SELECTOR"})
+    dkim_private_key_path: str = field(default="", metadata={"env": "DKIM_PRIVATE_KEY_PATH"})
+    dkim_domain: str = field(default="", metadata={"env": "DKIM_DOMAIN"})
+    digest_hour: int = field(default=8, metadata={"env": "DIGEST_HOUR"})
+    dns_timeout_seconds: int = field(default=3, metadata={"env": "DNS_TIMEOUT_SECONDS"})
+
+    # -- bounces and complaints (see distributor/bounces) ---------------------------------------
+    bounce_smtp_host: str = field(default="127.0.0.1", metadata={"env": "BOUNCE_SMTP_HOST"})
+    bounce_smtp_port: int = field(default=8026, metadata={"env": "BOUNCE_SMTP_PORT"})
+    bounce_soft_threshold: int = field(default=3, metadata={"env": "BOUNCE_SOFT_THRESHOLD"})
+    bounce_soft_window_days: int = field(default=7, metadata={"env": "BOUNCE_SOFT_WINDOW_DAYS"})
+    bounce_raw_retention_days: int = field(
+        default=30, metadata={"env": "BOUNCE_RAW_RETENTION_DAYS"}
+    )
+    bounce_mailbox_url: str = field(default="", metadata={"env": "BOUNCE_MAILBOX_URL"})
+    bounce_webhook_max_age_seconds: int = field(
+        default=900, metadata={"env": "BOUNCE_WEBHOOK_MAX_AGE_SECONDS"}
+    )
+    ses_sns_topic_arns: str = field(default="", metadata={"env": "SES_SNS_TOPIC_ARNS"})
+    postmark_webhook_token: str = field(default="", metadata={"env": "POSTMARK_WEBHOOK_TOKEN"})
+    sendgrid_webhook_public_key: str = field(
+        default="", metadata={"env": "SENDGRID_WEBHOOK_PUBLIC_KEY"}
+    )
+    mailgun_webhook_signing_key: str = field(
+        default="", metadata={"env": "MAILGUN_WEBHOOK_SIGNING_KEY"}
+    )
 
     # -- derived values -------------------------------------------------------------------------
 

@@ -150,3 +150,104 @@ class Suppression(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ConfirmationRequest(Base):
+    """One double opt-in mail we sent: the log behind "one confirmation mail per address per day".
+
+    Keyed by the address hash, not the address, so it holds nothing to erase.
+    """
+
+    __tablename__ = "confirmation_requests"
+    __table_args__ = (Index("ix_confirmation_requests_hash_sent", "address_hash", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64))
+    journalist_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journalists.id", ondelete="SET NULL")
+    )
+    beat_ids: Mapped[str] = mapped_column(String(500), default="")  # comma-separated
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)  # when it was asked for
+    # Set once the worker handed the mail to SMTP: a redelivered task sends nothing twice,
+    # and the sweep re-queues requests the broker lost.
+    mailed_at: Mapped[dt.datetime | None]
+
+
+class ImportStatus(enum.StrEnum):
+    UPLOADED = "uploaded"  # file accepted; columns not mapped yet
+    PREVIEWED = "previewed"  # parsed and checked; waiting for staff to start it
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # rolled back as a whole: nothing from it is in the database
+
+
+class ImportJob(Base):
+    """A CSV upload: its mapping, dry-run counts and the progress of the worker that imports it."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    # The uploaded file, kept in the database so any worker can read it.
+    content: Mapped[str] = mapped_column(Text)
+    column_map: Mapped[str] = mapped_column(Text, default="{}")  # JSON: field -> CSV header
+    lawful_basis: Mapped[LawfulBasis] = mapped_column(enum_column(LawfulBasis))
+    beat_ids: Mapped[str] = mapped_column(String(500), default="")  # comma-separated
+    media_list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("media_lists.id", ondelete="SET NULL")
+    )
+    status: Mapped[ImportStatus] = mapped_column(
+        enum_column(ImportStatus), default=ImportStatus.UPLOADED
+    )
+    total_rows: Mapped[int] = mapped_column(default=0)
+    valid_rows: Mapped[int] = mapped_column(default=0)
+    processed_rows: Mapped[int] = mapped_column(default=0)
+    created_count: Mapped[int] = mapped_column(default=0)
+    existing_count: Mapped[int] = mapped_column(default=0)
+    error_count: Mapped[int] = mapped_column(default=0)
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    row_errors: Mapped[list[ImportRowError]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="ImportRowError.row_number"
+    )
+
+
+class ImportRowError(Base):
+    """Why one row of an import was rejected in the dry run."""
+
+    __tablename__ = "import_row_errors"
+    __table_args__ = (Index("ix_import_row_errors_job", "job_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    row_number: Mapped[int]
+    email: Mapped[str] = mapped_column(String(320), default="")
+    # invalid, duplicate_in_file, suppressed: the row is skipped; existing: already in the
+    # database, left unchanged (only added to the chosen media list).
+    kind: Mapped[str] = mapped_column(String(30))
+    message: Mapped[str] = mapped_column(Text)
+
+    job: Mapped[ImportJob] = relationship(back_populates="row_errors")
+
+
+class JournalistMerge(Base):
+    """Audit trail of a duplicate folded into the record kept."""
+
+    __tablename__ = "journalist_merges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kept_id: Mapped[int | None] = mapped_column(ForeignKey("journalists.id", ondelete="SET NULL"))
+    merged_journalist_id: Mapped[int]  # the removed row's id (gone, so no foreign key)
+    merged_email: Mapped[str] = mapped_column(String(320))
+    moved_subscriptions: Mapped[int] = mapped_column(default=0)
+    moved_list_memberships: Mapped[int] = mapped_column(default=0)
+    moved_deliveries: Mapped[int] = mapped_column(default=0)
+    merged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    merged_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -48,6 +48,11 @@ class Send(Base):
     finished_at: Mapped[dt.datetime | None]
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     recipient_count: Mapped[int] = mapped_column(default=0)
+    paused_at: Mapped[dt.datetime | None]
+    # When a worker last claimed a batch: the dispatch sweep restarts a send that went quiet
+    # (its broker messages lost) while it still has due rows.
+    last_claim_at: Mapped[dt.datetime | None]
+    cancelled_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     release: Mapped[Release] = relationship()
@@ -60,7 +65,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("release_id", "journalist_id"),
         Index("ix_deliveries_claim", "status", "next_attempt_at"),
-        Index("ix_deliveries_send_status", "send_id", "status"),
+        Index("ix_deliveries_send_status", "send_id", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,9 +83,15 @@ class Delivery(Base):
     matched_beats: Mapped[str] = mapped_column(Text, default="")
     matched_lists: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(default=0)
+    # Start of the retry lifetime (DELIVERY_LIFETIME_HOURS); reset when staff retry a failure.
+    first_attempt_at: Mapped[dt.datetime | None]
     next_attempt_at: Mapped[dt.datetime | None]
     claimed_at: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(120))
+    # Set (and committed) just before DATA's final dot goes to the server: a row still
+    # "sending" with this set may have been accepted, so recovery makes it UNKNOWN, never
+    # queued again. Rows claimed but never handed over are safe to resend.
+    handed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(255))
     verp_token: Mapped[str] = mapped_column(String(64), unique=True)
@@ -91,3 +102,29 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     journalist: Mapped[Journalist | None] = relationship()
+
+
+class DigestStatus(enum.StrEnum):
+    SENDING = "sending"  # claimed; a row a crash left here is never resent by itself
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DigestMail(Base):
+    """One journalist's daily digest for one day: the row that makes the digest sweep idempotent."""
+
+    __tablename__ = "digest_mails"
+    __table_args__ = (UniqueConstraint("journalist_id", "digest_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    journalist_id: Mapped[int] = mapped_column(ForeignKey("journalists.id", ondelete="CASCADE"))
+    digest_date: Mapped[dt.date]  # the day in the organisation's time zone
+    status: Mapped[DigestStatus] = mapped_column(
+        enum_column(DigestStatus), default=DigestStatus.SENDING
+    )
+    verp_token: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    release_ids: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    smtp_response: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]

@@ -2,9 +2,23 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+import sqlalchemy.dialects.postgresql  # noqa: F401 - registers to_tsvector() argument types
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    literal_column,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from distributor.accounts.models import User, enum_column
 from distributor.audience.models import Beat, MediaList
@@ -19,6 +33,16 @@ class ReleaseStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     WITHDRAWN = "withdrawn"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+# Statuses in which a published release may be shown publicly (see services.is_publicly_visible).
+PUBLIC_STATUSES: frozenset[ReleaseStatus] = frozenset(
+    {ReleaseStatus.APPROVED, ReleaseStatus.SCHEDULED, ReleaseStatus.SENDING, ReleaseStatus.SENT}
+)
 
 
 class ReleaseKind(Base):
@@ -71,7 +95,10 @@ class PressContact(Base):
 
 class Release(Base):
     __tablename__ = "releases"
-    __table_args__ = (Index("ix_releases_status_published", "status", "published_at"),)
+    __table_args__ = (
+        Index("ix_releases_status_published", "status", "published_at"),
+        Index("ix_releases_embargo_until", "embargo_until"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind_id: Mapped[int] = mapped_column(ForeignKey("release_kinds.id"))
@@ -109,6 +136,23 @@ class Release(Base):
     )
 
 
+def search_document() -> ColumnElement[Any]:
+    """The text the newsroom searches, as a PostgreSQL tsvector (same expression as the index)."""
+    space: ColumnElement[str] = literal_column("' '")
+    text = Release.title.op("||")(space).op("||")(Release.summary).op("||")(space)
+    return func.to_tsvector(
+        literal_column("'english'::regconfig"), text.op("||")(Release.body_markdown)
+    )
+
+
+# A GIN expression index for newsroom search; PostgreSQL only (SQLite searches with LIKE).
+Release.__table__.append_constraint(  # type: ignore[attr-defined]
+    Index("ix_releases_search", search_document(), postgresql_using="gin").ddl_if(
+        dialect="postgresql"
+    )
+)
+
+
 class Attachment(Base):
     """A PDF or image attached to a release, served from a stable URL."""
 
@@ -123,3 +167,40 @@ class Attachment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     release: Mapped[Release] = relationship(back_populates="attachments")
+
+
+class ReleaseTransition(Base):
+    """One move of a release through the workflow: the audit log shown on the release page."""
+
+    __tablename__ = "release_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[ReleaseStatus] = mapped_column(enum_column(ReleaseStatus))
+    to_status: Mapped[ReleaseStatus] = mapped_column(enum_column(ReleaseStatus))
+    # None when the system (a worker or a sweep) made the move.
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    by: Mapped[User | None] = relationship(lazy="joined")
+
+
+class ReleaseVersion(Base):
+    """A saved state of a release's title, summary and body, kept for comparison."""
+
+    __tablename__ = "release_versions"
+    __table_args__ = (UniqueConstraint("release_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    title: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_markdown: Mapped[str] = mapped_column(Text, default="")
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    by: Mapped[User | None] = relationship(lazy="joined")

@@ -21,6 +21,10 @@ EXPECTED_PUBLIC_PREFIXES = (
     "audience_public.",
     "tracking.",
     "api.",
+    "bounces.ses_webhook",
+    "bounces.postmark_webhook",
+    "bounces.sendgrid_webhook",
+    "bounces.mailgun_webhook",
 )
 
 

@@ -30,6 +30,100 @@ def test_email() -> dict[str, Any]:
     }
 
 
+def release() -> dict[str, Any]:
+    from markupsafe import Markup
+
+    base = "https://news.harbourlight.example"
+    return {
+        "org": ORG,
+        "release": {
+            "title": "Sea wall <to be> raised before winter & spring",
+            "kind": "Press release",
+            "summary": "The council approved a £4m plan to protect 2,000 homes from surges.",
+            "body_html": Markup(
+                "<p>Portmere's sea wall will be raised by <strong>1.2 metres</strong>, the "
+                '<a href="https://council.example/plans">council confirmed</a> today.</p>'
+                "<h2>What changes</h2><ul><li>New flood gates</li><li>A siren</li></ul>"
+            ),
+            "body_text": "Portmere's sea wall will be raised by 1.2 metres, the council "
+            "confirmed <https://council.example/plans> today.\n\nWhat changes\n\n"
+            "- New flood gates\n- A siren",
+            "published": "24 November 2026",
+            "url": f"{base}/releases/sea-wall",
+            "photo": {
+                "url": f"{base}/media/sea-wall/email.jpg",
+                "alt": "The old sea wall at high tide",
+                "credit": "Jo Marsh",
+                "caption": "Waves over the wall in October.",
+            },
+            "contacts": [
+                {
+                    "name": "Sam Rivers",
+                    "title": "Head of press",
+                    "email": "sam@harbourlight.example",
+                    "phone": "+44 20 7946 0000",
+                }
+            ],
+            "attachments": [
+                {"filename": "plan.pdf", "url": f"{base}/attachments/ab12.pdf", "size": "471 KB"}
+            ],
+        },
+        "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
+        "recipient": {
+            "name": "Zoë <O'Brien>",
+            "email": "zoe@example.org",
+            "reason": "you follow Climate, Coastal towns",
+            "preferences_url": f"{base}/preferences/tok-p",
+            "unsubscribe_url": f"{base}/unsubscribe/tok-u",
+        },
+        "pixel": Markup(f'<img src="{base}/t/o/verp.gif" width="1" height="1" alt="" />'),
+    }
+
+
+def digest() -> dict[str, Any]:
+    base = "https://news.harbourlight.example"
+    return {
+        "org": ORG,
+        "day": "Tuesday 24 November 2026",
+        "releases": [
+            {
+                "title": "Sea wall <to be> raised before winter",
+                "kind": "Press release",
+                "summary": "The council approved a £4m plan to protect 2,000 homes.",
+                "url": f"{base}/releases/sea-wall",
+                "embargo": None,
+            },
+            {
+                "title": "Annual report 2026",
+                "kind": "Report",
+                "summary": "",
+                "url": f"{base}/releases/annual-report",
+                "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
+            },
+        ],
+        "recipient": {
+            "name": "Zoë <O'Brien>",
+            "email": "zoe@example.org",
+            "preferences_url": f"{base}/preferences/tok-p",
+            "unsubscribe_url": f"{base}/unsubscribe/tok-u",
+        },
+    }
+
+
+def subscription_confirm() -> dict[str, Any]:
+    return {
+        "org": ORG,
+        "name": "Zoë <O'Brien>",
+        "beats": ["Climate", "Coastal communities & <fisheries>"],
+        "confirm_url": "https://news.harbourlight.example/subscribe/confirm/tok-c",
+        "valid_days": 7,
+        "consent_text": "Send me press releases on the beats I ticked.",
+    }
+
+
 CONTEXTS: dict[str, Callable[[], dict[str, Any]]] = {
     "test_email": test_email,
+    "release": release,
+    "digest": digest,
+    "subscription_confirm": subscription_confirm,
 }

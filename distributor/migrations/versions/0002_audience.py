@@ -2,6 +2,8 @@
 
 Revision ID: 0002
 Revises: 0001
+
+Also: confirmation request log, CSV import jobs and row errors, journalist merge log.
 """
 
 from __future__ import annotations
@@ -182,9 +184,137 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.create_index("ix_subscriptions_beat_status", ["beat_id", "status"], unique=False)
+    op.create_table(
+        "confirmation_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("address_hash", sa.String(length=64), nullable=False),
+        sa.Column("journalist_id", sa.Integer(), nullable=True),
+        sa.Column("beat_ids", sa.String(length=500), nullable=False),
+        sa.Column("ip_hash", sa.String(length=64), nullable=True),
+        sa.Column("sent_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("mailed_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["journalist_id"],
+            ["journalists.id"],
+            name=op.f("fk_confirmation_requests_journalist_id_journalists"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_confirmation_requests")),
+    )
+    with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_confirmation_requests_hash_sent", ["address_hash", "sent_at"], unique=False
+        )
+    op.create_table(
+        "import_jobs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("filename", sa.String(length=255), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("column_map", sa.Text(), nullable=False),
+        sa.Column(
+            "lawful_basis",
+            sa.Enum(
+                "consent", "legitimate_interest", name="lawfulbasis", native_enum=False, length=32
+            ),
+            nullable=False,
+        ),
+        sa.Column("beat_ids", sa.String(length=500), nullable=False),
+        sa.Column("media_list_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "uploaded",
+                "previewed",
+                "queued",
+                "running",
+                "succeeded",
+                "failed",
+                name="importstatus",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("total_rows", sa.Integer(), nullable=False),
+        sa.Column("valid_rows", sa.Integer(), nullable=False),
+        sa.Column("processed_rows", sa.Integer(), nullable=False),
+        sa.Column("created_count", sa.Integer(), nullable=False),
+        sa.Column("existing_count", sa.Integer(), nullable=False),
+        sa.Column("error_count", sa.Integer(), nullable=False),
+        sa.Column("error_message", sa.Text(), nullable=False),
+        sa.Column("created_by_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("queued_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"],
+            ["users.id"],
+            name=op.f("fk_import_jobs_created_by_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["media_list_id"],
+            ["media_lists.id"],
+            name=op.f("fk_import_jobs_media_list_id_media_lists"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_jobs")),
+    )
+    op.create_table(
+        "import_row_errors",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=False),
+        sa.Column("row_number", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("kind", sa.String(length=30), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["import_jobs.id"],
+            name=op.f("fk_import_row_errors_job_id_import_jobs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_row_errors")),
+    )
+    with op.batch_alter_table("import_row_errors", schema=None) as batch_op:
+        batch_op.create_index("ix_import_row_errors_job", ["job_id", "row_number"], unique=False)
+    op.create_table(
+        "journalist_merges",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kept_id", sa.Integer(), nullable=True),
+        sa.Column("merged_journalist_id", sa.Integer(), nullable=False),
+        sa.Column("merged_email", sa.String(length=320), nullable=False),
+        sa.Column("moved_subscriptions", sa.Integer(), nullable=False),
+        sa.Column("moved_list_memberships", sa.Integer(), nullable=False),
+        sa.Column("moved_deliveries", sa.Integer(), nullable=False),
+        sa.Column("merged_by_id", sa.Integer(), nullable=True),
+        sa.Column("merged_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["kept_id"],
+            ["journalists.id"],
+            name=op.f("fk_journalist_merges_kept_id_journalists"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["merged_by_id"],
+            ["users.id"],
+            name=op.f("fk_journalist_merges_merged_by_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_journalist_merges")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("journalist_merges")
+    with op.batch_alter_table("import_row_errors", schema=None) as batch_op:
+        batch_op.drop_index("ix_import_row_errors_job")
+    op.drop_table("import_row_errors")
+    op.drop_table("import_jobs")
+    with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_confirmation_requests_hash_sent")
+    op.drop_table("confirmation_requests")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_index("ix_subscriptions_beat_status")
 

@@ -16,6 +16,19 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+STATUS = sa.Enum(
+    "draft",
+    "in_review",
+    "approved",
+    "scheduled",
+    "sending",
+    "sent",
+    "withdrawn",
+    name="releasestatus",
+    native_enum=False,
+    length=32,
+)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -48,18 +61,7 @@ def upgrade() -> None:
         sa.Column("body_html", sa.Text(), nullable=False),
         sa.Column(
             "status",
-            sa.Enum(
-                "draft",
-                "in_review",
-                "approved",
-                "scheduled",
-                "sending",
-                "sent",
-                "withdrawn",
-                name="releasestatus",
-                native_enum=False,
-                length=32,
-            ),
+            STATUS,
             nullable=False,
         ),
         sa.Column("embargo_until", distributor.db.UTCDateTime(timezone=True), nullable=True),
@@ -93,6 +95,14 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_releases_status_published", ["status", "published_at"], unique=False
+        )
+        batch_op.create_index("ix_releases_embargo_until", ["embargo_until"], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        # Newsroom full-text search; the query uses exactly this expression (releases.models).
+        op.execute(
+            "CREATE INDEX ix_releases_search ON releases USING gin "
+            "(to_tsvector('english'::regconfig, "
+            "(((title || ' ') || summary) || ' ') || body_markdown))"
         )
 
     op.create_table(
@@ -168,14 +178,75 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("release_id", "media_list_id", name=op.f("pk_release_media_lists")),
     )
+    op.create_table(
+        "release_transitions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("release_id", sa.Integer(), nullable=False),
+        sa.Column("from_status", STATUS, nullable=False),
+        sa.Column("to_status", STATUS, nullable=False),
+        sa.Column("by_id", sa.Integer(), nullable=True),
+        sa.Column("comment", sa.Text(), nullable=False),
+        sa.Column("created_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["by_id"],
+            ["users.id"],
+            name=op.f("fk_release_transitions_by_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["release_id"],
+            ["releases.id"],
+            name=op.f("fk_release_transitions_release_id_releases"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_release_transitions")),
+    )
+    with op.batch_alter_table("release_transitions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_release_transitions_release_id"), ["release_id"], unique=False
+        )
+    op.create_table(
+        "release_versions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("release_id", sa.Integer(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("title", sa.String(length=300), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("body_markdown", sa.Text(), nullable=False),
+        sa.Column("by_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["by_id"],
+            ["users.id"],
+            name=op.f("fk_release_versions_by_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["release_id"],
+            ["releases.id"],
+            name=op.f("fk_release_versions_release_id_releases"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_release_versions")),
+        sa.UniqueConstraint(
+            "release_id", "number", name=op.f("uq_release_versions_release_id_number")
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("release_versions")
+    with op.batch_alter_table("release_transitions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_release_transitions_release_id"))
+    op.drop_table("release_transitions")
     op.drop_table("release_media_lists")
     op.drop_table("release_contacts")
     op.drop_table("release_beats")
     op.drop_table("attachments")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_releases_search")
     with op.batch_alter_table("releases", schema=None) as batch_op:
+        batch_op.drop_index("ix_releases_embargo_until")
         batch_op.drop_index("ix_releases_status_published")
         batch_op.drop_index(batch_op.f("ix_releases_published_at"))
 

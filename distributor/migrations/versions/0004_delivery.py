@@ -42,6 +42,9 @@ def upgrade() -> None:
         sa.Column("finished_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("requested_by_id", sa.Integer(), nullable=True),
         sa.Column("recipient_count", sa.Integer(), nullable=False),
+        sa.Column("paused_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_claim_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["release_id"],
@@ -89,9 +92,11 @@ def upgrade() -> None:
         sa.Column("matched_beats", sa.Text(), nullable=False),
         sa.Column("matched_lists", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("first_attempt_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("next_attempt_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("claimed_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("claimed_by", sa.String(length=120), nullable=True),
+        sa.Column("handed_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("sent_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("message_id", sa.String(length=255), nullable=True),
         sa.Column("verp_token", sa.String(length=64), nullable=False),
@@ -123,10 +128,42 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_deliveries_claim", ["status", "next_attempt_at"], unique=False)
-        batch_op.create_index("ix_deliveries_send_status", ["send_id", "status"], unique=False)
+        batch_op.create_index(
+            "ix_deliveries_send_status", ["send_id", "status", "next_attempt_at"], unique=False
+        )
+
+    op.create_table(
+        "digest_mails",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("journalist_id", sa.Integer(), nullable=False),
+        sa.Column("digest_date", sa.Date(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum("sending", "sent", "failed", name="digeststatus", native_enum=False, length=32),
+            nullable=False,
+        ),
+        sa.Column("verp_token", sa.String(length=64), nullable=False),
+        sa.Column("message_id", sa.String(length=255), nullable=True),
+        sa.Column("release_ids", sa.Text(), nullable=False),
+        sa.Column("smtp_response", sa.Text(), nullable=False),
+        sa.Column("created_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["journalist_id"],
+            ["journalists.id"],
+            name=op.f("fk_digest_mails_journalist_id_journalists"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_digest_mails")),
+        sa.UniqueConstraint(
+            "journalist_id", "digest_date", name=op.f("uq_digest_mails_journalist_id_digest_date")
+        ),
+        sa.UniqueConstraint("verp_token", name=op.f("uq_digest_mails_verp_token")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("digest_mails")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_send_status")
         batch_op.drop_index("ix_deliveries_claim")

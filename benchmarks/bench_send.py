@@ -1,0 +1,343 @@
+"""``make bench-send N=100000``: one release to N journalists through real workers.
+
+Creates a throwaway PostgreSQL database (server from DATABASE_URL), migrates and seeds it,
+starts a local SMTP sink (Postfix's ``smtp-sink`` when it can be found or unpacked from
+Debian's package, else a small asyncio sink), starts real Celery worker processes on Redis,
+calls ``start_send`` and waits until every delivery row is final. Then it measures the raw
+SMTP rate of this machine for the same message size into the same sink (``smtp-source``, or a
+raw pipelined client), and prints as its last line:
+
+    send: <N> messages, <X> msg/s end to end, raw SMTP <Y> msg/s, ratio <X/Y>
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from benchmarks.sinks import Sink, raw_smtp_rate, start_sink  # noqa: E402
+from distributor.app import create_app  # noqa: E402
+from distributor.audience.models import Beat, Journalist, Subscription  # noqa: E402
+from distributor.db import Database, make_engine, utcnow  # noqa: E402
+from distributor.delivery import services  # noqa: E402
+from distributor.delivery.ledger import PENDING_STATUSES  # noqa: E402
+from distributor.delivery.models import Delivery  # noqa: E402
+from distributor.migrate import upgrade  # noqa: E402
+from distributor.organisation.services import ensure_organisation  # noqa: E402
+from distributor.releases.models import (  # noqa: E402
+    Release,
+    ReleaseKind,
+    ReleaseStatus,
+    release_beats,
+)
+from distributor.settings import Settings  # noqa: E402
+
+PARAGRAPH = (
+    "<p>Portmere's sea wall will be raised by <strong>1.2 metres</strong> before winter, the "
+    "council confirmed today, after three storms in two years pushed water into Quay Street. "
+    "The work starts in March and closes the promenade for eleven weeks; local businesses "
+    "will be compensated from the resilience fund agreed last spring.</p>"
+)
+
+
+def log(message: str) -> None:
+    print(f"[bench-send] {message}", flush=True)
+
+
+def create_database(server_url: str) -> tuple[str, str]:
+    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
+    name = f"bench_send_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    return url.replace("postgresql+psycopg://", "postgresql://"), name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
+    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def seed(db: Database, settings: Settings, n: int, domains: int, paragraphs: int) -> int:
+    """N journalists on one beat, one approved release; returns the release id."""
+    now = utcnow()
+    with db.session() as session, session.begin():
+        ensure_organisation(session, settings)
+        beat = Beat(name="Climate", slug="climate")
+        kind = ReleaseKind(name="Press release", slug="press-release")
+        session.add_all([beat, kind])
+        session.flush()
+        chunk = 20_000
+        for start in range(0, n, chunk):
+            rows = [
+                {
+                    "email": f"journalist{i}@outlet{i % domains}.example",
+                    "email_normalized": f"journalist{i}@outlet{i % domains}.example",
+                    "name": f"Journalist {i}",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(start, min(n, start + chunk))
+            ]
+            session.execute(insert(Journalist), rows)
+        ids = list(session.scalars(select(Journalist.id)))
+        for start in range(0, len(ids), chunk):
+            session.execute(
+                insert(Subscription),
+                [
+                    {
+                        "journalist_id": jid,
+                        "beat_id": beat.id,
+                        "status": "confirmed",
+                        "confirmed_at": now,
+                        "created_at": now,
+                    }
+                    for jid in ids[start : start + chunk]
+                ],
+            )
+        release = Release(
+            kind_id=kind.id,
+            title="Sea wall to be raised before winter",
+            slug="sea-wall",
+            summary="The council approved a £4m plan to protect 2,000 homes from storm surges.",
+            body_html=PARAGRAPH * paragraphs,
+            body_markdown="",
+            status=ReleaseStatus.APPROVED,
+            preview_token=secrets.token_urlsafe(16),
+            published_at=now,
+        )
+        session.add(release)
+        session.flush()
+        session.execute(insert(release_beats).values(release_id=release.id, beat_id=beat.id))
+        return release.id
+
+
+def rss_mb(root_pid: int) -> dict[int, float]:
+    """RSS of a process and its children, in MB."""
+    out: dict[int, float] = {}
+    pids = [root_pid]
+    try:
+        children = subprocess.run(
+            ["pgrep", "-P", str(root_pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        pids += [int(p) for p in children]
+    except FileNotFoundError:
+        pass
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out[pid] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return out
+
+
+def start_workers(
+    env: dict[str, str], processes: int, concurrency: int
+) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    logs = Path(env["DATA_DIR"])
+    for i in range(processes):
+        argv = [
+            sys.executable, "-m", "celery", "-A", "worker", "worker",
+            "--loglevel", "WARNING", "--pool", "prefork", "--concurrency", str(concurrency),
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--prefetch-multiplier", "1", "-n", f"bench{i}@%h",
+        ]  # fmt: skip
+        if i == 0:
+            argv += ["-B", "--schedule", str(logs / "celerybeat-schedule")]
+        out = (logs / f"worker{i}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    return procs
+
+
+def wait_ready(env: dict[str, str], count: int, timeout: float = 60) -> None:
+    logs = Path(env["DATA_DIR"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = 0
+        for i in range(count):
+            path = logs / f"worker{i}.log"
+            if path.exists() and b"ready" in path.read_bytes():
+                ready += 1
+        if ready == count:
+            return
+        time.sleep(0.2)
+    # Celery prints "ready." at INFO only; at WARNING give it a fixed moment instead.
+    return
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=int(os.environ.get("N", "100000")))
+    parser.add_argument("--processes", type=int, default=int(os.environ.get("BENCH_WORKERS", "1")))
+    parser.add_argument(
+        "--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "4"))
+    )
+    parser.add_argument("--domains", type=int, default=1000)
+    parser.add_argument("--paragraphs", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=int(os.environ.get("BENCH_BATCH", "1000")))
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+
+    server = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
+    data_dir = Path(os.environ.get("BENCH_DIR", "/tmp/bench-send"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    db_url, db_name = create_database(server)
+    log(f"database {db_name}")
+    sink: Sink | None = None
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+        sink = start_sink(data_dir)
+        log(f"sink: {sink.kind} on port {sink.port}")
+        settings = Settings(
+            env="production",
+            secret_key=secrets.token_hex(32),
+            database_url=db_url,
+            redis_url=redis_url,
+            smtp_url=f"smtp://127.0.0.1:{sink.port}",
+            data_dir=str(data_dir),
+            dev_inbox_enabled=False,
+            log_level="WARNING",
+            delivery_batch_size=args.batch,
+        )
+        engine = make_engine(settings.sqlalchemy_url)
+        with engine.begin() as conn:
+            upgrade(settings.sqlalchemy_url, conn)
+        db = Database(engine)
+        t0 = time.perf_counter()
+        release_id = seed(db, settings, args.n, args.domains, args.paragraphs)
+        log(f"seeded {args.n} journalists in {time.perf_counter() - t0:.1f}s")
+
+        env = dict(
+            os.environ,
+            DISTRIBUTOR_ENV="production",
+            SECRET_KEY=settings.secret_key,
+            DATABASE_URL=db_url,
+            REDIS_URL=redis_url,
+            SMTP_URL=settings.smtp_url,
+            DATA_DIR=str(data_dir),
+            DEV_INBOX="false",
+            LOG_LEVEL="WARNING",
+            DELIVERY_BATCH_SIZE=str(args.batch),
+            DELIVERY_PARALLEL_BATCHES=str(args.processes * args.concurrency * 2),
+            PYTHONUNBUFFERED="1",
+        )
+        workers = start_workers(env, args.processes, args.concurrency)
+        time.sleep(4)
+        wait_ready(env, args.processes)
+
+        app = create_app(settings, db=db)
+        peak: dict[int, float] = {}
+        with app.app_context():
+            started = time.perf_counter()
+            with db.session() as session, session.begin():
+                send = services.start_send(session, release_id, requested_by_id=None)
+                send_id = send.id
+            frozen = time.perf_counter() - started
+            log(f"start_send (freeze {args.n} rows) took {frozen:.2f}s")
+            last_report = started
+            while True:
+                with db.session() as session:
+                    pending = session.scalar(
+                        select(func.count(Delivery.id)).where(
+                            Delivery.send_id == send_id, Delivery.status.in_(PENDING_STATUSES)
+                        )
+                    )
+                for w in workers:
+                    for pid, mb in rss_mb(w.pid).items():
+                        peak[pid] = max(peak.get(pid, 0.0), mb)
+                if not pending:
+                    break
+                now = time.perf_counter()
+                if now - last_report > 5:
+                    last_report = now
+                    log(f"{args.n - pending} done after {now - started:.1f}s")
+                if any(w.poll() is not None for w in workers):
+                    raise SystemExit("a worker died; see its log in " + str(data_dir))
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            with db.session() as session:
+                counts = dict(
+                    session.execute(
+                        select(Delivery.status, func.count(Delivery.id))
+                        .where(Delivery.send_id == send_id)
+                        .group_by(Delivery.status)
+                    ).all()
+                )
+                from distributor.delivery.sender import compiled_release
+
+                compiled = compiled_release(session, release_id, settings)
+                sample = compiled.render(  # type: ignore[attr-defined]
+                    _sample_recipient()
+                )[2]
+        rate = args.n / elapsed
+        log(f"statuses: { {str(k): v for k, v in counts.items()} }")
+        log(f"end to end: {elapsed:.2f}s, message size {len(sample)} bytes")
+        log("worker RSS MB (peak per process): " + ", ".join(f"{v:.0f}" for v in peak.values()))
+        for w in workers:
+            os.killpg(w.pid, signal.SIGTERM)
+        for w in workers:
+            w.wait(30)
+        workers = []
+        raw_count = min(args.n, 50_000)
+        raw = raw_smtp_rate(sink, len(sample), raw_count, sessions=4)
+        log(f"raw SMTP: {raw_count} messages of {len(sample)} bytes, {raw.method}")
+        print(
+            f"send: {args.n} messages, {rate:.0f} msg/s end to end, "
+            f"raw SMTP {raw.rate:.0f} msg/s, ratio {rate / raw.rate:.2f}",
+            flush=True,
+        )
+        return 0
+    finally:
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(w.pid, signal.SIGKILL)
+        if sink is not None:
+            sink.stop()
+        if not args.keep:
+            drop_database(server, db_name)
+
+
+def _sample_recipient():  # type: ignore[no-untyped-def]
+    from distributor.delivery.rendering import Recipient
+
+    return Recipient(1, 1, "journalist1@outlet1.example", "Journalist 1", "0" * 32, "Climate", True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

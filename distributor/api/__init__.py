@@ -1,0 +1,1 @@
+"""The JSON API: per-user bearer tokens, paginated resources, an OpenAPI document."""

@@ -1,0 +1,495 @@
+"""Consent flows journalists drive themselves: subscribe, confirm, preferences, leave, erase.
+
+The rules come from GDPR Art. 7 (demonstrable consent, withdrawal as easy as giving it) and
+from the subscription-bombing defences in STANDARDS.md: double opt-in, one confirmation mail
+per address per 24 hours, the same answer whether or not an address is known.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from distributor.audience import tokens
+from distributor.audience.models import (
+    Beat,
+    ConfirmationRequest,
+    DeliveryMode,
+    ImportRowError,
+    Journalist,
+    JournalistMerge,
+    LawfulBasis,
+    Subscription,
+    SubscriptionStatus,
+    SuppressionReason,
+)
+from distributor.audience.services import (
+    address_hash,
+    find_journalist,
+    find_suppression,
+    media_lists_of,
+    normalise_address,
+    suppress,
+)
+from distributor.celery_app import enqueue_after_commit
+from distributor.db import Database, utcnow
+from distributor.errors import ValidationFailed
+from distributor.mail.message import build_message
+from distributor.mail.rendering import EmailRenderer
+from distributor.mail.transport import MailTransport
+from distributor.organisation.services import get_organisation
+from distributor.settings import Settings
+
+# The words next to the subscribe button. Change the text, bump the version: each confirmed
+# subscription records which version its owner agreed to (GDPR Art. 7(1)).
+CONSENT_TEXT_VERSION = "2026-11-24.1"
+CONSENT_TEXT = (
+    "Send me press releases on the beats I ticked. I can change my beats, pause or "
+    "unsubscribe at any time from the link at the foot of every mail."
+)
+CONFIRMATION_INTERVAL = dt.timedelta(hours=24)
+
+# Suppressions a person may end by opting in again themselves; the others (do-not-contact,
+# hard bounce, complaint) are staff or mailbox decisions that a web form must not overturn.
+SELF_LIFTABLE = frozenset({SuppressionReason.UNSUBSCRIBED_ALL, SuppressionReason.ERASED})
+
+
+class SubscribeOutcome(enum.StrEnum):
+    """What a subscribe request did. Never shown to the requester (no enumeration)."""
+
+    MAIL_QUEUED = "mail_queued"
+    RECENTLY_MAILED = "recently_mailed"
+    SUPPRESSED = "suppressed"
+    HONEYPOT = "honeypot"
+
+
+def ip_hash(settings: Settings, ip: str | None) -> str | None:
+    """A keyed hash of the client address: evidence without storing the raw IP."""
+    if not ip:
+        return None
+    key = settings.secret_key.encode("utf-8")
+    return hmac.new(key, b"consent-ip:" + ip.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _public_beats(session: Session, beat_ids: list[int]) -> list[Beat]:
+    if not beat_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Beat).where(Beat.id.in_(beat_ids), Beat.is_public.is_(True)).order_by(Beat.name)
+        )
+    )
+
+
+def request_subscription(
+    session: Session,
+    settings: Settings,
+    *,
+    email: str,
+    name: str,
+    beat_ids: list[int],
+    ip: str | None = None,
+    honeypot: str = "",
+    now: dt.datetime | None = None,
+) -> SubscribeOutcome:
+    """Record a subscribe request and queue the double opt-in mail, at most once a day.
+
+    Raises ``ValidationFailed`` only for what the form itself shows (address syntax, no beat):
+    nothing about whether the address is already known.
+    """
+    now = now or utcnow()
+    address = normalise_address(email, check_deliverability=settings.email_check_deliverability)
+    beats = _public_beats(session, beat_ids)
+    if not beats:
+        raise ValidationFailed("Choose at least one beat")
+    if honeypot.strip():
+        return SubscribeOutcome.HONEYPOT
+
+    suppression = find_suppression(session, address)
+    if suppression is not None and suppression.reason not in SELF_LIFTABLE:
+        return SubscribeOutcome.SUPPRESSED
+
+    hashed = address_hash(address)
+    recent = session.scalar(
+        select(ConfirmationRequest.id)
+        .where(
+            ConfirmationRequest.address_hash == hashed,
+            ConfirmationRequest.sent_at > now - CONFIRMATION_INTERVAL,
+        )
+        .limit(1)
+    )
+    if recent is not None:
+        return SubscribeOutcome.RECENTLY_MAILED
+
+    journalist = find_journalist(session, address)
+    if journalist is None:
+        journalist = Journalist(
+            email=address,
+            email_normalized=address,
+            name=name.strip()[:200],
+            lawful_basis=LawfulBasis.CONSENT,
+            created_at=now,
+        )
+        session.add(journalist)
+        session.flush()
+    elif not journalist.name and name.strip():
+        journalist.name = name.strip()[:200]
+    existing = {s.beat_id for s in journalist.subscriptions}
+    for beat in beats:
+        if beat.id not in existing:
+            journalist.subscriptions.append(
+                Subscription(
+                    beat_id=beat.id,
+                    status=SubscriptionStatus.PENDING,
+                    source="public_form",
+                    created_at=now,
+                )
+            )
+    request = ConfirmationRequest(
+        address_hash=hashed,
+        journalist_id=journalist.id,
+        beat_ids=",".join(str(b.id) for b in beats),
+        ip_hash=ip_hash(settings, ip),
+        sent_at=now,
+    )
+    session.add(request)
+    session.flush()
+
+    from distributor.audience.tasks import send_confirmation
+
+    enqueue_after_commit(session, send_confirmation, request.id)
+    return SubscribeOutcome.MAIL_QUEUED
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    to_address: str
+    message: bytes
+
+
+def build_confirmation(
+    session: Session, request_id: int, *, settings: Settings, renderer: EmailRenderer
+) -> OutgoingMail | None:
+    """Render the double opt-in mail of one request; None when there is nothing to send."""
+    request = session.get(ConfirmationRequest, request_id)
+    if request is None or request.journalist_id is None or request.mailed_at is not None:
+        return None
+    journalist = session.get(Journalist, request.journalist_id)
+    if journalist is None:
+        return None
+    beat_ids = [int(b) for b in request.beat_ids.split(",") if b]
+    beats = list(session.scalars(select(Beat).where(Beat.id.in_(beat_ids)).order_by(Beat.name)))
+    token = tokens.confirm_token(settings, journalist.id, beat_ids, CONSENT_TEXT_VERSION)
+    org = get_organisation(session, settings)
+    base = settings.public_base_url.rstrip("/")
+    context = {
+        "org": org,
+        "name": journalist.name,
+        "beats": [b.name for b in beats],
+        "confirm_url": f"{base}/subscribe/confirm/{token}",
+        "valid_days": tokens.CONFIRM_MAX_AGE // 86400,
+        "consent_text": CONSENT_TEXT,
+    }
+    rendered = renderer.render("subscription_confirm", context)
+    message = build_message(
+        rendered=rendered,
+        from_name=org.name,
+        from_address=settings.mail_from,
+        to_address=journalist.email,
+        reply_to=org.press_email,
+        extra_headers={"Auto-Submitted": "auto-generated"},
+    )
+    return OutgoingMail(journalist.email, message.as_bytes())
+
+
+def mark_confirmation_mailed(session: Session, request_id: int) -> None:
+    session.execute(
+        update(ConfirmationRequest)
+        .where(ConfirmationRequest.id == request_id)
+        .values(mailed_at=utcnow())
+    )
+
+
+def deliver_confirmation(
+    db: Database,
+    request_id: int,
+    *,
+    settings: Settings,
+    renderer: EmailRenderer,
+    transport: MailTransport,
+) -> bool:
+    """Render, send and record one confirmation mail (what the worker task runs).
+
+    No transaction stays open across the SMTP conversation: the dev inbox writes to the same
+    database, and SQLite would refuse our later write after its commit.
+    """
+    with db.session() as session:
+        outgoing = build_confirmation(session, request_id, settings=settings, renderer=renderer)
+        session.rollback()
+    if outgoing is None:
+        return False
+    transport.send(settings.mail_from, [outgoing.to_address], outgoing.message)
+    with db.session() as session:
+        mark_confirmation_mailed(session, request_id)
+        session.commit()
+    return True
+
+
+def unsent_confirmations(session: Session, *, now: dt.datetime | None = None) -> list[int]:
+    """Requests still waiting for their mail a few minutes on (the broker lost the task)."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(ConfirmationRequest.id).where(
+                ConfirmationRequest.mailed_at.is_(None),
+                ConfirmationRequest.journalist_id.is_not(None),
+                ConfirmationRequest.sent_at < now - dt.timedelta(minutes=2),
+                ConfirmationRequest.sent_at > now - dt.timedelta(hours=6),
+            )
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ConfirmPreview:
+    journalist: Journalist
+    beats: list[Beat]
+
+
+def preview_confirmation(session: Session, settings: Settings, token: str) -> ConfirmPreview:
+    """What a confirm link would confirm; reads only (scanners fetch every link)."""
+    payload = tokens.load_confirm_token(settings, token)
+    journalist = session.get(Journalist, payload.journalist_id)
+    if journalist is None:
+        raise tokens.InvalidToken("This link is no longer valid.")
+    beats = list(
+        session.scalars(select(Beat).where(Beat.id.in_(payload.beat_ids)).order_by(Beat.name))
+    )
+    return ConfirmPreview(journalist, beats)
+
+
+def confirm_subscription(
+    session: Session,
+    settings: Settings,
+    token: str,
+    *,
+    ip: str | None = None,
+    now: dt.datetime | None = None,
+) -> ConfirmPreview:
+    """Confirm the beats in ``token`` and record the consent evidence (Art. 7(1))."""
+    now = now or utcnow()
+    payload = tokens.load_confirm_token(settings, token)
+    preview = preview_confirmation(session, settings, token)
+    journalist = preview.journalist
+    by_beat = {s.beat_id: s for s in journalist.subscriptions}
+    for beat in preview.beats:
+        sub = by_beat.get(beat.id)
+        if sub is None:
+            sub = Subscription(beat_id=beat.id, source="public_form", created_at=now)
+            journalist.subscriptions.append(sub)
+        if sub.status == SubscriptionStatus.CONFIRMED and sub.consent_at is not None:
+            continue  # a second click on the same link changes nothing
+        sub.status = SubscriptionStatus.CONFIRMED
+        sub.source = sub.source or "public_form"
+        sub.consent_at = now
+        sub.confirmed_at = now
+        sub.unsubscribed_at = None
+        sub.consent_method = "double_opt_in"
+        sub.consent_text_version = payload.text_version or CONSENT_TEXT_VERSION
+        sub.consent_ip_hash = ip_hash(settings, ip)
+    journalist.lawful_basis = LawfulBasis.CONSENT
+    suppression = find_suppression(session, journalist.email)
+    if suppression is not None and suppression.reason in SELF_LIFTABLE:
+        session.delete(suppression)
+    session.flush()
+    return preview
+
+
+# -- preference centre ---------------------------------------------------------------------------
+
+
+def preference_beats(session: Session, journalist: Journalist) -> list[Beat]:
+    """Beats offered in the preference centre: public ones and any the journalist follows."""
+    followed = {s.beat_id for s in journalist.subscriptions}
+    return [
+        b
+        for b in session.scalars(select(Beat).order_by(Beat.name))
+        if b.is_public or b.id in followed
+    ]
+
+
+def active_beat_ids(journalist: Journalist) -> set[int]:
+    return {
+        s.beat_id
+        for s in journalist.subscriptions
+        if s.status in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.PENDING)
+    }
+
+
+def update_preferences(
+    session: Session,
+    settings: Settings,
+    journalist_id: int,
+    *,
+    beat_ids: list[int],
+    delivery_mode: DeliveryMode,
+    is_paused: bool,
+    ip: str | None = None,
+    now: dt.datetime | None = None,
+) -> Journalist:
+    """Apply the preference centre form. The token proved the mailbox, so new beats confirm."""
+    now = now or utcnow()
+    journalist = session.get(Journalist, journalist_id)
+    if journalist is None:
+        raise tokens.InvalidToken("This link is no longer valid.")
+    allowed = {b.id for b in preference_beats(session, journalist)}
+    wanted = set(beat_ids) & allowed
+    by_beat = {s.beat_id: s for s in journalist.subscriptions}
+    for beat_id in wanted:
+        sub = by_beat.get(beat_id)
+        if sub is None:
+            sub = Subscription(beat_id=beat_id, source="preference_centre", created_at=now)
+            journalist.subscriptions.append(sub)
+        if sub.status != SubscriptionStatus.CONFIRMED:
+            sub.status = SubscriptionStatus.CONFIRMED
+            sub.consent_at = now
+            sub.confirmed_at = now
+            sub.unsubscribed_at = None
+            sub.consent_method = "preference_centre"
+            sub.consent_text_version = CONSENT_TEXT_VERSION
+            sub.consent_ip_hash = ip_hash(settings, ip)
+    for beat_id, sub in by_beat.items():
+        if beat_id not in wanted and sub.status != SubscriptionStatus.UNSUBSCRIBED:
+            sub.status = SubscriptionStatus.UNSUBSCRIBED
+            sub.unsubscribed_at = now
+    journalist.delivery_mode = delivery_mode
+    journalist.is_paused = is_paused
+    if wanted:
+        suppression = find_suppression(session, journalist.email)
+        if suppression is not None and suppression.reason == SuppressionReason.UNSUBSCRIBED_ALL:
+            session.delete(suppression)
+    session.flush()
+    return journalist
+
+
+def unsubscribe_all(
+    session: Session, journalist_id: int, *, note: str = "", now: dt.datetime | None = None
+) -> bool:
+    """Unsubscribe from everything, effective at once; False when there is no such journalist.
+
+    The address goes on the suppression list too, so media lists stop reaching it.
+    """
+    now = now or utcnow()
+    journalist = session.get(Journalist, journalist_id)
+    if journalist is None:
+        return False
+    for sub in journalist.subscriptions:
+        if sub.status != SubscriptionStatus.UNSUBSCRIBED:
+            sub.status = SubscriptionStatus.UNSUBSCRIBED
+            sub.unsubscribed_at = now
+    suppress(session, journalist.email, SuppressionReason.UNSUBSCRIBED_ALL, note=note)
+    session.flush()
+    return True
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def export_personal_data(session: Session, journalist_id: int) -> dict[str, Any]:
+    """Everything we hold about one journalist, for their own download (GDPR Art. 15/20)."""
+    from distributor.delivery.models import Delivery
+    from distributor.releases.models import Release
+
+    journalist = session.get(Journalist, journalist_id)
+    if journalist is None:
+        raise tokens.InvalidToken("This link is no longer valid.")
+    deliveries = session.execute(
+        select(Delivery, Release.title)
+        .join(Release, Release.id == Delivery.release_id)
+        .where(Delivery.journalist_id == journalist.id)
+        .order_by(Delivery.created_at)
+    )
+    suppression = find_suppression(session, journalist.email)
+    return {
+        "email": journalist.email,
+        "name": journalist.name,
+        "outlet": journalist.outlet.name if journalist.outlet else "",
+        "role": journalist.role,
+        "country": journalist.country,
+        "language": journalist.language,
+        "phone": journalist.phone,
+        "notes": journalist.notes,
+        "delivery_mode": journalist.delivery_mode.value,
+        "is_paused": journalist.is_paused,
+        "lawful_basis": journalist.lawful_basis.value,
+        "created_at": _iso(journalist.created_at),
+        "subscriptions": [
+            {
+                "beat": s.beat.name,
+                "status": s.status.value,
+                "source": s.source,
+                "consent_at": _iso(s.consent_at),
+                "consent_method": s.consent_method,
+                "consent_text_version": s.consent_text_version,
+                "confirmed_at": _iso(s.confirmed_at),
+                "unsubscribed_at": _iso(s.unsubscribed_at),
+            }
+            for s in journalist.subscriptions
+        ],
+        "media_lists": [m.name for m in media_lists_of(session, journalist.id)],
+        "deliveries": [
+            {"release": title, "status": d.status.value, "sent_at": _iso(d.sent_at)}
+            for d, title in deliveries
+        ],
+        "suppression": (
+            {"reason": suppression.reason.value, "since": _iso(suppression.created_at)}
+            if suppression is not None
+            else None
+        ),
+    }
+
+
+def erase_journalist(session: Session, journalist_id: int) -> bool:
+    """Forget a journalist: history anonymised, address suppressed by hash only (Art. 17)."""
+    from distributor.delivery.models import Delivery
+
+    journalist = session.get(Journalist, journalist_id)
+    if journalist is None:
+        return False
+    address = journalist.email_normalized
+    session.execute(
+        update(Delivery)
+        .where(Delivery.journalist_id == journalist.id)
+        .values(journalist_id=None, email=None)
+        .execution_options(synchronize_session=False)
+    )
+    suppression = find_suppression(session, address)
+    if suppression is None:
+        suppress(session, address, SuppressionReason.ERASED)
+    else:
+        # Keep a stronger reason (do-not-contact, bounce, complaint) but forget the address.
+        if suppression.reason == SuppressionReason.UNSUBSCRIBED_ALL:
+            suppression.reason = SuppressionReason.ERASED
+        suppression.address = None
+        suppression.note = ""
+    session.execute(
+        delete(ImportRowError).where(ImportRowError.email.in_([address, journalist.email]))
+    )
+    session.execute(delete(JournalistMerge).where(JournalistMerge.kept_id == journalist.id))
+    session.execute(
+        update(ConfirmationRequest)
+        .where(ConfirmationRequest.journalist_id == journalist.id)
+        .values(journalist_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.delete(journalist)
+    session.flush()
+    return True

@@ -1,0 +1,600 @@
+"""Audience use cases for staff: suppressions, beats, outlets, journalists, media lists, merges.
+
+Functions take a session, may flush, never commit. Consent flows (subscribe, confirm,
+preference centre, erasure) live in ``consent.py``; CSV import and export in ``csv_io.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, cast
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import CursorResult, Select, delete, exists, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from distributor.accounts.models import Role, User
+from distributor.audience.models import (
+    Beat,
+    Journalist,
+    JournalistMerge,
+    LawfulBasis,
+    MediaList,
+    Outlet,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+    media_list_members,
+)
+from distributor.db import utcnow
+from distributor.errors import Conflict, Forbidden, NotFound, ValidationFailed
+
+# -- addresses and suppression -----------------------------------------------------------------
+
+
+def normalise_address(email: str, *, check_deliverability: bool = False) -> str:
+    """The lower-cased, validated form of ``email``; raises ``ValidationFailed``."""
+    try:
+        result = validate_email(email.strip(), check_deliverability=check_deliverability)
+    except EmailNotValidError as exc:
+        raise ValidationFailed(f"Invalid email address: {exc}") from exc
+    return result.normalized.lower()
+
+
+def address_hash(email: str) -> str:
+    """sha256 of the lower-cased address: what the suppression list is keyed by."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def find_suppression(session: Session, email: str) -> Suppression | None:
+    return session.scalar(
+        select(Suppression).where(Suppression.address_hash == address_hash(email))
+    )
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    """True when ``email`` must not be mailed (checked before every send)."""
+    return bool(
+        session.scalar(select(exists().where(Suppression.address_hash == address_hash(email))))
+    )
+
+
+def suppress(
+    session: Session,
+    email: str,
+    reason: SuppressionReason,
+    *,
+    note: str = "",
+    by: User | None = None,
+) -> Suppression:
+    """Add ``email`` to the suppression list; an existing entry is kept as it is (idempotent).
+
+    A do-not-contact entered by staff wins over an automatic reason, since only admins lift it.
+    """
+    existing = find_suppression(session, email)
+    if existing is not None:
+        if reason == SuppressionReason.DO_NOT_CONTACT and existing.reason != reason:
+            existing.reason = reason
+            existing.note = note or existing.note
+            existing.created_by_id = by.id if by is not None else existing.created_by_id
+            session.flush()
+        return existing
+    entry = Suppression(
+        address_hash=address_hash(email),
+        address=None if reason == SuppressionReason.ERASED else email.strip().lower(),
+        reason=reason,
+        note=note,
+        created_by_id=by.id if by is not None else None,
+        created_at=utcnow(),
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def lift_suppression(session: Session, email: str, *, by: User) -> None:
+    """Remove ``email`` from the suppression list; a do-not-contact only by an admin."""
+    entry = find_suppression(session, email)
+    if entry is None:
+        raise NotFound("That address is not on the suppression list")
+    _lift(session, entry, by=by)
+
+
+def lift_suppression_by_id(session: Session, suppression_id: int, *, by: User) -> None:
+    entry = session.get(Suppression, suppression_id)
+    if entry is None:
+        raise NotFound("No such suppression")
+    _lift(session, entry, by=by)
+
+
+def _lift(session: Session, entry: Suppression, *, by: User) -> None:
+    if entry.reason == SuppressionReason.DO_NOT_CONTACT and by.role != Role.ADMIN:
+        raise Forbidden("Only an admin can lift a do-not-contact entry")
+    if entry.reason == SuppressionReason.ERASED:
+        raise Forbidden("An erased address stays suppressed until its owner subscribes again")
+    session.delete(entry)
+    session.flush()
+
+
+def list_suppressions(
+    session: Session, *, q: str = "", reason: str = "", limit: int = 200
+) -> list[Suppression]:
+    stmt = select(Suppression).order_by(Suppression.created_at.desc()).limit(limit)
+    if q:
+        stmt = stmt.where(
+            or_(
+                Suppression.address.ilike(f"%{q.strip()}%"),
+                Suppression.address_hash == address_hash(q),
+            )
+        )
+    if reason:
+        stmt = stmt.where(Suppression.reason == SuppressionReason(reason))
+    return list(session.scalars(stmt))
+
+
+# -- beats ---------------------------------------------------------------------------------------
+
+
+def slugify(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:140]
+
+
+def list_beats(session: Session, *, public_only: bool = False) -> list[Beat]:
+    stmt = select(Beat).order_by(Beat.name)
+    if public_only:
+        stmt = stmt.where(Beat.is_public.is_(True))
+    return list(session.scalars(stmt))
+
+
+def get_beat(session: Session, beat_id: int) -> Beat:
+    beat = session.get(Beat, beat_id)
+    if beat is None:
+        raise NotFound("No such beat")
+    return beat
+
+
+def save_beat(
+    session: Session,
+    *,
+    name: str,
+    slug: str = "",
+    description: str = "",
+    is_public: bool = True,
+    beat: Beat | None = None,
+) -> Beat:
+    """Create or update a beat; slugs are unique."""
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("A beat needs a name")
+    slug = slugify(slug or name)
+    if not slug:
+        raise ValidationFailed("The slug needs at least one letter or digit")
+    clash = session.scalar(select(Beat).where(Beat.slug == slug))
+    if clash is not None and clash is not beat:
+        raise Conflict(f"Another beat already uses the slug {slug!r}")
+    if beat is None:
+        beat = Beat(created_at=utcnow())
+        session.add(beat)
+    beat.name, beat.slug, beat.description, beat.is_public = name, slug, description, is_public
+    session.flush()
+    return beat
+
+
+def beat_counts(session: Session) -> dict[int, int]:
+    """Confirmed subscribers per beat id."""
+    rows = session.execute(
+        select(Subscription.beat_id, func.count())
+        .where(Subscription.status == SubscriptionStatus.CONFIRMED)
+        .group_by(Subscription.beat_id)
+    )
+    return {beat_id: count for beat_id, count in rows}
+
+
+def delete_beat(session: Session, beat: Beat) -> None:
+    session.delete(beat)
+    session.flush()
+
+
+# -- outlets and journalists ------------------------------------------------------------------
+
+
+def get_or_create_outlet(session: Session, name: str) -> Outlet | None:
+    name = name.strip()
+    if not name:
+        return None
+    outlet = session.scalar(select(Outlet).where(func.lower(Outlet.name) == name.lower()))
+    if outlet is None:
+        outlet = Outlet(name=name[:200], website="", country="")
+        session.add(outlet)
+        session.flush()
+    return outlet
+
+
+def list_outlets(session: Session) -> list[Outlet]:
+    return list(session.scalars(select(Outlet).order_by(Outlet.name)))
+
+
+def find_journalist(session: Session, email: str) -> Journalist | None:
+    return session.scalar(
+        select(Journalist).where(Journalist.email_normalized == email.strip().lower())
+    )
+
+
+def get_journalist(session: Session, journalist_id: int) -> Journalist:
+    journalist = session.get(Journalist, journalist_id)
+    if journalist is None:
+        raise NotFound("No such journalist")
+    return journalist
+
+
+@dataclass
+class JournalistDetails:
+    email: str
+    name: str = ""
+    outlet: str = ""
+    role: str = ""
+    country: str = ""
+    language: str = ""
+    phone: str = ""
+    notes: str = ""
+    lawful_basis: LawfulBasis = LawfulBasis.LEGITIMATE_INTEREST
+
+
+def save_journalist(
+    session: Session, details: JournalistDetails, *, journalist: Journalist | None = None
+) -> Journalist:
+    """Create or update a journalist record entered by staff."""
+    address = normalise_address(details.email)
+    clash = find_journalist(session, address)
+    if clash is not None and clash is not journalist:
+        raise Conflict(f"{address} is already in the audience (merge the records instead)")
+    if journalist is None:
+        journalist = Journalist(created_at=utcnow())
+        session.add(journalist)
+    journalist.email = address
+    journalist.email_normalized = address
+    journalist.name = details.name.strip()[:200]
+    journalist.outlet = get_or_create_outlet(session, details.outlet)
+    journalist.role = details.role.strip()[:120]
+    journalist.country = details.country.strip().upper()[:2]
+    journalist.language = details.language.strip()[:12]
+    journalist.phone = details.phone.strip()[:60]
+    journalist.notes = details.notes
+    journalist.lawful_basis = details.lawful_basis
+    session.flush()
+    return journalist
+
+
+JOURNALIST_STATUSES = ("confirmed", "pending", "unsubscribed", "suppressed", "paused")
+ENGAGEMENT_FILTERS = ("engaged", "unengaged")
+ENGAGEMENT_WINDOW = dt.timedelta(days=90)
+
+
+def journalist_query(
+    *,
+    q: str = "",
+    beat_id: int | None = None,
+    outlet_id: int | None = None,
+    status: str = "",
+    engagement: str = "",
+) -> Select[Any]:
+    """Staff search: free text over address/name/outlet, filtered by beat, outlet and status."""
+    stmt = select(Journalist).order_by(Journalist.name, Journalist.email_normalized)
+    if q.strip():
+        like = f"%{q.strip().lower()}%"
+        stmt = stmt.outerjoin(Outlet, Journalist.outlet_id == Outlet.id).where(
+            or_(
+                Journalist.email_normalized.like(like),
+                func.lower(Journalist.name).like(like),
+                func.lower(Outlet.name).like(like),
+            )
+        )
+    if outlet_id:
+        stmt = stmt.where(Journalist.outlet_id == outlet_id)
+    sub_status = {
+        "confirmed": SubscriptionStatus.CONFIRMED,
+        "pending": SubscriptionStatus.PENDING,
+        "unsubscribed": SubscriptionStatus.UNSUBSCRIBED,
+    }.get(status)
+    if beat_id or sub_status is not None:
+        cond = Subscription.journalist_id == Journalist.id
+        if beat_id:
+            cond = cond & (Subscription.beat_id == beat_id)
+        if sub_status is not None:
+            cond = cond & (Subscription.status == sub_status)
+        stmt = stmt.where(exists().where(cond))
+    if status == "suppressed":
+        # Suppressions keep the lower-cased address until it is erased, and erased
+        # journalists no longer exist, so matching on the address is exact here.
+        stmt = stmt.where(
+            Journalist.email_normalized.in_(
+                select(Suppression.address).where(Suppression.address.is_not(None))
+            )
+        )
+    elif status == "paused":
+        stmt = stmt.where(Journalist.is_paused.is_(True))
+    if engagement in ENGAGEMENT_FILTERS:
+        from distributor.tracking.models import TrackingEvent
+
+        # Engaged: a human open or click (machine opens and scanner clicks do not count)
+        # in the last 90 days. Unengaged: mailed in that time, but no human reaction.
+        since = utcnow() - ENGAGEMENT_WINDOW
+        human = exists().where(
+            TrackingEvent.journalist_id == Journalist.id,
+            TrackingEvent.is_machine.is_(False),
+            TrackingEvent.occurred_at >= since,
+        )
+        if engagement == "engaged":
+            stmt = stmt.where(human)
+        else:
+            from distributor.delivery.models import Delivery
+
+            mailed = exists().where(
+                Delivery.journalist_id == Journalist.id, Delivery.sent_at >= since
+            )
+            stmt = stmt.where(mailed, ~human)
+    return stmt
+
+
+def search_journalists(
+    session: Session,
+    *,
+    q: str = "",
+    beat_id: int | None = None,
+    outlet_id: int | None = None,
+    status: str = "",
+    engagement: str = "",
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[Journalist], int]:
+    """One page of journalists matching the filters, and how many match in all."""
+    stmt = journalist_query(
+        q=q, beat_id=beat_id, outlet_id=outlet_id, status=status, engagement=engagement
+    )
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    rows = session.scalars(stmt.limit(per_page).offset(max(page - 1, 0) * per_page))
+    return list(rows.unique()), total
+
+
+# -- media lists ---------------------------------------------------------------------------------
+
+
+def list_media_lists(session: Session) -> list[tuple[MediaList, int]]:
+    counts = (
+        select(media_list_members.c.media_list_id, func.count().label("n"))
+        .group_by(media_list_members.c.media_list_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(MediaList, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.media_list_id == MediaList.id)
+        .order_by(MediaList.name)
+    )
+    return [(media_list, int(n)) for media_list, n in rows]
+
+
+def get_media_list(session: Session, media_list_id: int) -> MediaList:
+    media_list = session.get(MediaList, media_list_id)
+    if media_list is None:
+        raise NotFound("No such media list")
+    return media_list
+
+
+def save_media_list(
+    session: Session, *, name: str, description: str = "", media_list: MediaList | None = None
+) -> MediaList:
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("A media list needs a name")
+    clash = session.scalar(select(MediaList).where(MediaList.name == name))
+    if clash is not None and clash is not media_list:
+        raise Conflict(f"There is already a media list called {name!r}")
+    if media_list is None:
+        media_list = MediaList(created_at=utcnow())
+        session.add(media_list)
+    media_list.name, media_list.description = name, description
+    session.flush()
+    return media_list
+
+
+def delete_media_list(session: Session, media_list: MediaList) -> None:
+    session.delete(media_list)
+    session.flush()
+
+
+def add_to_media_list(session: Session, media_list: MediaList, emails: list[str]) -> list[str]:
+    """Add the journalists with these addresses; returns the addresses not found."""
+    missing: list[str] = []
+    for raw in emails:
+        if not raw.strip():
+            continue
+        journalist = find_journalist(session, raw)
+        if journalist is None:
+            missing.append(raw.strip())
+            continue
+        if journalist not in media_list.journalists:
+            media_list.journalists.append(journalist)
+    session.flush()
+    return missing
+
+
+def remove_from_media_list(session: Session, media_list: MediaList, journalist_id: int) -> None:
+    session.execute(
+        delete(media_list_members).where(
+            media_list_members.c.media_list_id == media_list.id,
+            media_list_members.c.journalist_id == journalist_id,
+        )
+    )
+    session.expire(media_list, ["journalists"])
+
+
+def media_lists_of(session: Session, journalist_id: int) -> list[MediaList]:
+    return list(
+        session.scalars(
+            select(MediaList)
+            .join(media_list_members, media_list_members.c.media_list_id == MediaList.id)
+            .where(media_list_members.c.journalist_id == journalist_id)
+            .order_by(MediaList.name)
+        )
+    )
+
+
+# -- merging duplicates --------------------------------------------------------------------------
+
+_STATUS_RANK = {
+    SubscriptionStatus.UNSUBSCRIBED: 0,
+    SubscriptionStatus.PENDING: 1,
+    SubscriptionStatus.CONFIRMED: 2,
+}
+
+
+def merge_journalists(
+    session: Session, *, keep_id: int, duplicate_id: int, by: User | None = None
+) -> JournalistMerge:
+    """Fold ``duplicate_id`` into ``keep_id``: subscriptions, list memberships and deliveries move.
+
+    Runs in the caller's transaction, so a failure leaves both records as they were. Where both
+    follow a beat, an unsubscribe wins (we never re-subscribe someone by merging); otherwise the
+    stronger status and its consent evidence are kept.
+    """
+    from distributor.delivery.models import Delivery
+
+    if keep_id == duplicate_id:
+        raise ValidationFailed("Choose two different records to merge")
+    keep = get_journalist(session, keep_id)
+    dup = get_journalist(session, duplicate_id)
+
+    kept_subs = {s.beat_id: s for s in keep.subscriptions}
+    moved_subs = 0
+    for sub in list(dup.subscriptions):
+        mine = kept_subs.get(sub.beat_id)
+        if mine is None:
+            dup.subscriptions.remove(sub)
+            keep.subscriptions.append(sub)
+            moved_subs += 1
+            continue
+        if SubscriptionStatus.UNSUBSCRIBED in (mine.status, sub.status):
+            if mine.status != SubscriptionStatus.UNSUBSCRIBED:
+                mine.status = SubscriptionStatus.UNSUBSCRIBED
+                mine.unsubscribed_at = sub.unsubscribed_at or utcnow()
+        elif _STATUS_RANK[sub.status] > _STATUS_RANK[mine.status]:
+            for attr in (
+                "status",
+                "source",
+                "consent_at",
+                "consent_method",
+                "consent_text_version",
+                "consent_ip_hash",
+                "confirmed_at",
+            ):
+                setattr(mine, attr, getattr(sub, attr))
+        moved_subs += 1
+    session.flush()
+
+    kept_lists = set(
+        session.scalars(
+            select(media_list_members.c.media_list_id).where(
+                media_list_members.c.journalist_id == keep.id
+            )
+        )
+    )
+    dup_lists = set(
+        session.scalars(
+            select(media_list_members.c.media_list_id).where(
+                media_list_members.c.journalist_id == dup.id
+            )
+        )
+    )
+    new_lists = sorted(dup_lists - kept_lists)
+    if new_lists:
+        session.execute(
+            insert(media_list_members),
+            [{"media_list_id": ml, "journalist_id": keep.id} for ml in new_lists],
+        )
+
+    # One delivery per release and journalist: where both got the same release, the kept
+    # record's row stays and the duplicate's row is anonymised rather than moved.
+    kept_releases = select(Delivery.release_id).where(Delivery.journalist_id == keep.id)
+    moved_deliveries = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Delivery)
+            .where(Delivery.journalist_id == dup.id, Delivery.release_id.not_in(kept_releases))
+            .values(journalist_id=keep.id)
+            .execution_options(synchronize_session=False)
+        ),
+    ).rowcount
+    session.execute(
+        update(Delivery)
+        .where(Delivery.journalist_id == dup.id)
+        .values(journalist_id=None)
+        .execution_options(synchronize_session=False)
+    )
+
+    for attr in ("name", "role", "country", "language", "phone"):
+        if not getattr(keep, attr) and getattr(dup, attr):
+            setattr(keep, attr, getattr(dup, attr))
+    if keep.outlet_id is None and dup.outlet_id is not None:
+        keep.outlet_id = dup.outlet_id
+    if dup.notes and dup.notes not in keep.notes:
+        keep.notes = (keep.notes + "\n\n" + dup.notes).strip()
+    keep.is_paused = keep.is_paused or dup.is_paused
+    keep.is_tracking_allowed = keep.is_tracking_allowed and dup.is_tracking_allowed
+
+    log = JournalistMerge(
+        kept_id=keep.id,
+        merged_journalist_id=dup.id,
+        merged_email=dup.email,
+        moved_subscriptions=moved_subs,
+        moved_list_memberships=len(new_lists),
+        moved_deliveries=int(moved_deliveries or 0),
+        merged_by_id=by.id if by is not None else None,
+        merged_at=utcnow(),
+    )
+    session.add(log)
+    session.delete(dup)
+    session.flush()
+    return log
+
+
+def merges_into(session: Session, journalist_id: int) -> list[JournalistMerge]:
+    return list(
+        session.scalars(
+            select(JournalistMerge)
+            .where(JournalistMerge.kept_id == journalist_id)
+            .order_by(JournalistMerge.merged_at.desc())
+        )
+    )
+
+
+def delivery_history(session: Session, journalist_id: int, limit: int = 100) -> list[Any]:
+    """The journalist's deliveries, newest first, with each release's title."""
+    from distributor.delivery.models import Delivery
+    from distributor.releases.models import Release
+
+    return list(
+        session.execute(
+            select(Delivery, Release.title)
+            .join(Release, Release.id == Delivery.release_id)
+            .where(Delivery.journalist_id == journalist_id)
+            .order_by(Delivery.created_at.desc())
+            .limit(limit)
+        ).all()
+    )
+
+
+def suppressed_addresses(session: Session, emails: list[str]) -> set[str]:
+    """The addresses among ``emails`` that are on the suppression list."""
+    by_hash = {address_hash(e): e for e in emails}
+    if not by_hash:
+        return set()
+    found = session.scalars(
+        select(Suppression.address_hash).where(Suppression.address_hash.in_(list(by_hash)))
+    )
+    return {by_hash[h] for h in found}

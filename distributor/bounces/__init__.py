@@ -1,0 +1,1 @@
+"""Bounces and complaints: DSNs, ARF reports and ESP webhooks turned into suppressions."""

@@ -1,0 +1,456 @@
+"""The delivery ledger: state machines, atomic claiming, progress records and recovery sweeps.
+
+Single rows move through ``move_delivery`` (which raises on an illegal move). Batches move with
+set-based UPDATEs whose WHERE clause names the current status: that guard is the transition
+check for a batch, and it is what makes a duplicated or late worker harmless.
+
+How a message is protected against loss and duplication:
+
+1. claim: rows go queued -> sending with ``claimed_by``; that commit happens BEFORE any SMTP.
+2. just before DATA's final dot, ``handed_at`` is committed for that one row (``ProgressWriter``).
+3. refusals and losses are written as they happen; accepted rows are written in bulk at the end.
+
+If the worker dies, ``recover_stale_claims`` reads the rows it left in ``sending``: never handed
+over -> queued again (safe); handed over and earlier than the connection's last handed row ->
+sent (their reply came back, or a refusal would have been written); the last handed row of each
+claim -> UNKNOWN, since its reply may never have arrived. So at most one message per open
+connection is ever in doubt, and it is never resent without a person deciding to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Integer, String, bindparam, func, select, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from distributor.db import UTCDateTime
+from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
+from distributor.statemachine import StateMachine
+
+D = DeliveryStatus
+
+DELIVERY_MACHINE: StateMachine[DeliveryStatus] = StateMachine(
+    "delivery",
+    {
+        D.QUEUED: {D.SENDING, D.CANCELLED},
+        # sending -> queued: released unsent (rate limit, pause) or recovered, never handed over.
+        D.SENDING: {D.SENT, D.DEFERRED, D.FAILED, D.UNKNOWN, D.QUEUED, D.CANCELLED},
+        D.DEFERRED: {D.QUEUED, D.CANCELLED},
+        D.FAILED: {D.QUEUED},  # staff: retry failed
+        D.UNKNOWN: {D.QUEUED},  # staff decided to resend
+        D.DIGEST: {D.SENT, D.FAILED, D.CANCELLED},  # the daily digest took it
+    },
+)
+
+S = SendStatus
+
+SEND_MACHINE: StateMachine[SendStatus] = StateMachine(
+    "send",
+    {
+        S.SCHEDULED: {S.RUNNING, S.CANCELLED},
+        S.RUNNING: {S.PAUSED, S.CANCELLED, S.FINISHED},
+        S.PAUSED: {S.RUNNING, S.CANCELLED},
+        S.FINISHED: {S.RUNNING},  # retry failed / resend unknown reopens it
+        S.CANCELLED: {S.RUNNING, S.SCHEDULED},  # started or scheduled again
+    },
+)
+
+FINAL_STATUSES = frozenset({D.SENT, D.FAILED, D.UNKNOWN, D.CANCELLED, D.DIGEST})
+PENDING_STATUSES = frozenset({D.QUEUED, D.SENDING, D.DEFERRED})
+
+
+def move_delivery(delivery: Delivery, target: DeliveryStatus) -> None:
+    """Move one row, checking the state machine."""
+    DELIVERY_MACHINE.check(delivery.status, target)
+    delivery.status = target
+
+
+def move_send(send: Send, target: SendStatus) -> None:
+    SEND_MACHINE.check(send.status, target)
+    send.status = target
+
+
+# -- claiming ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ClaimedRow:
+    id: int
+    journalist_id: int | None
+    email: str
+    domain: str
+    verp_token: str
+    matched_beats: str
+    attempts: int
+    first_attempt_at: dt.datetime | None
+    name: str
+    is_tracking_allowed: bool
+
+
+_CLAIM_PG = """
+WITH picked AS (
+    SELECT d.id, COALESCE(j.name, '') AS name, COALESCE(j.is_tracking_allowed, false) AS tracking
+    FROM deliveries d LEFT JOIN journalists j ON j.id = d.journalist_id
+    WHERE d.send_id = :send_id AND d.status = 'queued'
+      AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= :now)
+    ORDER BY d.id
+    LIMIT :limit
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries AS d
+SET status = 'sending', claimed_by = :worker, claimed_at = :now, handed_at = NULL,
+    first_attempt_at = COALESCE(d.first_attempt_at, :now), updated_at = :now
+FROM picked
+WHERE d.id = picked.id
+RETURNING d.id, d.journalist_id, d.email, d.recipient_domain, d.verp_token, d.matched_beats,
+          d.attempts, d.first_attempt_at, picked.name, picked.tracking
+"""
+
+# SQLite has one writer at a time, so the sub-select cannot race; RETURNING needs 3.35.
+_CLAIM_SQLITE = """
+UPDATE deliveries
+SET status = 'sending', claimed_by = :worker, claimed_at = :now, handed_at = NULL,
+    first_attempt_at = COALESCE(first_attempt_at, :now), updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE send_id = :send_id AND status = 'queued'
+      AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+    ORDER BY id LIMIT :limit
+)
+RETURNING id, journalist_id, email, recipient_domain, verp_token, matched_beats, attempts,
+          first_attempt_at
+"""
+
+
+def claim_batch(
+    conn: Connection, *, send_id: int, worker: str, limit: int, now: dt.datetime
+) -> list[ClaimedRow] | None:
+    """Claim up to ``limit`` due queued rows of a running send (None: the send is not running).
+
+    Runs inside the caller's transaction; the caller commits before talking SMTP.
+    """
+    # A plain read, not a lock: claims must not queue behind each other on the send's row.
+    # A pause that lands just after this read is seen by the batch within a second.
+    status = conn.execute(select(Send.status).where(Send.id == send_id)).scalar()
+    if status is not SendStatus.RUNNING:
+        return None
+    params = {"send_id": send_id, "worker": worker, "limit": limit, "now": now}
+    binds = (
+        bindparam("send_id", type_=Integer()),
+        bindparam("worker", type_=String()),
+        bindparam("limit", type_=Integer()),
+        bindparam("now", type_=UTCDateTime()),
+    )
+    columns = {"first_attempt_at": UTCDateTime()}
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(text(_CLAIM_PG).bindparams(*binds).columns(**columns), params).all()
+        claimed = [ClaimedRow(*row) for row in rows]
+    else:
+        rows = conn.execute(text(_CLAIM_SQLITE).bindparams(*binds).columns(**columns), params).all()
+        people: dict[int, tuple[str, bool]] = {}
+        journalist_ids = [r[1] for r in rows if r[1] is not None]
+        if journalist_ids:
+            found = conn.execute(
+                text(
+                    "SELECT id, name, is_tracking_allowed FROM journalists WHERE id IN :ids"
+                ).bindparams(bindparam("ids", expanding=True)),
+                {"ids": journalist_ids},
+            )
+            people = {int(i): (n or "", bool(t)) for i, n, t in found}
+        claimed = [
+            ClaimedRow(*row, *people.get(row[1], ("", False)))  # type: ignore[call-arg]
+            for row in rows
+        ]
+    claimed.sort(key=lambda r: r.id)
+    return claimed
+
+
+# -- per-message progress ---------------------------------------------------------------------
+
+
+_MARK_NAME = b"distributor_delivery_mark"
+_MARK_PG = (
+    b"UPDATE deliveries SET handed_at = clock_timestamp(), message_id = $1 "
+    b"WHERE id = $2::bigint AND claimed_by = $3 AND status = 'sending'"
+)
+_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
+
+
+class ProgressWriter:
+    """Autocommit writes of one batch: the in-flight marker per message, refusals as they
+    happen, accepted rows in bulk. Every write is guarded by ``claimed_by`` and status
+    ``sending``, so a worker whose claim was recovered cannot overwrite anyone.
+
+    On PostgreSQL the markers commit with ``synchronous_commit = off``: they survive the death of
+    the worker at once (the server has them); only a crash of the database server itself within
+    its WAL writer delay could forget a marker.
+    """
+
+    def __init__(self, engine: Engine, worker: str) -> None:
+        self.worker = worker
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._raw = engine.raw_connection()
+        self._conn: Any = self._raw.driver_connection
+        assert self._conn is not None
+        if self.is_postgres:
+            self._conn.autocommit = True
+            self._conn.execute("SET synchronous_commit = off")
+            self.p = "%s"
+            # The marker is the one statement per message: run it through libpq directly
+            # (a prepared statement, no Python cursor machinery): ~20 us instead of ~60 us.
+            self._pq = self._conn.pgconn
+            prepared = self._pq.prepare(_MARK_NAME, _MARK_PG)
+            if prepared.status != _COMMAND_OK and b"already exists" not in (
+                prepared.error_message or b""
+            ):
+                raise RuntimeError(prepared.error_message.decode("utf-8", "replace"))
+            self._worker_bytes = worker.encode()
+        else:
+            self.p = "?"  # sqlite3 runs in autocommit mode (isolation_level None in db.py)
+        self._cur = self._conn.cursor()
+
+    def close(self) -> None:
+        try:
+            if self.is_postgres:
+                self._conn.execute("RESET synchronous_commit")
+                self._conn.autocommit = False
+            self._cur.close()
+        finally:
+            self._raw.close()
+
+    def _t(self, value: dt.datetime | None) -> Any:
+        if value is None or self.is_postgres:
+            return value
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.p) if self.is_postgres else statement
+
+    def mark_handed(self, delivery_id: int, message_id: str, now: dt.datetime) -> bool:
+        """Record that this row's final dot is about to go out; False if the row is not ours."""
+        if self.is_postgres:
+            result = self._pq.exec_prepared(
+                _MARK_NAME, [message_id.encode(), str(delivery_id).encode(), self._worker_bytes]
+            )
+            if result.status != _COMMAND_OK:
+                raise RuntimeError(result.error_message.decode("utf-8", "replace"))
+            return bool(result.command_tuples == 1)
+        self._cur.execute(
+            self._sql(
+                "UPDATE deliveries SET handed_at = ?, message_id = ? "
+                "WHERE id = ? AND claimed_by = ? AND status = 'sending'"
+            ),
+            (self._t(now), message_id, delivery_id, self.worker),
+        )
+        return bool(self._cur.rowcount == 1)
+
+    def record(
+        self,
+        delivery_id: int,
+        status: DeliveryStatus,
+        *,
+        code: int | None,
+        response: str,
+        now: dt.datetime,
+        next_attempt_at: dt.datetime | None = None,
+        is_policy_rejection: bool = False,
+        count_attempt: bool = True,
+    ) -> None:
+        """Write one refusal, deferral or unknown outcome at once."""
+        self._cur.execute(
+            self._sql(
+                "UPDATE deliveries SET status = ?, smtp_code = ?, smtp_response = ?, "
+                "next_attempt_at = ?, is_policy_rejection = ?, attempts = attempts + ?, "
+                "updated_at = ? WHERE id = ? AND claimed_by = ? AND status = 'sending'"
+            ),
+            (
+                status.value,
+                code,
+                response[:2000],
+                self._t(next_attempt_at),
+                is_policy_rejection,
+                1 if count_attempt else 0,
+                self._t(now),
+                delivery_id,
+                self.worker,
+            ),
+        )
+
+    def record_sent(self, accepted: Sequence[tuple[int, str]], now: dt.datetime) -> int:
+        """Mark the accepted rows sent in one statement (one commit)."""
+        if not accepted:
+            return 0
+        if self.is_postgres:
+            self._cur.execute(
+                "UPDATE deliveries AS d SET status = 'sent', sent_at = COALESCE(d.handed_at, %s), "
+                "smtp_code = 250, smtp_response = v.resp, attempts = d.attempts + 1, "
+                "next_attempt_at = NULL, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, resp) "
+                "WHERE d.id = v.id AND d.claimed_by = %s AND d.status = 'sending'",
+                (now, now, [a[0] for a in accepted], [a[1] for a in accepted], self.worker),
+            )
+            return int(self._cur.rowcount)
+        stamp = self._t(now)
+        self._cur.execute("BEGIN")
+        try:
+            self._cur.executemany(
+                "UPDATE deliveries SET status = 'sent', sent_at = COALESCE(handed_at, ?), "
+                "smtp_code = 250, smtp_response = ?, attempts = attempts + 1, "
+                "next_attempt_at = NULL, updated_at = ? "
+                "WHERE id = ? AND claimed_by = ? AND status = 'sending'",
+                [(stamp, resp, stamp, i, self.worker) for i, resp in accepted],
+            )
+            changed = int(self._cur.rowcount)
+            self._cur.execute("COMMIT")
+        except BaseException:
+            self._cur.execute("ROLLBACK")
+            raise
+        return changed
+
+    def release(
+        self,
+        delivery_ids: Sequence[int],
+        *,
+        status: DeliveryStatus,
+        next_attempt_at: dt.datetime | None,
+        now: dt.datetime,
+    ) -> None:
+        """Give rows back unsent (queued, or cancelled when the send was cancelled)."""
+        if not delivery_ids:
+            return
+        marks = ", ".join([self.p] * len(delivery_ids))
+        self._cur.execute(
+            self._sql("UPDATE deliveries SET status = ?, next_attempt_at = ?, updated_at = ? ")  # noqa: S608
+            + f"WHERE id IN ({marks}) AND claimed_by = {self.p} AND status = 'sending'",
+            (status.value, self._t(next_attempt_at), self._t(now), *delivery_ids, self.worker),
+        )
+
+    def heartbeat(self, now: dt.datetime) -> None:
+        """Keep a long batch's claim fresh so that recovery leaves it alone."""
+        self._cur.execute(
+            self._sql(
+                "UPDATE deliveries SET claimed_at = ? WHERE claimed_by = ? AND status = 'sending'"
+            ),
+            (self._t(now), self.worker),
+        )
+
+    def touch_send(self, send_id: int, now: dt.datetime) -> None:
+        """Note that this send is being worked on (the sweep restarts quiet sends)."""
+        self._cur.execute(
+            self._sql("UPDATE sends SET last_claim_at = ? WHERE id = ?"), (self._t(now), send_id)
+        )
+
+    def send_status(self, send_id: int) -> str | None:
+        self._cur.execute(self._sql("SELECT status FROM sends WHERE id = ?"), (send_id,))
+        row = self._cur.fetchone()
+        return str(row[0]) if row else None
+
+    def suppress(self, address_hash: str, address: str, note: str, now: dt.datetime) -> None:
+        """A hard bounce: add the address to the suppression list (kept if already there)."""
+        self._cur.execute(
+            self._sql(
+                "INSERT INTO suppressions (address_hash, address, reason, note, created_at) "
+                "VALUES (?, ?, 'hard_bounce', ?, ?) ON CONFLICT (address_hash) DO NOTHING"
+            ),
+            (address_hash, address.strip().lower(), note[:2000], self._t(now)),
+        )
+
+
+# -- sweeps -------------------------------------------------------------------------------------
+
+
+def promote_due_deferred(session: Session, now: dt.datetime) -> int:
+    """deferred -> queued once ``next_attempt_at`` has come."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.status == D.DEFERRED, Delivery.next_attempt_at <= now)
+        .values(status=D.QUEUED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Recovery:
+    requeued: int
+    sent: int
+    unknown: int
+
+
+def recover_stale_claims(session: Session, *, now: dt.datetime, timeout_seconds: int) -> Recovery:
+    """Settle rows left in ``sending`` by a worker that died (see the module docstring)."""
+    cutoff = now - dt.timedelta(seconds=timeout_seconds)
+    stale = (Delivery.status == D.SENDING, Delivery.claimed_at < cutoff)
+    last_handed = (
+        select(func.max(Delivery.id))
+        .where(*stale, Delivery.handed_at.is_not(None))
+        .group_by(Delivery.claimed_by)
+    )
+    unknown = session.execute(
+        update(Delivery)
+        .where(*stale, Delivery.id.in_(last_handed))
+        .values(
+            status=D.UNKNOWN,
+            attempts=Delivery.attempts + 1,
+            smtp_response="worker lost while the message was in flight: outcome unknown",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    sent = session.execute(
+        update(Delivery)
+        .where(*stale, Delivery.handed_at.is_not(None))
+        .values(
+            status=D.SENT,
+            sent_at=Delivery.handed_at,
+            attempts=Delivery.attempts + 1,
+            smtp_code=250,
+            smtp_response="accepted (recorded after the worker was lost)",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    requeued = session.execute(
+        update(Delivery)
+        .where(*stale, Delivery.handed_at.is_(None))
+        .values(status=D.QUEUED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return Recovery(
+        requeued=int(requeued.rowcount or 0),  # type: ignore[attr-defined]
+        sent=int(sent.rowcount or 0),  # type: ignore[attr-defined]
+        unknown=int(unknown.rowcount or 0),  # type: ignore[attr-defined]
+    )
+
+
+def has_pending(session: Session, send_id: int) -> bool:
+    """Whether any row of the send is still queued, sending or deferred."""
+    return (
+        session.scalar(
+            select(Delivery.id)
+            .where(Delivery.send_id == send_id, Delivery.status.in_(PENDING_STATUSES))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def has_due(session: Session, send_id: int, now: dt.datetime) -> bool:
+    """Whether a batch claimed now would find anything."""
+    return (
+        session.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.send_id == send_id,
+                Delivery.status == D.QUEUED,
+                (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
+            )
+            .limit(1)
+        )
+        is not None
+    )

@@ -1,0 +1,58 @@
+"""Tasks for the release-mail side of delivery: staff test sends and the daily digest sweep."""
+
+from __future__ import annotations
+
+import smtplib
+
+from celery import shared_task
+from flask import current_app
+
+from distributor.accounts.models import User
+from distributor.db import task_session, utcnow
+from distributor.delivery import digest
+from distributor.delivery.rendering import compile_release, staff_recipient
+from distributor.errors import NotFound
+from distributor.mail.transport import MailTransport
+from distributor.settings import Settings
+
+_TRANSIENT = (
+    ConnectionError,
+    TimeoutError,
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+)
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["distributor.settings"]
+    return settings
+
+
+def _transport() -> MailTransport:
+    transport: MailTransport = current_app.extensions["distributor.mail_transport"]
+    return transport
+
+
+@shared_task(
+    name="delivery.send_release_test", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=5
+)
+def send_release_test(release_id: int, user_id: int) -> None:
+    """Render the release exactly as the workers do and send it to one staff member."""
+    settings = _settings()
+    with task_session() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound("The user who asked for the test send no longer exists")
+        compiled = compile_release(session, release_id, settings)
+        envelope_from, _, raw = compiled.render(
+            staff_recipient(email=user.email, name=user.name, label="test")
+        )
+    _transport().send(envelope_from, [user.email], raw)
+
+
+@shared_task(name="delivery.send_digests")
+def send_digests() -> int:
+    """Sweep: send today's digest to every journalist who has one due (once per day)."""
+    return digest.sweep_digests(
+        task_session, now=utcnow(), settings=_settings(), transport=_transport()
+    )

@@ -1,0 +1,115 @@
+"""What the release template shows: public URLs, labels and the Jinja context."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
+
+from distributor.organisation.models import Organisation
+from distributor.releases.models import Attachment, Release
+from distributor.settings import Settings
+
+
+def public_release_url(settings: Settings, release: Release) -> str:
+    return f"{settings.public_base_url}/releases/{release.slug}"
+
+
+def photo_email_url(settings: Settings, release: Release) -> str | None:
+    """The 600 px email rendition of the lead photo (``newsroom.photo``)."""
+    if not release.photo_key:
+        return None
+    from distributor.releases.media import PHOTO_WIDTHS
+
+    return (
+        f"{settings.public_base_url}/media/photos/{release.photo_key}-{PHOTO_WIDTHS['email']}.jpg"
+    )
+
+
+def attachment_url(settings: Settings, release: Release, attachment: Attachment) -> str:
+    """``newsroom.attachment``; under embargo ``newsroom.preview_attachment``, which works
+    before the lift: recipients need the material the embargo covers, not just the text."""
+    name = quote(attachment.filename)
+    if release.embargo_until is not None and release.embargo_until > dt.datetime.now(dt.UTC):
+        return (
+            f"{settings.public_base_url}/preview/{release.preview_token}/attachments/"
+            f"{attachment.id}/{name}"
+        )
+    return f"{settings.public_base_url}/releases/{release.slug}/attachments/{attachment.id}/{name}"
+
+
+def size_label(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    return f"{max(1, round(size / 1024))} KB"
+
+
+def embargo_label(when: dt.datetime, tz_name: str) -> str:
+    """``25 Nov 2026 09:00 UTC (10:00 CET)``; the local date is repeated when it differs."""
+    utc = when.astimezone(dt.UTC)
+    local = when.astimezone(_zone(tz_name))
+    local_part = local.strftime("%H:%M %Z")
+    if local.date() != utc.date():
+        local_part = local.strftime("%d %b %Y %H:%M %Z").lstrip("0")
+    return f"{utc.strftime('%d %b %Y %H:%M').lstrip('0')} UTC ({local_part})"
+
+
+def _zone(name: str) -> dt.tzinfo:
+    return ZoneInfo(name)
+
+
+def release_context(
+    release: Release,
+    org: Organisation,
+    settings: Settings,
+    *,
+    recipient: dict[str, Any],
+    link: Callable[[str], str],
+    pixel: str,
+    body_html: str,
+) -> dict[str, Any]:
+    """Everything ``templates/email/release`` needs; ``link`` rewrites a URL for tracking."""
+    photo_url = photo_email_url(settings, release)
+    return {
+        "org": org,
+        "release": {
+            "title": " ".join(release.title.split()),
+            "kind": release.kind.name if release.kind else "Press release",
+            "summary": release.summary,
+            "body_html": Markup(body_html),  # noqa: S704 - nh3-sanitised in compile_release
+            "published": (release.published_at or release.created_at or dt.datetime.now(dt.UTC))
+            .astimezone(_zone(org.timezone))
+            .strftime("%d %B %Y")
+            .lstrip("0"),
+            "url": link(public_release_url(settings, release)),
+            "photo": {
+                "url": photo_url,
+                "alt": release.photo_alt or release.title,
+                "credit": release.photo_credit,
+                "caption": release.photo_caption,
+            }
+            if photo_url
+            else None,
+            "contacts": [
+                {"name": c.name, "title": c.title, "email": c.email, "phone": c.phone}
+                for c in release.contacts
+            ],
+            "attachments": [
+                {
+                    "filename": a.filename,
+                    "url": link(attachment_url(settings, release, a)),
+                    "size": size_label(a.size),
+                }
+                for a in release.attachments
+            ],
+        },
+        "embargo": embargo_label(release.embargo_until, org.timezone)
+        if release.embargo_until
+        else None,
+        "recipient": recipient,
+        "pixel": Markup(pixel),  # noqa: S704 - a marker or a tag we build
+    }

@@ -1,0 +1,307 @@
+"""Release mail: compiled once per release, filled in per recipient in microseconds.
+
+``compile_release`` renders the ``release`` template with Jinja, putting an inert marker where
+each per-recipient value goes (name, beats, preference and unsubscribe URLs, pixel, tracked
+links), compiles the MJML once, and splits both parts into quoted-printable chunks around the
+markers (see ``distributor.delivery.mime``). ``CompiledRelease.render`` then only joins bytes:
+no MJML, no Jinja and no ``EmailMessage`` per recipient.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from functools import lru_cache
+from html import escape
+
+import nh3
+from sqlalchemy.orm import Session
+
+from distributor.audience import tokens
+from distributor.delivery.dkim import DkimSigner, load_signer
+from distributor.delivery.link_tokens import FastToken
+from distributor.delivery.mime import (
+    HeaderSet,
+    MessageTemplate,
+    SlotMarkers,
+    html_to_text,
+    html_value,
+    text_value,
+)
+from distributor.delivery.release_context import release_context
+from distributor.errors import NotFound
+from distributor.logs import get_logger
+from distributor.mail.rendering import EmailRenderer, compile_mjml
+from distributor.organisation.services import get_organisation
+from distributor.releases.models import Release
+from distributor.settings import Settings
+
+log = get_logger("distributor.delivery.rendering")
+
+MEDIA_LIST_REASON = "our press team added you to one of its media lists"
+HTML_SIZE_WARNING = 90 * 1024  # Gmail clips over ~102 KB (STANDARDS.md)
+_VERP_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HREF = re.compile(r'href="(https?://[^"]+)"')
+_TOKEN_PROBE = "TOKENxPROBExZ9"  # noqa: S105 - stands in for the VERP token when building URL templates
+
+
+@dataclass(frozen=True)
+class Recipient:
+    delivery_id: int
+    journalist_id: int | None
+    email: str
+    name: str
+    verp_token: str
+    matched_beats: str
+    is_tracking_allowed: bool
+
+
+@lru_cache(maxsize=1)
+def _renderer() -> EmailRenderer:
+    return EmailRenderer()
+
+
+# -- tracking ---------------------------------------------------------------------------------
+
+
+class _Tracking:
+    """Pixel and click URL templates built once from the tracking module's functions."""
+
+    def __init__(self, session: Session, release_id: int, settings: Settings, urls: list[str]):
+        from distributor.tracking import links  # imported late: optional collaborator
+
+        self.link_ids = links.register_links(session, release_id, urls) if urls else {}
+        self.pixel = _split_on_probe(links.pixel_url(settings, _TOKEN_PROBE))
+        self.clicks = {
+            url: _split_on_probe(links.click_url(settings, _TOKEN_PROBE, link_id))
+            for url, link_id in self.link_ids.items()
+        }
+
+
+def _split_on_probe(url: str) -> tuple[str, str]:
+    before, found, after = url.partition(_TOKEN_PROBE)
+    if not found or _TOKEN_PROBE in after:
+        raise ValueError("tracking URL does not carry the token verbatim")
+    return before, after
+
+
+def _load_tracking(
+    session: Session, release_id: int, settings: Settings, urls: list[str]
+) -> _Tracking | None:
+    try:
+        return _Tracking(session, release_id, settings, urls)
+    except ImportError:
+        log.warning("tracking module missing; sending without pixel and tracked links")
+        return None
+
+
+# -- compiled release ------------------------------------------------------------------------
+
+
+class CompiledRelease:
+    """A release compiled once; ``render`` fills in one recipient."""
+
+    def __init__(
+        self,
+        *,
+        release_id: int,
+        subject: str,
+        template: MessageTemplate,
+        settings: Settings,
+        tracking: _Tracking | None,
+        tracked_urls: list[str],
+        signer: DkimSigner | None,
+    ) -> None:
+        self.release_id = release_id
+        self.subject = subject
+        self.template = template
+        self.signer = signer
+        self._from_domain = settings.from_domain
+        self._bounce_domain = settings.bounce_domain
+        self._prefs_prefix = f"{settings.public_base_url}/preferences/"
+        self._unsub_prefix = f"{settings.public_base_url}/unsubscribe/"
+        self._prefs_token = FastToken(
+            settings, tokens.preferences_token, tokens.load_preferences_token
+        )
+        self._unsub_token = FastToken(
+            settings, tokens.unsubscribe_token, tokens.load_unsubscribe_token
+        )
+        self._tracking = tracking
+        # What is the same for every recipient is encoded here, once.
+        self._plain_links = {
+            f"link{i}": (html_value(escape(u)), text_value(u)) for i, u in enumerate(tracked_urls)
+        }
+        self._pixel: tuple[str, str] | None = None
+        self._clicks: list[tuple[str, str, str, bytes]] = []
+        if tracking is not None:
+            before, after = tracking.pixel
+            self._pixel = (
+                f'<img src="{escape(before)}',
+                f'{escape(after)}" width="1" height="1" alt="" '
+                'style="display:block;width:1px;height:1px;border:0;" />',
+            )
+            for i, url in enumerate(tracked_urls):
+                if url in tracking.clicks:
+                    b, a = tracking.clicks[url]
+                    # The text part links to the original URL: no click tracking in plain text.
+                    self._clicks.append((f"link{i}", escape(b), escape(a), text_value(url)))
+        self.html_size = _html_part_size(self.render(_SAMPLE)[2])
+
+    def _slot_values(self, r: Recipient, unsub: str) -> dict[str, tuple[bytes, bytes]]:
+        beats = " ".join(r.matched_beats.split())
+        reason = f"you follow {beats}" if beats else MEDIA_LIST_REASON
+        name = " ".join(r.name.split()) or r.email  # no line breaks from a name, anywhere
+        # Token URLs are URL-safe ASCII: the same bytes serve both parts.
+        prefs = text_value(self._prefs_prefix + self._prefs_token(r.journalist_id or 0))
+        unsub_value = text_value(unsub)
+        values = {
+            "name": (html_value(escape(name)), text_value(name)),
+            "email": (html_value(escape(r.email)), text_value(r.email)),
+            "reason": (html_value(escape(reason)), text_value(reason)),
+            "preferences_url": (prefs, prefs),
+            "unsubscribe_url": (unsub_value, unsub_value),
+        }
+        values.update(self._plain_links)
+        if self._pixel is not None and r.is_tracking_allowed:
+            token = r.verp_token  # checked by render(): letters, digits, - and _
+            values["pixel"] = (html_value(self._pixel[0] + token + self._pixel[1]), b"")
+            for key, before, after, text in self._clicks:
+                values[key] = (html_value(before + token + after), text)
+        else:
+            values["pixel"] = (b"", b"")
+        return values
+
+    def render(self, r: Recipient) -> tuple[str, str, bytes]:
+        """(envelope_from VERP address, Message-ID, RFC 5322 bytes with CRLF, not dot-stuffed)."""
+        token = r.verp_token
+        if not _VERP_TOKEN.fullmatch(token):
+            raise ValueError("VERP token must be URL-safe letters, digits, - and _")
+        message_id = f"<{self.release_id}.{r.delivery_id}.{token}@{self._from_domain}>"
+        mailto = f"mailto:unsubscribe+{token}@{self._bounce_domain}?subject=unsubscribe"
+        # No journalist (a staff test send): the tokens name nobody and their pages say so.
+        unsub = self._unsub_prefix + self._unsub_token(r.journalist_id or 0)
+        values = self._slot_values(r, unsub)
+        headers = HeaderSet(
+            message_id=message_id,
+            to_name=r.name,
+            to_address=r.email,
+            # Folded between the two URIs (RFC 5322 2.2.3): each line stays short.
+            list_unsubscribe=f"<{unsub}>,\r\n <{mailto}>",
+        )
+        message = self.template.render(headers, values)
+        if self.signer is not None:
+            message = self.signer.sign(message)
+        return f"bounces+{token}@{self._bounce_domain}", message_id, message
+
+
+def _html_part_size(message: bytes) -> int:
+    """Bytes of the decoded HTML part, what Gmail measures before clipping."""
+    parsed = email.message_from_bytes(message, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    html = parsed.get_body(("html",))
+    return len(html.get_content().encode("utf-8")) if html is not None else 0
+
+
+def staff_recipient(*, email: str, name: str, label: str) -> Recipient:
+    """Not a journalist: previews, test sends and the checklist (no tracking, no real tokens)."""
+    return Recipient(
+        delivery_id=0,
+        journalist_id=None,
+        email=email,
+        name=name,
+        verp_token=label,
+        matched_beats="",
+        is_tracking_allowed=False,
+    )
+
+
+_SAMPLE = Recipient(
+    delivery_id=0,
+    journalist_id=1,
+    email="sample.journalist@example.org",
+    name="Sample Journalist",
+    verp_token="x" * 22,
+    matched_beats="Climate, Energy",
+    is_tracking_allowed=True,
+)
+
+
+def sanitise_body(body_html: str) -> str:
+    # The releases service already cleans body_html with nh3; cleaning again here keeps the
+    # mail safe whatever path filled the column.
+    return nh3.clean(body_html, link_rel=None)
+
+
+def compile_release(session: Session, release_id: int, settings: Settings) -> CompiledRelease:
+    """Compile the release mail once: MJML, the text part and every static header."""
+    release = session.get(Release, release_id)
+    if release is None:
+        raise NotFound("Release not found")
+    org = get_organisation(session, settings)
+    markers = SlotMarkers()
+    body_html = sanitise_body(release.body_html)
+    tracked_urls: list[str] = []
+
+    def link(url: str) -> str:
+        if url not in tracked_urls:
+            tracked_urls.append(url)
+        return markers.slot(f"link{tracked_urls.index(url)}")
+
+    from html import unescape
+
+    def rewrite(match: re.Match[str]) -> str:
+        return f'href="{link(unescape(match.group(1)))}"'
+
+    body_with_slots = _HREF.sub(rewrite, body_html)
+    recipient = {
+        "name": markers.slot("name"),
+        "email": markers.slot("email"),
+        "reason": markers.slot("reason"),
+        "preferences_url": markers.slot("preferences_url"),
+        "unsubscribe_url": markers.slot("unsubscribe_url"),
+    }
+    context = release_context(
+        release,
+        org,
+        settings,
+        recipient=recipient,
+        link=link,
+        pixel=markers.slot("pixel"),
+        body_html=body_with_slots,
+    )
+    renderer = _renderer()
+    subject = renderer.render_subject("release", context)
+    html = compile_mjml(renderer.render_mjml("release", context))
+    text_context = dict(context)
+    text_context["release"] = dict(context["release"])
+    text_context["release"]["body_text"] = html_to_text(body_html)
+    text = renderer.render_text("release", text_context)
+    tracking = (
+        _load_tracking(session, release_id, settings, tracked_urls)
+        if org.is_tracking_enabled
+        else None
+    )
+    template = MessageTemplate.compile(
+        markers=markers,
+        subject=subject,
+        html=html,
+        text=text,
+        from_name=org.name,
+        from_address=settings.mail_from,
+        reply_to=org.press_email,
+        list_id=f"{org.name} releases <releases.{settings.from_domain}>",
+        feedback_id=f"{release.id}:{release.kind.slug if release.kind else 'release'}:release:"
+        f"{settings.from_domain}",
+    )
+    return CompiledRelease(
+        release_id=release.id,
+        subject=subject,
+        template=template,
+        settings=settings,
+        tracking=tracking,
+        tracked_urls=tracked_urls,
+        signer=load_signer(settings),
+    )

@@ -1,0 +1,370 @@
+"""Staff controls for sending a release, each safe to click twice, and what the pages show.
+
+Services take the session, may flush and never commit; the request or task owns the
+transaction. Work for workers is enqueued only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from distributor.accounts.models import User
+from distributor.celery_app import enqueue_after_commit
+from distributor.db import utcnow
+from distributor.delivery import recipients
+from distributor.delivery.ledger import FINAL_STATUSES, PENDING_STATUSES, has_pending, move_send
+from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
+from distributor.errors import Conflict, NotFound
+from distributor.releases.models import Release, ReleaseStatus
+from distributor.releases.services import transition
+
+D = DeliveryStatus
+_RATE_WINDOW_SECONDS = 20
+
+
+@dataclass(frozen=True)
+class AudienceBreakdown:
+    total: int  # messages that will go out now (one per journalist)
+    digest: int  # digest-mode journalists who get it in their next daily digest
+    suppressed: int  # matched but suppressed/unsubscribed/paused, excluded
+    by_beat: list[tuple[str, int]]  # beat name -> matched journalists
+    by_list: list[tuple[str, int]]  # media list name -> matched journalists
+
+
+def audience_breakdown(session: Session, release_id: int) -> AudienceBreakdown:
+    """The exact count a send would go to now, with a breakdown by beat and media list."""
+    counts = recipients.count_audience(session, release_id)
+    return AudienceBreakdown(
+        total=counts.total,
+        digest=counts.digest,
+        suppressed=counts.suppressed,
+        by_beat=counts.by_beat,
+        by_list=counts.by_list,
+    )
+
+
+def _release_for_update(session: Session, release_id: int) -> Release:
+    # The row lock serialises two clicks on "Send" (PostgreSQL); SQLite has one writer anyway.
+    session.execute(select(Release.id).where(Release.id == release_id).with_for_update())
+    release = session.get(Release, release_id, populate_existing=True)
+    if release is None:
+        raise NotFound("Release not found")
+    return release
+
+
+def _send_for(session: Session, release_id: int) -> Send:
+    send = session.scalar(select(Send).where(Send.release_id == release_id).with_for_update())
+    if send is None:
+        raise NotFound("This release has not been sent")
+    return send
+
+
+def _user(session: Session, user_id: int | None) -> User | None:
+    return session.get(User, user_id) if user_id is not None else None
+
+
+def _enqueue_dispatch(session: Session, send_id: int) -> None:
+    from distributor.delivery.tasks import dispatch_send
+
+    enqueue_after_commit(session, dispatch_send, send_id)
+
+
+def start_send(
+    session: Session,
+    release_id: int,
+    *,
+    requested_by_id: int | None,
+    scheduled_for: dt.datetime | None = None,
+) -> Send:
+    """Send a release now, or schedule it; a second click finds the send already there."""
+    now = utcnow()
+    release = _release_for_update(session, release_id)
+    by = _user(session, requested_by_id)
+    send = session.scalar(select(Send).where(Send.release_id == release_id))
+    is_future = scheduled_for is not None and scheduled_for > now
+    if send is not None and send.status in (SendStatus.RUNNING, SendStatus.PAUSED):
+        return send
+    if send is not None and send.status is SendStatus.FINISHED:
+        return send
+    if send is None:
+        send = Send(
+            release_id=release_id,
+            status=SendStatus.SCHEDULED,
+            requested_by_id=requested_by_id,
+            created_at=now,
+        )
+        session.add(send)
+        session.flush()
+    elif send.status is SendStatus.CANCELLED:
+        send.requested_by_id = requested_by_id
+    if is_future:
+        if send.status is SendStatus.CANCELLED:
+            move_send(send, SendStatus.SCHEDULED)
+        send.scheduled_for = scheduled_for
+        release.scheduled_send_at = scheduled_for
+        if release.status is not ReleaseStatus.SCHEDULED:
+            transition(session, release, ReleaseStatus.SCHEDULED, by=by, comment="Send scheduled")
+        session.flush()
+        return send
+    return _begin(session, send, release, by=by, now=now)
+
+
+def _begin(
+    session: Session, send: Send, release: Release, *, by: User | None, now: dt.datetime
+) -> Send:
+    """Freeze the recipients and start delivering (one transaction)."""
+    if release.status is not ReleaseStatus.SENDING:
+        transition(session, release, ReleaseStatus.SENDING, by=by, comment="Send started")
+    if send.status is SendStatus.CANCELLED:
+        # Started again: rows cancelled last time go back in the queue.
+        session.execute(
+            update(Delivery)
+            .where(Delivery.send_id == send.id, Delivery.status == D.CANCELLED)
+            .values(status=D.QUEUED, next_attempt_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        send.cancelled_at = None
+    move_send(send, SendStatus.RUNNING)
+    send.started_at = send.started_at or now
+    session.flush()
+    recipients.freeze_recipients(session, send_id=send.id, release_id=release.id, now=now)
+    send.recipient_count = int(
+        session.scalar(select(func.count(Delivery.id)).where(Delivery.send_id == send.id)) or 0
+    )
+    session.flush()
+    if not has_pending(session, send.id):
+        _finish(session, send, now)
+    else:
+        _enqueue_dispatch(session, send.id)
+    return send
+
+
+def start_due_scheduled(session: Session, send_id: int, now: dt.datetime) -> bool:
+    """The sweep starts a scheduled send whose time has come (system move, no user)."""
+    send = session.get(Send, send_id, with_for_update=True)
+    if send is None or send.status is not SendStatus.SCHEDULED:
+        return False
+    if send.scheduled_for is not None and send.scheduled_for > now:
+        return False
+    release = _release_for_update(session, send.release_id)
+    if release.status not in (ReleaseStatus.SCHEDULED, ReleaseStatus.APPROVED):
+        return False  # withdrawn or sent back meanwhile: leave the send alone
+    _begin(session, send, release, by=None, now=now)
+    return True
+
+
+def _finish(session: Session, send: Send, now: dt.datetime) -> None:
+    move_send(send, SendStatus.FINISHED)
+    send.finished_at = now
+    release = session.get(Release, send.release_id)
+    if release is not None and release.status is ReleaseStatus.SENDING:
+        transition(session, release, ReleaseStatus.SENT, by=None, comment="Every message sent")
+    session.flush()
+
+
+def finish_if_done(session: Session, send_id: int) -> bool:
+    """Mark the send finished (and the release sent) once no row is pending."""
+    if has_pending(session, send_id):
+        return False
+    # Only one caller wins the guarded update, so the release moves once.
+    won = session.execute(
+        update(Send)
+        .where(Send.id == send_id, Send.status == SendStatus.RUNNING)
+        .values(status=SendStatus.FINISHED, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not won:
+        return False
+    send = session.get(Send, send_id, populate_existing=True)
+    assert send is not None
+    session.execute(select(Release.id).where(Release.id == send.release_id).with_for_update())
+    release = session.get(Release, send.release_id, populate_existing=True)
+    if release is not None and release.status is ReleaseStatus.SENDING:
+        transition(session, release, ReleaseStatus.SENT, by=None, comment="Every message sent")
+    session.flush()
+    return True
+
+
+def pause_send(session: Session, release_id: int) -> Send:
+    """Stop claiming new batches; running batches hand back what they have not sent."""
+    send = _send_for(session, release_id)
+    if send.status is SendStatus.PAUSED:
+        return send
+    if send.status is not SendStatus.RUNNING:
+        raise Conflict(f"A {send.status.value} send cannot be paused.")
+    move_send(send, SendStatus.PAUSED)
+    send.paused_at = utcnow()
+    session.flush()
+    return send
+
+
+def resume_send(session: Session, release_id: int) -> Send:
+    send = _send_for(session, release_id)
+    if send.status is SendStatus.RUNNING:
+        return send
+    if send.status is not SendStatus.PAUSED:
+        raise Conflict(f"A {send.status.value} send cannot be resumed.")
+    move_send(send, SendStatus.RUNNING)
+    send.paused_at = None
+    session.flush()
+    _enqueue_dispatch(session, send.id)
+    return send
+
+
+def cancel_send(session: Session, release_id: int) -> Send:
+    """Cancel what has not gone out; messages already sent stay sent."""
+    now = utcnow()
+    send = _send_for(session, release_id)
+    if send.status is SendStatus.CANCELLED:
+        return send
+    if send.status is SendStatus.FINISHED:
+        raise Conflict("This send has finished; there is nothing left to cancel.")
+    session.execute(
+        update(Delivery)
+        .where(Delivery.send_id == send.id, Delivery.status.in_([D.QUEUED, D.DEFERRED]))
+        .values(status=D.CANCELLED, next_attempt_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    was_scheduled = send.status is SendStatus.SCHEDULED
+    move_send(send, SendStatus.CANCELLED)
+    send.cancelled_at = now
+    release = _release_for_update(session, release_id)
+    if was_scheduled and release.status is ReleaseStatus.SCHEDULED:
+        release.scheduled_send_at = None
+        transition(session, release, ReleaseStatus.APPROVED, by=None, comment="Schedule cancelled")
+    elif release.status is ReleaseStatus.SENDING:
+        transition(session, release, ReleaseStatus.APPROVED, by=None, comment="Send cancelled")
+    session.flush()
+    return send
+
+
+def _reopen(session: Session, send: Send) -> None:
+    if send.status is SendStatus.FINISHED:
+        move_send(send, SendStatus.RUNNING)
+        send.finished_at = None
+    session.flush()
+    if send.status is SendStatus.RUNNING:
+        _enqueue_dispatch(session, send.id)
+
+
+def retry_failed(session: Session, release_id: int) -> int:
+    """Queue failed rows again, except suppressed addresses and policy rejections."""
+    send = _send_for(session, release_id)
+    candidates = list(
+        session.scalars(
+            select(Delivery.id).where(
+                Delivery.send_id == send.id,
+                Delivery.status == D.FAILED,
+                Delivery.is_policy_rejection.is_(False),
+                Delivery.email.is_not(None),
+            )
+        )
+    )
+    blocked = recipients.suppressed_ids(session, candidates)
+    ids = [i for i in candidates if i not in blocked]
+    if not ids:
+        return 0
+    count = _requeue(session, ids, from_status=D.FAILED)
+    _reopen(session, send)
+    return count
+
+
+def resend_unknown(session: Session, release_id: int, delivery_ids: list[int]) -> int:
+    """Staff decided these unknown rows should go out again."""
+    send = _send_for(session, release_id)
+    ids = list(
+        session.scalars(
+            select(Delivery.id).where(
+                Delivery.send_id == send.id,
+                Delivery.status == D.UNKNOWN,
+                Delivery.id.in_(delivery_ids),
+            )
+        )
+    )
+    if not ids:
+        return 0
+    count = _requeue(session, ids, from_status=D.UNKNOWN)
+    _reopen(session, send)
+    return count
+
+
+def _requeue(session: Session, ids: list[int], *, from_status: DeliveryStatus) -> int:
+    now = utcnow()
+    total = 0
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(chunk), Delivery.status == from_status)
+            .values(
+                status=D.QUEUED,
+                next_attempt_at=None,
+                first_attempt_at=None,  # a new lifetime for the retry
+                handed_at=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return total
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    status: str | None
+    counts: dict[str, int]
+    total: int
+    done: int
+    rate_per_second: float
+    eta_seconds: float | None
+
+
+def send_progress(session: Session, release_id: int) -> SendProgress:
+    """Counts by state, current rate and time left, for the live progress panel."""
+    send = session.scalar(select(Send).where(Send.release_id == release_id))
+    if send is None:
+        return SendProgress(None, {}, 0, 0, 0.0, None)
+    rows = session.execute(
+        select(Delivery.status, func.count(Delivery.id))
+        .where(Delivery.send_id == send.id)
+        .group_by(Delivery.status)
+    ).all()
+    counts = {status.value: 0 for status in DeliveryStatus}
+    for status, n in rows:
+        counts[DeliveryStatus(status).value] = int(n)
+    total = sum(counts.values())
+    done = sum(counts[s.value] for s in FINAL_STATUSES)
+    now = utcnow()
+    window_start = now - dt.timedelta(seconds=_RATE_WINDOW_SECONDS)
+    if send.started_at is not None and send.started_at > window_start:
+        window_start = send.started_at
+    recent = int(
+        session.scalar(
+            select(func.count(Delivery.id)).where(
+                Delivery.send_id == send.id,
+                Delivery.status == D.SENT,
+                Delivery.sent_at >= window_start,
+            )
+        )
+        or 0
+    )
+    seconds = max(1.0, (now - window_start).total_seconds())
+    rate = recent / seconds if send.status is SendStatus.RUNNING else 0.0
+    pending = sum(counts[s.value] for s in PENDING_STATUSES)
+    eta = pending / rate if rate > 0 else None
+    return SendProgress(send.status.value, counts, total, done, round(rate, 1), eta)
+
+
+def list_unknown(session: Session, release_id: int) -> list[Delivery]:
+    """Rows whose outcome nobody knows (connection lost after the final dot)."""
+    return list(
+        session.scalars(
+            select(Delivery)
+            .where(Delivery.release_id == release_id, Delivery.status == D.UNKNOWN)
+            .order_by(Delivery.id)
+        )
+    )

@@ -1,0 +1,113 @@
+"""Delivery tasks: thin wrappers that take ids and call the engine.
+
+``delivery.sweep`` runs every few seconds (BEAT_SCHEDULE). It is what makes the broker
+disposable: it starts scheduled sends, puts due deferred rows back in the queue, settles rows
+left by dead workers, restarts sends that went quiet with work left, and finishes sends.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import shared_task
+from flask import current_app
+from sqlalchemy import select
+
+from distributor.db import Database, task_session, utcnow
+from distributor.delivery import ledger
+from distributor.delivery.models import Send, SendStatus
+from distributor.delivery.ratelimit import RateLimiter, rate_limiter_for
+from distributor.delivery.sender import run_batch
+from distributor.delivery.services import finish_if_done, start_due_scheduled
+from distributor.logs import get_logger
+from distributor.mail.transport import SMTPConfig, parse_smtp_urls
+from distributor.settings import Settings
+
+log = get_logger("distributor.delivery.tasks")
+
+# A running send with due rows and no claim for this long has lost its broker messages.
+QUIET_SECONDS = 5.0
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["distributor.settings"]
+    return settings
+
+
+@lru_cache(maxsize=4)
+def _relays(smtp_url: str) -> list[SMTPConfig]:
+    return parse_smtp_urls(smtp_url)
+
+
+@lru_cache(maxsize=4)
+def _limiter(settings: Settings) -> RateLimiter:
+    return rate_limiter_for(settings)
+
+
+@shared_task(name="delivery.dispatch_send")
+def dispatch_send(send_id: int) -> None:
+    """Start the batch chains of a send (each chain enqueues its successor)."""
+    settings = _settings()
+    for _ in range(max(1, settings.delivery_parallel_batches)):
+        send_batch.delay(send_id)
+
+
+@shared_task(name="delivery.send_batch")
+def send_batch(send_id: int) -> None:
+    """Deliver one batch of a send; go on with another while work is due."""
+    settings = _settings()
+    db: Database = current_app.extensions["distributor.db"]
+    result = run_batch(
+        db, settings, send_id, limiter=_limiter(settings), relays=_relays(settings.smtp_url)
+    )
+    if not result.is_send_running:
+        return
+    with task_session() as session:
+        if result.claimed and ledger.has_due(session, send_id, utcnow()):
+            send_batch.delay(send_id)
+        else:
+            finish_if_done(session, send_id)
+
+
+@shared_task(name="delivery.sweep")
+def sweep() -> None:
+    """Periodic: scheduled sends, due retries, dead workers' rows, quiet and finished sends."""
+    settings = _settings()
+    now = utcnow()
+    with task_session() as session:
+        due = list(
+            session.scalars(
+                select(Send.id).where(
+                    Send.status == SendStatus.SCHEDULED, Send.scheduled_for <= now
+                )
+            )
+        )
+    for send_id in due:
+        with task_session() as session:
+            start_due_scheduled(session, send_id, now)
+    with task_session() as session:
+        ledger.promote_due_deferred(session, now)
+        recovered = ledger.recover_stale_claims(
+            session, now=now, timeout_seconds=settings.delivery_claim_timeout_seconds
+        )
+        if recovered.requeued or recovered.sent or recovered.unknown:
+            log.warning(
+                "delivery.recovered_stale_claims",
+                requeued=recovered.requeued,
+                sent=recovered.sent,
+                unknown=recovered.unknown,
+            )
+    with task_session() as session:
+        running = session.execute(
+            select(Send.id, Send.last_claim_at).where(Send.status == SendStatus.RUNNING)
+        ).all()
+    for send_id, last_claim_at in running:
+        with task_session() as session:
+            if ledger.has_due(session, send_id, now):
+                quiet = (
+                    last_claim_at is None or (now - last_claim_at).total_seconds() > QUIET_SECONDS
+                )
+                if quiet:
+                    dispatch_send.delay(send_id)
+            else:
+                finish_if_done(session, send_id)

@@ -1,0 +1,294 @@
+"""Staff pages for sending a release: audience, checklist, controls, live progress, preview.
+
+Every control is a CSRF-protected POST that calls one service; the services make a second
+click harmless (a send that is already paused stays paused), and a refused move comes back
+as a flash message rather than an error page.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from distributor.db import request_session
+from distributor.delivery import services
+from distributor.delivery.checklist import DnsPythonResolver, TxtResolver, run_checklist
+from distributor.delivery.forms import ScheduleForm, SendActionForm
+from distributor.delivery.models import Send
+from distributor.delivery.rendering import (
+    CompiledRelease,
+    Recipient,
+    compile_release,
+    staff_recipient,
+)
+from distributor.errors import DomainError
+from distributor.organisation.services import get_organisation
+from distributor.releases.forms import local_to_utc, utc_to_local
+from distributor.releases.models import Release
+from distributor.security import EDITORS, editor_required, staff_required
+from distributor.settings import Settings
+
+bp = Blueprint("delivery", __name__, url_prefix="/staff/releases")
+
+_RESOLVER_KEY = "distributor.dns_resolver"
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["distributor.settings"]
+    return settings
+
+
+def _resolver() -> TxtResolver:
+    # Tests put a fake here; the real one is built once per app.
+    resolver: TxtResolver | None = current_app.extensions.get(_RESOLVER_KEY)
+    if resolver is None:
+        resolver = DnsPythonResolver(timeout=float(_settings().dns_timeout_seconds))
+        current_app.extensions[_RESOLVER_KEY] = resolver
+    return resolver
+
+
+def _release(release_id: int) -> Release:
+    release = request_session().get(Release, release_id)
+    if release is None:
+        abort(404)
+    return release
+
+
+def _back(release_id: int) -> Response:
+    return redirect(url_for("delivery.send_page", release_id=release_id), code=303)
+
+
+def _sample_for_current_user() -> Recipient:
+    return staff_recipient(email=current_user.email, name=current_user.name, label="preview")
+
+
+def _preview_parts(compiled: CompiledRelease) -> tuple[str, str, EmailMessage]:
+    raw = compiled.render(_sample_for_current_user())[2]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    html = message.get_body(("html",))
+    text = message.get_body(("plain",))
+    return (
+        html.get_content() if html is not None else "",
+        text.get_content() if text is not None else "",
+        message,
+    )
+
+
+# -- the send page ---------------------------------------------------------------------------
+
+
+@bp.get("/<int:release_id>/send")
+@staff_required
+def send_page(release_id: int) -> str:
+    session = request_session()
+    release = _release(release_id)
+    settings = _settings()
+    compiled = compile_release(session, release_id, settings)
+    checklist = run_checklist(
+        release=release,
+        compiled=compiled,
+        org=get_organisation(session, settings),
+        settings=settings,
+        resolver=_resolver(),
+    )
+    send = session.scalar(select(Send).where(Send.release_id == release_id))
+    schedule_form = ScheduleForm()
+    if send is not None and send.scheduled_for is not None:
+        schedule_form.scheduled_for.data = utc_to_local(send.scheduled_for, settings.tz)
+    return render_template(
+        "staff/delivery/send.html",
+        release=release,
+        send=send,
+        audience=services.audience_breakdown(session, release_id),
+        progress=services.send_progress(session, release_id),
+        unknown=services.list_unknown(session, release_id),
+        checklist=checklist,
+        html_size=compiled.html_size,
+        can_send=current_user.role in EDITORS,
+        action_form=SendActionForm(),
+        schedule_form=schedule_form,
+    )
+
+
+@bp.get("/<int:release_id>/send/progress.json")
+@staff_required
+def progress(release_id: int) -> Response:
+    _release(release_id)
+    p = services.send_progress(request_session(), release_id)
+    return jsonify(
+        status=p.status,
+        counts=p.counts,
+        total=p.total,
+        done=p.done,
+        rate_per_second=round(p.rate_per_second, 1),
+        eta_seconds=None if p.eta_seconds is None else round(p.eta_seconds),
+    )
+
+
+def _control(release_id: int, run: Callable[[Session], Any], done: str) -> Response:
+    _release(release_id)
+    if not SendActionForm().validate_on_submit():
+        abort(400)
+    session = request_session()
+    try:
+        result = run(session)
+    except DomainError as exc:
+        session.rollback()
+        flash(exc.message, "warning")
+        return _back(release_id)
+    flash(done.format(result=result), "success")
+    return _back(release_id)
+
+
+@bp.post("/<int:release_id>/send/now")
+@editor_required
+def send_now(release_id: int) -> Response:
+    return _control(
+        release_id,
+        lambda s: services.start_send(s, release_id, requested_by_id=current_user.id),
+        "Sending started. Progress updates below.",
+    )
+
+
+@bp.post("/<int:release_id>/send/schedule")
+@editor_required
+def schedule(release_id: int) -> Response:
+    _release(release_id)
+    form = ScheduleForm()
+    if not form.validate_on_submit() or form.scheduled_for.data is None:
+        flash("Choose the date and time to send at.", "error")
+        return _back(release_id)
+    settings = _settings()
+    when = local_to_utc(form.scheduled_for.data, settings.tz)
+    session = request_session()
+    try:
+        services.start_send(
+            session, release_id, requested_by_id=current_user.id, scheduled_for=when
+        )
+    except DomainError as exc:
+        session.rollback()
+        flash(exc.message, "warning")
+        return _back(release_id)
+    local = form.scheduled_for.data.strftime("%d %b %Y %H:%M").lstrip("0")
+    flash(f"Scheduled for {local} ({settings.org_timezone}).", "success")
+    return _back(release_id)
+
+
+@bp.post("/<int:release_id>/send/pause")
+@editor_required
+def pause(release_id: int) -> Response:
+    return _control(
+        release_id,
+        lambda s: services.pause_send(s, release_id),
+        "Paused. Messages already handed to the mail server still arrive.",
+    )
+
+
+@bp.post("/<int:release_id>/send/resume")
+@editor_required
+def resume(release_id: int) -> Response:
+    return _control(release_id, lambda s: services.resume_send(s, release_id), "Sending resumed.")
+
+
+@bp.post("/<int:release_id>/send/cancel")
+@editor_required
+def cancel(release_id: int) -> Response:
+    return _control(
+        release_id,
+        lambda s: services.cancel_send(s, release_id),
+        "Cancelled. Nothing more will be sent; messages already sent stay sent.",
+    )
+
+
+@bp.post("/<int:release_id>/send/retry-failed")
+@editor_required
+def retry_failed(release_id: int) -> Response:
+    return _control(
+        release_id,
+        lambda s: services.retry_failed(s, release_id),
+        "{result} failed messages queued again.",
+    )
+
+
+@bp.post("/<int:release_id>/send/resend-unknown")
+@editor_required
+def resend_unknown(release_id: int) -> Response:
+    ids = [int(v) for v in request.form.getlist("delivery_id") if v.isdigit()]
+    if not ids:
+        flash("Tick the messages to send again.", "warning")
+        return _back(release_id)
+    return _control(
+        release_id,
+        lambda s: services.resend_unknown(s, release_id, ids),
+        "{result} messages queued again.",
+    )
+
+
+# -- preview and test send -------------------------------------------------------------------
+
+
+@bp.get("/<int:release_id>/email-preview")
+@staff_required
+def preview(release_id: int) -> str:
+    release = _release(release_id)
+    compiled = compile_release(request_session(), release_id, _settings())
+    _, text, message = _preview_parts(compiled)
+    return render_template(
+        "staff/delivery/preview.html",
+        release=release,
+        subject=compiled.subject,
+        html_size=compiled.html_size,
+        text=text,
+        headers=[(k, str(v)) for k, v in message.items()],
+        action_form=SendActionForm(),
+    )
+
+
+@bp.get("/<int:release_id>/email-preview/html")
+@staff_required
+def preview_html(release_id: int) -> Response:
+    """The HTML part alone, for the sandboxed preview iframes."""
+    _release(release_id)
+    compiled = compile_release(request_session(), release_id, _settings())
+    html, _, _ = _preview_parts(compiled)
+    response = current_app.response_class(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; img-src * data:; style-src 'unsafe-inline'"
+    )
+    return response
+
+
+@bp.post("/<int:release_id>/email-preview/test-send")
+@staff_required
+def test_send(release_id: int) -> Response:
+    """Queue the release mail to the current user's own address."""
+    _release(release_id)
+    if not SendActionForm().validate_on_submit():
+        abort(400)
+    from distributor.celery_app import enqueue_after_commit
+    from distributor.delivery.mail_tasks import send_release_test
+
+    enqueue_after_commit(request_session(), send_release_test, release_id, current_user.id)
+    where = " It will appear in the dev inbox." if _settings().dev_inbox_enabled else ""
+    flash(f"Test email queued for {current_user.email}.{where}", "success")
+    return redirect(url_for("delivery.preview", release_id=release_id), 303)

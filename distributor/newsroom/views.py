@@ -1,0 +1,290 @@
+"""The public newsroom: listing, permalinks, preview links, feeds, sitemap and media files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from werkzeug.local import LocalProxy
+from werkzeug.wrappers import Response
+
+from distributor.db import request_session, utcnow
+from distributor.newsroom import services
+from distributor.organisation.models import Organisation
+from distributor.organisation.services import get_organisation
+from distributor.releases.media import PHOTO_WIDTHS, attachment_path, photo_path
+from distributor.releases.models import Attachment, Release
+from distributor.releases.workflow import is_publicly_visible
+from distributor.security import public
+from distributor.settings import Settings
+
+bp = Blueprint("newsroom", __name__)
+
+_PHOTO_NAME = re.compile(r"([0-9a-f]{24})-(\d+)\.jpg")
+_SIZE_BY_WIDTH = {width: size for size, width in PHOTO_WIDTHS.items()}
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["distributor.settings"]
+    return settings
+
+
+def org_zone() -> ZoneInfo:
+    """The organisation's time zone (embargoes are entered and shown in it)."""
+    if "org_zone" not in g:
+        settings = _settings()
+        name = current_organisation().timezone or settings.org_timezone
+        try:
+            g.org_zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            g.org_zone = settings.tz
+    zone: ZoneInfo = g.org_zone
+    return zone
+
+
+@bp.app_template_filter("local")
+def local_time(value: dt.datetime | None, fmt: str = "%-d %B %Y") -> str:
+    """Format a UTC datetime in the organisation's time zone."""
+    if value is None:
+        return ""
+    return value.astimezone(org_zone()).strftime(fmt)
+
+
+@bp.app_template_global()
+def photo_url(release: Release, size: str = "web", external: bool = False) -> str | None:
+    """The stable URL of a release's lead photo at ``web`` (1200 px) or ``email`` (600 px) width."""
+    if not release.photo_key:
+        return None
+    name = f"{release.photo_key}-{PHOTO_WIDTHS[size]}.jpg"
+    return url_for("newsroom.photo", name=name, _external=external)
+
+
+def current_organisation() -> Organisation:
+    """The organisation row, loaded once per request."""
+    if "organisation" not in g:
+        g.organisation = get_organisation(request_session(), _settings())
+    org: Organisation = g.organisation
+    return org
+
+
+@bp.app_context_processor
+def _public_layout_context() -> dict[str, Any]:
+    # ``templates/public/base.html`` needs ``org``; loaded only when a template touches it.
+    return {"org": LocalProxy(current_organisation)}
+
+
+def public_context() -> dict[str, Any]:
+    """What the public layout needs (explicitly, for pages rendered here)."""
+    return {"org": current_organisation()}
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+
+
+def render_newsroom() -> Response:
+    """The newsroom home page (served at ``/``)."""
+    session = request_session()
+    kind = request.args.get("kind") or None
+    beat = request.args.get("beat") or None
+    query = (request.args.get("q") or "").strip()[: services.MAX_QUERY_LENGTH]
+    page = services.list_public_releases(
+        session, utcnow(), kind=kind, beat=beat, query=query or None, page=_page_number()
+    )
+    beats = services.public_beats(session)
+    current_beat = next((b for b in beats if b.slug == beat), None)
+    html = render_template(
+        "newsroom/index.html",
+        page=page,
+        kinds=services.kinds(session),
+        beats=beats,
+        current_kind=kind,
+        current_beat=current_beat,
+        query=query,
+        **public_context(),
+    )
+    response = make_response(html)
+    # Revalidate every time: a lifted embargo or a withdrawal must show at once.
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _subscribe_url(beat_slug: str) -> str | None:
+    if "audience_public.subscribe" not in current_app.view_functions:
+        return None
+    return url_for("audience_public.subscribe", beat=beat_slug)
+
+
+@bp.get("/releases/<slug>")
+@public
+def release(slug: str) -> Response:
+    session = request_session()
+    item = services.get_public_release(session, slug, utcnow())
+    html = render_template(
+        "newsroom/release.html",
+        release=item,
+        subscribe_url=_subscribe_url,
+        is_preview=False,
+        **public_context(),
+    )
+    response = make_response(html)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/preview/<token>")
+@public
+def preview(token: str) -> Response:
+    """An unguessable link for reviewers: works before publication, never indexed."""
+    session = request_session()
+    item = services.get_release_by_preview_token(session, token)
+    now = utcnow()
+    html = render_template(
+        "newsroom/release.html",
+        release=item,
+        subscribe_url=_subscribe_url,
+        is_preview=True,
+        is_embargoed=item.embargo_until is not None and item.embargo_until > now,
+        is_public=is_publicly_visible(item, now),
+        preview_token=token,
+        **public_context(),
+    )
+    response = make_response(html)
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/media/photos/<name>")
+@public
+def photo(name: str) -> Response:
+    """A lead photo by its random key (safe to put in embargoed mail before publication)."""
+    match = _PHOTO_NAME.fullmatch(name)
+    if match is None or int(match.group(2)) not in _SIZE_BY_WIDTH:
+        abort(404)
+    path = photo_path(_settings(), match.group(1), _SIZE_BY_WIDTH[int(match.group(2))])
+    if not path.is_file():
+        abort(404)
+    response = send_file(path, mimetype="image/jpeg", max_age=31_536_000, conditional=True)
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+def _send_attachment(release: Release, attachment_id: int, filename: str) -> Response:
+    attachment = next((a for a in release.attachments if a.id == attachment_id), None)
+    if attachment is None or attachment.filename != filename:
+        abort(404)
+    return send_attachment(attachment, _settings())
+
+
+def send_attachment(attachment: Attachment, settings: Settings) -> Response:
+    path = attachment_path(settings, attachment.stored_name)
+    if not path.is_file():
+        abort(404)
+    response = send_file(
+        path,
+        mimetype=attachment.content_type,
+        as_attachment=True,
+        download_name=attachment.filename,
+        conditional=True,
+    )
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@bp.get("/releases/<slug>/attachments/<int:attachment_id>/<filename>")
+@public
+def attachment(slug: str, attachment_id: int, filename: str) -> Response:
+    item = services.get_public_release(request_session(), slug, utcnow())
+    return _send_attachment(item, attachment_id, filename)
+
+
+@bp.get("/preview/<token>/attachments/<int:attachment_id>/<filename>")
+@public
+def preview_attachment(token: str, attachment_id: int, filename: str) -> Response:
+    item = services.get_release_by_preview_token(request_session(), token)
+    response = _send_attachment(item, attachment_id, filename)
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+def _atom(releases: list[Release], *, title: str, self_url: str, alt_url: str) -> Response:
+    updated = max((r.published_at for r in releases if r.published_at), default=None)
+    xml = render_template(
+        "newsroom/feed.xml",
+        releases=releases,
+        title=title,
+        self_url=self_url,
+        alt_url=alt_url,
+        updated=updated or dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+        **public_context(),
+    )
+    response = make_response(xml)
+    response.headers["Content-Type"] = "application/atom+xml; charset=utf-8"
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+@bp.get("/feed.atom")
+@public
+def feed() -> Response:
+    session = request_session()
+    org = current_organisation()
+    return _atom(
+        services.feed_releases(session, utcnow()),
+        title=f"{org.name}: newsroom",
+        self_url=url_for("newsroom.feed", _external=True),
+        alt_url=url_for("index", _external=True),
+    )
+
+
+@bp.get("/beats/<slug>/feed.atom")
+@public
+def beat_feed(slug: str) -> Response:
+    session = request_session()
+    beat = services.get_public_beat(session, slug)
+    org = current_organisation()
+    return _atom(
+        services.feed_releases(session, utcnow(), beat=slug),
+        title=f"{org.name}: {beat.name}",
+        self_url=url_for("newsroom.beat_feed", slug=slug, _external=True),
+        alt_url=url_for("index", beat=slug, _external=True),
+    )
+
+
+@bp.get("/sitemap.xml")
+@public
+def sitemap() -> Response:
+    entries = services.sitemap_entries(request_session(), utcnow())
+    xml = render_template("newsroom/sitemap.xml", entries=entries)
+    response = make_response(xml)
+    response.headers["Content-Type"] = "application/xml; charset=utf-8"
+    response.headers["Cache-Control"] = "public, max-age=600"
+    return response
+
+
+@bp.get("/robots.txt")
+@public
+def robots() -> Response:
+    body = (
+        "User-agent: *\nDisallow: /staff/\nDisallow: /preview/\n"
+        f"Sitemap: {url_for('newsroom.sitemap', _external=True)}\n"
+    )
+    response = make_response(body)
+    response.headers["Content-Type"] = "text/plain; charset=utf-8"
+    return response

@@ -1,0 +1,1 @@
+"""Delivery and engagement reports: per release, per journalist, and the organisation dashboard."""

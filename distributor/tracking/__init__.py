@@ -1,0 +1,1 @@
+"""Open and click tracking: opaque-token pixel and redirects, buffered events, honest classification."""

@@ -1,0 +1,131 @@
+"""One batch, run in this process against a real SMTP server: limits and domain throttling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from distributor.audience.models import Beat, Journalist, Suppression
+from distributor.db import Database
+from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
+from distributor.delivery.ratelimit import Limits, LocalRateLimiter
+from distributor.delivery.recipients import freeze_recipients
+from distributor.delivery.sender import run_batch
+from distributor.mail.transport import parse_smtp_urls
+from distributor.releases.models import Release, ReleaseKind
+from distributor.settings import Settings
+from tests.support.delivery_seed import bulk_release
+from tests.support.faulty_smtp import FaultySMTPServer, Script
+
+pytestmark = pytest.mark.integration
+
+D = DeliveryStatus
+
+
+@pytest.fixture()
+def live_db(engine: Engine) -> Iterator[Database]:
+    db = Database(engine)
+    yield db
+    with engine.begin() as conn:
+        conn.execute(delete(Release))
+        conn.execute(delete(ReleaseKind))
+        conn.execute(delete(Journalist))
+        conn.execute(delete(Beat))
+        conn.execute(delete(Suppression))
+
+
+def _running_send(db: Database, n: int, domains: int) -> tuple[int, list[str]]:
+    from distributor.db import utcnow
+
+    with db.session() as session, session.begin():
+        release_id, emails = bulk_release(session, n, domains=domains)
+        send = Send(release_id=release_id, status=SendStatus.RUNNING, started_at=utcnow())
+        session.add(send)
+        session.flush()
+        freeze_recipients(session, send_id=send.id, release_id=release_id, now=utcnow())
+        return send.id, emails
+
+
+def _statuses(db: Database, send_id: int) -> dict[str, Delivery]:
+    with db.session() as session:
+        return {
+            str(d.email): d
+            for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id))
+        }
+
+
+def _limiter(**overrides: int) -> LocalRateLimiter:
+    values = {
+        "rate_per_second": 0,
+        "domain_rate_per_second": 0,
+        "domain_concurrency": 0,
+        "domain_backoff_seconds": 600,
+        "lease_seconds": 60,
+        **overrides,
+    }
+    return LocalRateLimiter(Limits(**values))
+
+
+def test_a_domain_that_says_slow_down_waits_while_others_go_out(
+    settings: Settings, live_db: Database
+) -> None:
+    send_id, emails = _running_send(live_db, 30, domains=3)  # d0, d1, d2.example
+    slow = next(e for e in emails if e.endswith("@d1.example"))
+    with FaultySMTPServer(Script(throttle={slow})) as server:
+        result = run_batch(
+            live_db,
+            settings,
+            send_id,
+            limiter=_limiter(),
+            relays=parse_smtp_urls(server.url),
+        )
+        counts = server.counts()
+    rows = _statuses(live_db, send_id)
+    assert result.claimed == 30
+    assert rows[slow].status is D.DEFERRED and rows[slow].smtp_code == 421
+    for email, row in rows.items():
+        if email.endswith("@d1.example") and email != slow:
+            # Not tried after the 421: back in the queue for after the domain's pause.
+            assert row.status in (D.QUEUED, D.SENT)
+            if row.status is D.QUEUED:
+                assert row.next_attempt_at is not None and counts[email] == 0
+        elif not email.endswith("@d1.example"):
+            assert row.status is D.SENT and counts[email] == 1
+    assert any(r.status is D.QUEUED for e, r in rows.items() if e.endswith("@d1.example"))
+
+
+def test_rows_over_the_domain_rate_go_back_to_the_queue_unsent(
+    settings: Settings, live_db: Database
+) -> None:
+    send_id, _ = _running_send(live_db, 20, domains=1)
+    with FaultySMTPServer() as server:
+        result = run_batch(
+            live_db,
+            settings,
+            send_id,
+            limiter=_limiter(domain_rate_per_second=5),
+            relays=parse_smtp_urls(server.url),
+        )
+        total = server.total
+    rows = _statuses(live_db, send_id).values()
+    assert (result.sent, result.released, total) == (5, 15, 5)
+    queued = [r for r in rows if r.status is D.QUEUED]
+    assert len(queued) == 15
+    assert all(r.next_attempt_at is not None and r.attempts == 0 for r in queued)
+
+
+def test_a_paused_send_is_not_claimed(settings: Settings, live_db: Database) -> None:
+    send_id, _ = _running_send(live_db, 5, domains=1)
+    with live_db.session() as session, session.begin():
+        send = session.get(Send, send_id)
+        assert send is not None
+        send.status = SendStatus.PAUSED
+    with FaultySMTPServer() as server:
+        result = run_batch(
+            live_db, settings, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+        )
+        assert server.total == 0
+    assert (result.claimed, result.is_send_running) == (0, False)

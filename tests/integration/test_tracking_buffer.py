@@ -1,0 +1,119 @@
+"""The Redis buffer loses nothing that was acknowledged, even when a flush dies midway."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from distributor.app import create_app
+from distributor.db import Database, utcnow
+from distributor.delivery.models import Delivery, DeliveryStatus
+from distributor.reports.sample import HUMAN_UA, seed_sent_release
+from distributor.settings import Settings
+from distributor.tracking.buffer import PROCESSING_KEY, QUEUE_KEY, RawEvent, RedisEventBuffer
+from distributor.tracking.models import TrackingEvent
+from distributor.tracking.services import store_events
+from distributor.tracking.tasks import flush_events
+from tests.support.services import need, redis_available, redis_url
+
+
+@pytest.fixture()
+def buffer() -> Iterator[RedisEventBuffer]:
+    need(redis_available(), f"Redis is not reachable at {redis_url()}")
+    buf = RedisEventBuffer(redis.Redis.from_url(redis_url()))
+    buf.client.delete(QUEUE_KEY, PROCESSING_KEY)
+    yield buf
+    buf.client.delete(QUEUE_KEY, PROCESSING_KEY)
+
+
+def _count(session: Session, release_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TrackingEvent)
+            .where(TrackingEvent.release_id == release_id)
+        )
+        or 0
+    )
+
+
+def test_a_flush_that_dies_is_replayed_without_loss_or_duplicates(
+    buffer: RedisEventBuffer, session: Session
+) -> None:
+    release = seed_sent_release(session, recipients=5, prefix="buf")
+    deliveries = list(session.scalars(select(Delivery).where(Delivery.release_id == release.id)))
+    for d in deliveries:
+        d.status, d.sent_at = DeliveryStatus.SENT, utcnow() - dt.timedelta(hours=1)
+    session.flush()
+    baseline = _count(session, release.id)
+    pushed = [
+        RawEvent.new(
+            kind="open", token=d.verp_token, link_id=None, method="GET", user_agent=HUMAN_UA
+        )
+        for d in deliveries
+        for _ in range(4)
+    ]
+    for event in pushed:
+        buffer.push(event)
+    assert buffer.pending() == len(pushed)
+
+    calls = {"n": 0}
+
+    def crashing_write(batch: list[RawEvent]) -> None:
+        store_events(session, batch)  # written, then the process "dies" before Redis is told
+        session.flush()
+        calls["n"] += 1
+        raise RuntimeError("flusher killed")
+
+    with pytest.raises(RuntimeError):
+        buffer.drain(crashing_write, batch_size=7)
+    assert calls["n"] == 1
+    assert buffer.client.llen(PROCESSING_KEY) == 7  # the claimed batch waits for a replay
+
+    def write(batch: list[RawEvent]) -> None:
+        store_events(session, batch)
+        session.flush()
+
+    drained = buffer.drain(write, batch_size=7)
+    assert drained == len(pushed)  # the 7 replayed plus the 13 never claimed
+    assert buffer.pending() == 0
+    assert _count(session, release.id) - baseline == len(pushed)
+
+
+def test_only_one_flusher_at_a_time(buffer: RedisEventBuffer) -> None:
+    buffer.client.set("distributor:tracking:flush-lock", "someone-else", ex=30)
+    try:
+        buffer.push(RawEvent.new(kind="open", token="t", link_id=None, method="GET", user_agent=""))
+        assert buffer.drain(lambda batch: None) == 0
+        assert buffer.pending() == 1
+    finally:
+        buffer.client.delete("distributor:tracking:flush-lock")
+
+
+def test_events_answered_over_http_reach_the_database_through_redis_and_the_flush(
+    buffer: RedisEventBuffer, settings: Settings, db: Database, session: Session
+) -> None:
+    app = create_app(Settings(**{**settings.__dict__, "redis_url": redis_url()}), db=db)
+    release = seed_sent_release(session, recipients=3, prefix="http")
+    delivery = session.scalars(select(Delivery).where(Delivery.release_id == release.id)).first()
+    assert delivery is not None
+    delivery.status, delivery.sent_at = DeliveryStatus.SENT, utcnow() - dt.timedelta(hours=1)
+    session.commit()
+    baseline = _count(session, release.id)
+    client = app.test_client()
+    for _ in range(5):
+        response = client.get(f"/t/o/{delivery.verp_token}.gif", headers={"User-Agent": HUMAN_UA})
+        assert response.status_code == 200
+    assert buffer.pending() == 5  # answered, kept in Redis, not yet in the database
+    assert _count(session, release.id) == baseline
+
+    with app.app_context():
+        drained, _ = flush_events(app)
+    assert drained == 5 and buffer.pending() == 0
+    session.expire_all()
+    assert _count(session, release.id) - baseline == 5

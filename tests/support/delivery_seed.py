@@ -1,0 +1,113 @@
+"""Seeding audiences for delivery-engine tests: beats, subscriptions, media lists, releases."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from distributor.audience.models import (
+    Beat,
+    DeliveryMode,
+    Journalist,
+    MediaList,
+    Subscription,
+    SubscriptionStatus,
+    media_list_members,
+)
+from distributor.releases.models import Release, ReleaseStatus, release_beats, release_media_lists
+from tests.support import delivery_factories as f
+
+
+def subscribe(
+    session: Session,
+    journalist: Journalist,
+    beats: Iterable[Beat],
+    status: SubscriptionStatus = SubscriptionStatus.CONFIRMED,
+) -> None:
+    for b in beats:
+        session.add(Subscription(journalist_id=journalist.id, beat_id=b.id, status=status))
+    session.flush()
+
+
+def person(
+    session: Session,
+    email: str,
+    *,
+    mode: DeliveryMode = DeliveryMode.EACH_RELEASE,
+    paused: bool = False,
+    erased: bool = False,
+) -> Journalist:
+    j = f.journalist(session, email=email, name=email.split("@")[0].title())
+    j.delivery_mode = mode
+    j.is_paused = paused
+    if erased:
+        j.erased_at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    session.flush()
+    return j
+
+
+def media_list(session: Session, name: str, members: Iterable[Journalist]) -> MediaList:
+    ml = MediaList(name=name)
+    session.add(ml)
+    session.flush()
+    for j in members:
+        session.execute(insert(media_list_members).values(media_list_id=ml.id, journalist_id=j.id))
+    return ml
+
+
+def approved_release(
+    session: Session, beats: Iterable[Beat] = (), lists: Iterable[MediaList] = ()
+) -> Release:
+    r = f.release(session, photo=False, attachments=False)
+    r.status = ReleaseStatus.APPROVED
+    for b in beats:
+        session.execute(insert(release_beats).values(release_id=r.id, beat_id=b.id))
+    for ml in lists:
+        session.execute(insert(release_media_lists).values(release_id=r.id, media_list_id=ml.id))
+    session.flush()
+    return r
+
+
+def bulk_release(session: Session, n: int, *, domains: int = 20) -> tuple[int, list[str]]:
+    """An approved release whose one beat has ``n`` confirmed subscribers (bulk inserted)."""
+    now = dt.datetime.now(dt.UTC)
+    beat = f.beat(session, "Bulk beat")
+    emails = [f"r{i}@d{i % domains}.example" for i in range(n)]
+    for start in range(0, n, 5000):
+        session.execute(
+            insert(Journalist),
+            [
+                {
+                    "email": e,
+                    "email_normalized": e,
+                    "name": f"Reporter {start + k}",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for k, e in enumerate(emails[start : start + 5000])
+            ],
+        )
+    ids = list(session.scalars(select(Journalist.id).where(Journalist.email.in_(emails[:1]))))
+    all_ids = list(
+        session.scalars(select(Journalist.id).where(Journalist.email.like("r%@d%.example")))
+    )
+    assert ids
+    for start in range(0, len(all_ids), 5000):
+        session.execute(
+            insert(Subscription),
+            [
+                {
+                    "journalist_id": jid,
+                    "beat_id": beat.id,
+                    "status": SubscriptionStatus.CONFIRMED,
+                    "confirmed_at": now,
+                    "created_at": now,
+                }
+                for jid in all_ids[start : start + 5000]
+            ],
+        )
+    release = approved_release(session, beats=[beat])
+    return release.id, emails

@@ -1,0 +1,177 @@
+"""A scriptable SMTP server on loopback (raw asyncio, PIPELINING) for delivery fault tests.
+
+It counts messages per recipient and can, for chosen recipients: answer 451 the first time,
+answer 550 5.1.1, answer 421 4.7.0, or drop the connection after DATA's final dot without a
+reply (the message counts as received: the server got it, the client cannot know).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tests.support.services import free_port
+
+
+@dataclass
+class Script:
+    temp_fail_once: set[str] = field(default_factory=set)
+    hard_fail: set[str] = field(default_factory=set)
+    throttle: set[str] = field(default_factory=set)
+    drop_after_dot: set[str] = field(default_factory=set)
+    reply_delay: float = 0.0  # seconds before each reply to the final dot
+
+
+class FaultySMTPServer:
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script or Script()
+        self.port = free_port()
+        self.received: Counter[str] = Counter()
+        self.envelope_senders: list[str] = []
+        self.samples: dict[str, bytes] = {}
+        self.refused: Counter[str] = Counter()
+        self.open_connections = 0
+        self.max_open_connections = 0
+        self._tempfailed: set[str] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.received.values())
+
+    def counts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.received)
+
+    def wait_for_total(self, count: int, timeout: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.total >= count:
+                return self.total
+            time.sleep(0.02)
+        return self.total
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> FaultySMTPServer:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._server = loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port, limit=1 << 20)
+        )
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            self._server.close()
+            loop.close()
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self.open_connections += 1
+            self.max_open_connections = max(self.max_open_connections, self.open_connections)
+        try:
+            await self._session(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with self._lock:
+                self.open_connections -= 1
+            writer.close()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        script = self.script
+        writer.write(b"220 faulty.test ESMTP\r\n")
+        sender = ""
+        rcpt: str | None = None
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                writer.write(b"250-faulty.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb == b"MAIL":
+                sender = line[10:].strip().strip(b"<>").decode()
+                rcpt = None
+                writer.write(b"250 2.1.0 Ok\r\n")
+            elif verb == b"RCPT":
+                address = line[8:].strip().strip(b"<>").decode()
+                reply = self._rcpt_reply(address)
+                if reply.startswith(b"250"):
+                    rcpt = address
+                writer.write(reply)
+            elif verb == b"DATA":
+                if rcpt is None:
+                    writer.write(b"554 5.5.1 No valid recipients\r\n")
+                    continue
+                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                await writer.drain()
+                body = await reader.readuntil(b"\r\n.\r\n")
+                with self._lock:
+                    self.received[rcpt] += 1
+                    self.envelope_senders.append(sender)
+                    if len(self.samples) < 50:
+                        self.samples[rcpt] = body
+                if rcpt in script.drop_after_dot:
+                    writer.transport.abort()
+                    return
+                if script.reply_delay:
+                    await asyncio.sleep(script.reply_delay)
+                writer.write(b"250 2.0.0 Ok: queued\r\n")
+                rcpt = None
+            elif verb == b"RSET":
+                rcpt = None
+                writer.write(b"250 2.0.0 Ok\r\n")
+            elif verb == b"NOOP":
+                writer.write(b"250 2.0.0 Ok\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"502 5.5.2 Command not recognized\r\n")
+            if not reader._buffer:  # type: ignore[attr-defined]  # flush once per pipelined group
+                await writer.drain()
+
+    def _rcpt_reply(self, address: str) -> bytes:
+        script = self.script
+        with self._lock:
+            if address in script.hard_fail:
+                self.refused[address] += 1
+                return b"550 5.1.1 <" + address.encode() + b">: Recipient address rejected\r\n"
+            if address in script.throttle:
+                self.refused[address] += 1
+                return b"421 4.7.0 Try again later, slow down\r\n"
+            if address in script.temp_fail_once and address not in self._tempfailed:
+                self._tempfailed.add(address)
+                self.refused[address] += 1
+                return b"451 4.3.0 Temporary failure, try again\r\n"
+        return b"250 2.1.5 Ok\r\n"

@@ -1,0 +1,184 @@
+"""The ledger: state machine, atomic claims, and settling rows a dead worker left behind."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from distributor.audience.models import Beat, Journalist
+from distributor.db import Database, utcnow
+from distributor.delivery import ledger
+from distributor.delivery.ledger import ProgressWriter, claim_batch, move_delivery
+from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
+from distributor.errors import IllegalTransition
+from distributor.releases.models import Release, ReleaseKind
+from tests.support import delivery_factories as f
+
+D = DeliveryStatus
+
+
+def _send(session: Session, n: int) -> tuple[Send, list[Delivery]]:
+    release = f.release(session, photo=False, attachments=False, contacts=False)
+    send = Send(release_id=release.id, status=SendStatus.RUNNING)
+    session.add(send)
+    session.flush()
+    rows = [
+        f.send_with_delivery(session, release, f.journalist(session, name=f"J{i}"))
+        for i in range(n)
+    ]
+    return send, rows
+
+
+def test_illegal_moves_raise() -> None:
+    row = Delivery(status=D.SENT)
+    with pytest.raises(IllegalTransition):
+        move_delivery(row, D.QUEUED)
+    row = Delivery(status=D.QUEUED)
+    move_delivery(row, D.SENDING)
+    move_delivery(row, D.DEFERRED)
+    with pytest.raises(IllegalTransition):
+        move_delivery(row, D.SENT)
+
+
+@pytest.fixture()
+def live_db(engine: Engine) -> Iterator[Database]:
+    """Committed data, so two connections see it; emptied afterwards."""
+    db = Database(engine)
+    yield db
+    with engine.begin() as conn:
+        conn.execute(delete(Release))
+        conn.execute(delete(ReleaseKind))
+        conn.execute(delete(Journalist))
+        conn.execute(delete(Beat))
+
+
+def test_two_workers_claim_disjoint_rows(live_db: Database) -> None:
+    with live_db.session() as session, session.begin():
+        send, _ = _send(session, 30)
+        send_id = send.id
+    now = utcnow()
+    first, second = live_db.session(), live_db.session()
+    try:
+        first.begin()
+        second.begin()
+        # The first claim holds its row locks (uncommitted) while the second one runs:
+        # on PostgreSQL SKIP LOCKED hands the second worker other rows instead of waiting.
+        a = claim_batch(first.connection(), send_id=send_id, worker="a", limit=20, now=now)
+        if live_db.engine.dialect.name != "postgresql":
+            first.commit()  # SQLite has one writer: the second claim runs after the first
+        b = claim_batch(second.connection(), send_id=send_id, worker="b", limit=20, now=now)
+        first.commit() if first.in_transaction() else None
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+    assert a is not None and b is not None
+    ids_a, ids_b = {r.id for r in a}, {r.id for r in b}
+    assert len(ids_a) == 20 and len(ids_b) == 10
+    assert not ids_a & ids_b
+    assert all(r.name.startswith("J") and r.email for r in a)
+    with live_db.session() as session:
+        owners = dict(
+            session.execute(
+                select(Delivery.id, Delivery.claimed_by).where(Delivery.send_id == send_id)
+            ).all()
+        )
+    assert {owners[i] for i in ids_a} == {"a"} and {owners[i] for i in ids_b} == {"b"}
+
+
+def test_a_paused_send_yields_no_claims(session: Session) -> None:
+    send, _ = _send(session, 3)
+    send.status = SendStatus.PAUSED
+    session.flush()
+    assert (
+        claim_batch(session.connection(), send_id=send.id, worker="w", limit=10, now=utcnow())
+        is None
+    )
+
+
+def test_rows_due_later_are_not_claimed(session: Session) -> None:
+    send, rows = _send(session, 3)
+    rows[0].next_attempt_at = utcnow() + dt.timedelta(minutes=5)
+    session.flush()
+    claimed = claim_batch(session.connection(), send_id=send.id, worker="w", limit=10, now=utcnow())
+    assert claimed is not None
+    assert {r.id for r in claimed} == {rows[1].id, rows[2].id}
+
+
+def test_recovery_requeues_unhanded_rows_and_marks_only_the_last_handed_unknown(
+    session: Session,
+) -> None:
+    _send_row, rows = _send(session, 8)
+    long_ago = utcnow() - dt.timedelta(hours=1)
+    # Worker "w1" died after handing over rows 0..2 (row 2 in flight), rows 3..4 untouched.
+    # Worker "w2" died after handing over row 5 only. Row 7 belongs to a live worker.
+    for i, row in enumerate(rows):
+        row.status = D.SENDING
+        row.claimed_at = long_ago if i < 7 else utcnow()
+        row.claimed_by = "w1" if i < 5 else ("w2" if i < 7 else "live")
+        row.handed_at = long_ago if i in (0, 1, 2, 5) else None
+    session.flush()
+    result = ledger.recover_stale_claims(session, now=utcnow(), timeout_seconds=300)
+    assert (result.requeued, result.sent, result.unknown) == (3, 2, 2)
+    statuses = [session.scalar(select(Delivery.status).where(Delivery.id == r.id)) for r in rows]
+    assert statuses == [
+        D.SENT,
+        D.SENT,
+        D.UNKNOWN,
+        D.QUEUED,
+        D.QUEUED,
+        D.UNKNOWN,
+        D.QUEUED,
+        D.SENDING,
+    ]
+
+
+def test_due_deferred_rows_go_back_to_the_queue(session: Session) -> None:
+    _send_row, rows = _send(session, 2)
+    rows[0].status = D.DEFERRED
+    rows[0].next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+    rows[1].status = D.DEFERRED
+    rows[1].next_attempt_at = utcnow() + dt.timedelta(minutes=10)
+    session.flush()
+    assert ledger.promote_due_deferred(session, utcnow()) == 1
+    session.expire_all()
+    assert [session.get(Delivery, r.id).status for r in rows] == [D.QUEUED, D.DEFERRED]  # type: ignore[union-attr]
+
+
+def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
+    with live_db.session() as session, session.begin():
+        send, rows = _send(session, 2)
+        send_id, ids = send.id, [r.id for r in rows]
+    with live_db.session() as session, session.begin():
+        claimed = claim_batch(
+            session.connection(), send_id=send_id, worker="me", limit=5, now=utcnow()
+        )
+    assert claimed is not None and len(claimed) == 2
+    mine, stranger = ProgressWriter(live_db.engine, "me"), ProgressWriter(live_db.engine, "other")
+    try:
+        assert not stranger.mark_handed(ids[0], "<x@y>", utcnow())
+        assert mine.mark_handed(ids[0], "<m0@y>", utcnow())
+        mine.record(
+            ids[1],
+            D.DEFERRED,
+            code=451,
+            response="4.3.0 later",
+            now=utcnow(),
+            next_attempt_at=utcnow() + dt.timedelta(minutes=5),
+        )
+        assert stranger.record_sent([(ids[0], "2.0.0 Ok")], utcnow()) == 0
+        assert mine.record_sent([(ids[0], "2.0.0 Ok")], utcnow()) == 1
+    finally:
+        mine.close()
+        stranger.close()
+    with live_db.session() as session:
+        first, second = (session.get(Delivery, i) for i in ids)
+        assert first is not None and second is not None
+        assert (first.status, first.message_id, first.attempts) == (D.SENT, "<m0@y>", 1)
+        assert first.sent_at is not None
+        assert (second.status, second.smtp_code, second.attempts) == (D.DEFERRED, 451, 1)

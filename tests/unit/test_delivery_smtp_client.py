@@ -1,0 +1,96 @@
+"""The bulk SMTP client against a real server on loopback."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from distributor.delivery.classify import Stage
+from distributor.delivery.smtp_client import (
+    SMTPClient,
+    SMTPConnectionLost,
+    choose_relay,
+    dot_stuff,
+)
+from distributor.mail.transport import SMTPConfig, parse_smtp_urls
+from tests.support.faulty_smtp import FaultySMTPServer, Script
+from tests.support.smtp import SMTPSink
+
+MESSAGE = b"Subject: hi\r\nTo: a@example.org\r\n\r\nline one\r\n.leading dot\r\n"
+
+
+def test_dot_stuffing_doubles_leading_dots_and_ends_the_data() -> None:
+    assert dot_stuff(b".a\r\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n.\r\n"
+    assert dot_stuff(b"x\r\n") == b"x\r\n.\r\n"
+
+
+def test_pipelined_messages_over_one_connection() -> None:
+    with FaultySMTPServer() as server:
+        client = SMTPClient(SMTPConfig("127.0.0.1", server.port))
+        client.connect()
+        assert client.is_pipelining
+        for i in range(20):
+            stage, reply = client.send("bounces+t@b.example", f"r{i}@example.org", MESSAGE)
+            assert (stage, reply.code) == (Stage.DOT, 250)
+        client.quit()
+        assert server.total == 20
+        assert server.max_open_connections == 1
+        # The server got the dot-stuffed line back as it was sent.
+        assert b"\r\n..leading dot\r\n" in server.samples["r0@example.org"]
+
+
+def test_refusals_name_their_stage_and_leave_the_session_usable() -> None:
+    script = Script(hard_fail={"bad@example.org"}, temp_fail_once={"busy@example.org"})
+    with FaultySMTPServer(script) as server:
+        client = SMTPClient(SMTPConfig("127.0.0.1", server.port))
+        client.connect()
+        stage, reply = client.send("f@example.org", "bad@example.org", MESSAGE)
+        assert (stage, reply.code) == (Stage.RCPT, 550)
+        assert "5.1.1" in reply.text
+        stage, reply = client.send("f@example.org", "busy@example.org", MESSAGE)
+        assert (stage, reply.code) == (Stage.RCPT, 451)
+        stage, reply = client.send("f@example.org", "busy@example.org", MESSAGE)
+        assert (stage, reply.code) == (Stage.DOT, 250)
+        client.quit()
+        assert server.counts() == {"busy@example.org": 1}
+
+
+def test_a_connection_dropped_after_the_dot_is_reported_at_the_dot() -> None:
+    with FaultySMTPServer(Script(drop_after_dot={"gone@example.org"})) as server:
+        client = SMTPClient(SMTPConfig("127.0.0.1", server.port))
+        client.connect()
+        with pytest.raises(SMTPConnectionLost) as caught:
+            client.send("f@example.org", "gone@example.org", MESSAGE)
+        assert caught.value.stage is Stage.DOT
+        assert not client.is_connected
+
+
+def test_lock_step_without_pipelining_against_aiosmtpd() -> None:
+    with SMTPSink() as sink:
+        client = SMTPClient(SMTPConfig("127.0.0.1", sink.port))
+        client.connect()
+        client.is_pipelining = False  # aiosmtpd advertises it; force the fallback path
+        stage, reply = client.send("f@example.org", "desk@example.org", MESSAGE)
+        client.quit()
+        assert (stage, reply.code) == (Stage.DOT, 250)
+        [received] = sink.wait_for(1)
+        assert received.rcpt_tos == ["desk@example.org"]
+        assert b".leading dot" in received.raw
+
+
+def test_relays_are_chosen_by_weight() -> None:
+    relays = parse_smtp_urls("smtp://a.example:25?weight=3, smtp://b.example:25?weight=1")
+    rng = random.Random(7)
+    picks = [choose_relay(relays, rng).host for _ in range(4000)]
+    share = picks.count("a.example") / len(picks)
+    assert 0.7 < share < 0.8
+
+
+def test_connecting_to_a_closed_port_is_a_connect_stage_loss() -> None:
+    from tests.support.services import free_port
+
+    client = SMTPClient(SMTPConfig("127.0.0.1", free_port(), timeout=2))
+    with pytest.raises(SMTPConnectionLost) as caught:
+        client.connect()
+    assert caught.value.stage is Stage.CONNECT

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from distributor.audience import csv_io  # noqa: E402
+from distributor.audience import imports  # noqa: E402
 from distributor.audience.models import (  # noqa: E402
     Beat,
     ImportStatus,
@@ -126,10 +126,10 @@ def main() -> None:
 
         started = time.perf_counter()
         with db.session() as session, session.begin():
-            job = csv_io.create_import_job(
+            job = imports.create_import_job(
                 session, filename="bench.csv", data=data, settings=settings, by=None
             )
-            job = csv_io.preview_import(
+            job = imports.preview_import(
                 session,
                 job.id,
                 settings=settings,
@@ -157,7 +157,7 @@ def main() -> None:
             job.queued_at = utcnow()
 
         started = time.perf_counter()
-        result = csv_io.run_import_job(db, job_id, settings=settings)
+        result = imports.run_import_job(db, job_id, settings=settings)
         elapsed = time.perf_counter() - started
         if result is None or result.status != ImportStatus.SUCCEEDED:
             raise SystemExit(f"import failed: {result.error_message if result else 'no job'}")

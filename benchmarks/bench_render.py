@@ -31,10 +31,11 @@ def per_call_us(fn: object, n: int) -> float:
     call = fn  # type: ignore[assignment]
     for _ in range(min(n, 200)):  # warm up
         call()  # type: ignore[operator]
-    start = time.perf_counter()
+    # CPU time of this process: other work on a shared machine does not inflate the figure.
+    start = time.process_time()
     for _ in range(n):
         call()  # type: ignore[operator]
-    return (time.perf_counter() - start) / n * 1e6
+    return (time.process_time() - start) / n * 1e6
 
 
 def main() -> None:
@@ -67,9 +68,10 @@ def main() -> None:
         journalist = f.journalist(session, name="Jane O'Doe")
         session.commit()
 
-        start = time.perf_counter()
+        compile_release(session, release.id, settings)  # first call pays for imports
+        start = time.process_time()
         compiled = compile_release(session, release.id, settings)
-        compile_ms = (time.perf_counter() - start) * 1000
+        compile_ms = (time.process_time() - start) * 1000
         signing = dataclasses.replace(
             settings, dkim_selector="bench", dkim_private_key_path=str(key_path)
         )
@@ -93,7 +95,7 @@ def main() -> None:
     us_tracked = per_call_us(lambda: compiled.render(tracked), n)
     us_untracked = per_call_us(lambda: compiled.render(untracked), n)
     us_dkim = per_call_us(lambda: signed.render(tracked), max(200, n // 20))
-    print(f"compile_release: {compile_ms:.1f} ms once per release (MJML, Jinja, headers)")
+    print(f"compile_release: {compile_ms:.1f} ms CPU once per release (Jinja, MJML, headers)")
     print(f"message: {size} bytes, HTML part {compiled.html_size} bytes")
     print(f"render, tracking off: {us_untracked:.1f} us/message")
     print(f"render + DKIM (RSA-2048, OpenSSL): {us_dkim:.1f} us/message")

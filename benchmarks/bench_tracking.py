@@ -3,8 +3,9 @@
 Creates a throwaway PostgreSQL database (server from DATABASE_URL), migrates it and seeds one
 sent release with ``--recipients`` deliveries and three tracked links. Starts the app under
 gunicorn with 2 worker processes on loopback against that database and Redis (REDIS_URL,
-default db 10), and drives ``/t/o/<token>.gif`` and ``/t/c/<token>/<link>`` with a small asyncio
-raw-HTTP/1.1 load generator (keep-alive connections, ``--concurrency`` of them). A flusher
+default db 10), and drives ``/t/o/<token>.gif`` (75%) and ``/t/c/<token>/<link>`` (25%) for
+``--seconds`` with ``--concurrency`` keep-alive connections: ``wrk`` (Debian package) when it is
+installed, else a small asyncio raw-HTTP/1.1 client in this process. A flusher
 drains the Redis buffer into the database every second while the load runs, as Celery beat
 would. Afterwards it flushes until the buffer is empty and counts the stored events. It prints,
 as its last line:
@@ -343,7 +344,7 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=30_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--recipients", type=int, default=5_000)
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the load")
     parser.add_argument(
@@ -353,7 +354,11 @@ def main() -> int:
         help="load generator: wrk (Debian package) when installed, else the asyncio client",
     )
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class")
+    parser.add_argument(
+        "--worker-class",
+        default="gthread",
+        help="gunicorn worker class (gthread keeps connections alive; sync closes each one)",
+    )
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -419,7 +424,8 @@ def main() -> int:
             start_new_session=True,
         )
         wait_for_port("127.0.0.1", port)
-        log(f"gunicorn (2 {args.worker_class} workers, {args.threads} threads) on 127.0.0.1:{port}")
+        threads = f" x {args.threads} threads" if args.worker_class == "gthread" else ""
+        log(f"gunicorn: 2 {args.worker_class} workers{threads} on 127.0.0.1:{port}")
 
         app = create_app(settings, db=db)
         stop = threading.Event()

@@ -26,7 +26,9 @@ from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStat
 from distributor.errors import Conflict, DomainError, NotFound, ValidationFailed
 from distributor.extensions import csrf
 from distributor.releases.models import Release, ReleaseStatus
+from distributor.reports import health
 from distributor.reports import services as reports
+from distributor.reports.history import journalist_history
 from distributor.security import ALL_STAFF, EDITORS
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -406,7 +408,7 @@ def release_report(release_id: int) -> Response:
 @api_roles(ALL_STAFF)
 def dashboard() -> Response:
     days = _int_arg("days", 30, low=1, high=365)
-    board = reports.dashboard(request_session(), days=days)
+    board = health.dashboard(request_session(), days=days)
     return jsonify(
         days=[
             {
@@ -429,7 +431,7 @@ def dashboard() -> Response:
 @bp.get("/reports/journalists/<int:journalist_id>")
 @api_roles(ALL_STAFF)
 def journalist_report(journalist_id: int) -> Response:
-    history = reports.journalist_history(request_session(), journalist_id)
+    history = journalist_history(request_session(), journalist_id)
     return jsonify(
         journalist_id=journalist_id,
         deliveries=[

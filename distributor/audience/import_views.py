@@ -8,6 +8,8 @@ from werkzeug.wrappers import Response
 from wtforms import SelectChoice
 
 from distributor.audience import csv_io, services
+from distributor.audience import imports as import_jobs
+from distributor.audience.dry_run import job_layout
 from distributor.audience.forms import ActionForm, MappingForm, UploadForm
 from distributor.audience.models import ImportStatus, LawfulBasis
 from distributor.audience.views import bp, journalist_filters
@@ -33,7 +35,7 @@ def imports() -> tuple[str, int] | Response:
         # Read one byte past the limit: enough to know the file is too big, no more.
         data = upload.stream.read(_settings().import_max_bytes + 1)
         try:
-            job = csv_io.create_import_job(
+            job = import_jobs.create_import_job(
                 session,
                 filename=upload.filename or "upload.csv",
                 data=data,
@@ -48,7 +50,7 @@ def imports() -> tuple[str, int] | Response:
     return render_template(
         "staff/audience/imports.html",
         form=form,
-        jobs=csv_io.list_import_jobs(session),
+        jobs=import_jobs.list_import_jobs(session),
         max_mb=_settings().import_max_bytes // 1_048_576,
     ), status
 
@@ -57,10 +59,10 @@ def imports() -> tuple[str, int] | Response:
 @editor_required
 def map_import(job_id: int) -> str | Response:
     session = request_session()
-    job = csv_io.get_import_job(session, job_id)
+    job = import_jobs.get_import_job(session, job_id)
     if job.status not in (ImportStatus.UPLOADED, ImportStatus.PREVIEWED):
         return redirect(url_for("audience.import_job", job_id=job.id))
-    layout = csv_io.job_layout(job)
+    layout = job_layout(job)
     form = MappingForm()
     beats = services.list_beats(session)
     form.beats.choices = [SelectChoice(b.id, b.name) for b in beats]
@@ -80,7 +82,7 @@ def map_import(job_id: int) -> str | Response:
             if request.form.get(f"map_{name}")
         }
         try:
-            csv_io.preview_import(
+            import_jobs.preview_import(
                 session,
                 job.id,
                 settings=_settings(),
@@ -115,7 +117,8 @@ def _sample_rows(job: object, limit: int = 3) -> list[list[str]]:
 
     assert isinstance(job, ImportJob)
     reader = csv.reader(
-        io.StringIO(job.content[:20_000]), delimiter=csv_io.job_layout(job).get("delimiter", ",")
+        io.StringIO(job.content[:20_000]),
+        delimiter=job_layout(job).get("delimiter", ","),
     )
     rows: list[list[str]] = []
     try:
@@ -133,18 +136,18 @@ def _sample_rows(job: object, limit: int = 3) -> list[list[str]]:
 @editor_required
 def import_job(job_id: int) -> str:
     session = request_session()
-    job = csv_io.get_import_job(session, job_id)
-    problems = csv_io.preview_problems(session, job.id)
+    job = import_jobs.get_import_job(session, job_id)
+    problems = import_jobs.preview_problems(session, job.id)
     media_list = services.get_media_list(session, job.media_list_id) if job.media_list_id else None
     beat_ids = {int(b) for b in job.beat_ids.split(",") if b}
     return render_template(
         "staff/audience/import_job.html",
         job=job,
         problems=problems,
-        problem_limit=csv_io.PREVIEW_ERROR_LIMIT,
+        problem_limit=import_jobs.PREVIEW_ERROR_LIMIT,
         beats=[b for b in services.list_beats(session) if b.id in beat_ids],
         media_list=media_list,
-        status=csv_io.import_status(job),
+        status=import_jobs.import_status(job),
         action_form=ActionForm(),
     )
 
@@ -154,7 +157,7 @@ def import_job(job_id: int) -> str:
 def start_import(job_id: int) -> Response:
     if ActionForm().validate_on_submit():
         try:
-            csv_io.start_import(request_session(), job_id)
+            import_jobs.start_import(request_session(), job_id)
         except DomainError as exc:
             flash(exc.message, "error")
     return redirect(url_for("audience.import_job", job_id=job_id))
@@ -163,8 +166,8 @@ def start_import(job_id: int) -> Response:
 @bp.get("/imports/<int:job_id>/status")
 @editor_required
 def import_status(job_id: int) -> Response:
-    job = csv_io.get_import_job(request_session(), job_id)
-    response = jsonify(csv_io.import_status(job))
+    job = import_jobs.get_import_job(request_session(), job_id)
+    response = jsonify(import_jobs.import_status(job))
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from wtforms import SelectChoice
 
 from distributor.audience import consent, tokens
+from distributor.audience import preferences as prefs
 from distributor.audience.forms import (
     ConfirmForm,
     EmbedSubscribeForm,
@@ -45,17 +46,8 @@ def _client_ip() -> str | None:
     return request.remote_addr
 
 
-def _public_layout() -> str:
-    """The public layout once the newsroom ships it; our own until then."""
-    try:
-        current_app.jinja_env.get_template("public/base.html")
-    except Exception:
-        return "audience/_layout.html"
-    return "public/base.html"
-
-
 def _render(template: str, status: int = 200, **context: object) -> tuple[str, int]:
-    return render_template(template, layout=_public_layout(), **context), status
+    return render_template(template, **context), status
 
 
 def _prepare_subscribe(form: SubscribeForm, session: Session) -> list[Beat]:
@@ -175,11 +167,11 @@ def _preferences_page(token: str, erase_form: EraseForm, *, handle_form: bool) -
     session = request_session()
     journalist = _journalist_for(token)
     form = PreferencesForm()
-    beats = consent.preference_beats(session, journalist)
+    beats = prefs.preference_beats(session, journalist)
     form.beats.choices = [SelectChoice(b.id, b.name) for b in beats]
     saved = False
     if handle_form and form.validate_on_submit():
-        journalist = consent.update_preferences(
+        journalist = prefs.update_preferences(
             session,
             settings,
             journalist.id,
@@ -190,7 +182,7 @@ def _preferences_page(token: str, erase_form: EraseForm, *, handle_form: bool) -
         )
         saved = True
     if not handle_form or not form.is_submitted() or saved:
-        form.beats.data = sorted(consent.active_beat_ids(journalist))
+        form.beats.data = sorted(prefs.active_beat_ids(journalist))
         form.delivery_mode.data = journalist.delivery_mode.value
         form.is_paused.data = journalist.is_paused
     suppression = find_suppression(session, journalist.email)
@@ -213,7 +205,7 @@ def _preferences_page(token: str, erase_form: EraseForm, *, handle_form: bool) -
 @public
 def download_data(token: str) -> Response:
     journalist = _journalist_for(token)
-    data = consent.export_personal_data(request_session(), journalist.id)
+    data = prefs.export_personal_data(request_session(), journalist.id)
     response = current_app.response_class(
         json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json"
     )
@@ -229,7 +221,7 @@ def erase(token: str) -> tuple[str, int]:
     form = EraseForm()
     if not form.validate_on_submit():
         return _preferences_page(token, form, handle_form=False)
-    consent.erase_journalist(request_session(), journalist.id)
+    prefs.erase_journalist(request_session(), journalist.id)
     return _render("audience/erased.html")
 
 
@@ -261,7 +253,7 @@ def unsubscribe(token: str) -> tuple[str, int]:
     journalist_id = tokens.load_unsubscribe_token(_settings(), token)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     # An erased journalist is already unsubscribed for good: answer the same either way.
-    consent.unsubscribe_all(
+    prefs.unsubscribe_all(
         request_session(),
         journalist_id,
         note="one-click (RFC 8058)" if one_click else "unsubscribe page",

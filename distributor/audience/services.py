@@ -1,7 +1,9 @@
-"""Audience use cases for staff: suppressions, beats, outlets, journalists, media lists, merges.
+"""Audience use cases for staff: suppressions, beats, outlets, journalists, media lists.
 
-Functions take a session, may flush, never commit. Consent flows (subscribe, confirm,
-preference centre, erasure) live in ``consent.py``; CSV import and export in ``csv_io.py``.
+Functions take a session, may flush, never commit. Elsewhere in this package: subscribe and
+confirm in ``consent.py``; the preference centre, data export and erasure in
+``preferences.py``; merging duplicates in ``merge.py``; CSV import in ``imports.py`` (with
+``dry_run.py`` and ``bulk.py``) and CSV reading and export in ``csv_io.py``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,16 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import CursorResult, Select, delete, exists, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, delete, exists, func, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from distributor.accounts.models import Role, User
 from distributor.audience.models import (
     Beat,
     Journalist,
-    JournalistMerge,
     LawfulBasis,
     MediaList,
     Outlet,
@@ -358,7 +359,11 @@ def search_journalists(
         q=q, beat_id=beat_id, outlet_id=outlet_id, status=status, engagement=engagement
     )
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = session.scalars(stmt.limit(per_page).offset(max(page - 1, 0) * per_page))
+    rows = session.scalars(
+        stmt.options(selectinload(Journalist.subscriptions))
+        .limit(per_page)
+        .offset(max(page - 1, 0) * per_page)
+    )
     return list(rows.unique()), total
 
 
@@ -441,134 +446,6 @@ def media_lists_of(session: Session, journalist_id: int) -> list[MediaList]:
             .join(media_list_members, media_list_members.c.media_list_id == MediaList.id)
             .where(media_list_members.c.journalist_id == journalist_id)
             .order_by(MediaList.name)
-        )
-    )
-
-
-# -- merging duplicates --------------------------------------------------------------------------
-
-_STATUS_RANK = {
-    SubscriptionStatus.UNSUBSCRIBED: 0,
-    SubscriptionStatus.PENDING: 1,
-    SubscriptionStatus.CONFIRMED: 2,
-}
-
-
-def merge_journalists(
-    session: Session, *, keep_id: int, duplicate_id: int, by: User | None = None
-) -> JournalistMerge:
-    """Fold ``duplicate_id`` into ``keep_id``: subscriptions, list memberships and deliveries move.
-
-    Runs in the caller's transaction, so a failure leaves both records as they were. Where both
-    follow a beat, an unsubscribe wins (we never re-subscribe someone by merging); otherwise the
-    stronger status and its consent evidence are kept.
-    """
-    from distributor.delivery.models import Delivery
-
-    if keep_id == duplicate_id:
-        raise ValidationFailed("Choose two different records to merge")
-    keep = get_journalist(session, keep_id)
-    dup = get_journalist(session, duplicate_id)
-
-    kept_subs = {s.beat_id: s for s in keep.subscriptions}
-    moved_subs = 0
-    for sub in list(dup.subscriptions):
-        mine = kept_subs.get(sub.beat_id)
-        if mine is None:
-            dup.subscriptions.remove(sub)
-            keep.subscriptions.append(sub)
-            moved_subs += 1
-            continue
-        if SubscriptionStatus.UNSUBSCRIBED in (mine.status, sub.status):
-            if mine.status != SubscriptionStatus.UNSUBSCRIBED:
-                mine.status = SubscriptionStatus.UNSUBSCRIBED
-                mine.unsubscribed_at = sub.unsubscribed_at or utcnow()
-        elif _STATUS_RANK[sub.status] > _STATUS_RANK[mine.status]:
-            for attr in (
-                "status",
-                "source",
-                "consent_at",
-                "consent_method",
-                "consent_text_version",
-                "consent_ip_hash",
-                "confirmed_at",
-            ):
-                setattr(mine, attr, getattr(sub, attr))
-        moved_subs += 1
-    session.flush()
-
-    kept_lists = set(
-        session.scalars(
-            select(media_list_members.c.media_list_id).where(
-                media_list_members.c.journalist_id == keep.id
-            )
-        )
-    )
-    dup_lists = set(
-        session.scalars(
-            select(media_list_members.c.media_list_id).where(
-                media_list_members.c.journalist_id == dup.id
-            )
-        )
-    )
-    new_lists = sorted(dup_lists - kept_lists)
-    if new_lists:
-        session.execute(
-            insert(media_list_members),
-            [{"media_list_id": ml, "journalist_id": keep.id} for ml in new_lists],
-        )
-
-    # One delivery per release and journalist: where both got the same release, the kept
-    # record's row stays and the duplicate's row is anonymised rather than moved.
-    kept_releases = select(Delivery.release_id).where(Delivery.journalist_id == keep.id)
-    moved_deliveries = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Delivery)
-            .where(Delivery.journalist_id == dup.id, Delivery.release_id.not_in(kept_releases))
-            .values(journalist_id=keep.id)
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
-    session.execute(
-        update(Delivery)
-        .where(Delivery.journalist_id == dup.id)
-        .values(journalist_id=None)
-        .execution_options(synchronize_session=False)
-    )
-
-    for attr in ("name", "role", "country", "language", "phone"):
-        if not getattr(keep, attr) and getattr(dup, attr):
-            setattr(keep, attr, getattr(dup, attr))
-    if keep.outlet_id is None and dup.outlet_id is not None:
-        keep.outlet_id = dup.outlet_id
-    if dup.notes and dup.notes not in keep.notes:
-        keep.notes = (keep.notes + "\n\n" + dup.notes).strip()
-    keep.is_paused = keep.is_paused or dup.is_paused
-    keep.is_tracking_allowed = keep.is_tracking_allowed and dup.is_tracking_allowed
-
-    log = JournalistMerge(
-        kept_id=keep.id,
-        merged_journalist_id=dup.id,
-        merged_email=dup.email,
-        moved_subscriptions=moved_subs,
-        moved_list_memberships=len(new_lists),
-        moved_deliveries=int(moved_deliveries or 0),
-        merged_by_id=by.id if by is not None else None,
-        merged_at=utcnow(),
-    )
-    session.add(log)
-    session.delete(dup)
-    session.flush()
-    return log
-
-
-def merges_into(session: Session, journalist_id: int) -> list[JournalistMerge]:
-    return list(
-        session.scalars(
-            select(JournalistMerge)
-            .where(JournalistMerge.kept_id == journalist_id)
-            .order_by(JournalistMerge.merged_at.desc())
         )
     )
 

@@ -35,7 +35,7 @@ def send_confirmation(request_id: int) -> None:
 @shared_task(name="audience.run_import")
 def run_import(job_id: int) -> None:
     """Import the rows of one previewed CSV import job, all or nothing."""
-    from distributor.audience.csv_io import run_import_job
+    from distributor.audience.imports import run_import_job
 
     ext = current_app.extensions
     run_import_job(ext["distributor.db"], job_id, settings=ext["distributor.settings"])
@@ -45,7 +45,7 @@ def run_import(job_id: int) -> None:
 def requeue_stalled() -> None:
     """Sweep: re-queue confirmation mails and imports whose broker message was lost."""
     from distributor.audience.consent import unsent_confirmations
-    from distributor.audience.csv_io import stalled_imports
+    from distributor.audience.imports import stalled_imports
 
     with task_session() as session:
         confirmations = unsent_confirmations(session)

@@ -17,7 +17,8 @@ from flask import (
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from distributor.audience import consent, services
+from distributor.audience import merge as merging
+from distributor.audience import preferences, services
 from distributor.audience.forms import (
     ActionForm,
     AddMembersForm,
@@ -150,7 +151,7 @@ def journalist(journalist_id: int) -> str:
         suppression=services.find_suppression(session, record.email),
         media_lists=services.media_lists_of(session, record.id),
         deliveries=services.delivery_history(session, record.id),
-        merges=services.merges_into(session, record.id),
+        merges=merging.merges_into(session, record.id),
         merge_form=MergeForm(),
         action_form=ActionForm(),
     )
@@ -176,7 +177,7 @@ def merge(journalist_id: int) -> Response:
     if form.validate_on_submit():
         try:
             duplicate = _resolve_duplicate(form.duplicate.data or "")
-            log = services.merge_journalists(
+            log = merging.merge_journalists(
                 request_session(), keep_id=journalist_id, duplicate_id=duplicate.id, by=current_user
             )
         except DomainError as exc:
@@ -211,7 +212,7 @@ def do_not_contact(journalist_id: int) -> Response:
 @admin_required
 def erase_journalist(journalist_id: int) -> Response:
     if ActionForm().validate_on_submit():
-        consent.erase_journalist(request_session(), journalist_id)
+        preferences.erase_journalist(request_session(), journalist_id)
         flash(
             "The journalist's data is erased; the address stays suppressed by its hash.", "success"
         )

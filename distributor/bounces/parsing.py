@@ -219,7 +219,10 @@ def _body_text(msg: Message) -> str:
         if part.get_content_maintype() == "text":
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
-                chunks.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+                try:
+                    chunks.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+                except LookupError:  # a charset Python does not know
+                    chunks.append(payload.decode("utf-8", "replace"))
     return "\n".join(chunks)
 
 

@@ -375,14 +375,35 @@ def policy_rejections(session: Session, *, limit: int = 50) -> list[PolicyReject
 
 
 def forget_address(session: Session, email_address: str) -> int:
-    """Erasure: blank the address on bounce and complaint rows (the counts stay)."""
+    """Erasure: blank the address on bounce and complaint rows and drop their raw messages.
+
+    The rows stay (counts and rates are still true); nothing that names the person does.
+    Returns how many bounce and complaint rows named the address.
+    """
+    address = email_address.strip().lower()
+    inbound_ids: set[int] = set()
     total = 0
     for model in (Bounce, Complaint):
+        ids = session.scalars(select(model.inbound_message_id).where(model.email == address))
+        inbound_ids.update(ids)
         result = session.execute(
             update(model)
-            .where(model.email == email_address.lower())
+            .where(model.email == address)
             .values(email=None)
             .execution_options(synchronize_session=False)
         )
         total += int(getattr(result, "rowcount", 0) or 0)
+    if inbound_ids:
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id.in_(inbound_ids))
+            .values(
+                raw=None,
+                raw_purged_at=utcnow(),
+                summary="(erased)",
+                subject="",
+                envelope_to="",
+            )
+            .execution_options(synchronize_session=False)
+        )
     return total

@@ -62,6 +62,7 @@ class DnsPythonResolver:
     """TXT lookups through dnspython with a short overall timeout, cached for five minutes."""
 
     CACHE_SECONDS = 300
+    OFFLINE_SECONDS = 60
 
     def __init__(
         self, timeout: float, *, nameservers: list[str] | None = None, port: int = 53
@@ -70,11 +71,14 @@ class DnsPythonResolver:
         self.nameservers = nameservers
         self.port = port
         self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._offline_until = 0.0
 
     def txt(self, name: str) -> list[str]:
         cached = self._cache.get(name)
         if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
             return cached[1]
+        if time.monotonic() < self._offline_until:
+            raise DnsUnavailable("DNS was unreachable a moment ago")
         import dns.exception
         import dns.resolver
 
@@ -89,6 +93,8 @@ class DnsPythonResolver:
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             found = []
         except (dns.exception.DNSException, OSError, RuntimeError) as exc:
+            # Offline machines should not wait out the timeout on every page load.
+            self._offline_until = time.monotonic() + self.OFFLINE_SECONDS
             raise DnsUnavailable(str(exc) or type(exc).__name__) from exc
         self._cache[name] = (time.monotonic(), found)
         return found
@@ -224,10 +230,14 @@ def dns_checks(settings: Settings, resolver: TxtResolver) -> list[CheckItem]:
         dkim_domain = settings.dkim_domain or domain
         name = f"{settings.dkim_selector}._domainkey.{dkim_domain}"
         checks.insert(1, ("DKIM", name, "p=", f"No DKIM key at {name}."))
+    reachable = True
     for label, name, marker, missing in checks:
         try:
+            if not reachable:  # one timeout is enough; do not wait for each record
+                raise DnsUnavailable("skipped")
             records = resolver.txt(name)
         except DnsUnavailable:
+            reachable = False
             items.append(
                 CheckItem(label, CheckStatus.UNKNOWN, f"Could not check {name}: DNS unreachable.")
             )

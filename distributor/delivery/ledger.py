@@ -4,17 +4,22 @@ Single rows move through ``move_delivery`` (which raises on an illegal move). Ba
 set-based UPDATEs whose WHERE clause names the current status: that guard is the transition
 check for a batch, and it is what makes a duplicated or late worker harmless.
 
-How a message is protected against loss and duplication:
+How a message is protected against loss and duplication (one SMTP connection per claim, rows
+sent in id order):
 
 1. claim: rows go queued -> sending with ``claimed_by``; that commit happens BEFORE any SMTP.
-2. just before DATA's final dot, ``handed_at`` is committed for that one row (``ProgressWriter``).
-3. refusals and losses are written as they happen; accepted rows are written in bulk at the end.
+2. each outcome is committed as soon as it is known: a refusal at once, an acceptance (250)
+   just before the NEXT message's final dot, overlapped with that message's envelope replies
+   (``ProgressWriter``, autocommit).
 
-If the worker dies, ``recover_stale_claims`` reads the rows it left in ``sending``: never handed
-over -> queued again (safe); handed over and earlier than the connection's last handed row ->
-sent (their reply came back, or a refusal would have been written); the last handed row of each
-claim -> UNKNOWN, since its reply may never have arrived. So at most one message per open
-connection is ever in doubt, and it is never resent without a person deciding to.
+So whenever a final dot goes out, every earlier row of the claim already has its outcome in
+the database. If the worker dies, ``recover_stale_claims`` finds its rows still in
+``sending``: the lowest of them may have been accepted (its dot went out, or its 250 had not
+been written yet) and becomes UNKNOWN; every later one was never handed over and is queued
+again. At most one message per open connection is ever in doubt, and it is never resent
+without a person deciding to. Every write is fenced by ``claimed_by`` and status ``sending``,
+and no final dot goes out before a fenced write (or check) has confirmed the claim is still
+ours, so a worker that stalls past the claim timeout stops instead of sending twice.
 """
 
 from __future__ import annotations
@@ -92,34 +97,40 @@ class ClaimedRow:
     is_tracking_allowed: bool
 
 
+# The ids are picked by the (send_id, status, next_attempt_at) index and locked with SKIP
+# LOCKED, then updated through the primary key (= ANY(ARRAY(...)) keeps the planner from
+# hashing the whole table). No ORDER BY: sorting every queued row of a big send on each claim
+# costs more than the claim; the batch is sorted by id in Python.
 _CLAIM_PG = """
-WITH picked AS (
-    SELECT d.id, COALESCE(j.name, '') AS name, COALESCE(j.is_tracking_allowed, false) AS tracking
-    FROM deliveries d LEFT JOIN journalists j ON j.id = d.journalist_id
-    WHERE d.send_id = :send_id AND d.status = 'queued'
-      AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= :now)
-    ORDER BY d.id
-    LIMIT :limit
-    FOR UPDATE OF d SKIP LOCKED
-)
 UPDATE deliveries AS d
-SET status = 'sending', claimed_by = :worker, claimed_at = :now, handed_at = NULL,
+SET status = 'sending', claimed_by = :worker, claimed_at = :now,
     first_attempt_at = COALESCE(d.first_attempt_at, :now), updated_at = :now
-FROM picked
-WHERE d.id = picked.id
+WHERE d.id = ANY(ARRAY(
+    SELECT q.id FROM deliveries q
+    WHERE q.send_id = :send_id AND q.status = 'queued'
+      AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= :now)
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+))
 RETURNING d.id, d.journalist_id, d.email, d.recipient_domain, d.verp_token, d.matched_beats,
-          d.attempts, d.first_attempt_at, picked.name, picked.tracking
+          d.attempts, d.first_attempt_at,
+          COALESCE((SELECT j.name FROM journalists j WHERE j.id = d.journalist_id), ''),
+          COALESCE(
+              (SELECT j.is_tracking_allowed FROM journalists j WHERE j.id = d.journalist_id),
+              false
+          )
 """
 
 # SQLite has one writer at a time, so the sub-select cannot race; RETURNING needs 3.35.
 _CLAIM_SQLITE = """
 UPDATE deliveries
-SET status = 'sending', claimed_by = :worker, claimed_at = :now, handed_at = NULL,
+SET status = 'sending', claimed_by = :worker, claimed_at = :now,
     first_attempt_at = COALESCE(first_attempt_at, :now), updated_at = :now
 WHERE id IN (
     SELECT id FROM deliveries
     WHERE send_id = :send_id AND status = 'queued'
       AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+      AND EXISTS (SELECT 1 FROM sends s WHERE s.id = :send_id AND s.status = 'running')
     ORDER BY id LIMIT :limit
 )
 RETURNING id, journalist_id, email, recipient_domain, verp_token, matched_beats, attempts,
@@ -134,11 +145,13 @@ def claim_batch(
 
     Runs inside the caller's transaction; the caller commits before talking SMTP.
     """
-    # A plain read, not a lock: claims must not queue behind each other on the send's row.
-    # A pause that lands just after this read is seen by the batch within a second.
-    status = conn.execute(select(Send.status).where(Send.id == send_id)).scalar()
-    if status is not SendStatus.RUNNING:
-        return None
+    is_postgres = conn.dialect.name == "postgresql"
+    if is_postgres:
+        # A plain read, not a lock: claims must not queue behind each other on the send's row.
+        # A pause that lands just after this read is seen by the batch within a second.
+        status = conn.execute(select(Send.status).where(Send.id == send_id)).scalar()
+        if status is not SendStatus.RUNNING:
+            return None
     params = {"send_id": send_id, "worker": worker, "limit": limit, "now": now}
     binds = (
         bindparam("send_id", type_=Integer()),
@@ -147,11 +160,18 @@ def claim_batch(
         bindparam("now", type_=UTCDateTime()),
     )
     columns = {"first_attempt_at": UTCDateTime()}
-    if conn.dialect.name == "postgresql":
+    if is_postgres:
         rows = conn.execute(text(_CLAIM_PG).bindparams(*binds).columns(**columns), params).all()
         claimed = [ClaimedRow(*row) for row in rows]
     else:
+        # SQLite: the write comes first, so the transaction takes the write lock at once (a
+        # read-then-write transaction in WAL mode fails with "database is locked" instead of
+        # waiting when another worker wrote in between).
         rows = conn.execute(text(_CLAIM_SQLITE).bindparams(*binds).columns(**columns), params).all()
+        if not rows:
+            status = conn.execute(select(Send.status).where(Send.id == send_id)).scalar()
+            if status is not SendStatus.RUNNING:
+                return None
         people: dict[int, tuple[str, bool]] = {}
         journalist_ids = [r[1] for r in rows if r[1] is not None]
         if journalist_ids:
@@ -173,10 +193,12 @@ def claim_batch(
 # -- per-message progress ---------------------------------------------------------------------
 
 
-_MARK_NAME = b"distributor_delivery_mark"
+_MARK_NAME = b"distributor_delivery_accepted"
 _MARK_PG = (
-    b"UPDATE deliveries SET handed_at = clock_timestamp(), message_id = $1 "
-    b"WHERE id = $2::bigint AND claimed_by = $3 AND status = 'sending'"
+    b"UPDATE deliveries SET status = 'sent', sent_at = clock_timestamp(), message_id = $1, "
+    b"smtp_code = 250, smtp_response = $2, attempts = attempts + 1, next_attempt_at = NULL, "
+    b"updated_at = clock_timestamp() "
+    b"WHERE id = $3::bigint AND claimed_by = $4 AND status = 'sending'"
 )
 _COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
 
@@ -231,23 +253,42 @@ class ProgressWriter:
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.p) if self.is_postgres else statement
 
-    def mark_handed(self, delivery_id: int, message_id: str, now: dt.datetime) -> bool:
-        """Record that this row's final dot is about to go out; False if the row is not ours."""
+    def record_accepted(
+        self, delivery_id: int, message_id: str, response: str, now: dt.datetime
+    ) -> bool:
+        """The server took this message (250): commit it now. False if the row is not ours
+        any more (our claim was recovered by the sweep): the caller must stop."""
         if self.is_postgres:
             result = self._pq.exec_prepared(
-                _MARK_NAME, [message_id.encode(), str(delivery_id).encode(), self._worker_bytes]
+                _MARK_NAME,
+                [
+                    message_id.encode(),
+                    response[:500].encode("utf-8", "replace"),
+                    str(delivery_id).encode(),
+                    self._worker_bytes,
+                ],
             )
             if result.status != _COMMAND_OK:
                 raise RuntimeError(result.error_message.decode("utf-8", "replace"))
             return bool(result.command_tuples == 1)
+        stamp = self._t(now)
         self._cur.execute(
-            self._sql(
-                "UPDATE deliveries SET handed_at = ?, message_id = ? "
-                "WHERE id = ? AND claimed_by = ? AND status = 'sending'"
-            ),
-            (self._t(now), message_id, delivery_id, self.worker),
+            "UPDATE deliveries SET status = 'sent', sent_at = ?, message_id = ?, smtp_code = 250, "
+            "smtp_response = ?, attempts = attempts + 1, next_attempt_at = NULL, updated_at = ? "
+            "WHERE id = ? AND claimed_by = ? AND status = 'sending'",
+            (stamp, message_id, response[:500], stamp, delivery_id, self.worker),
         )
         return bool(self._cur.rowcount == 1)
+
+    def is_claimed(self, delivery_id: int) -> bool:
+        """Whether this row is still ours and unsent (the sweep may have recovered it)."""
+        self._cur.execute(
+            self._sql(
+                "SELECT 1 FROM deliveries WHERE id = ? AND claimed_by = ? AND status = 'sending'"
+            ),
+            (delivery_id, self.worker),
+        )
+        return self._cur.fetchone() is not None
 
     def record(
         self,
@@ -280,37 +321,6 @@ class ProgressWriter:
                 self.worker,
             ),
         )
-
-    def record_sent(self, accepted: Sequence[tuple[int, str]], now: dt.datetime) -> int:
-        """Mark the accepted rows sent in one statement (one commit)."""
-        if not accepted:
-            return 0
-        if self.is_postgres:
-            self._cur.execute(
-                "UPDATE deliveries AS d SET status = 'sent', sent_at = COALESCE(d.handed_at, %s), "
-                "smtp_code = 250, smtp_response = v.resp, attempts = d.attempts + 1, "
-                "next_attempt_at = NULL, updated_at = %s "
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, resp) "
-                "WHERE d.id = v.id AND d.claimed_by = %s AND d.status = 'sending'",
-                (now, now, [a[0] for a in accepted], [a[1] for a in accepted], self.worker),
-            )
-            return int(self._cur.rowcount)
-        stamp = self._t(now)
-        self._cur.execute("BEGIN")
-        try:
-            self._cur.executemany(
-                "UPDATE deliveries SET status = 'sent', sent_at = COALESCE(handed_at, ?), "
-                "smtp_code = 250, smtp_response = ?, attempts = attempts + 1, "
-                "next_attempt_at = NULL, updated_at = ? "
-                "WHERE id = ? AND claimed_by = ? AND status = 'sending'",
-                [(stamp, resp, stamp, i, self.worker) for i, resp in accepted],
-            )
-            changed = int(self._cur.rowcount)
-            self._cur.execute("COMMIT")
-        except BaseException:
-            self._cur.execute("ROLLBACK")
-            raise
-        return changed
 
     def release(
         self,
@@ -378,7 +388,6 @@ def promote_due_deferred(session: Session, now: dt.datetime) -> int:
 @dataclass(frozen=True)
 class Recovery:
     requeued: int
-    sent: int
     unknown: int
 
 
@@ -386,44 +395,26 @@ def recover_stale_claims(session: Session, *, now: dt.datetime, timeout_seconds:
     """Settle rows left in ``sending`` by a worker that died (see the module docstring)."""
     cutoff = now - dt.timedelta(seconds=timeout_seconds)
     stale = (Delivery.status == D.SENDING, Delivery.claimed_at < cutoff)
-    last_handed = (
-        select(func.max(Delivery.id))
-        .where(*stale, Delivery.handed_at.is_not(None))
-        .group_by(Delivery.claimed_by)
-    )
+    in_flight = select(func.min(Delivery.id)).where(*stale).group_by(Delivery.claimed_by)
     unknown = session.execute(
         update(Delivery)
-        .where(*stale, Delivery.id.in_(last_handed))
+        .where(*stale, Delivery.id.in_(in_flight))
         .values(
             status=D.UNKNOWN,
             attempts=Delivery.attempts + 1,
-            smtp_response="worker lost while the message was in flight: outcome unknown",
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    sent = session.execute(
-        update(Delivery)
-        .where(*stale, Delivery.handed_at.is_not(None))
-        .values(
-            status=D.SENT,
-            sent_at=Delivery.handed_at,
-            attempts=Delivery.attempts + 1,
-            smtp_code=250,
-            smtp_response="accepted (recorded after the worker was lost)",
+            smtp_response="worker lost while the message may have been in flight: outcome unknown",
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
     )
     requeued = session.execute(
         update(Delivery)
-        .where(*stale, Delivery.handed_at.is_(None))
+        .where(*stale)
         .values(status=D.QUEUED, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return Recovery(
         requeued=int(requeued.rowcount or 0),  # type: ignore[attr-defined]
-        sent=int(sent.rowcount or 0),  # type: ignore[attr-defined]
         unknown=int(unknown.rowcount or 0),  # type: ignore[attr-defined]
     )
 

@@ -25,7 +25,7 @@ from email.utils import formatdate
 from html.parser import HTMLParser
 
 _SLOT = re.compile(r"xQzSLOT(\d{4})zQx")
-_SOFT_BREAK = b"=\r\n"
+SOFT_BREAK = b"=\r\n"  # RFC 2045 6.7 rule 5: decodes to nothing
 _SAFE_ADDRESS = re.compile(r"[!#-'*+\-/-9=?A-Z^-~.]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 .,'()!?#&+/_-]*")
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
@@ -52,8 +52,8 @@ def _qp_line(data: bytes) -> bytes:
     # ``data`` has no line break, so the only newlines in the output are soft breaks.
     encoded = binascii.b2a_qp(data, istext=True)
     if len(encoded) > 76:
-        encoded = encoded.replace(b"=\n", _SOFT_BREAK)
-    return encoded + _SOFT_BREAK
+        encoded = encoded.replace(b"=\n", SOFT_BREAK)
+    return encoded + SOFT_BREAK
 
 
 def html_value(value: str) -> bytes:
@@ -82,8 +82,8 @@ class _Part:
     def split(cls, source: str, names: list[str]) -> _Part:
         source = source.replace("\r\n", "\n").replace("\n", "\r\n")
         pieces = _SLOT.split(source)
-        chunks = [_qp(p.encode("utf-8")) + _SOFT_BREAK for p in pieces[0::2]]
-        chunks[-1] = chunks[-1][: -len(_SOFT_BREAK)]
+        chunks = [_qp(p.encode("utf-8")) + SOFT_BREAK for p in pieces[0::2]]
+        chunks[-1] = chunks[-1][: -len(SOFT_BREAK)]
         return cls(tuple(chunks), tuple(names[int(i)] for i in pieces[1::2]))
 
     def layout(self, index: int) -> tuple[list[bytes], list[tuple[int, str, int]]]:

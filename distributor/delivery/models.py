@@ -88,10 +88,6 @@ class Delivery(Base):
     next_attempt_at: Mapped[dt.datetime | None]
     claimed_at: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(120))
-    # Set (and committed) just before DATA's final dot goes to the server: a row still
-    # "sending" with this set may have been accepted, so recovery makes it UNKNOWN, never
-    # queued again. Rows claimed but never handed over are safe to resend.
-    handed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(255))
     verp_token: Mapped[str] = mapped_column(String(64), unique=True)

@@ -24,6 +24,7 @@ from distributor.audience import tokens
 from distributor.delivery.dkim import DkimSigner, load_signer
 from distributor.delivery.link_tokens import FastToken
 from distributor.delivery.mime import (
+    SOFT_BREAK,
     HeaderSet,
     MessageTemplate,
     SlotMarkers,
@@ -134,20 +135,27 @@ class CompiledRelease:
         self._plain_links = {
             f"link{i}": (html_value(escape(u)), text_value(u)) for i, u in enumerate(tracked_urls)
         }
-        self._pixel: tuple[str, str] | None = None
-        self._clicks: list[tuple[str, str, str, bytes]] = []
+        # Tracking URLs are static text around the VERP token. Each static piece is encoded
+        # once on its own quoted-printable line(s); the token (letters, digits, - and _, at
+        # most 64) goes between them on a line of its own, so a soft break is all it needs.
+        self._pixel: tuple[bytes, bytes] | None = None
+        self._clicks: list[tuple[str, bytes, bytes, bytes]] = []
         if tracking is not None:
             before, after = tracking.pixel
             self._pixel = (
-                f'<img src="{escape(before)}',
-                f'{escape(after)}" width="1" height="1" alt="" '
-                'style="display:block;width:1px;height:1px;border:0;" />',
+                html_value(f'<img src="{escape(before)}'),
+                html_value(
+                    f'{escape(after)}" width="1" height="1" alt="" '
+                    'style="display:block;width:1px;height:1px;border:0;" />'
+                ),
             )
             for i, url in enumerate(tracked_urls):
                 if url in tracking.clicks:
                     b, a = tracking.clicks[url]
                     # The text part links to the original URL: no click tracking in plain text.
-                    self._clicks.append((f"link{i}", escape(b), escape(a), text_value(url)))
+                    self._clicks.append(
+                        (f"link{i}", html_value(escape(b)), html_value(escape(a)), text_value(url))
+                    )
         self.html_size = _html_part_size(self.render(_SAMPLE)[2])
 
     def _slot_values(self, r: Recipient, unsub: str) -> dict[str, tuple[bytes, bytes]]:
@@ -166,10 +174,11 @@ class CompiledRelease:
         }
         values.update(self._plain_links)
         if self._pixel is not None and r.is_tracking_allowed:
-            token = r.verp_token  # checked by render(): letters, digits, - and _
-            values["pixel"] = (html_value(self._pixel[0] + token + self._pixel[1]), b"")
+            # Checked by render(): letters, digits, - and _, so it needs no encoding.
+            token = r.verp_token.encode("ascii") + SOFT_BREAK
+            values["pixel"] = (self._pixel[0] + token + self._pixel[1], b"")
             for key, before, after, text in self._clicks:
-                values[key] = (html_value(before + token + after), text)
+                values[key] = (before + token + after, text)
         else:
             values["pixel"] = (b"", b"")
         return values

@@ -1,13 +1,14 @@
 """One batch of one send: claim rows, render, push them through one SMTP connection, record.
 
 This is the hot path. Per recipient it does a string join (``CompiledRelease.render``), one
-pipelined SMTP exchange and one tiny autocommit UPDATE (the in-flight marker) that travels
-while the envelope replies do. No ORM objects, no ``EmailMessage``, no per-row Redis call.
-The runner owns its transactions (claim commit, markers, one bulk commit), like a task.
+pipelined SMTP exchange and one autocommit UPDATE by primary key (the previous message's
+acceptance, through libpq directly) that travels while the envelope replies do. No ORM objects, no ``EmailMessage``, no per-row Redis call.
+The runner owns its transactions (the claim commit, then one small commit per outcome).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -17,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,6 +50,8 @@ log = get_logger("distributor.delivery.sender")
 
 _STATUS_CHECK_SECONDS = 1.0  # how often a running batch looks for pause/cancel
 _MAX_RECONNECTS = 3
+_RATE_PATIENCE_SECONDS = 10.0  # how long a batch waits for rate-limit tokens
+_RATE_POLL_SECONDS = 0.25
 
 
 def worker_name() -> str:
@@ -106,7 +110,26 @@ class _Batch:
         self.send_id = send_id
         self.result = result
         self.clock = clock
-        self.accepted: list[tuple[int, str]] = []
+        # The last accepted message, committed just before the next final dot (or at the end).
+        self.pending: tuple[int, str, str] | None = None
+
+    def flush(self) -> bool:
+        """Commit the pending acceptance; False when the row was taken from us."""
+        if self.pending is None:
+            return True
+        delivery_id, message_id, response = self.pending
+        self.pending = None
+        if self.writer.record_accepted(delivery_id, message_id, response, self.clock()):
+            self.result.sent += 1
+            return True
+        return False
+
+    def still_ours(self, row: ClaimedRow) -> bool:
+        """The fence before a final dot: committing the previous acceptance proves the claim
+        is still ours; without one (first message, or after a refusal) ask the database."""
+        if self.pending is not None:
+            return self.flush()
+        return self.writer.is_claimed(row.id)
 
     def transient(self, row: ClaimedRow, code: int | None, response: str, verdict: Verdict) -> None:
         now = self.clock()
@@ -247,126 +270,190 @@ def _deliver(
     render = compiled.render  # type: ignore[attr-defined]
     batch = _Batch(settings, writer, limiter, send_id, result, clock)
 
-    # Rate limits: one call for the whole batch; what is not granted goes back to the queue.
-    wanted = Counter(r.domain for r in rows)
-    grant = limiter.acquire(worker, wanted)
-    sendable: list[ClaimedRow] = []
-    held: dict[float, list[int]] = {}
-    left = dict(grant.granted)
-    for row in rows:
-        if left.get(row.domain, 0) > 0:
-            left[row.domain] -= 1
-            sendable.append(row)
-        else:
-            wait = grant.backoff_seconds.get(row.domain, 1.0)
-            held.setdefault(wait, []).append(row.id)
-    now = clock()
-    for wait, ids in held.items():
-        writer.release(
-            ids,
-            status=DeliveryStatus.QUEUED,
-            next_attempt_at=now + dt.timedelta(seconds=wait),
-            now=now,
-        )
-        result.released += len(ids)
-
-    client: SMTPClient | None = None
-    reconnects = 0
+    # Rate limits: one limiter call per round for the whole batch. Rows over a domain's rate
+    # wait for its tokens (short sleeps, up to _RATE_PATIENCE_SECONDS) so a big send to one
+    # domain runs at that domain's rate; rows of a domain that asked us to slow down go back
+    # to the queue until its pause is over.
+    state = _Connection(relays)
     throttled: set[str] = set()
+    domains_used: set[str] = set()
     last_check = time.monotonic()
     heartbeat_every = max(1.0, settings.delivery_claim_timeout_seconds / 3)
     last_heartbeat = last_check
+    patience_until = last_check + _RATE_PATIENCE_SECONDS
+    waiting = rows
+    stop_status: str | None = None  # set when the batch must stop early
     try:
-        for index, row in enumerate(sendable):
-            tick = time.monotonic()
-            if tick - last_check >= _STATUS_CHECK_SECONDS:
-                last_check = tick
-                status = writer.send_status(send_id)
-                if status != "running":
-                    _give_back(writer, sendable[index:], status, clock(), result)
-                    result.is_send_running = False
-                    break
-            if tick - last_heartbeat >= heartbeat_every:
-                last_heartbeat = tick
-                writer.heartbeat(clock())
-            if row.domain in throttled:
-                # The domain asked us to slow down during this batch: leave it for later.
+        while waiting:
+            wanted = Counter(r.domain for r in waiting)
+            domains_used.update(wanted)
+            grant = limiter.acquire(worker, wanted)
+            left = dict(grant.granted)
+            sendable: list[ClaimedRow] = []
+            later: list[ClaimedRow] = []
+            paused_domains: dict[float, list[int]] = {}
+            for row in waiting:
+                if left.get(row.domain, 0) > 0:
+                    left[row.domain] -= 1
+                    sendable.append(row)
+                elif row.domain in grant.backoff_seconds:
+                    wait = grant.backoff_seconds[row.domain]
+                    paused_domains.setdefault(wait, []).append(row.id)
+                else:
+                    later.append(row)
+            now = clock()
+            for wait, ids in paused_domains.items():
                 writer.release(
-                    [row.id],
+                    ids,
                     status=DeliveryStatus.QUEUED,
-                    next_attempt_at=clock()
-                    + dt.timedelta(seconds=settings.delivery_domain_backoff_seconds),
-                    now=clock(),
+                    next_attempt_at=now + dt.timedelta(seconds=wait),
+                    now=now,
                 )
-                result.released += 1
-                continue
-            if client is None or not client.is_connected:
-                if client is not None:
-                    reconnects += 1
-                client = _connect(relays, reconnects)
+                result.released += len(ids)
+            for index, row in enumerate(sendable):
+                tick = time.monotonic()
+                if tick - last_check >= _STATUS_CHECK_SECONDS:
+                    last_check = tick
+                    status = writer.send_status(send_id)
+                    if status != "running":
+                        stop_status = status or "cancelled"
+                        _give_back(writer, sendable[index:], stop_status, clock(), result)
+                        break
+                if tick - last_heartbeat >= heartbeat_every:
+                    last_heartbeat = tick
+                    writer.heartbeat(clock())
+                if row.domain in throttled:
+                    # The domain asked us to slow down during this batch: leave it for later.
+                    writer.release(
+                        [row.id],
+                        status=DeliveryStatus.QUEUED,
+                        next_attempt_at=clock()
+                        + dt.timedelta(seconds=settings.delivery_domain_backoff_seconds),
+                        now=clock(),
+                    )
+                    result.released += 1
+                    continue
+                client = state.client()
                 if client is None:
                     # No relay reachable: everything left is deferred with backoff.
-                    for rest in sendable[index:]:
+                    for rest in sendable[index:] + later:
                         batch.transient(
                             rest, None, "no SMTP relay reachable", Verdict(Outcome.DEFERRED)
                         )
+                    later = []
+                    stop_status = "running"
                     break
-            try:
-                envelope_from, message_id, data = render(
-                    Recipient(
-                        row.id,
-                        row.journalist_id,
-                        row.email,
-                        row.name,
-                        row.verp_token,
-                        row.matched_beats,
-                        row.is_tracking_allowed,
+                if not _send_one(row, client, render, Recipient, batch, throttled, state):
+                    stop_status = "running"  # our claim was recovered: stop touching rows
+                    break
+            if stop_status is not None:
+                if stop_status != "running" and later:
+                    _give_back(writer, later, stop_status, clock(), result)
+                break
+            waiting = later
+            if waiting:
+                if time.monotonic() >= patience_until:
+                    now = clock()
+                    writer.release(
+                        [r.id for r in waiting],
+                        status=DeliveryStatus.QUEUED,
+                        next_attempt_at=now + dt.timedelta(seconds=1),
+                        now=now,
                     )
-                )
-            except Exception as exc:  # a bad row must not sink the batch
-                log.exception("delivery.render_failed", delivery_id=row.id)
-                writer.record(
-                    row.id,
-                    DeliveryStatus.FAILED,
-                    code=None,
-                    response=f"could not build the message: {exc}",
-                    now=clock(),
-                )
-                result.failed += 1
-                continue
-            try:
-                client.write_envelope(envelope_from, row.email)
-                # The marker commits while the envelope replies travel (RFC 2920 pipelining).
-                if not writer.mark_handed(row.id, message_id, clock()):
-                    # Our claim was recovered by someone else: stop touching these rows.
-                    client.read_envelope()
-                    client.close()
+                    result.released += len(waiting)
                     break
-                refusal = client.read_envelope()
-                if refusal is not None:
-                    stage, reply = refusal
-                    batch.outcome(row, stage, reply.code, reply.text)
-                    if classify_reply(reply.code, reply.text, stage).is_domain_throttle:
-                        throttled.add(row.domain)
-                    continue
-                reply = client.send_body(data)
-            except SMTPConnectionLost as exc:
-                batch.lost(row, exc)
-                if client is not None:
-                    client.close()
-                continue
-            if reply.is_positive:
-                batch.accepted.append((row.id, reply.text[:500]))
-                reconnects = 0
-            else:
-                batch.outcome(row, Stage.DOT, reply.code, reply.text)
-                if classify_reply(reply.code, reply.text, Stage.DOT).is_domain_throttle:
-                    throttled.add(row.domain)
+                time.sleep(_RATE_POLL_SECONDS)
     finally:
-        if client is not None:
-            client.quit()
-        result.sent += writer.record_sent(batch.accepted, clock())
-        limiter.release(worker, list(wanted))
+        state.close()
+        batch.flush()
+        limiter.release(worker, sorted(domains_used))
+    if stop_status not in (None, "running"):
+        result.is_send_running = False
+
+
+class _Connection:
+    """The batch's SMTP connection, reconnected a few times if it breaks."""
+
+    def __init__(self, relays: list[SMTPConfig]) -> None:
+        self.relays = relays
+        self.current: SMTPClient | None = None
+        self.reconnects = 0
+
+    def client(self) -> SMTPClient | None:
+        if self.current is not None and self.current.is_connected:
+            return self.current
+        if self.current is not None:
+            self.reconnects += 1
+        self.current = _connect(self.relays, self.reconnects)
+        return self.current
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.quit()
+
+
+def _send_one(
+    row: ClaimedRow,
+    client: SMTPClient,
+    render: Callable[[Any], tuple[str, str, bytes]],
+    recipient_type: Any,
+    batch: _Batch,
+    throttled: set[str],
+    state: _Connection,
+) -> bool:
+    """One message; False when the claim turned out to be someone else's."""
+    try:
+        envelope_from, message_id, data = render(
+            recipient_type(
+                row.id,
+                row.journalist_id,
+                row.email,
+                row.name,
+                row.verp_token,
+                row.matched_beats,
+                row.is_tracking_allowed,
+            )
+        )
+    except Exception as exc:  # a bad row must not sink the batch
+        log.exception("delivery.render_failed", delivery_id=row.id)
+        batch.writer.record(
+            row.id,
+            DeliveryStatus.FAILED,
+            code=None,
+            response=f"could not build the message: {exc}",
+            now=batch.clock(),
+        )
+        batch.result.failed += 1
+        return True
+    try:
+        client.write_envelope(envelope_from, row.email)
+        # The previous acceptance commits while this envelope's replies travel
+        # (RFC 2920 pipelining): before any final dot, every earlier outcome is stored.
+        if not batch.still_ours(row):
+            with contextlib.suppress(OSError):
+                client.read_envelope()
+            client.close()
+            return False
+        refusal = client.read_envelope()
+        if refusal is not None:
+            stage, reply = refusal
+            batch.outcome(row, stage, reply.code, reply.text)
+            if classify_reply(reply.code, reply.text, stage).is_domain_throttle:
+                throttled.add(row.domain)
+            return True
+        reply = client.send_body(data)
+    except SMTPConnectionLost as exc:
+        batch.lost(row, exc)
+        client.close()
+        return True
+    if reply.is_positive:
+        batch.pending = (row.id, message_id, reply.text)
+        state.reconnects = 0
+    else:
+        batch.outcome(row, Stage.DOT, reply.code, reply.text)
+        if classify_reply(reply.code, reply.text, Stage.DOT).is_domain_throttle:
+            throttled.add(row.domain)
+    return True
 
 
 def _connect(relays: list[SMTPConfig], reconnects: int) -> SMTPClient | None:
@@ -389,7 +476,7 @@ def _give_back(
     now: dt.datetime,
     result: BatchResult,
 ) -> None:
-    """The send was paused or cancelled mid-batch: return the rows not handed over yet."""
+    """The send was paused or cancelled mid-batch: return the rows not sent yet."""
     status = DeliveryStatus.CANCELLED if send_status == "cancelled" else DeliveryStatus.QUEUED
     writer.release([r.id for r in rows], status=status, next_attempt_at=None, now=now)
     result.released += len(rows)

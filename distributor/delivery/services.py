@@ -304,7 +304,6 @@ def _requeue(session: Session, ids: list[int], *, from_status: DeliveryStatus) -
                 status=D.QUEUED,
                 next_attempt_at=None,
                 first_attempt_at=None,  # a new lifetime for the retry
-                handed_at=None,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)

@@ -90,11 +90,10 @@ def sweep() -> None:
         recovered = ledger.recover_stale_claims(
             session, now=now, timeout_seconds=settings.delivery_claim_timeout_seconds
         )
-        if recovered.requeued or recovered.sent or recovered.unknown:
+        if recovered.requeued or recovered.unknown:
             log.warning(
                 "delivery.recovered_stale_claims",
                 requeued=recovered.requeued,
-                sent=recovered.sent,
                 unknown=recovered.unknown,
             )
     with task_session() as session:

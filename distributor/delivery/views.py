@@ -12,6 +12,7 @@ import email.policy
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -66,6 +67,11 @@ def _resolver() -> TxtResolver:
     return resolver
 
 
+def _org_zone() -> ZoneInfo:
+    """Staff type and read send times in the organisation's time zone."""
+    return ZoneInfo(get_organisation(request_session(), _settings()).timezone)
+
+
 def _release(release_id: int) -> Release:
     release = request_session().get(Release, release_id)
     if release is None:
@@ -112,9 +118,10 @@ def send_page(release_id: int) -> str:
         resolver=_resolver(),
     )
     send = session.scalar(select(Send).where(Send.release_id == release_id))
+    zone = _org_zone()
     schedule_form = ScheduleForm()
     if send is not None and send.scheduled_for is not None:
-        schedule_form.scheduled_for.data = utc_to_local(send.scheduled_for, settings.tz)
+        schedule_form.scheduled_for.data = utc_to_local(send.scheduled_for, zone)
     return render_template(
         "staff/delivery/send.html",
         release=release,
@@ -127,6 +134,7 @@ def send_page(release_id: int) -> str:
         can_send=current_user.role in EDITORS,
         action_form=SendActionForm(),
         schedule_form=schedule_form,
+        zone=zone,
     )
 
 
@@ -178,8 +186,8 @@ def schedule(release_id: int) -> Response:
     if not form.validate_on_submit() or form.scheduled_for.data is None:
         flash("Choose the date and time to send at.", "error")
         return _back(release_id)
-    settings = _settings()
-    when = local_to_utc(form.scheduled_for.data, settings.tz)
+    zone = _org_zone()
+    when = local_to_utc(form.scheduled_for.data, zone)
     session = request_session()
     try:
         services.start_send(
@@ -190,7 +198,7 @@ def schedule(release_id: int) -> Response:
         flash(exc.message, "warning")
         return _back(release_id)
     local = form.scheduled_for.data.strftime("%d %b %Y %H:%M").lstrip("0")
-    flash(f"Scheduled for {local} ({settings.org_timezone}).", "success")
+    flash(f"Scheduled for {local} ({zone.key}).", "success")
     return _back(release_id)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, literal_column, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from distributor.audience.models import Beat
 from distributor.errors import NotFound
@@ -99,7 +99,8 @@ def list_public_releases(
         stmt.order_by(Release.published_at.desc(), Release.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
-        .options(selectinload(Release.beats))
+        # The listing never shows the Markdown source; leave it (the biggest column) behind.
+        .options(selectinload(Release.beats), defer(Release.body_markdown))
     ).all()
     return Page(
         items=rows[:per_page],

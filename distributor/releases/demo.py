@@ -567,13 +567,13 @@ def _seed_one(
     )
     release.slug = item.slug
     media.set_photo(session, release, io.BytesIO(draw_scene(item.scene, index)), settings)
-    if item.state == "draft":
-        return
-    services.transition(session, release, ReleaseStatus.IN_REVIEW, by=None, now=at)
-    if item.state == "in_review":
-        return
-    if item.state == "embargoed":
-        release.embargo_until = now + dt.timedelta(days=-item.days_ago)
-    services.transition(
-        session, release, ReleaseStatus.APPROVED, by=None, comment="Demo content", now=at
-    )
+    if item.state != "draft":
+        services.transition(session, release, ReleaseStatus.IN_REVIEW, by=None, now=at)
+    if item.state in ("published", "embargoed"):
+        if item.state == "embargoed":
+            release.embargo_until = now + dt.timedelta(days=-item.days_ago)
+        services.transition(
+            session, release, ReleaseStatus.APPROVED, by=None, comment="Demo content", now=at
+        )
+    release.updated_at = at  # the demo's history, not the moment it was seeded
+    session.flush()

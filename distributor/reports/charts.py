@@ -157,6 +157,8 @@ def line_chart(
     frame = _Frame(width, height)
     peak = max([0.0, *(v for s in series for v in s.values), *(t.value * 1.15 for t in thresholds)])
     maximum = _nice_max(peak)
+    if percent and peak <= 1.0:
+        maximum = min(maximum, 1.0)  # a rate never needs an axis beyond 100%
     parts, _ = _open(title, desc, frame, "line-chart")
     _y_axis(parts, frame, maximum, percent)
     count = max(1, len(labels))

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, render_template, request
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session
-from distributor.reports import services
+from distributor.reports import health, services
 from distributor.reports.charts import (
     BAD,
     HUMAN,
@@ -24,17 +24,18 @@ from distributor.reports.charts import (
     meter,
 )
 from distributor.reports.csv_export import csv_response
+from distributor.reports.history import journalist_history
 from distributor.security import staff_required
 
 bp = Blueprint("reports", __name__, url_prefix="/staff/reports")
 
 COMPLAINT_THRESHOLDS = [
-    Threshold("Complaints: aim below 0.1%", services.COMPLAINT_WARN, WARN),
-    Threshold("Complaints: never above 0.3%", services.COMPLAINT_LIMIT, BAD),
+    Threshold("Complaints: aim below 0.1%", health.COMPLAINT_WARN, WARN),
+    Threshold("Complaints: never above 0.3%", health.COMPLAINT_LIMIT, BAD),
 ]
 BOUNCE_THRESHOLDS = [
-    Threshold("Bounces: warning at 5%", services.BOUNCE_WARN, WARN),
-    Threshold("Bounces: limit 10%", services.BOUNCE_LIMIT, BAD),
+    Threshold("Bounces: warning at 5%", health.BOUNCE_WARN, WARN),
+    Threshold("Bounces: limit 10%", health.BOUNCE_LIMIT, BAD),
 ]
 PAGE_SIZE = 25
 MAX_ID = 2**31 - 1
@@ -58,7 +59,7 @@ def _page() -> int:
 @staff_required
 def index() -> str:
     session = request_session()
-    board = services.dashboard(session)
+    board = health.dashboard(session)
     page = _page()
     releases = services.recent_releases(session, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     labels = [d.day.strftime("%d %b") for d in board.days]
@@ -124,7 +125,7 @@ def index() -> str:
 @bp.get("/dashboard.csv")
 @staff_required
 def dashboard_csv() -> Response:
-    board = services.dashboard(request_session())
+    board = health.dashboard(request_session())
     return csv_response(
         "dashboard-30-days.csv",
         ["Day", "Sent", "Bounced", "Bounce rate", "Complaints", "Complaint rate"],
@@ -312,7 +313,7 @@ def release_csv(release_id: int, table: str) -> Response:
 @bp.get("/journalists/<int:journalist_id>")
 @staff_required
 def journalist(journalist_id: int) -> str:
-    history = services.journalist_history(request_session(), journalist_id)
+    history = journalist_history(request_session(), journalist_id)
     rows = list(reversed(history.rows))[-20:]
     series = [
         Series("Human opens", [r.human_opens for r in rows], HUMAN),
@@ -340,7 +341,7 @@ def journalist(journalist_id: int) -> str:
 @bp.get("/journalists/<int:journalist_id>.csv")
 @staff_required
 def journalist_csv(journalist_id: int) -> Response:
-    history = services.journalist_history(request_session(), journalist_id)
+    history = journalist_history(request_session(), journalist_id)
     return csv_response(
         f"journalist-{journalist_id}-engagement.csv",
         [

@@ -8,8 +8,6 @@ from distributor.tracking import services
 from distributor.tracking.buffer import RawEvent
 from distributor.tracking.views import event_buffer
 
-FLUSH_EVERY_SECONDS = 5.0
-
 
 def flush_events(app: Flask) -> tuple[int, int]:
     """Move buffered events into the database and classify what is new: (drained, classified)."""

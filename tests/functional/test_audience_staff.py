@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role, User
-from distributor.audience import consent, services
+from distributor.audience import merge, preferences, services
 from distributor.audience.models import (
     Beat,
     Journalist,
@@ -264,7 +264,7 @@ def test_failed_merge_changes_nothing(session: Session) -> None:
     keep = f.journalist(session, email="k@example.org")
     session.commit()
     with pytest.raises(Exception):
-        services.merge_journalists(session, keep_id=keep.id, duplicate_id=keep.id)
+        merge.merge_journalists(session, keep_id=keep.id, duplicate_id=keep.id)
     session.rollback()
     assert session.get(Journalist, keep.id) is not None
 
@@ -275,7 +275,7 @@ def test_erasure_anonymises_delivery_history(session: Session, settings: Setting
     delivery = f.send_with_delivery(session, f.release(session), person)
     services.suppress(session, "erase.me@example.org", SuppressionReason.UNSUBSCRIBED_ALL)
     session.commit()
-    assert consent.erase_journalist(session, person.id)
+    assert preferences.erase_journalist(session, person.id)
     session.commit()
     session.expire_all()
     row = session.get(Delivery, delivery.id)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role
-from distributor.audience import csv_io
+from distributor.audience import csv_io, imports
 from distributor.audience.models import (
     Beat,
     ImportJob,
@@ -70,10 +70,10 @@ def world(session: Session) -> dict[str, Any]:
 def _previewed(
     session: Session, settings: Settings, world: dict[str, Any], text: str = GOOD_CSV
 ) -> ImportJob:
-    job = csv_io.create_import_job(
+    job = imports.create_import_job(
         session, filename="desk.csv", data=text.encode(), settings=settings, by=None
     )
-    csv_io.preview_import(
+    imports.preview_import(
         session,
         job.id,
         settings=settings,
@@ -108,7 +108,7 @@ def test_malformed_or_oversized_files_get_a_clear_error(
 ) -> None:
     small = Settings(**{**settings.__dict__, "import_max_bytes": 1000})
     with pytest.raises(ValidationFailed, match=message):
-        csv_io.create_import_job(session, filename="bad.csv", data=data, settings=small, by=None)
+        imports.create_import_job(session, filename="bad.csv", data=data, settings=small, by=None)
     assert session.scalar(select(func.count()).select_from(ImportJob)) == 0
 
 
@@ -118,7 +118,7 @@ def test_dry_run_reports_every_problem_row(
     before = _counts(session)
     job = _previewed(session, settings, world)
     assert _counts(session) == before  # a dry run writes no journalist
-    problems = {(p.row_number, p.kind) for p in csv_io.preview_problems(session, job.id)}
+    problems = {(p.row_number, p.kind) for p in imports.preview_problems(session, job.id)}
     assert problems == {
         (4, "invalid"),
         (5, "duplicate_in_file"),
@@ -133,7 +133,7 @@ def test_import_adds_rows_with_lawful_basis_beats_and_list(
     db: Database, session: Session, settings: Settings, world: dict[str, Any]
 ) -> None:
     job = _previewed(session, settings, world)
-    result = csv_io.run_import_job(db, job.id, settings=settings, chunk_size=2)
+    result = imports.run_import_job(db, job.id, settings=settings, chunk_size=2)
     assert result is not None and result.status == ImportStatus.SUCCEEDED, (
         result and result.error_message
     )
@@ -162,7 +162,7 @@ def test_import_adds_rows_with_lawful_basis_beats_and_list(
         is None
     )
     # Redelivery of the task finds nothing to do.
-    again = csv_io.run_import_job(db, job.id, settings=settings)
+    again = imports.run_import_job(db, job.id, settings=settings)
     assert again is not None and again.status == ImportStatus.SUCCEEDED
     assert session.scalar(select(func.count()).select_from(Journalist)) == 4
 
@@ -180,7 +180,7 @@ def test_an_import_that_fails_halfway_leaves_nothing_behind(
         if len(chunks) == 2:
             raise RuntimeError("worker lost its database connection")
 
-    result = csv_io.run_import_job(
+    result = imports.run_import_job(
         db, job.id, settings=settings, chunk_size=10, on_chunk=crash_after_two_chunks
     )
     assert chunks == [10, 20]  # rows had been inserted when it failed
@@ -264,3 +264,22 @@ def test_press_officers_cannot_import(
 ) -> None:
     logged_in(Role.PRESS_OFFICER)
     assert client.get("/staff/audience/imports").status_code == 403
+
+
+def test_sweep_finds_imports_the_broker_lost(
+    session: Session, settings: Settings, world: dict[str, Any]
+) -> None:
+    import datetime as dt
+
+    from distributor.db import utcnow
+
+    job = _previewed(session, settings, world)  # queued
+    now = utcnow()
+    job.queued_at = now - dt.timedelta(minutes=1)
+    session.commit()
+    assert imports.stalled_imports(session, now=now) == []
+    assert imports.stalled_imports(session, now=now + dt.timedelta(minutes=5)) == [job.id]
+    job.status, job.started_at = ImportStatus.RUNNING, now
+    session.commit()
+    assert imports.stalled_imports(session, now=now + dt.timedelta(minutes=30)) == []
+    assert imports.stalled_imports(session, now=now + dt.timedelta(hours=2)) == [job.id]

@@ -458,3 +458,19 @@ def test_subscribe_posts_are_rate_limited_per_ip(
         _subscribe(client, f"limit{n}@example.org", [beats[0].id]).status_code for n in range(3)
     ]
     assert statuses == [200, 200, 429]
+
+
+def test_sweep_requeues_confirmations_never_mailed(
+    db: Database, session: Session, settings: Settings, beats: list[Beat], queued: list[int]
+) -> None:
+    now = utcnow()
+    consent.request_subscription(
+        session, settings, email="lost@example.org", name="", beat_ids=[beats[0].id], now=now
+    )
+    session.commit()
+    assert consent.unsent_confirmations(session, now=now) == []
+    later = now + dt.timedelta(minutes=3)
+    assert consent.unsent_confirmations(session, now=later) == queued
+    _mail_for(db, settings, queued[0])
+    session.expire_all()
+    assert consent.unsent_confirmations(session, now=later) == []

@@ -549,3 +549,43 @@ def test_webhooks_need_no_csrf_token_or_login(hook: FlaskClient) -> None:
         response = hook.post(path, data=b"{}", headers={"Content-Type": "application/json"})
         assert 400 <= response.status_code < 500, path
         assert response.status_code != 401
+
+
+def test_the_sns_string_to_sign_follows_the_documented_layout() -> None:
+    # AWS: name and value on their own lines, in this order, optional Subject only when present,
+    # each line ending in a newline; subscription messages sign SubscribeURL and Token instead.
+    notification = {
+        "Type": "Notification",
+        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": TOPIC,
+        "Subject": "My First Message",
+        "Message": "Hello world!",
+        "Timestamp": "2026-11-24T09:14:03.000Z",
+        "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe",
+    }
+    assert sns_string_to_sign(notification) == (
+        b"Message\nHello world!\n"
+        b"MessageId\n22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324\n"
+        b"Subject\nMy First Message\n"
+        b"Timestamp\n2026-11-24T09:14:03.000Z\n"
+        b"TopicArn\n" + TOPIC.encode() + b"\n"
+        b"Type\nNotification\n"
+    )
+    confirmation = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "165545c9",
+        "Token": "2336412f37",
+        "TopicArn": TOPIC,
+        "Message": "You have chosen to subscribe",
+        "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
+        "Timestamp": "2026-11-24T09:14:03.000Z",
+    }
+    assert sns_string_to_sign(confirmation) == (
+        b"Message\nYou have chosen to subscribe\n"
+        b"MessageId\n165545c9\n"
+        b"SubscribeURL\nhttps://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription\n"
+        b"Timestamp\n2026-11-24T09:14:03.000Z\n"
+        b"Token\n2336412f37\n"
+        b"TopicArn\n" + TOPIC.encode() + b"\n"
+        b"Type\nSubscriptionConfirmation\n"
+    )

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from distributor.audience.models import Beat, Journalist, Suppression
 from distributor.db import Database
+from distributor.delivery import sender
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
 from distributor.delivery.ratelimit import Limits, LocalRateLimiter
 from distributor.delivery.recipients import freeze_recipients
 from distributor.delivery.sender import run_batch
 from distributor.mail.transport import parse_smtp_urls
-from distributor.releases.models import Release, ReleaseKind
 from distributor.settings import Settings
-from tests.support.delivery_seed import bulk_release
+from tests.support.delivery_seed import bulk_release, wipe_delivery_data
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
@@ -29,12 +28,7 @@ D = DeliveryStatus
 def live_db(engine: Engine) -> Iterator[Database]:
     db = Database(engine)
     yield db
-    with engine.begin() as conn:
-        conn.execute(delete(Release))
-        conn.execute(delete(ReleaseKind))
-        conn.execute(delete(Journalist))
-        conn.execute(delete(Beat))
-        conn.execute(delete(Suppression))
+    wipe_delivery_data(engine)
 
 
 def _running_send(db: Database, n: int, domains: int) -> tuple[int, list[str]]:
@@ -97,9 +91,27 @@ def test_a_domain_that_says_slow_down_waits_while_others_go_out(
     assert any(r.status is D.QUEUED for e, r in rows.items() if e.endswith("@d1.example"))
 
 
-def test_rows_over_the_domain_rate_go_back_to_the_queue_unsent(
+def test_a_batch_waits_for_the_domain_rate_instead_of_giving_up(
     settings: Settings, live_db: Database
 ) -> None:
+    send_id, _ = _running_send(live_db, 12, domains=1)
+    with FaultySMTPServer() as server:
+        result = run_batch(
+            live_db,
+            settings,
+            send_id,
+            limiter=_limiter(domain_rate_per_second=6),
+            relays=parse_smtp_urls(server.url),
+        )
+        total = server.total
+    assert (result.sent, result.released, total) == (12, 0, 12)
+    assert all(r.status is D.SENT for r in _statuses(live_db, send_id).values())
+
+
+def test_rows_still_over_the_rate_after_a_while_go_back_to_the_queue_unsent(
+    settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender, "_RATE_PATIENCE_SECONDS", 0.0)
     send_id, _ = _running_send(live_db, 20, domains=1)
     with FaultySMTPServer() as server:
         result = run_batch(

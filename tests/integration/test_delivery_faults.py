@@ -16,19 +16,19 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from distributor.app import create_app
-from distributor.audience.models import Beat, Journalist, Suppression
+from distributor.audience.models import Suppression
 from distributor.audience.services import address_hash
 from distributor.db import Database
 from distributor.delivery import services
 from distributor.delivery.ledger import PENDING_STATUSES
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
-from distributor.releases.models import Release, ReleaseKind, ReleaseStatus
+from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
-from tests.support.delivery_seed import bulk_release
+from tests.support.delivery_seed import bulk_release, wipe_delivery_data
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 from tests.support.services import need, redis_available, redis_url
 from tests.support.worker import celery_worker, service_env
@@ -42,12 +42,7 @@ D = DeliveryStatus
 def live_db(engine: Engine) -> Iterator[Database]:
     db = Database(engine)
     yield db
-    with engine.begin() as conn:
-        conn.execute(delete(Release))
-        conn.execute(delete(ReleaseKind))
-        conn.execute(delete(Journalist))
-        conn.execute(delete(Beat))
-        conn.execute(delete(Suppression))
+    wipe_delivery_data(engine)
 
 
 @pytest.fixture()
@@ -117,6 +112,18 @@ def _ledger(db: Database, send_id: int) -> dict[str, DeliveryStatus]:
         }
 
 
+def _counts_by_status(db: Database, send_id: int) -> dict[str, int]:
+    with db.session() as session:
+        return {
+            str(status): int(n)
+            for status, n in session.execute(
+                select(Delivery.status, func.count(Delivery.id))
+                .where(Delivery.send_id == send_id)
+                .group_by(Delivery.status)
+            )
+        }
+
+
 def _send_status(db: Database, send_id: int) -> tuple[SendStatus, ReleaseStatus]:
     with db.session() as session:
         send = session.get(Send, send_id)
@@ -161,7 +168,10 @@ def test_sigkill_every_worker_mid_send_then_restart(
                     Delivery.send_id == send_id, Delivery.status == D.SENDING
                 )
             )
-        assert stranded, "the dead workers should have left claimed rows to recover"
+        assert stranded, (
+            "the dead workers should have left claimed rows to recover: "
+            f"{_counts_by_status(live_db, send_id)} sink {server.total}"
+        )
         with celery_worker(env, concurrency=2, extra_args=_beat_args(settings)):
             _wait_done(live_db, send_id, timeout=150)
         ledger = _ledger(live_db, send_id)

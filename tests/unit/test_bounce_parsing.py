@@ -361,3 +361,18 @@ def test_a_digest_bounce_is_tied_through_the_digest_token(
     assert bounce.delivery_id in {first.id, second.id}
     assert bounce.matched_by == "verp"
     assert is_suppressed(session, address)
+
+
+def test_a_bounce_in_an_unknown_charset_is_still_read() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@relay.example\r\n"
+        b"To: bounces+abcdefgh@bounces.harbourlight.example\r\n"
+        b"Subject: Mail delivery failed\r\n"
+        b"X-Failed-Recipients: someone@example.org\r\n"
+        b"Content-Type: text/plain; charset=x-unheard-of\r\n\r\n"
+        b"The following address(es) failed:\r\n\r\n  someone@example.org\r\n"
+        b"    550 5.1.1 user unknown \xff\xfe\r\n"
+    )
+    report = parse_message(raw, envelope_to=[], bounce_domain=DOMAIN)
+    assert report.classification is Classification.BOUNCE
+    assert [(r.address, r.status) for r in report.recipients] == [("someone@example.org", "5.1.1")]

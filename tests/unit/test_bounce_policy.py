@@ -345,3 +345,21 @@ def test_status_codes_are_read_from_the_report_and_its_words(
     from distributor.bounces.parsing import best_status
 
     assert best_status(status_field, diagnostic) == expected
+
+
+def test_erasure_blanks_the_address_on_bounces_and_complaints(
+    session: Session, settings: Settings
+) -> None:
+    from distributor.bounces.models import Complaint
+    from distributor.bounces.services import forget_address
+
+    delivery(session, email="m.okafor@northwind-news.example", token="pfx7Qk2LmN9v")
+    receive_message(session, settings, source="smtp", raw=sample("postfix_user_unknown.eml"))
+
+    assert forget_address(session, "M.Okafor@northwind-news.example") == 1
+
+    session.expire_all()
+    assert [b.email for b in session.scalars(select(Bounce))] == [None]
+    assert session.scalars(select(Complaint)).all() == []
+    inbound = session.scalars(select(InboundMessage)).one()
+    assert inbound.raw is None and inbound.summary == "(erased)"

@@ -110,21 +110,20 @@ def test_rows_due_later_are_not_claimed(session: Session) -> None:
     assert {r.id for r in claimed} == {rows[1].id, rows[2].id}
 
 
-def test_recovery_requeues_unhanded_rows_and_marks_only_the_last_handed_unknown(
+def test_recovery_requeues_unsent_rows_and_marks_only_the_in_flight_one_unknown(
     session: Session,
 ) -> None:
     _send_row, rows = _send(session, 8)
     long_ago = utcnow() - dt.timedelta(hours=1)
-    # Worker "w1" died after handing over rows 0..2 (row 2 in flight), rows 3..4 untouched.
-    # Worker "w2" died after handing over row 5 only. Row 7 belongs to a live worker.
+    # Worker "w1" died after recording rows 0..1 (row 2 in flight, 3..4 not reached).
+    # Worker "w2" died with rows 5..6. Row 7 belongs to a live worker.
     for i, row in enumerate(rows):
-        row.status = D.SENDING
         row.claimed_at = long_ago if i < 7 else utcnow()
         row.claimed_by = "w1" if i < 5 else ("w2" if i < 7 else "live")
-        row.handed_at = long_ago if i in (0, 1, 2, 5) else None
+        row.status = D.SENT if i < 2 else D.SENDING
     session.flush()
     result = ledger.recover_stale_claims(session, now=utcnow(), timeout_seconds=300)
-    assert (result.requeued, result.sent, result.unknown) == (3, 2, 2)
+    assert (result.requeued, result.unknown) == (3, 2)
     statuses = [session.scalar(select(Delivery.status).where(Delivery.id == r.id)) for r in rows]
     assert statuses == [
         D.SENT,
@@ -161,8 +160,11 @@ def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
     assert claimed is not None and len(claimed) == 2
     mine, stranger = ProgressWriter(live_db.engine, "me"), ProgressWriter(live_db.engine, "other")
     try:
-        assert not stranger.mark_handed(ids[0], "<x@y>", utcnow())
-        assert mine.mark_handed(ids[0], "<m0@y>", utcnow())
+        assert mine.is_claimed(ids[0]) and not stranger.is_claimed(ids[0])
+        assert not stranger.record_accepted(ids[0], "<x@y>", "2.0.0 Ok", utcnow())
+        assert mine.record_accepted(ids[0], "<m0@y>", "2.0.0 Ok", utcnow())
+        assert not mine.record_accepted(ids[0], "<m0@y>", "2.0.0 Ok", utcnow())  # once only
+        assert not mine.is_claimed(ids[0])  # sent: no longer ours to send
         mine.record(
             ids[1],
             D.DEFERRED,
@@ -171,8 +173,6 @@ def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
             now=utcnow(),
             next_attempt_at=utcnow() + dt.timedelta(minutes=5),
         )
-        assert stranger.record_sent([(ids[0], "2.0.0 Ok")], utcnow()) == 0
-        assert mine.record_sent([(ids[0], "2.0.0 Ok")], utcnow()) == 1
     finally:
         mine.close()
         stranger.close()

@@ -353,3 +353,44 @@ def test_html_to_text_keeps_structure_and_links() -> None:
     assert text == (
         "One link <https://x.example/a> here.\n\nHead\n\n1. first\n2. second\n\n- dot\n\na\nb"
     )
+
+
+def test_fast_tokens_match_the_audience_tokens_or_step_aside(settings: Settings) -> None:
+    from distributor.audience import tokens
+    from distributor.delivery.link_tokens import FastToken
+
+    fast = FastToken(settings, tokens.unsubscribe_token, tokens.load_unsubscribe_token)
+    assert fast._fast
+    token = fast(4242)
+    assert tokens.load_unsubscribe_token(settings, token) == 4242
+    with pytest.raises(tokens.InvalidToken):
+        tokens.load_preferences_token(settings, token)  # purposes stay apart
+
+    def other_format(settings: Settings, journalist_id: int) -> str:
+        return f"v2-{journalist_id}"
+
+    def load_other(settings: Settings, token: str) -> int:
+        return int(token.removeprefix("v2-"))
+
+    fallback = FastToken(settings, other_format, load_other)
+    assert not fallback._fast
+    assert fallback(7) == "v2-7"
+
+
+def test_built_urls_are_the_routes_the_app_serves(app: object) -> None:
+    from flask import Flask, url_for
+
+    assert isinstance(app, Flask)
+    with app.test_request_context():
+        assert url_for("audience_public.unsubscribe", token="T") == "/unsubscribe/T"
+        assert url_for("audience_public.preferences", token="T") == "/preferences/T"
+        assert url_for("newsroom.release", slug="s") == "/releases/s"
+        assert url_for("newsroom.photo", name="k-600.jpg") == "/media/photos/k-600.jpg"
+        assert (
+            url_for("newsroom.attachment", slug="s", attachment_id=1, filename="a.pdf")
+            == "/releases/s/attachments/1/a.pdf"
+        )
+        assert (
+            url_for("newsroom.preview_attachment", token="t", attachment_id=1, filename="a.pdf")
+            == "/preview/t/attachments/1/a.pdf"
+        )

@@ -12,7 +12,8 @@ from distributor.audience.models import Subscription, SubscriptionStatus
 from distributor.bounces.models import Bounce, BounceKind, Classification, Complaint, InboundMessage
 from distributor.db import utcnow
 from distributor.delivery.models import Delivery, DeliveryStatus
-from distributor.reports import services
+from distributor.reports import health, services
+from distributor.reports.history import journalist_history
 from distributor.reports.sample import APPLE_MPP_UA, HUMAN_UA, SCANNER_UA, seed_sent_release
 from distributor.tracking.buffer import RawEvent
 from distributor.tracking.models import TrackedLink
@@ -123,7 +124,7 @@ def test_release_report_counts_people_and_machines_apart(session: Session) -> No
     assert sum(v["recipients"] for _, v in report.by_outlet) == 5
     assert {name for name, _ in report.by_beat} <= {"Climate", "Coastal communities", "Science"}
 
-    history = services.journalist_history(session, a.journalist_id or 0)
+    history = journalist_history(session, a.journalist_id or 0)
     (row,) = history.rows
     assert (row.human_opens, row.human_clicks, row.complained) == (2, 1, True)
     assert row.first_human_open_at is not None
@@ -131,14 +132,14 @@ def test_release_report_counts_people_and_machines_apart(session: Session) -> No
 
 def test_dashboard_warns_when_rates_cross_provider_thresholds(session: Session) -> None:
     _release_id, _deliveries, _ = _controlled_release(session)
-    board = services.dashboard(session)
+    board = health.dashboard(session)
     assert len(board.days) == 30
     # 4 went out (3 accepted, 1 refused with 550): 1 bounce = 25%, above the 10% limit.
     assert (board.sent, board.bounced) == (4, 1)
     assert sum(day.sent for day in board.days[-2:]) == 4
     levels = [level for level, _ in board.warnings]
     assert "bad" in levels
-    assert board.bounce_rate >= services.BOUNCE_LIMIT
+    assert board.bounce_rate >= health.BOUNCE_LIMIT
 
 
 def test_recent_releases_lists_sent_releases_with_figures(session: Session) -> None:

@@ -96,7 +96,6 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("claimed_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("claimed_by", sa.String(length=120), nullable=True),
-        sa.Column("handed_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("sent_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("message_id", sa.String(length=255), nullable=True),
         sa.Column("verp_token", sa.String(length=64), nullable=False),

@@ -216,3 +216,72 @@ def test_journalist_subscribes_confirms_changes_beats_and_unsubscribes(
             s.execute(delete(Journalist).where(Journalist.email == address))
             s.execute(delete(Beat).where(Beat.slug.like(f"%-{run}")))
             s.commit()
+
+
+def test_embedded_form_works_inside_another_sites_iframe(
+    settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only /subscribe/embed may be framed by another origin, and its POST works there."""
+    need(shutil.which("chromium") is not None, "Chromium is not installed")
+    import functools
+    import http.server
+
+    from playwright.sync_api import sync_playwright
+
+    run = uuid.uuid4().hex[:6]
+    address = f"framed.{run}@example.org"
+    port, other_port = free_port(), free_port()
+    with live_db.session() as s:
+        beat = Beat(name="Embedded beat", slug=f"embedded-{run}", description="For the iframe")
+        s.add(beat)
+        s.commit()
+    queued: list[int] = []
+    monkeypatch.setattr(
+        consent,
+        "enqueue_after_commit",
+        lambda session, task, *args: after_commit(session, lambda: queued.append(args[0])),
+    )
+    app = create_app(
+        Settings(**{**settings.__dict__, "public_base_url": f"http://127.0.0.1:{port}"}),
+        db=live_db,
+    )
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    (tmp_path / "outlet.html").write_text(
+        "<h1>An outlet's site</h1>"
+        f'<iframe id="embed" src="http://127.0.0.1:{port}/subscribe/embed" '
+        'style="width:420px;height:700px;border:0"></iframe>'
+        f'<iframe id="page" src="http://127.0.0.1:{port}/subscribe"></iframe>'
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    outlet = http.server.ThreadingHTTPServer(("127.0.0.1", other_port), handler)
+    for target in (server.serve_forever, outlet.serve_forever):
+        threading.Thread(target=target, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            # "localhost" vs "127.0.0.1": a different origin, as another site would be.
+            page.goto(f"http://localhost:{other_port}/outlet.html")
+            frame = page.frame_locator("#embed")
+            frame.locator("input[name=email]").fill(address)
+            frame.locator(".beat-list label", has_text="Embedded beat").click()
+            frame.locator("input[type=submit]").click()
+            frame.locator("text=Check your inbox").wait_for()
+            _shot(page, "embed-in-another-site")
+            # The full page refuses to be framed (X-Frame-Options: SAMEORIGIN).
+            framed = [f for f in page.frames if f.url.endswith("/subscribe")]
+            assert not framed or "Get our press releases" not in framed[0].content()
+            browser.close()
+        assert len(queued) == 1
+    finally:
+        server.shutdown()
+        outlet.shutdown()
+        with live_db.session() as s:
+            s.execute(
+                delete(ConfirmationRequest).where(
+                    ConfirmationRequest.address_hash == address_hash(address)
+                )
+            )
+            s.execute(delete(Journalist).where(Journalist.email == address))
+            s.execute(delete(Beat).where(Beat.slug == f"embedded-{run}"))
+            s.commit()

@@ -32,8 +32,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}
     }
-    web_port, smtp_port = free_port(), free_port()
+    web_port, smtp_port, bounce_port = free_port(), free_port(), free_port()
     env.update(
+        BOUNCE_SMTP_PORT=str(bounce_port),
         DATA_DIR=str(tmp_path),
         PORT=str(web_port),
         DEV_SMTP_PORT=str(smtp_port),
@@ -126,5 +127,5 @@ def test_make_run_serves_login_and_delivers_the_test_email_to_the_dev_inbox(tmp_
     output = log.read_text()
     assert code == 0, output[-3000:]
     assert "all stopped" in output
-    for name in ("smtp", "web", "worker", "beat"):
+    for name in ("smtp", "bounces", "web", "worker", "beat"):
         assert f"{name:<7}|" in output, f"{name} never started:\n{output[-3000:]}"

@@ -167,7 +167,10 @@ def _register_request_hooks(app: Flask) -> None:
             )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        # A view that states its own frame-ancestors (the embeddable subscribe form) decides
+        # framing itself; everything else may only be framed by us.
+        if "frame-ancestors" not in response.headers.get("Content-Security-Policy", ""):
+            response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         return response
 
     @app.teardown_request

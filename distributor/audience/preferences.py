@@ -198,6 +198,10 @@ def erase_journalist(session: Session, journalist_id: int) -> bool:
             suppression.reason = SuppressionReason.ERASED
         suppression.address = None
         suppression.note = ""
+    # Bounce and complaint records keep their counts but no longer name the person.
+    from distributor.bounces.services import forget_address
+
+    forget_address(session, address)
     session.execute(
         delete(ImportRowError).where(ImportRowError.email.in_([address, journalist.email]))
     )

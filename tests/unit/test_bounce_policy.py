@@ -363,3 +363,16 @@ def test_erasure_blanks_the_address_on_bounces_and_complaints(
     assert session.scalars(select(Complaint)).all() == []
     inbound = session.scalars(select(InboundMessage)).one()
     assert inbound.raw is None and inbound.summary == "(erased)"
+
+
+def test_erasing_a_journalist_also_forgets_their_bounces(session: Session, settings: Settings) -> None:
+    from distributor.audience.preferences import erase_journalist
+
+    d = delivery(session, email="m.okafor@northwind-news.example", token="pfx7Qk2LmN9v")
+    receive_message(session, settings, source="smtp", raw=sample("postfix_user_unknown.eml"))
+    assert d.journalist_id is not None
+    assert erase_journalist(session, d.journalist_id)
+
+    session.expire_all()
+    assert [b.email for b in session.scalars(select(Bounce))] == [None]
+    assert is_suppressed(session, "m.okafor@northwind-news.example")

@@ -90,9 +90,7 @@ class Settings:
     delivery_domain_backoff_seconds: int = field(
         default=300, metadata={"env": "DELIVERY_DOMAIN_BACKOFF_SECONDS"}
     )
-    delivery_parallel_batches: int = field(
-        default=8, metadata={"env": "DELIVERY_PARALLEL_BATCHES"}
-    )
+    delivery_parallel_batches: int = field(default=8, metadata={"env": "DELIVERY_PARALLEL_BATCHES"})
     subscribe_rate_limit: str = field(
         default="5 per minute;30 per hour", metadata={"env": "SUBSCRIBE_RATE_LIMIT"}
     )

@@ -365,7 +365,9 @@ def test_erasure_blanks_the_address_on_bounces_and_complaints(
     assert inbound.raw is None and inbound.summary == "(erased)"
 
 
-def test_erasing_a_journalist_also_forgets_their_bounces(session: Session, settings: Settings) -> None:
+def test_erasing_a_journalist_also_forgets_their_bounces(
+    session: Session, settings: Settings
+) -> None:
     from distributor.audience.preferences import erase_journalist
 
     d = delivery(session, email="m.okafor@northwind-news.example", token="pfx7Qk2LmN9v")

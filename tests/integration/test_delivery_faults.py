@@ -112,6 +112,18 @@ def _ledger(db: Database, send_id: int) -> dict[str, DeliveryStatus]:
         }
 
 
+def _in_flight(db: Database, send_id: int) -> int:
+    with db.session() as session:
+        return int(
+            session.scalar(
+                select(func.count(Delivery.id)).where(
+                    Delivery.send_id == send_id, Delivery.status == D.SENDING
+                )
+            )
+            or 0
+        )
+
+
 def _counts_by_status(db: Database, send_id: int) -> dict[str, int]:
     with db.session() as session:
         return {
@@ -157,6 +169,10 @@ def test_sigkill_every_worker_mid_send_then_restart(
         send_id = _start(settings, live_db, broker, server.url, release_id)
         with celery_worker(env, concurrency=2, extra_args=_beat_args(settings)) as worker:
             server.wait_for_total(3_000, timeout=120)
+            # Kill while batches are in flight (rows claimed, messages on the wire).
+            deadline = time.monotonic() + 30
+            while _in_flight(live_db, send_id) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
             open_connections = server.open_connections
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()

@@ -18,15 +18,14 @@ import io
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
+from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
 from distributor.audience import imports  # noqa: E402
 from distributor.audience.models import (  # noqa: E402
     Beat,
@@ -45,24 +44,6 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def log(message: str) -> None:
     print(f"[bench-import] {message}", flush=True)
-
-
-def create_database(server_url: str) -> tuple[str, str]:
-    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
-    name = f"bench_import_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_database(server_url: str, name: str) -> None:
-    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
-    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def make_csv(n: int, existing: int) -> bytes:
@@ -90,7 +71,7 @@ def main() -> None:
     parser.add_argument("--existing", type=int, default=2_000, help="rows already in the DB")
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL") or DEFAULT_SERVER
-    url, name = create_database(server)
+    url, name = create_database(server, "bench_import")
     log(f"database {name} created")
     settings = Settings(
         database_url=url,

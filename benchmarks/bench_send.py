@@ -20,16 +20,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from benchmarks.sinks import Sink, raw_smtp_rate, start_sink  # noqa: E402
+from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
 from distributor.app import create_app  # noqa: E402
 from distributor.audience.models import Beat, Journalist, Subscription  # noqa: E402
 from distributor.db import Database, make_engine, utcnow  # noqa: E402
@@ -56,25 +55,6 @@ PARAGRAPH = (
 
 def log(message: str) -> None:
     print(f"[bench-send] {message}", flush=True)
-
-
-def create_database(server_url: str) -> tuple[str, str]:
-    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
-    name = f"bench_send_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = base.set(database=name).render_as_string(hide_password=False)
-    return url.replace("postgresql+psycopg://", "postgresql://"), name
-
-
-def drop_database(server_url: str, name: str) -> None:
-    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
-    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def seed(db: Database, settings: Settings, n: int, domains: int, paragraphs: int) -> int:
@@ -214,7 +194,7 @@ def main() -> int:
     data_dir = Path(os.environ.get("BENCH_DIR", "/tmp/bench-send"))
     data_dir.mkdir(parents=True, exist_ok=True)
 
-    db_url, db_name = create_database(server)
+    db_url, db_name = create_database(server, "bench_send")
     log(f"database {db_name}")
     sink: Sink | None = None
     workers: list[subprocess.Popen[bytes]] = []

@@ -31,15 +31,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
+from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
 from distributor.app import create_app  # noqa: E402
 from distributor.audience.models import Journalist  # noqa: E402
 from distributor.db import Database, make_engine, utcnow  # noqa: E402
@@ -69,25 +68,6 @@ def log(message: str) -> None:
 
 
 # -- database --------------------------------------------------------------------------------
-
-
-def create_database(server_url: str) -> tuple[str, str]:
-    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
-    name = f"bench_tracking_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = base.set(database=name).render_as_string(hide_password=False)
-    return url.replace("postgresql+psycopg://", "postgresql://"), name
-
-
-def drop_database(server_url: str, name: str) -> None:
-    base = make_url(Settings(database_url=server_url).sqlalchemy_url)
-    admin = make_engine(base.render_as_string(hide_password=False), pool=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def seed(db: Database, settings: Settings, recipients: int) -> tuple[int, list[str], list[int]]:
@@ -363,7 +343,7 @@ def main() -> int:
 
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/10")
-    url, name = create_database(server)
+    url, name = create_database(server, "bench_tracking")
     log(f"database {name}, redis {redis_url}")
     settings = Settings(
         env="production",

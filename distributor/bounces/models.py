@@ -17,6 +17,7 @@ class Classification(enum.StrEnum):
     DELAY = "delay"  # a "delayed" DSN: the remote MTA is still trying; not a bounce
     COMPLAINT = "complaint"
     AUTO_REPLY = "auto_reply"  # RFC 3834 auto-replies and vacation notices: kept, ignored
+    UNSUBSCRIBE = "unsubscribe"  # mail to the List-Unsubscribe mailto address (RFC 2369)
     OTHER = "other"  # an ESP event we do not act on (delivered, opened, ...)
     UNRECOGNISED = "unrecognised"
 

@@ -215,6 +215,8 @@ def process_inbound(
     """Classify a stored message and act on it, once: a processed row is left as it is."""
     if inbound.processed_at is not None:
         return inbound
+    if report is None and _process_unsubscribe_mail(session, settings, inbound):
+        return inbound
     if report is None:
         report = parse_message(
             inbound.raw or b"",
@@ -243,6 +245,46 @@ def process_inbound(
     inbound.processed_at = utcnow()
     session.flush()
     return inbound
+
+
+def _unsubscribe_tokens(envelope_to: str, bounce_domain: str) -> list[str]:
+    """Tokens of ``unsubscribe+<token>@<bounce domain>`` recipients (our mailto unsubscribe)."""
+    tokens = []
+    for address in envelope_to.split(","):
+        local, _, domain = address.strip().strip("<>").rpartition("@")
+        if domain.lower().rstrip(".") != bounce_domain.lower().rstrip("."):
+            continue
+        prefix, plus, token = local.partition("+")
+        if plus and prefix.lower() == "unsubscribe" and token:
+            tokens.append(token)
+    return tokens
+
+
+def _process_unsubscribe_mail(
+    session: Session, settings: Settings, inbound: InboundMessage
+) -> bool:
+    """A mail to the List-Unsubscribe mailto address unsubscribes its journalist from everything.
+
+    Gmail and others send it for their own unsubscribe button when there is no one-click URL
+    they trust (RFC 2369); it must take effect at once, like the one-click POST.
+    """
+    from distributor.audience.preferences import unsubscribe_all
+
+    tokens = _unsubscribe_tokens(inbound.envelope_to, settings.bounce_domain)
+    if not tokens:
+        return False
+    delivery = _delivery_by_token(session, tokens)
+    if delivery is not None and delivery.journalist_id is not None:
+        unsubscribe_all(
+            session, delivery.journalist_id, note="unsubscribed by mail (List-Unsubscribe mailto)"
+        )
+        inbound.summary = f"unsubscribe by mail for delivery {delivery.id}"
+    else:
+        inbound.summary = "unsubscribe by mail: no matching delivery"
+    inbound.classification = Classification.UNSUBSCRIBE
+    inbound.processed_at = utcnow()
+    session.flush()
+    return True
 
 
 def receive_message(

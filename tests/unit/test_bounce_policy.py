@@ -378,3 +378,48 @@ def test_erasing_a_journalist_also_forgets_their_bounces(
     session.expire_all()
     assert [b.email for b in session.scalars(select(Bounce))] == [None]
     assert is_suppressed(session, "m.okafor@northwind-news.example")
+
+
+def test_mail_to_the_mailto_unsubscribe_address_unsubscribes_at_once(
+    session: Session, settings: Settings
+) -> None:
+    from distributor.audience.models import Journalist, SubscriptionStatus
+    from distributor.bounces.services import receive_message
+
+    d = delivery(session, email="r.ahmed@tidewater-post.example", token="unsubTok3n9")
+    raw = (
+        b"From: r.ahmed@tidewater-post.example\r\nTo: unsubscribe+unsubTok3n9@"
+        + settings.bounce_domain.encode()
+        + b"\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n"
+    )
+    inbound = receive_message(
+        session,
+        settings,
+        source="smtp",
+        raw=raw,
+        envelope_from="r.ahmed@tidewater-post.example",
+        envelope_to=f"unsubscribe+unsubTok3n9@{settings.bounce_domain}",
+    )
+    assert inbound.classification is Classification.UNSUBSCRIBE
+    assert is_suppressed(session, "r.ahmed@tidewater-post.example")
+    journalist = session.get(Journalist, d.journalist_id)
+    assert journalist is not None
+    assert all(s.status is SubscriptionStatus.UNSUBSCRIBED for s in journalist.subscriptions)
+    # A bounce to the ordinary VERP address is still a bounce, not an unsubscribe.
+    assert session.scalar(select(func.count()).select_from(Bounce)) == 0
+
+
+def test_unsubscribe_mail_with_an_unknown_token_changes_nothing(
+    session: Session, settings: Settings
+) -> None:
+    from distributor.bounces.services import receive_message
+
+    inbound = receive_message(
+        session,
+        settings,
+        source="smtp",
+        raw=b"Subject: unsubscribe\r\n\r\nplease\r\n",
+        envelope_to=f"unsubscribe+nosuchtoken@{settings.bounce_domain}",
+    )
+    assert inbound.classification is Classification.UNSUBSCRIBE
+    assert "no matching delivery" in inbound.summary

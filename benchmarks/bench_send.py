@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ from distributor.audience.models import Beat, Journalist, Subscription  # noqa: 
 from distributor.db import Database, make_engine, utcnow  # noqa: E402
 from distributor.delivery import services  # noqa: E402
 from distributor.delivery.ledger import PENDING_STATUSES  # noqa: E402
-from distributor.delivery.models import Delivery  # noqa: E402
+from distributor.delivery.models import Delivery, Send, SendStatus  # noqa: E402
 from distributor.migrate import upgrade  # noqa: E402
 from distributor.organisation.services import ensure_organisation  # noqa: E402
 from distributor.releases.models import (  # noqa: E402
@@ -111,17 +112,9 @@ def seed(db: Database, settings: Settings, n: int, domains: int, paragraphs: int
         return release.id
 
 
-def rss_mb(root_pid: int) -> dict[int, float]:
-    """RSS of a process and its children, in MB."""
+def rss_mb_of(*pids: int) -> dict[int, float]:
+    """RSS of these processes, in MB."""
     out: dict[int, float] = {}
-    pids = [root_pid]
-    try:
-        children = subprocess.run(
-            ["pgrep", "-P", str(root_pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        pids += [int(p) for p in children]
-    except FileNotFoundError:
-        pass
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -130,6 +123,73 @@ def rss_mb(root_pid: int) -> dict[int, float]:
         except OSError:
             continue
     return out
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    out = [pid]
+    try:
+        children = subprocess.run(
+            ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+    except FileNotFoundError:
+        return out
+    for child in children:
+        out += _tree(int(child))
+    return out
+
+
+def _named(name: str) -> list[int]:
+    try:
+        found = subprocess.run(
+            ["pgrep", "-x", name], capture_output=True, text=True, check=False
+        ).stdout.split()
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in found]
+
+
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of these processes (those still alive)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11]) / tick
+        system += int(fields[12]) / tick
+    return user, system
+
+
+class CpuMeter:
+    """CPU used by each part of the benchmark between ``start`` and ``stop``."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.before: dict[str, dict[int, tuple[float, float]]] = {}
+        self.used: dict[str, float] = {}
+        self.system: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, dict[int, tuple[float, float]]]:
+        return {
+            name: {pid: cpu_seconds([pid]) for pid in pids()} for name, pids in self.groups.items()
+        }
+
+    def start(self) -> None:
+        self.before = self._sample()
+
+    def stop(self) -> None:
+        after = self._sample()
+        for name in self.groups:
+            user = system = 0.0
+            for pid, (u, s) in after[name].items():
+                u0, s0 = self.before[name].get(pid, (0.0, 0.0))
+                user += u - u0
+                system += s - s0
+            self.used[name] = user + system
+            self.system[name] = system
 
 
 def start_workers(
@@ -243,6 +303,17 @@ def main() -> int:
 
         app = create_app(settings, db=db)
         peak: dict[int, float] = {}
+        running_sink = sink
+        meter = CpuMeter(
+            {
+                "workers": lambda: [p for w in workers for p in _tree(w.pid)],
+                "postgres": lambda: _named("postgres"),
+                "redis": lambda: _named("redis-server"),
+                "sink": lambda: [running_sink.process.pid],
+                "bench": lambda: [os.getpid()],
+            }
+        )
+        meter.start()
         with app.app_context():
             started = time.perf_counter()
             with db.session() as session, session.begin():
@@ -251,26 +322,52 @@ def main() -> int:
             frozen = time.perf_counter() - started
             log(f"start_send (freeze {args.n} rows) took {frozen:.2f}s")
             last_report = started
+            last_rss = 0.0
+            worker_pids = [p for w in workers for p in _tree(w.pid)]
+            # The send is finished when its last batch finds no row pending (the product's
+            # own completion signal, a primary-key read); once a second the rows themselves
+            # are counted too, so a send that never flips to finished cannot hang the run.
+            last_count = started
             while True:
                 with db.session() as session:
-                    pending = session.scalar(
-                        select(func.count(Delivery.id)).where(
-                            Delivery.send_id == send_id, Delivery.status.in_(PENDING_STATUSES)
-                        )
-                    )
-                for w in workers:
-                    for pid, mb in rss_mb(w.pid).items():
-                        peak[pid] = max(peak.get(pid, 0.0), mb)
-                if not pending:
+                    status = session.scalar(select(Send.status).where(Send.id == send_id))
+                if status is SendStatus.FINISHED:
                     break
                 now = time.perf_counter()
+                if now - last_count >= 1:
+                    last_count = now
+                    with db.session() as session:
+                        busy = session.scalar(
+                            select(Delivery.id)
+                            .where(
+                                Delivery.send_id == send_id,
+                                Delivery.status.in_(PENDING_STATUSES),
+                            )
+                            .limit(1)
+                        )
+                    if busy is None:
+                        break
+                now = time.perf_counter()
+                if now - last_rss >= 1:
+                    last_rss = now
+                    for pid in worker_pids:
+                        for _, mb in rss_mb_of(pid).items():
+                            peak[pid] = max(peak.get(pid, 0.0), mb)
+                    if any(w.poll() is not None for w in workers):
+                        raise SystemExit("a worker died; see its log in " + str(data_dir))
                 if now - last_report > 5:
                     last_report = now
-                    log(f"{args.n - pending} done after {now - started:.1f}s")
-                if any(w.poll() is not None for w in workers):
-                    raise SystemExit("a worker died; see its log in " + str(data_dir))
-                time.sleep(0.05)
+                    with db.session() as session:
+                        pending = session.scalar(
+                            select(func.count(Delivery.id)).where(
+                                Delivery.send_id == send_id,
+                                Delivery.status.in_(PENDING_STATUSES),
+                            )
+                        )
+                    log(f"{args.n - (pending or 0)} done after {now - started:.1f}s")
+                time.sleep(0.02)
             elapsed = time.perf_counter() - started
+            meter.stop()
             with db.session() as session:
                 counts = dict(
                     session.execute(
@@ -286,8 +383,21 @@ def main() -> int:
                     _sample_recipient()
                 )[2]
         rate = args.n / elapsed
+        still = {str(k): v for k, v in counts.items() if k in PENDING_STATUSES}
+        if still:
+            raise SystemExit(f"the send finished with rows still pending: {still}")
         log(f"statuses: { {str(k): v for k, v in counts.items()} }")
         log(f"end to end: {elapsed:.2f}s, message size {len(sample)} bytes")
+        log(
+            "CPU per message (us): "
+            + ", ".join(
+                f"{k} {v / args.n * 1e6:.0f} (kernel {meter.system[k] / args.n * 1e6:.0f})"
+                for k, v in meter.used.items()
+            )
+            + f", total {sum(meter.used.values()) / args.n * 1e6:.0f}"
+            + f" (machine capacity {os.cpu_count() or 1} cores = "
+            + f"{(os.cpu_count() or 1) / rate * 1e6:.0f} us per message at this rate)"
+        )
         log("worker RSS MB (peak per process): " + ", ".join(f"{v:.0f}" for v in peak.values()))
         for w in workers:
             os.killpg(w.pid, signal.SIGTERM)

@@ -91,6 +91,9 @@ class Settings:
         default=300, metadata={"env": "DELIVERY_DOMAIN_BACKOFF_SECONDS"}
     )
     delivery_parallel_batches: int = field(default=8, metadata={"env": "DELIVERY_PARALLEL_BATCHES"})
+    delivery_connections_per_batch: int = field(
+        default=4, metadata={"env": "DELIVERY_CONNECTIONS_PER_BATCH"}
+    )
     subscribe_rate_limit: str = field(
         default="5 per minute;30 per hour", metadata={"env": "SUBSCRIBE_RATE_LIMIT"}
     )
@@ -219,3 +222,5 @@ class Settings:
             raise SettingsError("MAIL_FROM must be an email address")
         if not self.public_base_url.startswith(("http://", "https://")):
             raise SettingsError("PUBLIC_BASE_URL must start with http:// or https://")
+        if not 1 <= self.delivery_connections_per_batch <= 64:
+            raise SettingsError("DELIVERY_CONNECTIONS_PER_BATCH must be between 1 and 64")

@@ -43,9 +43,37 @@ class SlotMarkers:
         return f"xQzSLOT{self.names.index(name):04d}zQx"
 
 
+_QP_LINE_MAX = 76  # RFC 2045 6.7 rule 5, the soft break's "=" included
+
+
+def dot_safe(encoded: bytes) -> bytes:
+    """Quoted-printable (CRLF lines, each a line start) with no line that begins with ".".
+
+    A leading dot is written ``=2E`` (RFC 2045 allows any octet encoded), so the message needs
+    no SMTP dot-stuffing (RFC 5321 4.5.2) and goes on the wire as it is. A line that grows
+    past 76 octets is split with a soft break, never inside an ``=XX`` escape.
+    """
+    if not encoded.startswith(b".") and b"\n." not in encoded:
+        return encoded
+    out: list[bytes] = []
+    for line in encoded.split(b"\r\n"):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= _QP_LINE_MAX:
+                break
+            cut = _QP_LINE_MAX - 1
+            escape = line.rfind(b"=", cut - 2, cut)
+            if escape > 0:
+                cut = escape
+            out.append(line[:cut] + b"=")
+            line = line[cut:]
+        out.append(line)
+    return b"\r\n".join(out)
+
+
 def _qp(data: bytes) -> bytes:
     encoded = binascii.b2a_qp(data, istext=True)
-    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return dot_safe(encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
 
 
 def _qp_line(data: bytes) -> bytes:
@@ -53,7 +81,7 @@ def _qp_line(data: bytes) -> bytes:
     encoded = binascii.b2a_qp(data, istext=True)
     if len(encoded) > 76:
         encoded = encoded.replace(b"=\n", SOFT_BREAK)
-    return encoded + SOFT_BREAK
+    return dot_safe(encoded + SOFT_BREAK)
 
 
 def html_value(value: str) -> bytes:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from distributor.accounts.models import enum_column
@@ -64,8 +64,15 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("release_id", "journalist_id"),
-        Index("ix_deliveries_claim", "status", "next_attempt_at"),
+        # Claims, progress and sweeps go through (send_id, status, ...); no index leads with
+        # status alone (each one costs on both updates of every row on the send path).
         Index("ix_deliveries_send_status", "send_id", "status", "next_attempt_at"),
+        Index(
+            "ix_deliveries_digest",
+            "journalist_id",
+            postgresql_where=text("status = 'digest'"),
+            sqlite_where=text("status = 'digest'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -88,6 +95,8 @@ class Delivery(Base):
     next_attempt_at: Mapped[dt.datetime | None]
     claimed_at: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(120))
+    # The SMTP connection of the batch that carries the row (one message in doubt per lane).
+    claim_lane: Mapped[int | None] = mapped_column(SmallInteger)
     sent_at: Mapped[dt.datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(255))
     verp_token: Mapped[str] = mapped_column(String(64), unique=True)

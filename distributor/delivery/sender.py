@@ -8,16 +8,16 @@ The runner owns its transactions (the claim commit, then one small commit per ou
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import os
 import secrets
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from select import select as wait_readable
 from typing import Any
 
 from sqlalchemy import select
@@ -89,11 +89,13 @@ class BatchResult:
     unknown: int = 0
     released: int = 0
     is_send_running: bool = True
+    commits: int = 0  # statements that committed acceptances (several rows each)
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
 class _Batch:
-    """The state of one batch while it runs."""
+    """Outcome bookkeeping of one batch. Every write is fenced by the claim and returns
+    whether the row was still ours."""
 
     def __init__(
         self,
@@ -110,28 +112,8 @@ class _Batch:
         self.send_id = send_id
         self.result = result
         self.clock = clock
-        # The last accepted message, committed just before the next final dot (or at the end).
-        self.pending: tuple[int, str, str] | None = None
 
-    def flush(self) -> bool:
-        """Commit the pending acceptance; False when the row was taken from us."""
-        if self.pending is None:
-            return True
-        delivery_id, message_id, response = self.pending
-        self.pending = None
-        if self.writer.record_accepted(delivery_id, message_id, response, self.clock()):
-            self.result.sent += 1
-            return True
-        return False
-
-    def still_ours(self, row: ClaimedRow) -> bool:
-        """The fence before a final dot: committing the previous acceptance proves the claim
-        is still ours; without one (first message, or after a refusal) ask the database."""
-        if self.pending is not None:
-            return self.flush()
-        return self.writer.is_claimed(row.id)
-
-    def transient(self, row: ClaimedRow, code: int | None, response: str, verdict: Verdict) -> None:
+    def transient(self, row: ClaimedRow, code: int | None, response: str, verdict: Verdict) -> bool:
         now = self.clock()
         s = self.settings
         plan = plan_retry(
@@ -151,22 +133,22 @@ class _Batch:
         status = (
             DeliveryStatus.DEFERRED if plan.outcome is Outcome.DEFERRED else DeliveryStatus.FAILED
         )
-        self.writer.record(
+        ours = self.writer.record(
             row.id, status, code=code, response=response, now=now, next_attempt_at=next_at
         )
-        if status is DeliveryStatus.DEFERRED:
+        if ours and status is DeliveryStatus.DEFERRED:
             self.result.deferred += 1
-        else:
+        elif ours:
             self.result.failed += 1
+        return ours
 
-    def outcome(self, row: ClaimedRow, stage: Stage, code: int, response: str) -> None:
+    def outcome(self, row: ClaimedRow, stage: Stage, code: int, response: str) -> bool:
         """Record a reply that was not an acceptance."""
         verdict = classify_reply(code, response, stage)
         if verdict.outcome is Outcome.DEFERRED:
-            self.transient(row, code, response, verdict)
-            return
+            return self.transient(row, code, response, verdict)
         now = self.clock()
-        self.writer.record(
+        ours = self.writer.record(
             row.id,
             DeliveryStatus.FAILED,
             code=code,
@@ -174,26 +156,42 @@ class _Batch:
             now=now,
             is_policy_rejection=verdict.is_policy_rejection,
         )
-        self.result.failed += 1
+        if ours:
+            self.result.failed += 1
         if verdict.is_suppressing:
             digest = hashlib.sha256(row.email.strip().lower().encode("utf-8")).hexdigest()
             self.writer.suppress(digest, row.email, f"{code} {response}", now)
+        return ours
 
-    def lost(self, row: ClaimedRow, exc: SMTPConnectionLost) -> None:
+    def lost(self, row: ClaimedRow, exc: SMTPConnectionLost) -> bool:
         verdict = classify_connection_lost(exc.stage)
         if verdict.outcome is Outcome.UNKNOWN:
-            self.writer.record(
+            ours = self.writer.record(
                 row.id,
                 DeliveryStatus.UNKNOWN,
                 code=None,
                 response=f"connection lost after the final dot: {exc.reason}",
                 now=self.clock(),
             )
-            self.result.unknown += 1
-        else:
-            self.transient(
-                row, None, f"connection lost at {exc.stage.value}: {exc.reason}", verdict
-            )
+            if ours:
+                self.result.unknown += 1
+            return ours
+        return self.transient(
+            row, None, f"connection lost at {exc.stage.value}: {exc.reason}", verdict
+        )
+
+    def release(self, rows: list[ClaimedRow], wait_seconds: float) -> None:
+        """Give rows back to the queue unsent, due again after ``wait_seconds``."""
+        if not rows:
+            return
+        now = self.clock()
+        self.writer.release(
+            [r.id for r in rows],
+            status=DeliveryStatus.QUEUED,
+            next_attempt_at=now + dt.timedelta(seconds=wait_seconds),
+            now=now,
+        )
+        self.result.released += len(rows)
 
 
 def run_batch(
@@ -209,6 +207,7 @@ def run_batch(
     """Claim and deliver one batch of ``send_id``; safe to run any number of times at once."""
     result = BatchResult()
     worker = worker_name()
+    lanes = max(1, settings.delivery_connections_per_batch)
     session = db.session()
     try:
         send = session.get(Send, send_id)
@@ -225,6 +224,7 @@ def run_batch(
                 worker=worker,
                 limit=batch_size or settings.delivery_batch_size,
                 now=clock(),
+                lanes=lanes,
             )
     finally:
         session.close()
@@ -237,7 +237,8 @@ def run_batch(
     writer = ProgressWriter(db.engine, worker)
     try:
         writer.touch_send(send_id, clock())
-        _deliver(rows, compiled, settings, writer, limiter, relays, send_id, result, clock, worker)
+        batch = _Batch(settings, writer, limiter, send_id, result, clock)
+        _deliver(rows, compiled, batch, relays, lanes, worker)
     finally:
         writer.close()
     log.info(
@@ -249,6 +250,7 @@ def run_batch(
         failed=result.failed,
         unknown=result.unknown,
         released=result.released,
+        acceptance_commits=result.commits,
     )
     return result
 
@@ -256,33 +258,24 @@ def run_batch(
 def _deliver(
     rows: list[ClaimedRow],
     compiled: object,
-    settings: Settings,
-    writer: ProgressWriter,
-    limiter: RateLimiter,
+    batch: _Batch,
     relays: list[SMTPConfig],
-    send_id: int,
-    result: BatchResult,
-    clock: Callable[[], dt.datetime],
+    lane_count: int,
     worker: str,
 ) -> None:
-    from distributor.delivery.rendering import Recipient
+    """Send a claimed batch in rounds: each round takes what the rate limits grant now.
 
-    render = compiled.render  # type: ignore[attr-defined]
-    batch = _Batch(settings, writer, limiter, send_id, result, clock)
-
-    # Rate limits: one limiter call per round for the whole batch. Rows over a domain's rate
-    # wait for its tokens (short sleeps, up to _RATE_PATIENCE_SECONDS) so a big send to one
-    # domain runs at that domain's rate; rows of a domain that asked us to slow down go back
-    # to the queue until its pause is over.
-    state = _Connection(relays)
-    throttled: set[str] = set()
+    Rows over a domain's rate wait for its tokens (short sleeps, up to _RATE_PATIENCE_SECONDS)
+    so a big send to one domain runs at that domain's rate; rows of a domain that asked us to
+    slow down go back to the queue until its pause is over. A lane sends its rows in id order
+    across rounds (recovery relies on it): once a row of a lane must wait, the lane's later
+    rows wait with it.
+    """
+    limiter = batch.limiter
+    pump = _Pump(batch, compiled, relays, lane_count)
     domains_used: set[str] = set()
-    last_check = time.monotonic()
-    heartbeat_every = max(1.0, settings.delivery_claim_timeout_seconds / 3)
-    last_heartbeat = last_check
-    patience_until = last_check + _RATE_PATIENCE_SECONDS
+    patience_until = time.monotonic() + _RATE_PATIENCE_SECONDS
     waiting = rows
-    stop_status: str | None = None  # set when the batch must stop early
     try:
         while waiting:
             wanted = Counter(r.domain for r in waiting)
@@ -291,169 +284,361 @@ def _deliver(
             left = dict(grant.granted)
             sendable: list[ClaimedRow] = []
             later: list[ClaimedRow] = []
-            paused_domains: dict[float, list[int]] = {}
+            paused_domains: dict[float, list[ClaimedRow]] = {}
+            blocked_lanes: set[int] = set()
             for row in waiting:
-                if left.get(row.domain, 0) > 0:
+                lane = row.lane % lane_count
+                if row.domain in grant.backoff_seconds:
+                    paused_domains.setdefault(grant.backoff_seconds[row.domain], []).append(row)
+                elif lane not in blocked_lanes and left.get(row.domain, 0) > 0:
                     left[row.domain] -= 1
                     sendable.append(row)
-                elif row.domain in grant.backoff_seconds:
-                    wait = grant.backoff_seconds[row.domain]
-                    paused_domains.setdefault(wait, []).append(row.id)
                 else:
+                    blocked_lanes.add(lane)
                     later.append(row)
-            now = clock()
-            for wait, ids in paused_domains.items():
-                writer.release(
-                    ids,
-                    status=DeliveryStatus.QUEUED,
-                    next_attempt_at=now + dt.timedelta(seconds=wait),
-                    now=now,
-                )
-                result.released += len(ids)
-            for index, row in enumerate(sendable):
-                tick = time.monotonic()
-                if tick - last_check >= _STATUS_CHECK_SECONDS:
-                    last_check = tick
-                    status = writer.send_status(send_id)
-                    if status != "running":
-                        stop_status = status or "cancelled"
-                        _give_back(writer, sendable[index:], stop_status, clock(), result)
-                        break
-                if tick - last_heartbeat >= heartbeat_every:
-                    last_heartbeat = tick
-                    writer.heartbeat(clock())
-                if row.domain in throttled:
-                    # The domain asked us to slow down during this batch: leave it for later.
-                    writer.release(
-                        [row.id],
-                        status=DeliveryStatus.QUEUED,
-                        next_attempt_at=clock()
-                        + dt.timedelta(seconds=settings.delivery_domain_backoff_seconds),
-                        now=clock(),
-                    )
-                    result.released += 1
-                    continue
-                client = state.client()
-                if client is None:
-                    # No relay reachable: everything left is deferred with backoff.
-                    for rest in sendable[index:] + later:
-                        batch.transient(
-                            rest, None, "no SMTP relay reachable", Verdict(Outcome.DEFERRED)
-                        )
-                    later = []
-                    stop_status = "running"
-                    break
-                if not _send_one(row, client, render, Recipient, batch, throttled, state):
-                    stop_status = "running"  # our claim was recovered: stop touching rows
-                    break
-            if stop_status is not None:
-                if stop_status != "running" and later:
-                    _give_back(writer, later, stop_status, clock(), result)
+            for wait, paused in paused_domains.items():
+                batch.release(paused, wait)
+            stop = pump.run(sendable)
+            if stop is not None:
+                if stop != _CLAIM_LOST and later:
+                    _give_back(batch.writer, later, stop, batch.clock(), batch.result)
+                if stop != _CLAIM_LOST:
+                    batch.result.is_send_running = False
                 break
             waiting = later
             if waiting:
                 if time.monotonic() >= patience_until:
-                    now = clock()
-                    writer.release(
-                        [r.id for r in waiting],
-                        status=DeliveryStatus.QUEUED,
-                        next_attempt_at=now + dt.timedelta(seconds=1),
-                        now=now,
-                    )
-                    result.released += len(waiting)
+                    batch.release(waiting, 1.0)
                     break
                 time.sleep(_RATE_POLL_SECONDS)
     finally:
-        state.close()
-        batch.flush()
+        pump.close()
         limiter.release(worker, sorted(domains_used))
-    if stop_status not in (None, "running"):
-        result.is_send_running = False
+        batch.result.commits = pump.commits
 
 
-class _Connection:
-    """The batch's SMTP connection, reconnected a few times if it breaks."""
+_CLAIM_LOST = "claim lost"  # our rows were recovered by the sweep: stop touching them
 
-    def __init__(self, relays: list[SMTPConfig]) -> None:
-        self.relays = relays
-        self.current: SMTPClient | None = None
+# Lane phases
+_IDLE, _ENVELOPE, _READY, _DOT = range(4)
+
+
+class _Lane:
+    """One SMTP connection of a batch and the rows it carries, in id order."""
+
+    __slots__ = ("client", "fenced", "message", "phase", "queue", "reconnects", "row")
+
+    def __init__(self) -> None:
+        self.queue: deque[ClaimedRow] = deque()
+        self.client: SMTPClient | None = None
         self.reconnects = 0
+        self.phase = _IDLE
+        self.row: ClaimedRow | None = None
+        self.message: tuple[str, bytes] | None = None  # (Message-ID, message bytes)
+        # Every earlier outcome of this lane is committed and the claim was ours then: the
+        # lane may send its next final dot.
+        self.fenced = False
 
-    def client(self) -> SMTPClient | None:
-        if self.current is not None and self.current.is_connected:
-            return self.current
-        if self.current is not None:
-            self.reconnects += 1
-        self.current = _connect(self.relays, self.reconnects)
-        return self.current
+
+class _Pump:
+    """Drives the lanes of a batch together, one event loop, one database connection.
+
+    A lane's message goes: envelope written (MAIL, RCPT, DATA pipelined) -> replies read ->
+    body and final dot written once the lane is fenced -> reply read. Acceptances of all lanes
+    are committed together in one statement per turn of the loop, while the next envelopes'
+    replies travel; a lane's next final dot waits for that commit.
+    """
+
+    def __init__(
+        self, batch: _Batch, compiled: object, relays: list[SMTPConfig], lane_count: int
+    ) -> None:
+        from distributor.delivery.rendering import Recipient
+
+        self.batch = batch
+        self.render: Callable[[Any], tuple[str, str, bytes]] = compiled.render  # type: ignore[attr-defined]
+        self.recipient = Recipient
+        self.relays = relays
+        self.lanes = [_Lane() for _ in range(lane_count)]
+        self.accepted: list[tuple[_Lane, ClaimedRow, str, str]] = []
+        # Acceptances whose commit is in flight (at most one statement at a time).
+        self.committing: list[tuple[_Lane, ClaimedRow, str, str]] | None = None
+        self.throttled: set[str] = set()
+        self.timeout = max((r.timeout for r in relays), default=30.0)
+        self.last_check = time.monotonic()
+        self.last_heartbeat = self.last_check
+        self.heartbeat_every = max(1.0, batch.settings.delivery_claim_timeout_seconds / 3)
+        self.is_checked = False
+        self.claim_lost = False  # a fenced write found a row of ours taken back
+        self.commits = 0  # acceptance statements, and the rows they carried
+        self.committed = 0
+
+    # -- one round -----------------------------------------------------------------------
+
+    def run(self, rows: list[ClaimedRow]) -> str | None:
+        """Send ``rows``; None when all are settled, else why the batch stops (the send's
+        new status, or _CLAIM_LOST)."""
+        if not rows:
+            return None
+        n = len(self.lanes)
+        for row in rows:
+            self.lanes[row.lane % n].queue.append(row)
+        writer = self.batch.writer
+        if not self.is_checked:
+            # The claim was committed a moment ago; confirm it once before the first dots.
+            self.is_checked = True
+            if not writer.is_claimed(rows[0].id):
+                return self._abandon()
+            for lane in self.lanes:
+                lane.fenced = True
+        stopping: str | None = None
+        while True:
+            if self.claim_lost:
+                return self._abandon()
+            tick = time.monotonic()
+            if stopping is None and tick - self.last_check >= _STATUS_CHECK_SECONDS:
+                self.last_check = tick
+                status = writer.send_status(self.batch.send_id)
+                if status != "running":
+                    stopping = status or "cancelled"
+                    self._stop_lanes(stopping)
+            if tick - self.last_heartbeat >= self.heartbeat_every:
+                self.last_heartbeat = tick
+                writer.heartbeat(self.batch.send_id, self.batch.clock())
+            if stopping is None:
+                for lane in self.lanes:
+                    if lane.phase == _IDLE and lane.queue:
+                        self._start(lane)
+            self._collect(wait=False)
+            if self.committing is None and self.accepted:
+                # One commit in flight at a time; acceptances gather while it runs.
+                self.committing, self.accepted = self.accepted, []
+                writer.submit_accepted(
+                    [(row.id, message_id, text) for _, row, message_id, text in self.committing]
+                )
+            if self.claim_lost:
+                return self._abandon()
+            for lane in self.lanes:
+                if lane.phase == _READY and lane.fenced:
+                    self._send_body(lane)
+            busy = [lane for lane in self.lanes if lane.phase in (_ENVELOPE, _DOT)]
+            if not busy:
+                if self.committing is not None:
+                    self._collect(wait=True)
+                    continue
+                if self.accepted or any(lane.queue or lane.phase == _READY for lane in self.lanes):
+                    continue
+                return stopping
+            for lane in self._readable(busy):
+                if lane.phase == _ENVELOPE:
+                    self._read_envelope(lane)
+                elif lane.phase == _DOT:
+                    self._read_dot(lane)
+
+    def _readable(self, busy: list[_Lane]) -> list[_Lane]:
+        ready = [
+            lane for lane in busy if lane.client is not None and lane.client.has_buffered_reply
+        ]
+        if ready:
+            return ready
+        by_fd = {lane.client.fileno(): lane for lane in busy if lane.client is not None}
+        database = self.batch.writer.fileno()
+        try:
+            readable, _, _ = wait_readable(
+                [*by_fd, database] if database >= 0 else list(by_fd), [], [], self.timeout
+            )
+        except (OSError, ValueError):
+            readable = []
+        if not readable:
+            # Nothing within the timeout: read the first one; its socket timeout reports it.
+            return busy[:1]
+        return [by_fd[fd] for fd in readable if fd in by_fd]
+
+    def _collect(self, *, wait: bool) -> None:
+        """Fence the lanes whose acceptances the database has confirmed."""
+        if self.committing is None:
+            return
+        confirmed = self.batch.writer.take_confirmed(wait=wait)
+        if confirmed is None:
+            return
+        committing, self.committing = self.committing, None
+        self.commits += 1
+        self.committed += len(committing)
+        self.batch.result.sent += len(confirmed)
+        for lane, row, _, _ in committing:
+            if row.id in confirmed:
+                lane.fenced = True
+            else:
+                lane.fenced = False
+                self.claim_lost = True
+
+    # -- lane steps ----------------------------------------------------------------------
+
+    def _start(self, lane: _Lane) -> None:
+        """Take the lane's next row: render it and write its envelope."""
+        batch = self.batch
+        while lane.queue:
+            row = lane.queue.popleft()
+            if row.domain in self.throttled:
+                # The domain asked us to slow down during this batch: leave it for later.
+                batch.release([row], batch.settings.delivery_domain_backoff_seconds)
+                continue
+            try:
+                envelope_from, message_id, data = self.render(
+                    self.recipient(
+                        row.id,
+                        row.journalist_id,
+                        row.email,
+                        row.name,
+                        row.verp_token,
+                        row.matched_beats,
+                        row.is_tracking_allowed,
+                    )
+                )
+            except Exception as exc:  # a bad row must not sink the batch
+                log.exception("delivery.render_failed", delivery_id=row.id)
+                if batch.writer.record(
+                    row.id,
+                    DeliveryStatus.FAILED,
+                    code=None,
+                    response=f"could not build the message: {exc}",
+                    now=batch.clock(),
+                ):
+                    batch.result.failed += 1
+                else:
+                    self.claim_lost = True
+                    return
+                continue
+            client = self._client(lane)
+            if client is None:
+                # No relay reachable: this lane's rows are deferred with backoff.
+                for rest in [row, *lane.queue]:
+                    if not batch.transient(
+                        rest, None, "no SMTP relay reachable", Verdict(Outcome.DEFERRED)
+                    ):
+                        self.claim_lost = True
+                lane.queue.clear()
+                return
+            try:
+                client.write_envelope(envelope_from, row.email)
+            except SMTPConnectionLost as exc:
+                client.close()
+                if not batch.lost(row, exc):
+                    self.claim_lost = True
+                    return
+                continue
+            lane.row = row
+            lane.message = (message_id, data)
+            lane.phase = _ENVELOPE
+            return
+
+    def _read_envelope(self, lane: _Lane) -> None:
+        row, client = lane.row, lane.client
+        assert row is not None and client is not None
+        try:
+            refusal = client.read_envelope()
+        except SMTPConnectionLost as exc:
+            self._settle(lane, self.batch.lost(row, exc))
+            client.close()
+            return
+        if refusal is None:
+            lane.phase = _READY
+            return
+        stage, reply = refusal
+        self._refused(lane, row, stage, reply.code, reply.text)
+
+    def _send_body(self, lane: _Lane) -> None:
+        row, client, message = lane.row, lane.client, lane.message
+        assert row is not None and client is not None and message is not None
+        lane.fenced = False  # until this message's outcome is committed
+        try:
+            client.write_body(message[1])
+        except SMTPConnectionLost as exc:
+            self._settle(lane, self.batch.lost(row, exc))
+            client.close()
+            return
+        lane.phase = _DOT
+
+    def _read_dot(self, lane: _Lane) -> None:
+        row, client, message = lane.row, lane.client, lane.message
+        assert row is not None and client is not None and message is not None
+        try:
+            reply = client.read_body_reply()
+        except SMTPConnectionLost as exc:
+            self._settle(lane, self.batch.lost(row, exc))
+            client.close()
+            return
+        if reply.is_positive:
+            self.accepted.append((lane, row, message[0], reply.text))
+            lane.reconnects = 0
+            lane.phase, lane.row, lane.message = _IDLE, None, None
+            return
+        self._refused(lane, row, Stage.DOT, reply.code, reply.text)
+
+    def _refused(self, lane: _Lane, row: ClaimedRow, stage: Stage, code: int, text: str) -> None:
+        self._settle(lane, self.batch.outcome(row, stage, code, text))
+        if classify_reply(code, text, stage).is_domain_throttle:
+            self.throttled.add(row.domain)
+
+    def _settle(self, lane: _Lane, ours: bool) -> None:
+        """The lane's message has its outcome written; ``ours`` fences the next one."""
+        lane.fenced = ours
+        if not ours:
+            self.claim_lost = True
+        lane.phase, lane.row, lane.message = _IDLE, None, None
+
+    def _client(self, lane: _Lane) -> SMTPClient | None:
+        if lane.client is not None and lane.client.is_connected:
+            return lane.client
+        if lane.client is not None:
+            lane.reconnects += 1
+        lane.client = _connect(self.relays, lane.reconnects)
+        return lane.client
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def _stop_lanes(self, status: str) -> None:
+        """Paused or cancelled: messages not handed over yet go back; dots out are awaited."""
+        back: list[ClaimedRow] = []
+        for lane in self.lanes:
+            if lane.phase in (_ENVELOPE, _READY):
+                assert lane.row is not None
+                back.append(lane.row)
+                if lane.client is not None:
+                    lane.client.close()  # no final dot was sent: nothing was handed over
+                lane.phase, lane.row, lane.message = _IDLE, None, None
+            back.extend(lane.queue)
+            lane.queue.clear()
+        back.sort(key=lambda r: r.id)
+        _give_back(self.batch.writer, back, status, self.batch.clock(), self.batch.result)
+
+    def _abandon(self) -> str:
+        """Our claim was recovered by someone else: drop the connections, touch nothing."""
+        for lane in self.lanes:
+            if lane.client is not None:
+                lane.client.close()
+            lane.queue.clear()
+            lane.phase, lane.row, lane.message = _IDLE, None, None
+        self.accepted = []
+        if self.committing is not None:
+            self.batch.writer.take_confirmed(wait=True)
+            self.committing = None
+        return _CLAIM_LOST
 
     def close(self) -> None:
-        if self.current is not None:
-            self.current.quit()
-
-
-def _send_one(
-    row: ClaimedRow,
-    client: SMTPClient,
-    render: Callable[[Any], tuple[str, str, bytes]],
-    recipient_type: Any,
-    batch: _Batch,
-    throttled: set[str],
-    state: _Connection,
-) -> bool:
-    """One message; False when the claim turned out to be someone else's."""
-    try:
-        envelope_from, message_id, data = render(
-            recipient_type(
-                row.id,
-                row.journalist_id,
-                row.email,
-                row.name,
-                row.verp_token,
-                row.matched_beats,
-                row.is_tracking_allowed,
+        """Say goodbye on every connection; commit what was accepted (also after an error)."""
+        for lane in self.lanes:
+            if lane.client is not None:
+                if lane.phase in (_IDLE, _READY):
+                    lane.client.quit()
+                else:
+                    lane.client.close()
+        self._collect(wait=True)
+        if self.accepted:
+            accepted, self.accepted = self.accepted, []
+            confirmed = self.batch.writer.record_accepted_many(
+                [(row.id, message_id, text) for _, row, message_id, text in accepted]
             )
-        )
-    except Exception as exc:  # a bad row must not sink the batch
-        log.exception("delivery.render_failed", delivery_id=row.id)
-        batch.writer.record(
-            row.id,
-            DeliveryStatus.FAILED,
-            code=None,
-            response=f"could not build the message: {exc}",
-            now=batch.clock(),
-        )
-        batch.result.failed += 1
-        return True
-    try:
-        client.write_envelope(envelope_from, row.email)
-        # The previous acceptance commits while this envelope's replies travel
-        # (RFC 2920 pipelining): before any final dot, every earlier outcome is stored.
-        if not batch.still_ours(row):
-            with contextlib.suppress(OSError):
-                client.read_envelope()
-            client.close()
-            return False
-        refusal = client.read_envelope()
-        if refusal is not None:
-            stage, reply = refusal
-            batch.outcome(row, stage, reply.code, reply.text)
-            if classify_reply(reply.code, reply.text, stage).is_domain_throttle:
-                throttled.add(row.domain)
-            return True
-        reply = client.send_body(data)
-    except SMTPConnectionLost as exc:
-        batch.lost(row, exc)
-        client.close()
-        return True
-    if reply.is_positive:
-        batch.pending = (row.id, message_id, reply.text)
-        state.reconnects = 0
-    else:
-        batch.outcome(row, Stage.DOT, reply.code, reply.text)
-        if classify_reply(reply.code, reply.text, Stage.DOT).is_domain_throttle:
-            throttled.add(row.domain)
-    return True
+            self.batch.result.sent += len(confirmed)
 
 
 def _connect(relays: list[SMTPConfig], reconnects: int) -> SMTPClient | None:

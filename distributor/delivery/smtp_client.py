@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import random
-import re
 import socket
 import ssl
 from collections.abc import Sequence
@@ -63,19 +62,20 @@ def choose_relay(relays: Sequence[SMTPConfig], rng: random.Random | None = None)
     return (rng or random).choices(list(relays), weights=weights, k=1)[0]
 
 
-_LINE_DOT = re.compile(rb"\n\.")
-
-
 def dot_stuff(message: bytes) -> bytes:
     """RFC 5321 4.5.2: double a leading dot on every line; end with CRLF "." CRLF."""
+    return b"".join(wire_parts(message))
+
+
+def wire_parts(message: bytes) -> tuple[bytes, bytes]:
+    """The message as DATA content and its terminator, without copying a message that needs
+    no dot-stuffing (bulk mail is built so that none of its lines starts with a dot)."""
     if message.startswith(b"."):
         message = b"." + message
-    # Searching first is about twice as fast as replace() on a message with no such line.
-    if _LINE_DOT.search(message) is not None:
+    # find() is a fast substring search: a few microseconds for 40 KB with no match.
+    if message.find(b"\n.") >= 0:
         message = message.replace(b"\r\n.", b"\r\n..")
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    return message + b".\r\n"
+    return message, (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
 def _address(value: str) -> bytes:
@@ -238,11 +238,28 @@ class SMTPClient:
     def send_body(self, message: bytes) -> Reply:
         """Send the message (dot-stuffed here) and return the reply to the final dot.
         A connection lost here raises ``SMTPConnectionLost`` with stage DOT: outcome unknown."""
-        self._write(dot_stuff(message), Stage.DOT)
+        self.write_body(message)
+        return self.read_body_reply()
+
+    def write_body(self, message: bytes) -> None:
+        """Send the message and the final dot; the reply is read by ``read_body_reply``."""
+        body, end = wire_parts(message)
+        self._write_parts(body, end, Stage.DOT)
+
+    def read_body_reply(self) -> Reply:
         reply = self._read_reply(Stage.DOT)
         if reply.is_positive:
             self.messages_sent += 1
         return reply
+
+    def fileno(self) -> int:
+        """The socket, for ``select``; -1 when closed."""
+        return self._sock.fileno() if self._sock is not None else -1
+
+    @property
+    def has_buffered_reply(self) -> bool:
+        """A whole reply line is already read from the socket (select would not say so)."""
+        return b"\n" in self._buffer
 
     def reset(self) -> None:
         self._write(b"RSET\r\n", Stage.MAIL)
@@ -263,6 +280,25 @@ class SMTPClient:
             raise SMTPConnectionLost(stage, "not connected")
         try:
             self._sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc
+
+    def _write_parts(self, first: bytes, second: bytes, stage: Stage) -> None:
+        """Write two buffers with one system call where the socket allows (no joined copy)."""
+        sock = self._sock
+        if sock is None:
+            raise SMTPConnectionLost(stage, "not connected")
+        if isinstance(sock, ssl.SSLSocket):
+            self._write(first + second, stage)
+            return
+        try:
+            sent = sock.sendmsg([first, second])
+            if sent < len(first):  # a partial write: send the rest in order
+                sock.sendall(memoryview(first)[sent:])
+                sock.sendall(second)
+            elif sent < len(first) + len(second):
+                sock.sendall(second[sent - len(first) :])
         except OSError as exc:
             self.close()
             raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc

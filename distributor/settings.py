@@ -92,7 +92,7 @@ class Settings:
     )
     delivery_parallel_batches: int = field(default=8, metadata={"env": "DELIVERY_PARALLEL_BATCHES"})
     delivery_connections_per_batch: int = field(
-        default=4, metadata={"env": "DELIVERY_CONNECTIONS_PER_BATCH"}
+        default=8, metadata={"env": "DELIVERY_CONNECTIONS_PER_BATCH"}
     )
     subscribe_rate_limit: str = field(
         default="5 per minute;30 per hour", metadata={"env": "SUBSCRIBE_RATE_LIMIT"}

@@ -235,6 +235,11 @@ _COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
 _TUPLES_OK = 2  # libpq PGRES_TUPLES_OK
 
 
+def reply_text(response: str, limit: int = 500) -> str:
+    """A server's reply as stored: NUL removed (PostgreSQL text cannot hold it), truncated."""
+    return response.replace("\x00", "")[:limit]
+
+
 def pg_text_array(values: Sequence[str]) -> bytes:
     """A PostgreSQL array literal of text values (every element quoted and escaped)."""
     parts = []
@@ -318,7 +323,7 @@ class ProgressWriter:
                 _MARK_NAME,
                 [
                     message_id.encode(),
-                    response[:500].encode("utf-8", "replace"),
+                    reply_text(response).encode("utf-8", "replace"),
                     str(delivery_id).encode(),
                     self._worker_bytes,
                 ],
@@ -331,7 +336,7 @@ class ProgressWriter:
             "UPDATE deliveries SET status = 'sent', sent_at = ?, message_id = ?, smtp_code = 250, "
             "smtp_response = ?, attempts = attempts + 1, next_attempt_at = NULL, updated_at = ? "
             "WHERE id = ? AND claimed_by = ? AND status = 'sending'",
-            (stamp, message_id, response[:500], stamp, delivery_id, self.worker),
+            (stamp, message_id, reply_text(response), stamp, delivery_id, self.worker),
         )
         return bool(self._cur.rowcount == 1)
 
@@ -353,7 +358,7 @@ class ProgressWriter:
             [
                 ("{" + ",".join(str(a[0]) for a in accepted) + "}").encode(),
                 pg_text_array([a[1] for a in accepted]),
-                pg_text_array([a[2][:500] for a in accepted]),
+                pg_text_array([reply_text(a[2]) for a in accepted]),
                 self._worker_bytes,
             ],
         )
@@ -377,7 +382,7 @@ class ProgressWriter:
                 _MARK_NAME,
                 [
                     message_id.encode(),
-                    response[:500].encode("utf-8", "replace"),
+                    reply_text(response).encode("utf-8", "replace"),
                     str(delivery_id).encode(),
                     self._worker_bytes,
                 ],
@@ -388,7 +393,7 @@ class ProgressWriter:
                 [
                     ("{" + ",".join(map(str, ids)) + "}").encode(),
                     pg_text_array([a[1] for a in accepted]),
-                    pg_text_array([a[2][:500] for a in accepted]),
+                    pg_text_array([reply_text(a[2]) for a in accepted]),
                     self._worker_bytes,
                 ],
             )
@@ -469,7 +474,7 @@ class ProgressWriter:
             (
                 status.value,
                 code,
-                response[:2000],
+                reply_text(response, 2000),
                 self._t(next_attempt_at),
                 is_policy_rejection,
                 1 if count_attempt else 0,
@@ -518,13 +523,13 @@ class ProgressWriter:
         )
 
     def send_status(self, send_id: int) -> str | None:
+        self._sync()
         self._cur.execute(self._sql("SELECT status FROM sends WHERE id = ?"), (send_id,))
         row = self._cur.fetchone()
         return str(row[0]) if row else None
 
     def suppress(self, address_hash: str, address: str, note: str, now: dt.datetime) -> None:
         """A hard bounce: add the address to the suppression list (kept if already there)."""
-        self._sync()
         self._sync()
         self._cur.execute(
             self._sql(

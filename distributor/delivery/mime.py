@@ -47,18 +47,21 @@ _QP_LINE_MAX = 76  # RFC 2045 6.7 rule 5, the soft break's "=" included
 
 
 def dot_safe(encoded: bytes) -> bytes:
-    """Quoted-printable (CRLF lines, each a line start) with no line that begins with ".".
+    """Quoted-printable (CRLF lines, each a line start) with no line that begins with "." and
+    none longer than 76 octets.
 
     A leading dot is written ``=2E`` (RFC 2045 allows any octet encoded), so the message needs
-    no SMTP dot-stuffing (RFC 5321 4.5.2) and goes on the wire as it is. A line that grows
-    past 76 octets is split with a soft break, never inside an ``=XX`` escape.
+    no SMTP dot-stuffing (RFC 5321 4.5.2) and goes on the wire as it is. A line too long (the
+    stdlib encoder can leave 77 octets, and ``=2E`` adds two) is split with a soft break,
+    never inside an ``=XX`` escape.
     """
-    if not encoded.startswith(b".") and b"\n." not in encoded:
+    if len(encoded) <= _QP_LINE_MAX and not encoded.startswith(b".") and b"\n." not in encoded:
         return encoded
     out: list[bytes] = []
     for line in encoded.split(b"\r\n"):
-        while line.startswith(b"."):
-            line = b"=2E" + line[1:]
+        while True:
+            if line.startswith(b"."):
+                line = b"=2E" + line[1:]
             if len(line) <= _QP_LINE_MAX:
                 break
             cut = _QP_LINE_MAX - 1
@@ -76,12 +79,24 @@ def _qp(data: bytes) -> bytes:
     return dot_safe(encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
 
 
+def _soft_end(encoded: bytes) -> bytes:
+    """Quoted-printable followed by a soft break, every line still within 76 octets."""
+    head, newline, last = encoded.rpartition(b"\r\n")
+    if len(last) >= _QP_LINE_MAX:
+        cut = _QP_LINE_MAX - 1
+        escape = last.rfind(b"=", cut - 2, cut)
+        if escape > 0:
+            cut = escape
+        encoded = dot_safe(head + newline + last[:cut] + SOFT_BREAK + last[cut:])
+    return encoded + SOFT_BREAK
+
+
 def _qp_line(data: bytes) -> bytes:
     # ``data`` has no line break, so the only newlines in the output are soft breaks.
     encoded = binascii.b2a_qp(data, istext=True)
-    if len(encoded) > 76:
+    if len(encoded) >= _QP_LINE_MAX:
         encoded = encoded.replace(b"=\n", SOFT_BREAK)
-    return dot_safe(encoded + SOFT_BREAK)
+    return _soft_end(dot_safe(encoded))
 
 
 def html_value(value: str) -> bytes:
@@ -110,7 +125,7 @@ class _Part:
     def split(cls, source: str, names: list[str]) -> _Part:
         source = source.replace("\r\n", "\n").replace("\n", "\r\n")
         pieces = _SLOT.split(source)
-        chunks = [_qp(p.encode("utf-8")) + SOFT_BREAK for p in pieces[0::2]]
+        chunks = [_soft_end(_qp(p.encode("utf-8"))) for p in pieces[0::2]]
         chunks[-1] = chunks[-1][: -len(SOFT_BREAK)]
         return cls(tuple(chunks), tuple(names[int(i)] for i in pieces[1::2]))
 

@@ -105,6 +105,10 @@ def _load_tracking(
 class CompiledRelease:
     """A release compiled once; ``render`` fills in one recipient."""
 
+    # Every line of a rendered message is a header, a boundary or quoted-printable made by
+    # ``mime.dot_safe``: none starts with a dot, so SMTP needs no dot-stuffing pass over it.
+    is_dot_safe = True
+
     def __init__(
         self,
         *,

@@ -129,6 +129,70 @@ def test_rows_still_over_the_rate_after_a_while_go_back_to_the_queue_unsent(
     assert all(r.next_attempt_at is not None and r.attempts == 0 for r in queued)
 
 
+def test_a_batch_spreads_over_its_connections_and_keeps_each_domain_on_one(
+    settings: Settings, live_db: Database
+) -> None:
+    import dataclasses
+
+    lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
+    send_id, emails = _running_send(live_db, 120, domains=12)
+    with FaultySMTPServer(Script(reply_delay=0.002)) as server:
+        result = run_batch(
+            live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+        )
+        connection_of = dict(server.connection_of)
+        most_at_once = server.max_open_connections
+    assert (result.claimed, result.sent) == (120, 120)
+    assert result.commits < 120  # acceptances of several connections share a statement
+    assert 1 < most_at_once <= 4
+    by_domain: dict[str, set[int]] = {}
+    for email in emails:
+        assert len(connection_of[email]) == 1  # exactly once
+        by_domain.setdefault(email.rpartition("@")[2], set()).update(connection_of[email])
+    assert all(len(used) == 1 for used in by_domain.values())
+    assert len(set().union(*by_domain.values())) == most_at_once
+    rows = _statuses(live_db, send_id)
+    assert all(r.status is D.SENT and r.claim_lane is not None for r in rows.values())
+
+
+def test_pausing_mid_batch_stops_every_connection_and_returns_what_was_not_handed_over(
+    settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import threading
+    import time
+
+    monkeypatch.setattr(sender, "_STATUS_CHECK_SECONDS", 0.05)
+    lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
+    send_id, _ = _running_send(live_db, 200, domains=8)
+    results = []
+    with FaultySMTPServer(Script(reply_delay=0.01)) as server:
+        worker = threading.Thread(
+            target=lambda: results.append(
+                run_batch(
+                    live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+                )
+            )
+        )
+        worker.start()
+        server.wait_for_total(20, timeout=30)
+        with live_db.session() as session, session.begin():
+            send = session.get(Send, send_id)
+            assert send is not None
+            send.status = SendStatus.PAUSED
+        worker.join(30)
+        time.sleep(0.1)
+        received = server.counts()
+    (result,) = results
+    assert not result.is_send_running
+    assert result.sent + result.released == result.claimed == 200
+    assert 20 <= result.sent < 200
+    rows = _statuses(live_db, send_id)
+    sent = {e for e, r in rows.items() if r.status is D.SENT}
+    assert sent == set(received) and all(n == 1 for n in received.values())
+    assert all(r.status is D.QUEUED for e, r in rows.items() if e not in sent)
+
+
 def test_a_paused_send_is_not_claimed(settings: Settings, live_db: Database) -> None:
     send_id, _ = _running_send(live_db, 5, domains=1)
     with live_db.session() as session, session.begin():

@@ -35,6 +35,9 @@ class FaultySMTPServer:
         self.refused: Counter[str] = Counter()
         self.open_connections = 0
         self.max_open_connections = 0
+        self.connections_seen = 0
+        # recipient -> the connections (numbered in order of arrival) that delivered to it
+        self.connection_of: dict[str, list[int]] = {}
         self._tempfailed: set[str] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,8 +100,10 @@ class FaultySMTPServer:
         with self._lock:
             self.open_connections += 1
             self.max_open_connections = max(self.max_open_connections, self.open_connections)
+            self.connections_seen += 1
+            number = self.connections_seen
         try:
-            await self._session(reader, writer)
+            await self._session(reader, writer, number)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -106,7 +111,9 @@ class FaultySMTPServer:
                 self.open_connections -= 1
             writer.close()
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
+    ) -> None:
         script = self.script
         writer.write(b"220 faulty.test ESMTP\r\n")
         sender = ""
@@ -137,6 +144,7 @@ class FaultySMTPServer:
                 body = await reader.readuntil(b"\r\n.\r\n")
                 with self._lock:
                     self.received[rcpt] += 1
+                    self.connection_of.setdefault(rcpt, []).append(number)
                     self.envelope_senders.append(sender)
                     if len(self.samples) < 50:
                         self.samples[rcpt] = body

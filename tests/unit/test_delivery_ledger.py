@@ -182,3 +182,85 @@ def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
         assert (first.status, first.message_id, first.attempts) == (D.SENT, "<m0@y>", 1)
         assert first.sent_at is not None
         assert (second.status, second.smtp_code, second.attempts) == (D.DEFERRED, 451, 1)
+
+
+def _journalist_at(session: Session, domain: str, i: int) -> Journalist:
+    return f.journalist(session, email=f"reporter{i}@{domain}")
+
+
+def test_a_claim_stores_each_rows_lane_from_its_domain(live_db: Database) -> None:
+    domains = [f"outlet{i}.example" for i in range(12)]
+    with live_db.session() as session, session.begin():
+        release = f.release(session, photo=False, attachments=False, contacts=False)
+        for i, domain in enumerate(domains * 2):
+            f.send_with_delivery(session, release, _journalist_at(session, domain, i))
+        send_id = session.scalar(select(Send.id).where(Send.release_id == release.id))
+        assert send_id is not None
+    with live_db.session() as session, session.begin():
+        claimed = claim_batch(
+            session.connection(), send_id=send_id, worker="w", limit=100, now=utcnow(), lanes=5
+        )
+    assert claimed is not None and len(claimed) == 24
+    for row in claimed:
+        assert row.lane == ledger.lane_of(row.domain, 5)  # SQL and Python agree
+    with live_db.session() as session:
+        stored = dict(session.execute(select(Delivery.id, Delivery.claim_lane)).all())
+    assert {stored[r.id] for r in claimed} == {ledger.lane_of(d, 5) for d in domains}
+    assert len({stored[r.id] for r in claimed}) > 1
+
+
+def test_recovery_marks_one_row_unknown_per_lane_of_a_dead_claim(session: Session) -> None:
+    _send_row, rows = _send(session, 9)
+    long_ago = utcnow() - dt.timedelta(hours=1)
+    # One dead batch with three lanes: lane 0 sent rows 0-1 and had row 2 in flight; lane 1
+    # had row 4 in flight (row 3 was refused), row 5 not reached; lane 2 finished (rows 6-8).
+    lanes = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    final = {0: D.SENT, 1: D.SENT, 3: D.FAILED, 6: D.SENT, 7: D.SENT, 8: D.SENT}
+    for i, row in enumerate(rows):
+        row.claimed_at, row.claimed_by, row.claim_lane = long_ago, "dead", lanes[i]
+        row.status = final.get(i, D.SENDING)
+    session.flush()
+    result = ledger.recover_stale_claims(session, now=utcnow(), timeout_seconds=300)
+    assert (result.unknown, result.requeued) == (2, 1)
+    session.expire_all()
+    statuses = [session.get(Delivery, r.id).status for r in rows]  # type: ignore[union-attr]
+    assert statuses[2] is D.UNKNOWN and statuses[4] is D.UNKNOWN and statuses[5] is D.QUEUED
+
+
+def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn(
+    live_db: Database,
+) -> None:
+    with live_db.session() as session, session.begin():
+        send, rows = _send(session, 5)
+        send_id, ids = send.id, [r.id for r in rows]
+    with live_db.session() as session, session.begin():
+        claimed = claim_batch(
+            session.connection(), send_id=send_id, worker="me", limit=4, now=utcnow(), lanes=2
+        )
+    assert claimed is not None and len(claimed) == 4
+    c = [r.id for r in claimed]  # sorted by id
+    mine = ProgressWriter(live_db.engine, "me")
+    awkward = 'queued as "A\\B"\x00 é'  # quotes, a backslash, a NUL and non-ASCII
+    unclaimed = next(i for i in ids if i not in c)
+    try:
+        mine.submit_accepted([(c[0], "<a@x>", awkward), (unclaimed, "<u@x>", "Ok")])
+        # Every other write finishes the submission first, and its result is kept.
+        assert mine.send_status(send_id) == "running"
+        mine.heartbeat(send_id, utcnow())
+        mine.touch_send(send_id, utcnow())
+        assert mine.take_confirmed(wait=False) == {c[0]}  # not the row we never claimed
+        assert mine.take_confirmed(wait=True) is None  # nothing in flight any more
+        mine.submit_accepted([(c[1], "<b@x>", "Ok")])
+        assert mine.record(c[2], D.FAILED, code=550, response="5.1.1 no such user", now=utcnow())
+        assert mine.take_confirmed(wait=True) == {c[1]}
+        mine.submit_accepted([(i, f"<{i}@x>", "Ok") for i in c[2:]])
+        confirmed = None
+        while confirmed is None:
+            confirmed = mine.take_confirmed(wait=False)
+        assert confirmed == {c[3]}  # c[2] was refused a moment ago
+    finally:
+        mine.close()
+    with live_db.session() as session:
+        row = session.get(Delivery, c[0])
+        assert row is not None and row.status is D.SENT and row.message_id == "<a@x>"
+        assert row.smtp_response == 'queued as "A\\B" é'

@@ -94,3 +94,35 @@ def test_connecting_to_a_closed_port_is_a_connect_stage_loss() -> None:
     with pytest.raises(SMTPConnectionLost) as caught:
         client.connect()
     assert caught.value.stage is Stage.CONNECT
+
+
+def test_dot_safe_quoted_printable_never_starts_a_line_with_a_dot() -> None:
+    import binascii
+    import random
+
+    from distributor.delivery.mime import dot_safe, html_value, text_value
+
+    rng = random.Random(5)
+    for _ in range(2000):  # per-recipient values: one logical line ending in a soft break
+        value = "".join(rng.choice(".. ab=é") for _ in range(rng.randint(1, 200)))
+        for encoded in (text_value(value), html_value(value)):
+            assert not encoded.startswith(b".") and b"\n." not in encoded
+            assert encoded.endswith(b"=\r\n")
+            assert max(len(line) for line in encoded.split(b"\r\n")) <= 76
+    for _ in range(3000):
+        data = bytes(rng.choice(b"..ab= \n\xc3\xa9") for _ in range(rng.randint(0, 300)))
+        raw = binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+        safe = dot_safe(raw)
+        assert not safe.startswith(b".") and b"\n." not in safe
+        assert binascii.a2b_qp(safe) == binascii.a2b_qp(raw)
+        assert max(len(line) for line in safe.split(b"\r\n")) <= 76
+
+
+def test_a_dot_safe_message_goes_out_without_a_copy() -> None:
+    from distributor.delivery.smtp_client import wire_parts
+
+    message = b"Subject: x\r\n\r\nbody\r\n"
+    body, end = wire_parts(message, is_dot_safe=True)
+    assert body is message and end == b".\r\n"
+    body, end = wire_parts(b"a\r\n.b", is_dot_safe=False)
+    assert body + end == b"a\r\n..b\r\n.\r\n"

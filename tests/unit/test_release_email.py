@@ -135,6 +135,26 @@ def test_long_names_with_equals_signs_stay_valid_quoted_printable(
     assert "you follow " + " ".join(("A=B " * 30).split()) in text
 
 
+def test_no_line_of_a_message_starts_with_a_dot_so_smtp_needs_no_stuffing(
+    session: Session, settings: Settings
+) -> None:
+    f.organisation(session, settings)
+    dotted = "<p>.Leading dot</p>\n." + "x" * 74 + "\n<p>...and " + ". " * 60 + "</p>"
+    release = f.release(session, title=".NET summit", body_html=dotted)
+    journalist = f.journalist(session)
+    compiled = compile_release(session, release.id, settings)
+    assert compiled.is_dot_safe
+    _, _, raw = compiled.render(
+        recipient(journalist.id, name=".dot " + "." * 90, matched_beats=".Beats, ..more")
+    )
+    assert not raw.startswith(b".") and b"\n." not in raw
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    html, text = parts(parse(raw))
+    assert "...and" in text and ".dot " + "." * 90 in text
+    assert ".NET summit" in text and "...and" in html
+
+
 def test_each_recipient_gets_their_own_tokens_and_nothing_else(
     session: Session, settings: Settings, compiled: tuple[CompiledRelease, int]
 ) -> None:

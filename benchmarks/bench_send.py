@@ -237,11 +237,18 @@ def wait_ready(redis_url: str, count: int, timeout: float = 60) -> None:
 
 
 def main() -> int:
+    # A SIGTERM (timeout, Ctrl-C in make) must still stop the workers: they run in sessions of
+    # their own and would otherwise keep taking tasks from the broker in the next run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=int(os.environ.get("N", "100000")))
     parser.add_argument("--processes", type=int, default=int(os.environ.get("BENCH_WORKERS", "1")))
+    # One prefork child per core: each child drives DELIVERY_CONNECTIONS_PER_BATCH connections
+    # from one event loop, so more children only add context switches on a small machine.
     parser.add_argument(
-        "--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "4"))
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("BENCH_CONCURRENCY", str(os.cpu_count() or 2))),
     )
     parser.add_argument("--domains", type=int, default=1000)
     # 24 paragraphs (about 1,300 words) make a message of about 32 KB with the release
@@ -385,6 +392,11 @@ def main() -> int:
                         .group_by(Delivery.status)
                     ).all()
                 )
+                retried = session.scalar(
+                    select(func.count(Delivery.id)).where(
+                        Delivery.send_id == send_id, Delivery.attempts > 1
+                    )
+                )
                 from distributor.delivery.sender import compiled_release
 
                 compiled = compiled_release(session, release_id, settings)
@@ -395,8 +407,14 @@ def main() -> int:
         still = {str(k): v for k, v in counts.items() if k in PENDING_STATUSES}
         if still:
             raise SystemExit(f"the send finished with rows still pending: {still}")
-        log(f"statuses: { {str(k): v for k, v in counts.items()} }")
-        log(f"end to end: {elapsed:.2f}s, message size {len(sample)} bytes")
+        log(f"statuses: { {str(k): v for k, v in counts.items()} }, retried rows: {retried}")
+        log(
+            f"end to end: {elapsed:.2f}s, message size {len(sample)} bytes; "
+            f"{args.processes} worker process(es) x {args.concurrency} children, "
+            f"batches of {args.batch}, "
+            f"{os.environ.get('DELIVERY_CONNECTIONS_PER_BATCH') or Settings().delivery_connections_per_batch}"
+            " SMTP connections per batch"
+        )
         log(
             "CPU per message (us): "
             + ", ".join(

@@ -264,8 +264,12 @@ class SMTPClient:
 
     @property
     def has_buffered_reply(self) -> bool:
-        """A whole reply line is already read from the socket (select would not say so)."""
-        return b"\n" in self._buffer
+        """A whole reply line is already read from the socket, or TLS holds decrypted bytes
+        (select would not say so in either case)."""
+        if b"\n" in self._buffer:
+            return True
+        sock = self._sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
     def reset(self) -> None:
         self._write(b"RSET\r\n", Stage.MAIL)

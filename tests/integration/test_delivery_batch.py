@@ -155,6 +155,43 @@ def test_a_batch_spreads_over_its_connections_and_keeps_each_domain_on_one(
     assert all(r.status is D.SENT and r.claim_lane is not None for r in rows.values())
 
 
+def test_a_batch_over_starttls_with_auth_uses_all_its_connections(
+    settings: Settings,
+    live_db: Database,
+    tmp_path: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+    from pathlib import Path
+
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.support.smtp import SMTPSink
+    from tests.support.tls import make_certificate, server_context
+
+    certificate = make_certificate(Path(str(tmp_path)))
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    logins = []
+
+    def authenticate(*args: object) -> AuthResult:
+        logins.append(1)
+        return AuthResult(success=True)
+
+    lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
+    send_id, emails = _running_send(live_db, 60, domains=12)
+    with SMTPSink(
+        tls_context=server_context(certificate),
+        require_starttls=True,
+        authenticator=authenticate,
+    ) as relay:
+        url = f"smtp://user:pw@127.0.0.1:{relay.port}?starttls=1"
+        result = run_batch(live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(url))
+        received = relay.wait_for(60)
+    assert (result.sent, result.deferred, result.unknown) == (60, 0, 0)
+    assert sorted(r.rcpt_tos[0] for r in received) == sorted(emails)
+    assert 1 < len(logins) <= 4  # one login per connection
+
+
 def test_pausing_mid_batch_stops_every_connection_and_returns_what_was_not_handed_over(
     settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,10 +41,13 @@ class RecordingHandler:
 
 
 class SMTPSink:
-    def __init__(self) -> None:
+    def __init__(self, **controller_options: Any) -> None:
+        """``controller_options`` go to aiosmtpd's Controller (TLS, authentication...)."""
         self.port = free_port()
         self.handler = RecordingHandler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, **controller_options
+        )
 
     @property
     def url(self) -> str:

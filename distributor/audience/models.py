@@ -28,6 +28,7 @@ class SubscriptionStatus(enum.StrEnum):
 
 class SuppressionReason(enum.StrEnum):
     HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"  # temporary failures that kept coming (BOUNCE_SOFT_THRESHOLD)
     COMPLAINT = "complaint"
     UNSUBSCRIBED_ALL = "unsubscribed_all"
     DO_NOT_CONTACT = "do_not_contact"

@@ -95,7 +95,7 @@ def apply_bounce(
             f"{score} bounced messages within {settings.bounce_soft_window_days} days; "
             f"last {bounce.status_code} {bounce.diagnostic}"
         ).strip()[:500]
-        suppress(session, bounce.email, SuppressionReason.HARD_BOUNCE, note=note)
+        suppress(session, bounce.email, SuppressionReason.SOFT_BOUNCE, note=note)
         bounce.is_suppressing = True
 
 

@@ -123,6 +123,7 @@ def test_soft_bounces_reaching_the_threshold_suppress(session: Session, settings
 
     suppression = find_suppression(session, SOFT_ADDRESS)
     assert suppression is not None
+    assert suppression.reason.value == "soft_bounce"
     assert "3 bounced messages within 7 days" in suppression.note
     assert [b.is_suppressing for b in session.scalars(select(Bounce).order_by(Bounce.id))] == [
         False,

@@ -21,9 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DataError, IntegrityError
+
+from distributor.logs import get_logger
+
+log = get_logger("distributor.tracking.buffer")
+
+# What the database says about the data itself (bad value, broken reference), as opposed to
+# an outage: only these are worth splitting a batch over.
+REFUSED_DATA = (IntegrityError, DataError)
+
 QUEUE_KEY = "distributor:tracking:events"
 PROCESSING_KEY = "distributor:tracking:processing"
 LOCK_KEY = "distributor:tracking:flush-lock"
+# Events the database refused on their own (a data error, not an outage): kept for a person to
+# look at, newest DEAD_LETTER_KEEP of them, instead of blocking every event behind them.
+DEAD_LETTER_KEY = "distributor:tracking:refused"
+DEAD_LETTER_KEEP = 10_000
 
 # Move up to ARGV[1] items from the queue to the processing list, atomically.
 _CLAIM_SCRIPT = """
@@ -149,6 +163,33 @@ class RedisEventBuffer:
 
     def _write(self, write: Callable[[list[RawEvent]], None], items: list[bytes]) -> int:
         events = [e for e in (RawEvent.loads(item) for item in items) if e is not None]
-        write(events)  # commits; if it raises, the batch stays in the processing list
+        try:
+            write(events)  # commits; if it raises, the batch stays in the processing list
+        except REFUSED_DATA:
+            # One bad event must not hold the whole buffer back: write the batch in halves
+            # until the events the database refuses are alone, and set those aside. An outage
+            # (any other error) leaves the batch to be replayed by the next flush.
+            self._write_apart(write, events)
         self.client.delete(PROCESSING_KEY)
         return len(events)
+
+    def _write_apart(self, write: Callable[[list[RawEvent]], None], events: list[RawEvent]) -> None:
+        if len(events) == 1:
+            try:
+                write(events)
+            except REFUSED_DATA as exc:
+                log.warning("tracking.event_refused", error=str(exc)[:300])
+                self.client.rpush(DEAD_LETTER_KEY, events[0].dumps())
+                self.client.ltrim(DEAD_LETTER_KEY, -DEAD_LETTER_KEEP, -1)
+            return
+        middle = len(events) // 2
+        for half in (events[:middle], events[middle:]):
+            try:
+                write(half)
+            except REFUSED_DATA:
+                self._write_apart(write, half)
+
+    def refused(self) -> list[RawEvent]:
+        """Events set aside because the database refused them."""
+        raw = self.client.lrange(DEAD_LETTER_KEY, 0, -1)
+        return [e for e in (RawEvent.loads(item) for item in raw) if e is not None]

@@ -117,3 +117,39 @@ def test_events_answered_over_http_reach_the_database_through_redis_and_the_flus
     assert drained == 5 and buffer.pending() == 0
     session.expire_all()
     assert _count(session, release.id) - baseline == 5
+
+
+def test_an_event_the_database_refuses_is_set_aside_and_the_rest_go_through(
+    buffer: RedisEventBuffer,
+) -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from distributor.tracking.buffer import DEAD_LETTER_KEY
+
+    buffer.client.delete(DEAD_LETTER_KEY)
+    events = [
+        RawEvent.new(kind="open", token=f"tok{i}", link_id=None, method="GET", user_agent="x")
+        for i in range(9)
+    ]
+    for event in events:
+        buffer.push(event)
+    stored: list[str] = []
+    down = {"now": True}
+
+    def write(batch: list[RawEvent]) -> None:
+        if down["now"]:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        if any(e.token == "tok6" for e in batch):
+            raise IntegrityError("INSERT", {}, Exception("violates a foreign key"))
+        stored.extend(e.token for e in batch)
+
+    # An outage refuses everything: nothing is set aside, the batch waits for the next flush.
+    with pytest.raises(OperationalError):
+        buffer.drain(write)
+    assert stored == [] and buffer.pending() == 9 and buffer.refused() == []
+    down["now"] = False
+    assert buffer.drain(write) == 9
+    assert sorted(stored) == sorted(f"tok{i}" for i in range(9) if i != 6)
+    assert [e.token for e in buffer.refused()] == ["tok6"]
+    assert buffer.pending() == 0
+    buffer.client.delete(DEAD_LETTER_KEY)

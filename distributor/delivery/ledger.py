@@ -241,11 +241,9 @@ def reply_text(response: str, limit: int = 500) -> str:
 
 
 def pg_text_array(values: Sequence[str]) -> bytes:
-    """A PostgreSQL array literal of text values (every element quoted and escaped)."""
+    """A PostgreSQL array literal of text values (quoted and escaped; no NUL, see reply_text)."""
     parts = []
     for value in values:
-        if "\x00" in value:  # PostgreSQL text cannot hold NUL
-            value = value.replace("\x00", "")
         if "\\" in value or '"' in value:
             value = value.replace("\\", "\\\\").replace('"', '\\"')
         parts.append('"' + value + '"')
@@ -317,20 +315,9 @@ class ProgressWriter:
     ) -> bool:
         """The server took this message (250): commit it now. False if the row is not ours
         any more (our claim was recovered by the sweep): the caller must stop."""
-        self._sync()
         if self.is_postgres:
-            result = self._pq.exec_prepared(
-                _MARK_NAME,
-                [
-                    message_id.encode(),
-                    reply_text(response).encode("utf-8", "replace"),
-                    str(delivery_id).encode(),
-                    self._worker_bytes,
-                ],
-            )
-            if result.status != _COMMAND_OK:
-                raise RuntimeError(result.error_message.decode("utf-8", "replace"))
-            return bool(result.command_tuples == 1)
+            return delivery_id in self.record_accepted_many([(delivery_id, message_id, response)])
+        self._sync()
         stamp = self._t(now)
         self._cur.execute(
             "UPDATE deliveries SET status = 'sent', sent_at = ?, message_id = ?, smtp_code = 250, "
@@ -343,28 +330,18 @@ class ProgressWriter:
     def record_accepted_many(self, accepted: Sequence[tuple[int, str, str]]) -> set[int]:
         """Commit several acceptances ``(delivery_id, message_id, response)`` in one statement;
         returns the ids that were still ours (a missing id means our claim was recovered)."""
-        self._sync()
         if not accepted:
             return set()
-        if len(accepted) == 1 or not self.is_postgres:
+        if not self.is_postgres:
+            self._sync()
             now = dt.datetime.now(dt.UTC)
             return {
                 delivery_id
                 for delivery_id, message_id, response in accepted
                 if self.record_accepted(delivery_id, message_id, response, now)
             }
-        result = self._pq.exec_prepared(
-            _MARK_MANY_NAME,
-            [
-                ("{" + ",".join(str(a[0]) for a in accepted) + "}").encode(),
-                pg_text_array([a[1] for a in accepted]),
-                pg_text_array([reply_text(a[2]) for a in accepted]),
-                self._worker_bytes,
-            ],
-        )
-        if result.status != _TUPLES_OK:
-            raise RuntimeError(result.error_message.decode("utf-8", "replace"))
-        return {int(result.get_value(i, 0)) for i in range(result.ntuples)}
+        self.submit_accepted(accepted)
+        return self.take_confirmed(wait=True) or set()
 
     # -- acceptances in the background ------------------------------------------------------
 
@@ -372,13 +349,14 @@ class ProgressWriter:
         """Start committing acceptances without waiting; ``take_confirmed`` gives the ids that
         were still ours. One submission at a time; any other write waits for it first."""
         self._sync()
-        ids = [a[0] for a in accepted]
+        if self._confirmed is not None:
+            raise RuntimeError("take_confirmed() the previous submission first")
         if not self.is_postgres:
             self._confirmed = self.record_accepted_many(accepted)
             return
-        if len(accepted) == 1:
+        if len(accepted) == 1:  # the plain statement costs the server less than the array one
             delivery_id, message_id, response = accepted[0]
-            self._pq.send_query_prepared(
+            name, params = (
                 _MARK_NAME,
                 [
                     message_id.encode(),
@@ -388,22 +366,19 @@ class ProgressWriter:
                 ],
             )
         else:
-            self._pq.send_query_prepared(
+            name, params = (
                 _MARK_MANY_NAME,
                 [
-                    ("{" + ",".join(map(str, ids)) + "}").encode(),
+                    ("{" + ",".join(str(a[0]) for a in accepted) + "}").encode(),
                     pg_text_array([a[1] for a in accepted]),
                     pg_text_array([reply_text(a[2]) for a in accepted]),
                     self._worker_bytes,
                 ],
             )
+        self._pq.send_query_prepared(name, params)
         while self._pq.flush():
             pass
-        self._in_flight = ids
-
-    @property
-    def is_submitting(self) -> bool:
-        return self._in_flight is not None or self._confirmed is not None
+        self._in_flight = [a[0] for a in accepted]
 
     def fileno(self) -> int:
         """The database socket, readable when a submission's result arrives (-1: none)."""

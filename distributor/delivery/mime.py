@@ -46,6 +46,14 @@ class SlotMarkers:
 _QP_LINE_MAX = 76  # RFC 2045 6.7 rule 5, the soft break's "=" included
 
 
+def _soft_cut(line: bytes) -> int:
+    """Where to break a quoted-printable line with a soft break: room for the "=" within 76
+    octets, and never inside an ``=XX`` escape."""
+    cut = _QP_LINE_MAX - 1
+    escape = line.rfind(b"=", cut - 2, cut)
+    return escape if escape > 0 else cut
+
+
 def dot_safe(encoded: bytes) -> bytes:
     """Quoted-printable (CRLF lines, each a line start) with no line that begins with "." and
     none longer than 76 octets.
@@ -64,10 +72,7 @@ def dot_safe(encoded: bytes) -> bytes:
                 line = b"=2E" + line[1:]
             if len(line) <= _QP_LINE_MAX:
                 break
-            cut = _QP_LINE_MAX - 1
-            escape = line.rfind(b"=", cut - 2, cut)
-            if escape > 0:
-                cut = escape
+            cut = _soft_cut(line)
             out.append(line[:cut] + b"=")
             line = line[cut:]
         out.append(line)
@@ -83,10 +88,7 @@ def _soft_end(encoded: bytes) -> bytes:
     """Quoted-printable followed by a soft break, every line still within 76 octets."""
     head, newline, last = encoded.rpartition(b"\r\n")
     if len(last) >= _QP_LINE_MAX:
-        cut = _QP_LINE_MAX - 1
-        escape = last.rfind(b"=", cut - 2, cut)
-        if escape > 0:
-            cut = escape
+        cut = _soft_cut(last)
         encoded = dot_safe(head + newline + last[:cut] + SOFT_BREAK + last[cut:])
     return encoded + SOFT_BREAK
 

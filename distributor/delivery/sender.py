@@ -180,6 +180,16 @@ class _Batch:
             row, None, f"connection lost at {exc.stage.value}: {exc.reason}", verdict
         )
 
+    def give_back(self, rows: list[ClaimedRow], send_status: str) -> None:
+        """The send was paused or cancelled mid-batch: return the rows not sent yet."""
+        if not rows:
+            return
+        status = DeliveryStatus.CANCELLED if send_status == "cancelled" else DeliveryStatus.QUEUED
+        self.writer.release(
+            [r.id for r in rows], status=status, next_attempt_at=None, now=self.clock()
+        )
+        self.result.released += len(rows)
+
     def release(self, rows: list[ClaimedRow], wait_seconds: float) -> None:
         """Give rows back to the queue unsent, due again after ``wait_seconds``."""
         if not rows:
@@ -300,9 +310,8 @@ def _deliver(
                 batch.release(paused, wait)
             stop = pump.run(sendable)
             if stop is not None:
-                if stop != _CLAIM_LOST and later:
-                    _give_back(batch.writer, later, stop, batch.clock(), batch.result)
                 if stop != _CLAIM_LOST:
+                    batch.give_back(later, stop)
                     batch.result.is_send_running = False
                 break
             waiting = later
@@ -377,8 +386,7 @@ class _Pump:
         self.heartbeat_every = max(1.0, batch.settings.delivery_claim_timeout_seconds / 3)
         self.is_checked = False
         self.claim_lost = False  # a fenced write found a row of ours taken back
-        self.commits = 0  # acceptance statements, and the rows they carried
-        self.committed = 0
+        self.commits = 0  # statements that committed acceptances
 
     # -- one round -----------------------------------------------------------------------
 
@@ -488,7 +496,6 @@ class _Pump:
             return
         committing, self.committing = self.committing, None
         self.commits += 1
-        self.committed += len(committing)
         self.batch.result.sent += len(confirmed)
         for lane, row, _, _ in committing:
             if row.id in confirmed:
@@ -637,7 +644,7 @@ class _Pump:
             back.extend(lane.queue)
             lane.queue.clear()
         back.sort(key=lambda r: r.id)
-        _give_back(self.batch.writer, back, status, self.batch.clock(), self.batch.result)
+        self.batch.give_back(back, status)
 
     def _abandon(self) -> str:
         """Our claim was recovered by someone else: drop the connections, touch nothing."""
@@ -653,10 +660,12 @@ class _Pump:
         return _CLAIM_LOST
 
     def close(self) -> None:
-        """Say goodbye on every connection; commit what was accepted (also after an error)."""
+        """Say goodbye on every connection; commit what was accepted (also after an error).
+        Only an idle session can take QUIT: one in the middle of a message is dropped (no
+        final dot went out on it, or its reply was never read)."""
         for lane in self.lanes:
             if lane.client is not None:
-                if lane.phase in (_IDLE, _READY):
+                if lane.phase == _IDLE:
                     lane.client.quit()
                 else:
                     lane.client.close()
@@ -680,16 +689,3 @@ def _connect(relays: list[SMTPConfig], reconnects: int) -> SMTPClient | None:
         except (SMTPConnectionLost, SMTPRefused) as exc:
             log.warning("delivery.connect_failed", relay=client.config.host, error=str(exc))
     return None
-
-
-def _give_back(
-    writer: ProgressWriter,
-    rows: list[ClaimedRow],
-    send_status: str | None,
-    now: dt.datetime,
-    result: BatchResult,
-) -> None:
-    """The send was paused or cancelled mid-batch: return the rows not sent yet."""
-    status = DeliveryStatus.CANCELLED if send_status == "cancelled" else DeliveryStatus.QUEUED
-    writer.release([r.id for r in rows], status=status, next_attempt_at=None, now=now)
-    result.released += len(rows)

@@ -75,12 +75,11 @@ def wire_parts(message: bytes, *, is_dot_safe: bool = False) -> tuple[bytes, byt
     """The message as DATA content and its terminator, without copying a message that needs
     no dot-stuffing. ``is_dot_safe``: the caller built the message so that no line starts with
     a dot (``mime.MessageTemplate`` does), which spares the scan of every byte."""
-    if is_dot_safe:
-        return message, (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
-    if message.startswith(b"."):
-        message = b"." + message
-    if _LINE_DOT.search(message) is not None:  # about twice as fast as bytes.find here
-        message = message.replace(b"\r\n.", b"\r\n..")
+    if not is_dot_safe:
+        if message.startswith(b"."):
+            message = b"." + message
+        if _LINE_DOT.search(message) is not None:  # about twice as fast as bytes.find here
+            message = message.replace(b"\r\n.", b"\r\n..")
     return message, (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
 
 

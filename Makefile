@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
-        bench-send bench-newsroom bench-import bench-tracking bench-render
+        bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -55,6 +55,9 @@ clean:
 
 bench-send: install
 	$(BIN)/python benchmarks/bench_send.py -n $(N)
+
+bench-relay: install
+	$(BIN)/python benchmarks/bench_relay.py -n $(or $(RELAY_N),20000)
 
 bench-import: install
 	$(BIN)/python benchmarks/bench_import.py -n $(N)

@@ -278,7 +278,8 @@ def main() -> int:
             secret_key=secrets.token_hex(32),
             database_url=db_url,
             redis_url=redis_url,
-            smtp_url=f"smtp://127.0.0.1:{sink.port}",
+            # BENCH_SMTP_URL sends through a relay instead (bench_relay: a private Postfix).
+            smtp_url=os.environ.get("BENCH_SMTP_URL") or f"smtp://127.0.0.1:{sink.port}",
             data_dir=str(data_dir),
             dev_inbox_enabled=False,
             log_level="WARNING",

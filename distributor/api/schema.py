@@ -11,6 +11,7 @@ from typing import Any
 from distributor.audience.models import LawfulBasis, SubscriptionStatus
 from distributor.delivery.models import DeliveryStatus, SendStatus
 from distributor.releases.models import ReleaseStatus
+from distributor.reports.definitions import DASHBOARD_FIGURES, EVENT_FIGURES, RELEASE_FIGURES
 
 JSON = "application/json"
 
@@ -39,11 +40,9 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
 
-_METRICS = [
-    "recipients", "sent", "in_progress", "deferred", "failed", "unknown", "cancelled",
-    "bounced_hard", "bounced_soft", "human_openers", "machine_only_openers", "human_clickers",
-    "bot_only_clickers", "complaints", "unsubscribes",
-]  # fmt: skip
+# Every report figure with its one-line definition (distributor.reports.definitions).
+_METRICS = {key: {**INT, "description": f.definition} for key, f in RELEASE_FIGURES.items()}
+_EVENTS = {key: {**INT, "description": f.definition} for key, f in EVENT_FIGURES.items()}
 
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": STR}),
@@ -133,14 +132,12 @@ SCHEMAS: dict[str, Any] = {
             "recipient_count": INT,
         }
     ),
-    "Metrics": _obj({m: INT for m in _METRICS}),
+    "Metrics": _obj(_METRICS),
     "ReleaseReport": _obj(
         {
             "release_id": INT,
             "totals": _ref("Metrics"),
-            "events": _obj(
-                {"human_opens": INT, "machine_opens": INT, "human_clicks": INT, "bot_clicks": INT}
-            ),
+            "events": _obj(_EVENTS),
             "links": {
                 "type": "array",
                 "items": _obj(
@@ -155,7 +152,9 @@ SCHEMAS: dict[str, Any] = {
             },
             "by_beat": {"type": "array", "items": {"type": "object"}},
             "by_outlet": {"type": "array", "items": {"type": "object"}},
+            "by_list": {"type": "array", "items": {"type": "object"}},
             "timeline": {"type": "array", "items": {"type": "object"}},
+            "definitions": {"type": "object", "additionalProperties": STR},
         }
     ),
     "Dashboard": _obj(
@@ -164,11 +163,14 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": _obj({"day": STR, "sent": INT, "bounced": INT, "complaints": INT}),
             },
-            "sent": INT,
-            "bounced": INT,
-            "complaints": INT,
-            "bounce_rate": {"type": "number"},
-            "complaint_rate": {"type": "number"},
+            **{
+                k: {**INT, "description": DASHBOARD_FIGURES[k].definition}
+                for k in ("sent", "bounced", "complaints")
+            },
+            **{
+                k: {"type": "number", "description": DASHBOARD_FIGURES[k].definition}
+                for k in ("bounce_rate", "complaint_rate")
+            },
             "warnings": {"type": "array", "items": _obj({"level": STR, "message": STR})},
         }
     ),

@@ -391,6 +391,8 @@ def release_report(release_id: int) -> Response:
         ],
         by_beat=[{"beat": name, **values} for name, values in report.by_beat],
         by_outlet=[{"outlet": name, **values} for name, values in report.by_outlet],
+        by_list=[{"media_list": name, **values} for name, values in report.by_list],
+        definitions=reports.METRIC_DEFINITIONS,
         timeline=[
             {
                 "starts_at": _iso(b.starts_at),

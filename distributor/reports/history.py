@@ -6,15 +6,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from distributor.audience.models import Journalist
-from distributor.bounces.models import Bounce, Complaint
-from distributor.delivery.models import Delivery, DeliveryStatus
+from distributor.delivery.models import Delivery
 from distributor.errors import NotFound
 from distributor.releases.models import Release
-from distributor.tracking.models import EventKind, TrackingEvent
+from distributor.reports import definitions as d
+from distributor.tracking.models import TrackingEvent
 
 
 @dataclass
@@ -31,6 +31,9 @@ class JournalistDeliveryRow:
     first_human_open_at: dt.datetime | None
     bounced: str
     complained: bool
+    is_delivered: bool = False
+    is_opened: bool = False  # by the journalist (definitions: human openers)
+    is_clicked: bool = False
 
 
 @dataclass
@@ -40,15 +43,15 @@ class JournalistHistory:
 
     @property
     def delivered(self) -> int:
-        return sum(1 for r in self.rows if r.status == DeliveryStatus.SENT.value)
+        return sum(1 for r in self.rows if r.is_delivered)
 
     @property
     def opened(self) -> int:
-        return sum(1 for r in self.rows if r.human_opens or r.human_clicks)
+        return sum(1 for r in self.rows if r.is_opened)
 
     @property
     def clicked(self) -> int:
-        return sum(1 for r in self.rows if r.human_clicks)
+        return sum(1 for r in self.rows if r.is_clicked)
 
 
 def journalist_history(session: Session, journalist_id: int) -> JournalistHistory:
@@ -56,56 +59,46 @@ def journalist_history(session: Session, journalist_id: int) -> JournalistHistor
     journalist = session.get(Journalist, journalist_id)
     if journalist is None:
         raise NotFound("No such journalist.")
-    human = TrackingEvent.is_machine.is_(False)
-    is_open = TrackingEvent.kind == EventKind.OPEN
+    scope = d.Scope.journalist(journalist_id)
     ev = (
         select(
             TrackingEvent.delivery_id.label("delivery_id"),
-            func.sum(case((and_(is_open, human), 1), else_=0)).label("ho"),
-            func.sum(case((and_(is_open, ~human), 1), else_=0)).label("mo"),
-            func.sum(case((and_(~is_open, human), 1), else_=0)).label("hc"),
-            func.sum(case((and_(~is_open, ~human), 1), else_=0)).label("bc"),
-            func.min(case((human, TrackingEvent.occurred_at), else_=None)).label("first"),
+            func.sum(case((d.is_open(human=True), 1), else_=0)).label("ho"),
+            func.sum(case((d.is_open(human=False), 1), else_=0)).label("mo"),
+            func.sum(case((d.is_click(human=True), 1), else_=0)).label("hc"),
+            func.sum(case((d.is_click(human=False), 1), else_=0)).label("bc"),
+            func.min(case((d.is_human_event(), TrackingEvent.occurred_at), else_=None)).label(
+                "first"
+            ),
         )
-        .where(TrackingEvent.journalist_id == journalist_id)
+        .where(scope.events)
         .group_by(TrackingEvent.delivery_id)
         .subquery()
     )
-    bo = (
-        select(Bounce.delivery_id.label("delivery_id"), func.min(Bounce.kind).label("kind"))
-        .join(Delivery, Delivery.id == Bounce.delivery_id)
-        .where(Delivery.journalist_id == journalist_id)
-        .group_by(Bounce.delivery_id)
-        .subquery()
-    )
-    co = (
-        select(Complaint.delivery_id.label("delivery_id"), func.count().label("n"))
-        .join(Delivery, Delivery.id == Complaint.delivery_id)
-        .where(Delivery.journalist_id == journalist_id)
-        .group_by(Complaint.delivery_id)
-        .subquery()
+    facts = d.delivery_facts(
+        session, scope, Delivery.status.label("status"), Delivery.sent_at.label("sent_at")
     )
     rows = session.execute(
         select(
-            Delivery.id,
-            Delivery.release_id,
+            facts.c.delivery_id,
+            facts.c.release_id,
             Release.title,
-            Delivery.status,
-            Delivery.sent_at,
+            facts.c.status,
+            facts.c.sent_at,
             func.coalesce(ev.c.ho, 0),
             func.coalesce(ev.c.mo, 0),
             func.coalesce(ev.c.hc, 0),
             func.coalesce(ev.c.bc, 0),
             ev.c.first,
-            bo.c.kind,
-            func.coalesce(co.c.n, 0),
+            facts.c.failure_rank,
+            facts.c.complaints,
+            facts.c.delivered,
+            facts.c.human_openers,
+            facts.c.human_clickers,
         )
-        .join(Release, Release.id == Delivery.release_id)
-        .outerjoin(ev, ev.c.delivery_id == Delivery.id)
-        .outerjoin(bo, bo.c.delivery_id == Delivery.id)
-        .outerjoin(co, co.c.delivery_id == Delivery.id)
-        .where(Delivery.journalist_id == journalist_id)
-        .order_by(func.coalesce(Delivery.sent_at, Delivery.created_at).desc())
+        .join(Release, Release.id == facts.c.release_id)
+        .outerjoin(ev, ev.c.delivery_id == facts.c.delivery_id)
+        .order_by(facts.c.sent_at.desc().nulls_last(), facts.c.delivery_id.desc())
     ).all()
     return JournalistHistory(
         journalist=journalist,
@@ -121,8 +114,11 @@ def journalist_history(session: Session, journalist_id: int) -> JournalistHistor
                 human_clicks=int(r[7]),
                 bot_clicks=int(r[8]),
                 first_human_open_at=_as_utc(r[9]),
-                bounced=str(getattr(r[10], "value", r[10]) or ""),
+                bounced=d.failure_kind_name(r[10]),
                 complained=bool(r[11]),
+                is_delivered=bool(r[12]),
+                is_opened=bool(r[13]),
+                is_clicked=bool(r[14]),
             )
             for r in rows
         ],

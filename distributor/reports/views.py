@@ -8,7 +8,7 @@ from flask import Blueprint, abort, render_template, request
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session
-from distributor.reports import health, services
+from distributor.reports import definitions, health, services
 from distributor.reports.charts import (
     BAD,
     HUMAN,
@@ -117,6 +117,8 @@ def index() -> str:
         board=board,
         charts=charts,
         releases=releases[:PAGE_SIZE],
+        figures=definitions.DASHBOARD_FIGURES,
+        release_figures=definitions.RELEASE_FIGURES,
         page=page,
         has_next=len(releases) > PAGE_SIZE,
     )
@@ -128,7 +130,7 @@ def dashboard_csv() -> Response:
     board = health.dashboard(request_session())
     return csv_response(
         "dashboard-30-days.csv",
-        ["Day", "Sent", "Bounced", "Bounce rate", "Complaints", "Complaint rate"],
+        ["Day", *(figure.label for figure in definitions.DASHBOARD_FIGURES.values())],
         (
             [
                 d.day,
@@ -169,21 +171,18 @@ def _release_charts(report: services.ReleaseReport) -> dict[str, Any]:
         Series("Bot clicks", [b.bot_clicks for b in report.timeline], MACHINE_DARK),
     ]
     unit = "hour" if report.bucket == "hour" else "day"
-    outcome_labels = ["Sent", "Deferred", "Failed", "Unknown", "Hard bounce", "Soft bounce"]
-    outcome = [
-        Series(
-            "Recipients",
-            [
-                t["sent"],
-                t["deferred"],
-                t["failed"],
-                t["unknown"],
-                t["bounced_hard"],
-                t["bounced_soft"],
-            ],
-            HUMAN,
-        )
+    outcome_keys = [
+        "sent",
+        "digest",
+        "deferred",
+        "failed",
+        "in_doubt",
+        "bounced_hard",
+        "bounced_soft",
+        "policy_rejections",
     ]
+    outcome_labels = [services.METRIC_LABELS[key] for key in outcome_keys]
+    outcome = [Series("Recipients", [t[key] for key in outcome_keys], HUMAN)]
     engagement_labels = ["Opened", "Clicked"]
     engagement = [
         Series("People", [t["human_openers"], t["human_clickers"]], HUMAN),
@@ -255,6 +254,8 @@ def release(release_id: int) -> str:
         charts=_release_charts(report),
         metrics=services.METRICS,
         labels=services.METRIC_LABELS,
+        figures=definitions.RELEASE_FIGURES,
+        event_figures=definitions.EVENT_FIGURES,
     )
 
 
@@ -265,19 +266,21 @@ def release_csv(release_id: int, table: str) -> Response:
     name = f"release-{release_id}-{table}.csv"
     labels = list(services.METRIC_LABELS.values())
     if table == "summary":
-        rows: list[list[Any]] = [
-            [services.METRIC_LABELS[m], report.totals[m]] for m in services.METRICS
+        rows = [
+            [services.METRIC_LABELS[m], report.totals[m], services.METRIC_DEFINITIONS[m]]
+            for m in services.METRICS
         ]
         rows += [
-            ["Human opens (events)", report.events["human_opens"]],
-            ["Machine opens (events)", report.events["machine_opens"]],
-            ["Human clicks (events)", report.events["human_clicks"]],
-            ["Bot clicks (events)", report.events["bot_clicks"]],
+            [figure.label, report.events[key], figure.definition]
+            for key, figure in definitions.EVENT_FIGURES.items()
         ]
-        return csv_response(name, ["Figure", "Value"], rows)
-    if table in ("beats", "outlets"):
-        source = report.by_beat if table == "beats" else report.by_outlet
-        head = "Beat" if table == "beats" else "Outlet"
+        return csv_response(name, ["Figure", "Value", "Definition"], rows)
+    if table in ("beats", "outlets", "lists"):
+        source, head = {
+            "beats": (report.by_beat, "Beat"),
+            "outlets": (report.by_outlet, "Outlet"),
+            "lists": (report.by_list, "Media list"),
+        }[table]
         return csv_response(
             name,
             [head, *labels],
@@ -299,9 +302,10 @@ def release_csv(release_id: int, table: str) -> Response:
             ),
         )
     if table == "timeline":
+        event_labels = [figure.label for figure in definitions.EVENT_FIGURES.values()]
         return csv_response(
             name,
-            ["Starts at (UTC)", "Human opens", "Machine opens", "Human clicks", "Bot clicks"],
+            ["Starts at (UTC)", *event_labels],
             (
                 [b.starts_at, b.human_opens, b.machine_opens, b.human_clicks, b.bot_clicks]
                 for b in report.timeline
@@ -334,7 +338,11 @@ def journalist(journalist_id: int) -> str:
         else None
     )
     return render_template(
-        "staff/reports/journalist.html", history=history, chart=chart, legend=legend(series)
+        "staff/reports/journalist.html",
+        history=history,
+        chart=chart,
+        legend=legend(series),
+        figures=definitions.HISTORY_FIGURES,
     )
 
 
@@ -348,13 +356,18 @@ def journalist_csv(journalist_id: int) -> Response:
             "Release",
             "Status",
             "Sent at",
-            "Human opens",
-            "First human open",
-            "Machine opens",
-            "Human clicks",
-            "Bot clicks",
-            "Bounce",
-            "Complained",
+            *(
+                definitions.HISTORY_FIGURES[key].label
+                for key in (
+                    "human_opens",
+                    "first_human_open_at",
+                    "machine_opens",
+                    "human_clicks",
+                    "bot_clicks",
+                    "bounce",
+                    "complained",
+                )
+            ),
         ],
         (
             [

@@ -78,7 +78,7 @@ def test_dashboard_and_releases_list(
     assert 'class="threshold"' in html  # the provider thresholds are drawn
     assert "0.3%" in html and "10%" in html
     days = _csv(client.get("/staff/reports/dashboard.csv").data)
-    assert days[0][:2] == ["Day", "Sent"] and len(days) == 31
+    assert days[0][:2] == ["Day", "Messages sent"] and len(days) == 31
     listing = _csv(client.get("/staff/reports/releases.csv").data)
     assert any(row[1] == release.title for row in listing[1:])
 

@@ -37,6 +37,8 @@ class Settings:
 
     env: str = field(default="development", metadata={"env": "DISTRIBUTOR_ENV"})
     secret_key: str = field(default=DEFAULT_SECRET_KEY, metadata={"env": "SECRET_KEY"})
+    # Earlier keys, comma-separated: still accepted by every signer, never used to sign.
+    secret_key_fallbacks: str = field(default="", metadata={"env": "SECRET_KEY_FALLBACKS"})
     data_dir: str = field(default=str(PROJECT_ROOT / "var"), metadata={"env": "DATA_DIR"})
     database_url: str = field(default="", metadata={"env": "DATABASE_URL"})
     redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
@@ -136,6 +138,12 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def signing_keys(self) -> tuple[str, ...]:
+        """The current secret key first, then the fallbacks a rotation keeps valid."""
+        fallbacks = [k.strip() for k in self.secret_key_fallbacks.split(",") if k.strip()]
+        return (self.secret_key, *fallbacks)
 
     @property
     def is_testing(self) -> bool:

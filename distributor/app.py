@@ -46,6 +46,9 @@ def create_app(
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.is_production,
+        # The cookie dies with the server-side record anyway (accounts/sessions.py); this only
+        # stops browsers from keeping it beyond the absolute timeout.
+        PERMANENT_SESSION_LIFETIME=settings.session_max_hours * 3600,
         PREFERRED_URL_SCHEME="https" if settings.public_base_url.startswith("https") else "http",
         MAX_CONTENT_LENGTH=50 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,
@@ -73,6 +76,14 @@ def create_app(
     _register_template_globals(app, settings)
     security.init_app(app)
 
+    if settings.proxy_fix_x_for > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only as many hops as there are proxies we run: a client can prepend anything to
+        # X-Forwarded-For, so the address we trust is the one our own proxy appended.
+        hops = settings.proxy_fix_x_for
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+
     from distributor.cli import register_cli
 
     register_cli(app)
@@ -88,10 +99,30 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> Any:
+        import datetime as dt
+
+        from flask import session as cookie
+
+        from distributor.accounts import sessions
         from distributor.accounts.models import User
         from distributor.db import request_session
 
-        user = request_session().get(User, int(user_id)) if user_id.isdigit() else None
+        if not user_id.isdigit():
+            return None
+        # A signed cookie alone is not enough: it must name a live server-side session record
+        # (revoked on logout, password change, disable; idle and absolute timeouts).
+        settings: Settings = app.extensions["distributor.settings"]
+        db_session = request_session()
+        record = sessions.find_live(
+            db_session,
+            str(cookie.get("sid", "")),
+            int(user_id),
+            idle=dt.timedelta(minutes=settings.session_idle_minutes),
+            absolute=dt.timedelta(hours=settings.session_max_hours),
+        )
+        if record is None:
+            return None
+        user = db_session.get(User, int(user_id))
         return user if user is not None and user.is_active else None
 
 

@@ -68,6 +68,11 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=False, metadata={"env": "LOG_JSON"})
     login_rate_limit: str = field(default="10 per minute", metadata={"env": "LOGIN_RATE_LIMIT"})
+    # -- staff sessions and security headers (see distributor/accounts/sessions.py) -------------
+    session_idle_minutes: int = field(default=60, metadata={"env": "SESSION_IDLE_MINUTES"})
+    session_max_hours: int = field(default=12, metadata={"env": "SESSION_MAX_HOURS"})
+    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
+    proxy_fix_x_for: int = field(default=0, metadata={"env": "PROXY_FIX_X_FOR"})
     # -- delivery engine (see distributor/delivery) -------------------------------------------
     delivery_lifetime_hours: int = field(default=24, metadata={"env": "DELIVERY_LIFETIME_HOURS"})
     delivery_retry_base_seconds: int = field(

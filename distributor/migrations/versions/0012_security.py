@@ -1,4 +1,4 @@
-"""security: suppression lift records, single-use confirm links
+"""security: suppression lift records, single-use confirm links, staff session records
 
 Revision ID: 0012
 Revises: 0008
@@ -52,6 +52,26 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_suppression_lifts_address_hash"), ["address_hash"], unique=False
         )
+    op.create_table(
+        "staff_sessions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_agent", sa.String(length=200), nullable=False),
+        sa.Column("created_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_staff_sessions_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_sessions")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_staff_sessions_token_hash")),
+    )
+    with op.batch_alter_table("staff_sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_staff_sessions_user_id"), ["user_id"], unique=False)
     with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("confirmed_at", distributor.db.UTCDateTime(timezone=True), nullable=True)
@@ -61,4 +81,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
         batch_op.drop_column("confirmed_at")
+    op.drop_table("staff_sessions")
     op.drop_table("suppression_lifts")

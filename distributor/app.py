@@ -33,7 +33,7 @@ def create_app(
     settings = settings or Settings.from_env()
     configure_logging(settings)
 
-    app = Flask(
+    app = headers.CanonicalUrls(
         "distributor",
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "distributor" / "static"),

@@ -73,6 +73,9 @@ class Settings:
     session_max_hours: int = field(default=12, metadata={"env": "SESSION_MAX_HOURS"})
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
     proxy_fix_x_for: int = field(default=0, metadata={"env": "PROXY_FIX_X_FOR"})
+    # Host names the app answers to, comma-separated (default in production: the host of
+    # PUBLIC_BASE_URL); any other Host header is refused with 400.
+    trusted_hosts: str = field(default="", metadata={"env": "TRUSTED_HOSTS"})
     # -- delivery engine (see distributor/delivery) -------------------------------------------
     delivery_lifetime_hours: int = field(default=24, metadata={"env": "DELIVERY_LIFETIME_HOURS"})
     delivery_retry_base_seconds: int = field(
@@ -149,6 +152,16 @@ class Settings:
         """The current secret key first, then the fallbacks a rotation keeps valid."""
         fallbacks = [k.strip() for k in self.secret_key_fallbacks.split(",") if k.strip()]
         return (self.secret_key, *fallbacks)
+
+    @property
+    def trusted_host_list(self) -> list[str]:
+        """Hosts to accept; empty means any (development and tests without TRUSTED_HOSTS)."""
+        configured = [h.strip().lower() for h in self.trusted_hosts.split(",") if h.strip()]
+        if configured or not self.is_production:
+            return configured
+        from urllib.parse import urlsplit
+
+        return [urlsplit(self.public_base_url).hostname or ""]
 
     @property
     def is_testing(self) -> bool:

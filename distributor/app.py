@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from distributor import security
+from distributor import headers, security
 from distributor.celery_app import init_celery
 from distributor.db import Database, make_engine
 from distributor.errors import DomainError
@@ -33,7 +33,7 @@ def create_app(
     settings = settings or Settings.from_env()
     configure_logging(settings)
 
-    app = Flask(
+    app = headers.CanonicalUrls(
         "distributor",
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "distributor" / "static"),
@@ -46,6 +46,9 @@ def create_app(
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.is_production,
+        # The cookie dies with the server-side record anyway (accounts/sessions.py); this only
+        # stops browsers from keeping it beyond the absolute timeout.
+        PERMANENT_SESSION_LIFETIME=settings.session_max_hours * 3600,
         PREFERRED_URL_SCHEME="https" if settings.public_base_url.startswith("https") else "http",
         MAX_CONTENT_LENGTH=50 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,
@@ -72,6 +75,15 @@ def create_app(
     _register_error_handlers(app)
     _register_template_globals(app, settings)
     security.init_app(app)
+    headers.init_app(app, settings)
+
+    if settings.proxy_fix_x_for > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only as many hops as there are proxies we run: a client can prepend anything to
+        # X-Forwarded-For, so the address we trust is the one our own proxy appended.
+        hops = settings.proxy_fix_x_for
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     from distributor.cli import register_cli
 
@@ -88,10 +100,30 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> Any:
+        import datetime as dt
+
+        from flask import session as cookie
+
+        from distributor.accounts import sessions
         from distributor.accounts.models import User
         from distributor.db import request_session
 
-        user = request_session().get(User, int(user_id)) if user_id.isdigit() else None
+        if not user_id.isdigit():
+            return None
+        # A signed cookie alone is not enough: it must name a live server-side session record
+        # (revoked on logout, password change, disable; idle and absolute timeouts).
+        settings: Settings = app.extensions["distributor.settings"]
+        db_session = request_session()
+        record = sessions.find_live(
+            db_session,
+            str(cookie.get("sid", "")),
+            int(user_id),
+            idle=dt.timedelta(minutes=settings.session_idle_minutes),
+            absolute=dt.timedelta(hours=settings.session_max_hours),
+        )
+        if record is None:
+            return None
+        user = db_session.get(User, int(user_id))
         return user if user is not None and user.is_active else None
 
 

@@ -37,6 +37,8 @@ class Settings:
 
     env: str = field(default="development", metadata={"env": "DISTRIBUTOR_ENV"})
     secret_key: str = field(default=DEFAULT_SECRET_KEY, metadata={"env": "SECRET_KEY"})
+    # Earlier keys, comma-separated: still accepted by every signer, never used to sign.
+    secret_key_fallbacks: str = field(default="", metadata={"env": "SECRET_KEY_FALLBACKS"})
     data_dir: str = field(default=str(PROJECT_ROOT / "var"), metadata={"env": "DATA_DIR"})
     database_url: str = field(default="", metadata={"env": "DATABASE_URL"})
     redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
@@ -66,6 +68,14 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=False, metadata={"env": "LOG_JSON"})
     login_rate_limit: str = field(default="10 per minute", metadata={"env": "LOGIN_RATE_LIMIT"})
+    # -- staff sessions and security headers (see distributor/accounts/sessions.py) -------------
+    session_idle_minutes: int = field(default=60, metadata={"env": "SESSION_IDLE_MINUTES"})
+    session_max_hours: int = field(default=12, metadata={"env": "SESSION_MAX_HOURS"})
+    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
+    proxy_fix_x_for: int = field(default=0, metadata={"env": "PROXY_FIX_X_FOR"})
+    # Host names the app answers to, comma-separated (default in production: the host of
+    # PUBLIC_BASE_URL); any other Host header is refused with 400.
+    trusted_hosts: str = field(default="", metadata={"env": "TRUSTED_HOSTS"})
     # -- delivery engine (see distributor/delivery) -------------------------------------------
     delivery_lifetime_hours: int = field(default=24, metadata={"env": "DELIVERY_LIFETIME_HOURS"})
     delivery_retry_base_seconds: int = field(
@@ -136,6 +146,22 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def signing_keys(self) -> tuple[str, ...]:
+        """The current secret key first, then the fallbacks a rotation keeps valid."""
+        fallbacks = [k.strip() for k in self.secret_key_fallbacks.split(",") if k.strip()]
+        return (self.secret_key, *fallbacks)
+
+    @property
+    def trusted_host_list(self) -> list[str]:
+        """Hosts to accept; empty means any (development and tests without TRUSTED_HOSTS)."""
+        configured = [h.strip().lower() for h in self.trusted_hosts.split(",") if h.strip()]
+        if configured or not self.is_production:
+            return configured
+        from urllib.parse import urlsplit
+
+        return [urlsplit(self.public_base_url).hostname or ""]
 
     @property
     def is_testing(self) -> bool:

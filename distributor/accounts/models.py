@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Enum, String, func
+from sqlalchemy import Enum, ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from distributor.db import Base, utcnow
@@ -59,3 +59,22 @@ class User(Base):
 
     def __repr__(self) -> str:
         return f"<User {self.email} {self.role.value}>"
+
+
+class StaffSession(Base):
+    """One login: the server-side record a session cookie must match (OWASP ASVS V3).
+
+    The cookie carries a random id; only its SHA-256 is stored. Logging out, changing the
+    password, disabling the account or "log out everywhere" sets ``revoked_at``, after which a
+    copy of the cookie is worth nothing. Idle and absolute timeouts are checked on every request.
+    """
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]

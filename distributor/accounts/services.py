@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from distributor.accounts import sessions
 from distributor.accounts.models import Role, User
 from distributor.db import utcnow
 from distributor.errors import Conflict, NotFound, ValidationFailed
@@ -77,14 +78,18 @@ def set_active(session: Session, email: str, *, is_active: bool) -> User:
     if user is None:
         raise NotFound(f"No user with the address {email}")
     user.is_active = is_active
+    if not is_active:
+        sessions.revoke_all(session, user.id)
     session.flush()
     return user
 
 
-def set_password(session: Session, user: User, password: str) -> None:
+def set_password(session: Session, user: User, password: str, *, keep_session: str = "") -> None:
+    """Set a new password and end every other login of ``user``."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed(f"Password must be at least {MIN_PASSWORD_LENGTH} characters")
     user.password_hash = _hasher.hash(password)
+    sessions.revoke_all(session, user.id, keep=keep_session)
     session.flush()
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import session as cookie
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from distributor.accounts import services
+from distributor.accounts import services, sessions
 from distributor.accounts.forms import LoginForm, ToggleUserForm, UserForm
 from distributor.accounts.models import Role, User
 from distributor.db import request_session
@@ -42,6 +43,11 @@ def login() -> str | Response:
             request_session(), form.email.data or "", form.password.data or ""
         )
         if user is not None:
+            # A fresh random session id per login: nothing set before it survives (fixation).
+            cookie.clear()
+            cookie["sid"] = sessions.start(
+                request_session(), user, user_agent=request.user_agent.string
+            )
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
         flash("Wrong email or password, or the account is disabled.", "error")
@@ -51,9 +57,34 @@ def login() -> str | Response:
 @bp.post("/logout")
 @staff_required
 def logout() -> Response:
+    sessions.revoke(request_session(), str(cookie.get("sid", "")))
     logout_user()
+    cookie.clear()
     flash("You are logged out.", "success")
     return redirect(url_for("accounts.login"))
+
+
+@bp.get("/account")
+@staff_required
+def account() -> str:
+    return render_template(
+        "staff/account.html",
+        live=sessions.live_sessions(request_session(), current_user.id),
+        end_all=ToggleUserForm(),
+    )
+
+
+@bp.post("/account/sessions/end-all")
+@staff_required
+def end_all_sessions() -> Response:
+    """Log out everywhere, this browser included."""
+    if ToggleUserForm().validate_on_submit():
+        sessions.revoke_all(request_session(), current_user.id)
+        logout_user()
+        cookie.clear()
+        flash("Every session of your account has ended. Log in again.", "success")
+        return redirect(url_for("accounts.login"))
+    return redirect(url_for("accounts.account"))
 
 
 @bp.route("/staff/users", methods=["GET", "POST"])

@@ -31,6 +31,7 @@ from distributor.audience.services import (
     find_journalist,
     find_suppression,
     normalise_address,
+    record_lift,
 )
 from distributor.celery_app import enqueue_after_commit
 from distributor.db import Database, utcnow
@@ -50,9 +51,12 @@ CONSENT_TEXT = (
 )
 CONFIRMATION_INTERVAL = dt.timedelta(hours=24)
 
-# Suppressions a person may end by opting in again themselves; the others (do-not-contact,
-# hard bounce, complaint) are staff or mailbox decisions that a web form must not overturn.
-SELF_LIFTABLE = frozenset({SuppressionReason.UNSUBSCRIBED_ALL, SuppressionReason.ERASED})
+# Suppressions a person may end by opting in again themselves, with a confirmation request made
+# after the suppression; the others (do-not-contact, hard bounce) are staff or mailbox
+# decisions that a web form must not overturn.
+SELF_LIFTABLE = frozenset(
+    {SuppressionReason.UNSUBSCRIBED_ALL, SuppressionReason.COMPLAINT, SuppressionReason.ERASED}
+)
 
 
 class SubscribeOutcome(enum.StrEnum):
@@ -180,12 +184,16 @@ def build_confirmation(
         return None
     beat_ids = [int(b) for b in request.beat_ids.split(",") if b]
     beats = list(session.scalars(select(Beat).where(Beat.id.in_(beat_ids)).order_by(Beat.name)))
-    token = tokens.confirm_token(settings, journalist.id, beat_ids, CONSENT_TEXT_VERSION)
+    token = tokens.confirm_token(
+        settings, journalist.id, beat_ids, CONSENT_TEXT_VERSION, request_id=request.id
+    )
     org = get_organisation(session, settings)
     base = settings.public_base_url.rstrip("/")
+    # Nothing typed into the public form reaches this mail (not even the name): anyone can
+    # make us send it to any address, so free text would turn it into a phishing relay
+    # carrying our organisation's name and DKIM signature (OWASP: content spoofing).
     context = {
         "org": org,
-        "name": journalist.name,
         "beats": [b.name for b in beats],
         "confirm_url": f"{base}/subscribe/confirm/{token}",
         "valid_days": tokens.CONFIRM_MAX_AGE // 86400,
@@ -282,6 +290,25 @@ def confirm_subscription(
     payload = tokens.load_confirm_token(settings, token)
     preview = preview_confirmation(session, settings, token)
     journalist = preview.journalist
+    suppression = find_suppression(session, journalist.email)
+    request = _request_for(session, payload)
+    if request is not None and request.confirmed_at is not None:
+        return preview  # a link works once; a second click changes nothing
+    if suppression is not None:
+        # Only a request made after the person left (or complained) may bring them back:
+        # a link kept from before would undo their decision (GDPR Art. 7(3)).
+        asked_at = request.sent_at if request is not None else None
+        if (
+            suppression.reason not in SELF_LIFTABLE
+            or asked_at is None
+            or asked_at < suppression.created_at
+        ):
+            raise tokens.InvalidToken(
+                "This link is older than your last unsubscribe. "
+                "Subscribe again to get a new confirmation mail."
+            )
+    if request is not None:
+        request.confirmed_at = now
     by_beat = {s.beat_id: s for s in journalist.subscriptions}
     for beat in preview.beats:
         sub = by_beat.get(beat.id)
@@ -299,8 +326,16 @@ def confirm_subscription(
         sub.consent_text_version = payload.text_version or CONSENT_TEXT_VERSION
         sub.consent_ip_hash = ip_hash(settings, ip)
     journalist.lawful_basis = LawfulBasis.CONSENT
-    suppression = find_suppression(session, journalist.email)
-    if suppression is not None and suppression.reason in SELF_LIFTABLE:
-        session.delete(suppression)
+    if suppression is not None:
+        record_lift(session, suppression, by=None, justification="journalist: new double opt-in")
     session.flush()
     return preview
+
+
+def _request_for(session: Session, payload: tokens.ConfirmPayload) -> ConfirmationRequest | None:
+    if payload.request_id is None:
+        return None  # a link mailed before links were tied to their request
+    request = session.get(ConfirmationRequest, payload.request_id)
+    if request is None or request.journalist_id != payload.journalist_id:
+        raise tokens.InvalidToken("This link is not valid.")
+    return request

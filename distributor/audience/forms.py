@@ -132,6 +132,11 @@ class SuppressionForm(FlaskForm):
     submit = SubmitField("Suppress")
 
 
+class LiftSuppressionForm(FlaskForm):
+    justification = StringField("Why", validators=[Optional(), Length(max=1000)])
+    submit = SubmitField("Lift")
+
+
 class ActionForm(FlaskForm):
     """A bare POST button with a CSRF token."""
 

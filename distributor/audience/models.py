@@ -153,6 +153,21 @@ class Suppression(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class SuppressionLift(Base):
+    """Who lifted which suppression, when and why: the record an admin's lift must leave."""
+
+    __tablename__ = "suppression_lifts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[SuppressionReason] = mapped_column(enum_column(SuppressionReason))
+    suppressed_at: Mapped[dt.datetime]
+    lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # "journalist" when the owner opted in again; otherwise the staff member's stated reason.
+    justification: Mapped[str] = mapped_column(Text, default="")
+    lifted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class ConfirmationRequest(Base):
     """One double opt-in mail we sent: the log behind "one confirmation mail per address per day".
 
@@ -173,6 +188,9 @@ class ConfirmationRequest(Base):
     # Set once the worker handed the mail to SMTP: a redelivered task sends nothing twice,
     # and the sweep re-queues requests the broker lost.
     mailed_at: Mapped[dt.datetime | None]
+    # Set when its link was used: a confirm link works once, so a copy kept after an
+    # unsubscribe cannot subscribe its owner again.
+    confirmed_at: Mapped[dt.datetime | None]
 
 
 class ImportStatus(enum.StrEnum):

@@ -29,6 +29,7 @@ from distributor.audience.models import (
     Subscription,
     SubscriptionStatus,
     Suppression,
+    SuppressionLift,
     SuppressionReason,
     media_list_members,
 )
@@ -76,7 +77,11 @@ def suppress(
     """Add ``email`` to the suppression list; an existing entry is kept as it is (idempotent).
 
     A do-not-contact entered by staff wins over an automatic reason, since only admins lift it.
+    A complaint or an unsubscribe from everything also ends the address's subscriptions, so
+    lifting the entry alone can never resume mail: only a new double opt-in can.
     """
+    if reason in ENDS_SUBSCRIPTIONS:
+        end_subscriptions(session, email)
     existing = find_suppression(session, email)
     if existing is not None:
         if reason == SuppressionReason.DO_NOT_CONTACT and existing.reason != reason:
@@ -98,26 +103,84 @@ def suppress(
     return entry
 
 
-def lift_suppression(session: Session, email: str, *, by: User) -> None:
-    """Remove ``email`` from the suppression list; a do-not-contact only by an admin."""
+# Reasons that speak for the person (they complained, they left) or for their mailbox (it does
+# not exist): staff other than an admin with a stated reason must not overturn them. The
+# journalist lifts a complaint or an unsubscribe themselves by a new double opt-in
+# (``consent.confirm_subscription``). Only the soft-bounce score is any staff member's call.
+ADMIN_ONLY_LIFT = frozenset(
+    {
+        SuppressionReason.DO_NOT_CONTACT,
+        SuppressionReason.COMPLAINT,
+        SuppressionReason.UNSUBSCRIBED_ALL,
+        SuppressionReason.HARD_BOUNCE,
+    }
+)
+ENDS_SUBSCRIPTIONS = frozenset({SuppressionReason.COMPLAINT, SuppressionReason.UNSUBSCRIBED_ALL})
+
+
+def end_subscriptions(session: Session, email: str, *, now: dt.datetime | None = None) -> None:
+    """Mark every subscription of the journalist at ``email`` unsubscribed."""
+    journalist = find_journalist(session, email)
+    if journalist is None:
+        return
+    now = now or utcnow()
+    for sub in journalist.subscriptions:
+        if sub.status != SubscriptionStatus.UNSUBSCRIBED:
+            sub.status = SubscriptionStatus.UNSUBSCRIBED
+            sub.unsubscribed_at = now
+    session.flush()
+
+
+def can_lift(entry: Suppression, user: User) -> bool:
+    """Whether ``user`` may lift ``entry`` at all (the page hides the button otherwise)."""
+    if entry.reason == SuppressionReason.ERASED:
+        return False
+    return entry.reason not in ADMIN_ONLY_LIFT or user.role == Role.ADMIN
+
+
+def lift_suppression(session: Session, email: str, *, by: User, justification: str) -> None:
+    """Remove ``email`` from the suppression list and record who lifted it and why."""
     entry = find_suppression(session, email)
     if entry is None:
         raise NotFound("That address is not on the suppression list")
-    _lift(session, entry, by=by)
+    _lift(session, entry, by=by, justification=justification)
 
 
-def lift_suppression_by_id(session: Session, suppression_id: int, *, by: User) -> None:
+def lift_suppression_by_id(
+    session: Session, suppression_id: int, *, by: User, justification: str
+) -> None:
     entry = session.get(Suppression, suppression_id)
     if entry is None:
         raise NotFound("No such suppression")
-    _lift(session, entry, by=by)
+    _lift(session, entry, by=by, justification=justification)
 
 
-def _lift(session: Session, entry: Suppression, *, by: User) -> None:
-    if entry.reason == SuppressionReason.DO_NOT_CONTACT and by.role != Role.ADMIN:
-        raise Forbidden("Only an admin can lift a do-not-contact entry")
+def _lift(session: Session, entry: Suppression, *, by: User, justification: str) -> None:
     if entry.reason == SuppressionReason.ERASED:
         raise Forbidden("An erased address stays suppressed until its owner subscribes again")
+    if entry.reason in ADMIN_ONLY_LIFT and by.role != Role.ADMIN:
+        label = entry.reason.value.replace("_", " ")
+        raise Forbidden(f"Only an admin can lift a {label} entry")
+    justification = justification.strip()
+    if entry.reason in ADMIN_ONLY_LIFT and not justification:
+        raise ValidationFailed("Say why this suppression is lifted; the reason is recorded")
+    record_lift(session, entry, by=by, justification=justification)
+
+
+def record_lift(
+    session: Session, entry: Suppression, *, by: User | None, justification: str
+) -> None:
+    """Delete ``entry`` and keep a ``SuppressionLift`` row saying who lifted it and why."""
+    session.add(
+        SuppressionLift(
+            address_hash=entry.address_hash,
+            reason=entry.reason,
+            suppressed_at=entry.created_at,
+            lifted_by_id=by.id if by is not None else None,
+            justification=justification[:1000],
+            lifted_at=utcnow(),
+        )
+    )
     session.delete(entry)
     session.flush()
 

@@ -58,13 +58,21 @@ class ConfirmPayload(NamedTuple):
     journalist_id: int
     beat_ids: list[int]
     text_version: str  # the version of the form text the person agreed to
+    request_id: int | None  # the confirmation request the link was mailed for (single use)
 
 
 def confirm_token(
-    settings: Settings, journalist_id: int, beat_ids: list[int], text_version: str = ""
+    settings: Settings,
+    journalist_id: int,
+    beat_ids: list[int],
+    text_version: str = "",
+    *,
+    request_id: int | None = None,
 ) -> str:
     """A token that confirms ``journalist_id``'s subscription to ``beat_ids`` (double opt-in)."""
-    payload = {"j": journalist_id, "b": sorted(set(beat_ids)), "v": text_version}
+    payload: dict[str, Any] = {"j": journalist_id, "b": sorted(set(beat_ids)), "v": text_version}
+    if request_id is not None:
+        payload["r"] = request_id
     return _dump(settings, PURPOSE_CONFIRM, payload)
 
 
@@ -74,8 +82,12 @@ def load_confirm_token(
     """Return the payload or raise ``InvalidToken`` / ``ExpiredToken``."""
     payload = _load(settings, PURPOSE_CONFIRM, token, max_age)
     try:
+        request_id = payload.get("r")
         return ConfirmPayload(
-            int(payload["j"]), [int(b) for b in payload["b"]], str(payload.get("v", ""))
+            int(payload["j"]),
+            [int(b) for b in payload["b"]],
+            str(payload.get("v", "")),
+            int(request_id) if request_id is not None else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidToken("This link is not valid.") from exc

@@ -24,6 +24,7 @@ from distributor.audience.forms import (
     AddMembersForm,
     BeatForm,
     JournalistForm,
+    LiftSuppressionForm,
     MediaListForm,
     MergeForm,
     SuppressionForm,
@@ -414,15 +415,23 @@ def suppressions() -> str | Response:
         reasons=list(SuppressionReason),
         form=form,
         action_form=ActionForm(),
+        lift_form=LiftSuppressionForm(),
+        can_lift=services.can_lift,
     )
 
 
 @bp.post("/suppressions/<int:suppression_id>/lift")
 @staff_required
 def lift_suppression(suppression_id: int) -> Response:
-    if ActionForm().validate_on_submit():
+    form = LiftSuppressionForm()
+    if form.validate_on_submit():
         try:
-            services.lift_suppression_by_id(request_session(), suppression_id, by=current_user)
+            services.lift_suppression_by_id(
+                request_session(),
+                suppression_id,
+                by=current_user,
+                justification=form.justification.data or "",
+            )
         except DomainError as exc:
             flash(exc.message, "error")
             current_app.logger.info("suppression lift refused: %s", exc.message)

@@ -24,6 +24,7 @@ from distributor.bounces.parsing import FailedRecipient, ParsedReport, parse_mes
 from distributor.db import utcnow
 from distributor.delivery.models import Delivery, DigestMail
 from distributor.logs import get_logger
+from distributor.mail import verp
 from distributor.settings import Settings
 
 log = get_logger(__name__)
@@ -94,18 +95,53 @@ def store_inbound(
     return inbound, True
 
 
-def _delivery_by_token(session: Session, tokens: list[str]) -> Delivery | None:
+def _delivery_by_token(
+    session: Session, settings: Settings, tokens: list[str], *, purpose: str
+) -> Delivery | None:
+    """The delivery a header token names: a MAC of its id for ``purpose`` (mail/verp.py).
+
+    Mails sent before header tokens had their own MACs used the tracking token, which the body
+    shows to anyone holding a forwarded copy. Such a token still counts, but only for a delivery
+    whose recorded Message-ID is not of the new kind (it went out under the old scheme).
+    """
     for token in tokens:
-        delivery = session.scalar(select(Delivery).where(Delivery.verp_token == token))
-        if delivery is not None:
-            return delivery
-        # A daily digest carries its own token; its deliveries share the digest's Message-ID.
+        named = verp.read(settings, purpose, token)
+        if named is not None:
+            kind, ident = named
+            if kind == verp.DELIVERY:
+                delivery = session.get(Delivery, ident)
+            else:
+                # A daily digest's deliveries share the digest's Message-ID.
+                digest = session.get(DigestMail, ident)
+                delivery = (
+                    _delivery_by_message_id(session, [digest.message_id])
+                    if digest is not None and digest.message_id
+                    else None
+                )
+            if delivery is not None:
+                return delivery
+            continue
+        legacy = session.scalar(select(Delivery).where(Delivery.verp_token == token))
+        if legacy is not None and _sent_before_header_tokens(
+            settings, legacy.message_id, verp.DELIVERY, legacy.id
+        ):
+            return legacy
         digest = session.scalar(select(DigestMail).where(DigestMail.verp_token == token))
-        if digest is not None and digest.message_id:
+        if (
+            digest is not None
+            and digest.message_id
+            and _sent_before_header_tokens(settings, digest.message_id, verp.DIGEST, digest.id)
+        ):
             delivery = _delivery_by_message_id(session, [digest.message_id])
             if delivery is not None:
                 return delivery
     return None
+
+
+def _sent_before_header_tokens(
+    settings: Settings, message_id: str | None, kind: str, ident: int
+) -> bool:
+    return verp.make(settings, verp.MESSAGE_ID, kind, ident) not in (message_id or "")
 
 
 def _delivery_by_message_id(session: Session, message_ids: list[str]) -> Delivery | None:
@@ -139,10 +175,10 @@ def _delivery_by_address(session: Session, address: str, now: dt.datetime) -> De
 
 
 def find_delivery(
-    session: Session, report: ParsedReport, address: str, now: dt.datetime
+    session: Session, settings: Settings, report: ParsedReport, address: str, now: dt.datetime
 ) -> tuple[Delivery | None, str]:
     """The delivery a report is about: by VERP token, then Message-ID, then address."""
-    delivery = _delivery_by_token(session, report.verp_tokens)
+    delivery = _delivery_by_token(session, settings, report.verp_tokens, purpose=verp.BOUNCE)
     if delivery is not None:
         return delivery, "verp"
     delivery = _delivery_by_message_id(session, report.original_message_ids)
@@ -163,7 +199,9 @@ def _record_bounce(
     *,
     is_authenticated: bool,
 ) -> Bounce:
-    delivery, matched_by = find_delivery(session, report, failed.address, inbound.received_at)
+    delivery, matched_by = find_delivery(
+        session, settings, report, failed.address, inbound.received_at
+    )
     address = (delivery.email if delivery is not None and delivery.email else failed.address) or ""
     bounce = Bounce(
         inbound_message=inbound,
@@ -184,11 +222,16 @@ def _record_bounce(
 
 
 def _record_complaint(
-    session: Session, inbound: InboundMessage, report: ParsedReport, *, is_authenticated: bool
+    session: Session,
+    settings: Settings,
+    inbound: InboundMessage,
+    report: ParsedReport,
+    *,
+    is_authenticated: bool,
 ) -> Complaint:
     assert report.feedback is not None
     address = report.feedback.original_rcpt_to
-    delivery, matched_by = find_delivery(session, report, address, inbound.received_at)
+    delivery, matched_by = find_delivery(session, settings, report, address, inbound.received_at)
     if delivery is not None and delivery.email:
         address = delivery.email
     complaint = Complaint(
@@ -237,7 +280,9 @@ def process_inbound(
             if bounce.delivery is None:
                 summary += f" [{failed.address}: no matching delivery]"
     elif report.classification is Classification.COMPLAINT:
-        complaint = _record_complaint(session, inbound, report, is_authenticated=is_authenticated)
+        complaint = _record_complaint(
+            session, settings, inbound, report, is_authenticated=is_authenticated
+        )
         if complaint.delivery is None:
             summary += " [no matching delivery]"
     inbound.classification = report.classification
@@ -273,7 +318,7 @@ def _process_unsubscribe_mail(
     tokens = _unsubscribe_tokens(inbound.envelope_to, settings.bounce_domain)
     if not tokens:
         return False
-    delivery = _delivery_by_token(session, tokens)
+    delivery = _delivery_by_token(session, settings, tokens, purpose=verp.UNSUBSCRIBE)
     if delivery is not None and delivery.journalist_id is not None:
         unsubscribe_all(
             session, delivery.journalist_id, note="unsubscribed by mail (List-Unsubscribe mailto)"

@@ -34,6 +34,7 @@ from distributor.delivery.models import Delivery, DeliveryStatus, DigestMail, Di
 from distributor.delivery.recipients import suppressed_ids
 from distributor.delivery.release_context import embargo_label, public_release_url
 from distributor.logs import get_logger
+from distributor.mail import verp
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.organisation.services import get_organisation
@@ -181,9 +182,11 @@ def build_digest(session: Session, digest: DigestMail, settings: Settings) -> Di
         list_id=f"{org.name} releases <releases.{settings.from_domain}>",
         feedback_id=f"{digest.digest_date.isoformat()}:digest:digest:{settings.from_domain}",
     )
-    token = digest.verp_token
-    message_id = f"<digest.{digest.id}.{token}@{settings.from_domain}>"
-    mailto = f"mailto:unsubscribe+{token}@{settings.bounce_domain}?subject=unsubscribe"
+    # Single-purpose header tokens (distributor/mail/verp.py), as for release mails.
+    mid = verp.make(settings, verp.MESSAGE_ID, verp.DIGEST, digest.id)
+    message_id = f"<digest.{digest.id}.{mid}@{settings.from_domain}>"
+    unsub_token = verp.make(settings, verp.UNSUBSCRIBE, verp.DIGEST, digest.id)
+    mailto = f"mailto:unsubscribe+{unsub_token}@{settings.bounce_domain}?subject=unsubscribe"
     raw = template.render(
         HeaderSet(
             message_id=message_id,
@@ -196,8 +199,9 @@ def build_digest(session: Session, digest: DigestMail, settings: Settings) -> Di
     signer = load_signer(settings)
     if signer is not None:
         raw = signer.sign(raw)
+    bounce_token = verp.make(settings, verp.BOUNCE, verp.DIGEST, digest.id)
     return DigestMessage(
-        f"bounces+{token}@{settings.bounce_domain}", journalist.email, message_id, raw
+        f"bounces+{bounce_token}@{settings.bounce_domain}", journalist.email, message_id, raw
     )
 
 

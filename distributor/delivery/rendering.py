@@ -35,6 +35,7 @@ from distributor.delivery.mime import (
 from distributor.delivery.release_context import release_context
 from distributor.errors import NotFound
 from distributor.logs import get_logger
+from distributor.mail import verp
 from distributor.mail.rendering import EmailRenderer, compile_mjml
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release
@@ -135,6 +136,7 @@ class CompiledRelease:
             settings, tokens.unsubscribe_token, tokens.load_unsubscribe_token
         )
         self._tracking = tracking
+        self._settings = settings
         # What is the same for every recipient is encoded here, once.
         self._plain_links = {
             f"link{i}": (html_value(escape(u)), text_value(u)) for i, u in enumerate(tracked_urls)
@@ -161,6 +163,9 @@ class CompiledRelease:
                         (f"link{i}", html_value(escape(b)), html_value(escape(a)), text_value(url))
                     )
         self.html_size = _html_part_size(self.render(_SAMPLE)[2])
+
+    def _verp(self, purpose: str, delivery_id: int) -> str:
+        return verp.make(self._settings, purpose, verp.DELIVERY, delivery_id)
 
     def _slot_values(self, r: Recipient, unsub: str) -> dict[str, tuple[bytes, bytes]]:
         beats = " ".join(r.matched_beats.split())
@@ -192,8 +197,17 @@ class CompiledRelease:
         token = r.verp_token
         if not _VERP_TOKEN.fullmatch(token):
             raise ValueError("VERP token must be URL-safe letters, digits, - and _")
-        message_id = f"<{self.release_id}.{r.delivery_id}.{token}@{self._from_domain}>"
-        mailto = f"mailto:unsubscribe+{token}@{self._bounce_domain}?subject=unsubscribe"
+        # The header tokens are single-purpose MACs of the delivery id, never the tracking
+        # token the body shows (see distributor/mail/verp.py): a forwarded copy cannot be
+        # turned into an unsubscribe or a forged bounce.
+        ident = r.delivery_id
+        message_id = (
+            f"<{self.release_id}.{ident}.{self._verp(verp.MESSAGE_ID, ident)}@{self._from_domain}>"
+        )
+        mailto = (
+            f"mailto:unsubscribe+{self._verp(verp.UNSUBSCRIBE, ident)}"
+            f"@{self._bounce_domain}?subject=unsubscribe"
+        )
         # No journalist (a staff test send): the tokens name nobody and their pages say so.
         unsub = self._unsub_prefix + self._unsub_token(r.journalist_id or 0)
         values = self._slot_values(r, unsub)
@@ -207,7 +221,11 @@ class CompiledRelease:
         message = self.template.render(headers, values)
         if self.signer is not None:
             message = self.signer.sign(message)
-        return f"bounces+{token}@{self._bounce_domain}", message_id, message
+        return (
+            f"bounces+{self._verp(verp.BOUNCE, ident)}@{self._bounce_domain}",
+            message_id,
+            message,
+        )
 
 
 def _html_part_size(message: bytes) -> int:

@@ -176,9 +176,9 @@ def test_do_not_contact_is_lifted_only_by_admins(
     assert "Only an admin" in r.get_data(as_text=True)
     assert services.is_suppressed(session, "STOP@example.org")
     with pytest.raises(Forbidden):
-        services.lift_suppression(session, "stop@example.org", by=editor)
+        services.lift_suppression(session, "stop@example.org", by=editor, justification="x")
     admin = make_user(Role.ADMIN)
-    services.lift_suppression(session, "stop@example.org", by=admin)
+    services.lift_suppression(session, "stop@example.org", by=admin, justification="by phone")
     assert not services.is_suppressed(session, "stop@example.org")
 
 

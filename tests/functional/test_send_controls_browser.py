@@ -64,7 +64,7 @@ def test_editor_sends_and_watches_progress(
     settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     need(shutil.which("chromium") is not None, "Chromium is not installed")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with live_db.session() as session, session.begin():
         f.organisation(session, settings)
@@ -120,10 +120,8 @@ def test_editor_sends_and_watches_progress(
                     .values(status=DeliveryStatus.SENT)
                     .execution_options(synchronize_session=False)
                 )
-            page.wait_for_function(
-                "document.querySelector('[data-count=sent]').textContent.trim() === '2'",
-                timeout=15_000,
-            )
+            # A locator assertion, not wait_for_function: the page's CSP refuses eval.
+            expect(page.locator("[data-count=sent]")).to_have_text("2", timeout=15_000)
             assert page.inner_text("[data-field=done]") == "2"
             width = page.eval_on_selector("[data-field=bar]", "e => e.style.width")
             assert width.startswith("66.")

@@ -23,6 +23,7 @@ from distributor.audience.models import Beat, Journalist
 from distributor.audience.tokens import load_unsubscribe_token
 from distributor.db import Database
 from distributor.delivery.models import Delivery
+from distributor.mail import verp
 from distributor.organisation.models import Organisation
 from distributor.releases.models import PressContact, Release, ReleaseKind, ReleaseStatus
 from distributor.settings import Settings
@@ -75,8 +76,11 @@ def _setup(db: Database, settings: Settings) -> tuple[int, str]:
 
 def _check_headers(received: Received, settings: Settings, verp_tokens: dict[str, str]) -> None:
     (rcpt,) = received.rcpt_tos
-    token = verp_tokens[rcpt]
+    delivery_id = int(verp_tokens[rcpt])
+    # Header tokens are single-purpose MACs of the delivery id (distributor/mail/verp.py).
+    token = verp.make(settings, verp.BOUNCE, verp.DELIVERY, delivery_id)
     assert received.mail_from == f"bounces+{token}@{settings.bounce_domain}"
+    unsubscribe_token = verp.make(settings, verp.UNSUBSCRIBE, verp.DELIVERY, delivery_id)
     m = received.message
     assert re.fullmatch(rf"<[^<>@\s]+@{re.escape(settings.from_domain)}>", m["Message-ID"])
     assert parsedate_to_datetime(m["Date"]).tzinfo is not None
@@ -86,7 +90,10 @@ def _check_headers(received: Received, settings: Settings, verp_tokens: dict[str
     assert m["Subject"] == "Ferry \u201cNautilus\u201d returns to Portmere"
     https_url, mailto = re.findall(r"<([^>]+)>", m["List-Unsubscribe"])
     assert https_url.startswith(f"{settings.public_base_url}/unsubscribe/")
-    assert mailto == f"mailto:unsubscribe+{token}@{settings.bounce_domain}?subject=unsubscribe"
+    assert (
+        mailto
+        == f"mailto:unsubscribe+{unsubscribe_token}@{settings.bounce_domain}?subject=unsubscribe"
+    )
     assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert m["List-Id"] and m["Precedence"] == "bulk" and m["Feedback-ID"]
     assert m["Auto-Submitted"] is None
@@ -135,7 +142,7 @@ def test_sent_release_carries_every_header_when_read_back(
 
     with live_db.session() as session:
         rows = session.scalars(select(Delivery).where(Delivery.release_id == release_id)).all()
-        verp_tokens = {d.email or "": d.verp_token for d in rows}
+        verp_tokens = {d.email or "": str(d.id) for d in rows}
         journalist_of = {d.email: d.journalist_id for d in rows}
     assert sorted(r.rcpt_tos[0] for r in received) == sorted(verp_tokens)
     for message in received:

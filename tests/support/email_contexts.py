@@ -113,7 +113,6 @@ def digest() -> dict[str, Any]:
 def subscription_confirm() -> dict[str, Any]:
     return {
         "org": ORG,
-        "name": "Zoë <O'Brien>",
         "beats": ["Climate", "Coastal communities & <fisheries>"],
         "confirm_url": "https://news.harbourlight.example/subscribe/confirm/tok-c",
         "valid_days": 7,

@@ -17,7 +17,7 @@ def test_round_trips() -> None:
     payload = tokens.load_confirm_token(
         SETTINGS, tokens.confirm_token(SETTINGS, 7, [3, 1, 3], "v1")
     )
-    assert payload == tokens.ConfirmPayload(7, [1, 3], "v1")
+    assert payload == tokens.ConfirmPayload(7, [1, 3], "v1", None)
     assert tokens.load_preferences_token(SETTINGS, tokens.preferences_token(SETTINGS, 7)) == 7
     assert tokens.load_unsubscribe_token(SETTINGS, tokens.unsubscribe_token(SETTINGS, 7)) == 7
 

@@ -22,6 +22,7 @@ from distributor.delivery.rendering import (
     Recipient,
     compile_release,
 )
+from distributor.mail import verp
 from distributor.mail.rendering import EmailRenderer
 from distributor.settings import Settings
 from distributor.tracking.links import click_url, pixel_url
@@ -70,7 +71,8 @@ def test_every_message_carries_the_headers_bulk_mail_needs(
     release, jid = compiled
     envelope_from, message_id, raw = release.render(recipient(jid))
 
-    assert envelope_from == f"bounces+AbC123_-xyz@{settings.bounce_domain}"
+    bounce = verp.make(settings, verp.BOUNCE, verp.DELIVERY, 7)
+    assert envelope_from == f"bounces+{bounce}@{settings.bounce_domain}"
     m = parse(raw)
     assert m["Message-ID"] == message_id
     assert re.fullmatch(rf"<[^@<>\s]+@{re.escape(settings.from_domain)}>", message_id)
@@ -85,7 +87,8 @@ def test_every_message_carries_the_headers_bulk_mail_needs(
     https_url, mailto = re.fullmatch(r"<([^>]+)>,\s*<([^>]+)>", unsubscribe).groups()  # type: ignore[union-attr]
     assert https_url.startswith(f"{settings.public_base_url}/unsubscribe/")
     assert load_unsubscribe_token(settings, https_url.rsplit("/", 1)[1]) == jid
-    assert mailto == f"mailto:unsubscribe+AbC123_-xyz@{settings.bounce_domain}?subject=unsubscribe"
+    unsub = verp.make(settings, verp.UNSUBSCRIBE, verp.DELIVERY, 7)
+    assert mailto == f"mailto:unsubscribe+{unsub}@{settings.bounce_domain}?subject=unsubscribe"
     assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert m["List-Id"].endswith(f"<releases.{settings.from_domain}>")
     assert m["Precedence"] == "bulk"

@@ -142,7 +142,8 @@ def look(
     elif access.browser_hash is None:
         view.outcome = Outcome.LANDING
         view.terms = _terms_to_accept(session, access, release)
-        log(session, access, AccessEventKind.LANDING, now)
+        if logs_view:
+            log(session, access, AccessEventKind.LANDING, now)
     elif browser_key is None or tokens.browser_hash(browser_key) != access.browser_hash:
         view.outcome = Outcome.OTHER_BROWSER
         log(session, access, AccessEventKind.REFUSED, now, "another browser")

@@ -83,6 +83,27 @@ def acceptances_csv() -> Response:
     )
 
 
+@bp.get("/embargo/standings.csv")
+@editor_required
+def standings_csv() -> Response:
+    rows = reports.standings(request_session())
+    return csv_response(
+        "embargo-standings.csv",
+        ["journalist_id", "email", "standing", "probation_until", "reason", "updated_at"],
+        [
+            [
+                r.journalist_id,
+                r.email,
+                r.standing,
+                _iso(r.probation_until),
+                r.reason,
+                _iso(r.updated_at),
+            ]
+            for r in rows
+        ],
+    )
+
+
 # -- a release's rooms -----------------------------------------------------------------------
 
 

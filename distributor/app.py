@@ -137,6 +137,9 @@ def _register_blueprints(app: Flask) -> None:
     from distributor.bounces.views import bp as bounces_bp
     from distributor.delivery.views import bp as delivery_bp
     from distributor.devinbox.views import bp as devinbox_bp
+    from distributor.embargo import handlers as embargo_handlers
+    from distributor.embargo.staff_views import bp as embargo_bp
+    from distributor.embargo.views import bp as embargo_room_bp
     from distributor.health.views import bp as health_bp
     from distributor.newsroom.views import bp as newsroom_bp
     from distributor.releases.views import bp as releases_bp
@@ -158,8 +161,11 @@ def _register_blueprints(app: Flask) -> None:
         audience_public_bp,
         bounces_bp,
         delivery_bp,
+        embargo_bp,
+        embargo_room_bp,
     ):
         app.register_blueprint(bp)
+    embargo_handlers.connect()
 
     @app.get("/")
     @security.public

@@ -25,6 +25,7 @@ TASK_MODULES = [
     "distributor.delivery.tasks",
     "distributor.delivery.mail_tasks",
     "distributor.audience.tasks",
+    "distributor.embargo.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).
@@ -37,6 +38,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "lift-embargoes": ("releases.lift_embargoes", 60.0),
     "delivery-sweep": ("delivery.sweep", 2.0),
     "delivery-digests": ("delivery.send_digests", 900.0),
+    "embargo-sweep": ("embargo.sweep", 60.0),
 }
 
 
@@ -79,3 +81,10 @@ def init_celery(app: Flask, settings: Settings) -> Celery:
 def enqueue_after_commit(session: Session, task: Any, *args: Any, **kwargs: Any) -> None:
     """Send ``task`` to the broker once the current transaction has committed."""
     after_commit(session, lambda: task.delay(*args, **kwargs))
+
+
+def enqueue_after_commit_by_name(session: Session, name: str, *args: Any) -> None:
+    """Like ``enqueue_after_commit``, by task name (services never import task modules)."""
+    from celery import current_app
+
+    after_commit(session, lambda: current_app.send_task(name, args=list(args)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distributor.accounts.models import Role
-from distributor.security import ADMINS, ALL_STAFF
+from distributor.security import ADMINS, ALL_STAFF, EDITORS
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ STAFF_NAV: list[NavItem] = [
     NavItem("Beats", "audience.beats", ALL_STAFF),
     NavItem("Media lists", "audience.media_lists", ALL_STAFF),
     NavItem("Suppressions", "audience.suppressions", ALL_STAFF),
+    NavItem("Embargo terms", "embargo.terms", EDITORS),
     NavItem("Dev inbox", "devinbox.index", ALL_STAFF),
     NavItem("Users", "accounts.users", ADMINS),
     NavItem("Test email", "admin.test_email", ADMINS),

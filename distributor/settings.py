@@ -113,6 +113,8 @@ class Settings:
     import_max_bytes: int = field(default=20 * 1024 * 1024, metadata={"env": "IMPORT_MAX_BYTES"})
     embed_frame_ancestors: str = field(default="*", metadata={"env": "EMBED_FRAME_ANCESTORS"})
     rate_limits_enabled: bool = field(default=True, metadata={"env": "RATE_LIMITS_ENABLED"})
+    # -- embargo room (see distributor/embargo) ---------------------------------------------
+    embargo_probation_days: int = field(default=180, metadata={"env": "EMBARGO_PROBATION_DAYS"})
     # -- release mail rendering, DKIM and digests (see distributor/delivery/rendering.py) ----------
     dkim_selector: str = field(default="", metadata={"env": "DKIM_SELECTOR"})
     dkim_private_key_path: str = field(default="", metadata={"env": "DKIM_PRIVATE_KEY_PATH"})

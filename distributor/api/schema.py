@@ -177,6 +177,56 @@ SCHEMAS: dict[str, Any] = {
     "JournalistReport": _obj(
         {"journalist_id": INT, "deliveries": {"type": "array", "items": {"type": "object"}}}
     ),
+    # -- embargo room --------------------------------------------------------------------------
+    "EmbargoRoom": _obj(
+        {
+            "access_id": INT,
+            "journalist_id": INT,
+            "name": STR,
+            "email": STR,
+            "status": {"type": "string", "enum": ["active", "revoked"]},
+            "delivery_status": STR,
+            "granted_at": DATE_TIME,
+            "revoked_at": DATE_TIME,
+            "revoked_reason": STR,
+            "accepted_version": _nullable("integer"),
+            "accepted_at": DATE_TIME,
+            "entered_at": DATE_TIME,
+            "views": INT,
+            "last_view_at": DATE_TIME,
+            "downloads": {"type": "array", "items": STR},
+            "refusals": INT,
+        }
+    ),
+    "EmbargoEvent": _obj(
+        {
+            "occurred_at": DATE_TIME,
+            "release_id": INT,
+            "journalist_id": INT,
+            "email": STR,
+            "kind": STR,
+            "detail": STR,
+        }
+    ),
+    "TermsAcceptance": _obj(
+        {
+            "journalist_id": INT,
+            "email": STR,
+            "terms_version": INT,
+            "accepted_at": DATE_TIME,
+            "release_id": _nullable("integer"),
+        }
+    ),
+    "EmbargoStanding": _obj(
+        {
+            "journalist_id": INT,
+            "email": STR,
+            "standing": {"type": "string", "enum": ["allowed", "not_allowed", "probation"]},
+            "probation_until": DATE_TIME,
+            "reason": STR,
+            "updated_at": DATE_TIME,
+        }
+    ),
 }
 
 
@@ -187,6 +237,10 @@ def _page_of(item: str) -> dict[str, Any]:
             _obj({"items": {"type": "array", "items": _ref(item)}}, required=["items"]),
         ]
     }
+
+
+def _release_page_of(item: str) -> dict[str, Any]:
+    return {"allOf": [_page_of(item), _obj({"release_id": INT})]}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -383,6 +437,43 @@ def document() -> dict[str, Any]:
                     _json(_ref("Dashboard")),
                     params=[_query("days", {"type": "integer", "minimum": 1, "maximum": 365})],
                     tag="reports",
+                )
+            },
+            "/api/embargo/releases/{release_id}/rooms": {
+                "get": _op(
+                    "embargoRooms",
+                    "Who received the release under embargo, accepted the terms, opened the "
+                    "room and downloaded what (editors and admins)",
+                    _json(_release_page_of("EmbargoRoom")),
+                    params=[_path("release_id"), *PAGING],
+                    tag="embargo",
+                )
+            },
+            "/api/embargo/releases/{release_id}/log": {
+                "get": _op(
+                    "embargoAccessLog",
+                    "Every view and download in the release's embargo rooms (no IP address)",
+                    _json(_release_page_of("EmbargoEvent")),
+                    params=[_path("release_id"), *PAGING],
+                    tag="embargo",
+                )
+            },
+            "/api/embargo/acceptances": {
+                "get": _op(
+                    "embargoTermsAcceptances",
+                    "Embargo terms accepted: who, when, which version",
+                    _json(_page_of("TermsAcceptance")),
+                    params=[_query("journalist_id", {"type": "integer", "minimum": 1}), *PAGING],
+                    tag="embargo",
+                )
+            },
+            "/api/embargo/standings": {
+                "get": _op(
+                    "embargoStandings",
+                    "Journalists whose embargo access was set (allowed, not allowed, probation)",
+                    _json(_page_of("EmbargoStanding")),
+                    params=PAGING,
+                    tag="embargo",
                 )
             },
             "/api/reports/journalists/{journalist_id}": {

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from distributor.api import schema
 from distributor.api.auth import api_open, api_roles, api_user, check_token, json_error
+from distributor.api.embargo import bp as embargo_bp
 from distributor.audience import services as audience
 from distributor.audience.models import (
     Beat,
@@ -34,6 +35,7 @@ from distributor.security import ALL_STAFF, EDITORS
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # bearer tokens are not sent by browsers on their own: no CSRF to defend
 bp.before_request(check_token)
+bp.register_blueprint(embargo_bp)
 
 MAX_PER_PAGE = 200
 MAX_ID = 2**31 - 1

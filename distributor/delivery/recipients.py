@@ -5,6 +5,9 @@ sit on one of its media lists. Erased, paused and suppressed journalists are lef
 (suppressions are keyed by the sha256 of the lower-cased address, as in
 ``distributor.audience.services.address_hash``); digest-mode journalists get a DIGEST row that
 the daily digest picks up. Each journalist gets one row, whatever number of beats matched.
+While a release is under embargo, journalists whose embargo standing (``embargo_standings``,
+see ``distributor.embargo``) is "not allowed", or "probation" until a later date, are left
+out too, and counted by that reason.
 """
 
 from __future__ import annotations
@@ -12,11 +15,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Integer, bindparam, text
+from sqlalchemy import Boolean, Integer, bindparam, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
-from distributor.db import UTCDateTime
+from distributor.db import UTCDateTime, utcnow
+from distributor.delivery.signals import recipients_frozen
+from distributor.releases.models import Release
+
+# Why a matched journalist is left out of an embargoed send (the audience breakdown shows them).
+EMBARGO_NOT_ALLOWED = "embargo_not_allowed"
+EMBARGO_PROBATION = "embargo_probation"
 
 
 def _sha256_hex(value: str | None) -> str | None:
@@ -73,13 +84,22 @@ def _matched_cte(session: Session) -> str:
     per_journalist AS (
         SELECT jid, {beats} AS beats, {lists} AS lists FROM matched GROUP BY jid
     ),
-    classified AS (
+    base_classified AS (
         SELECT j.id AS jid, j.email AS email, j.email_normalized AS email_normalized,
                p.beats AS beats, p.lists AS lists,
                CASE WHEN {suppressed} THEN 'suppressed'
                     WHEN j.delivery_mode = 'daily_digest' THEN 'digest'
                     ELSE 'now' END AS kind
         FROM per_journalist p JOIN journalists j ON j.id = p.jid
+    ),
+    classified AS (
+        SELECT c.jid, c.email, c.email_normalized, c.beats, c.lists,
+               CASE WHEN c.kind = 'suppressed' OR NOT :is_embargoed THEN c.kind
+                    WHEN es.standing = 'not_allowed' THEN 'embargo_not_allowed'
+                    WHEN es.standing = 'probation' AND es.probation_until > :now
+                         THEN 'embargo_probation'
+                    ELSE c.kind END AS kind
+        FROM base_classified c LEFT JOIN embargo_standings es ON es.journalist_id = c.jid
     )
     """  # noqa: S608
 
@@ -91,16 +111,32 @@ class AudienceCounts:
     suppressed: int
     by_beat: list[tuple[str, int]]
     by_list: list[tuple[str, int]]
+    embargo_not_allowed: int = 0  # left out: embargo access not allowed
+    embargo_probation: int = 0  # left out: on embargo probation
 
 
-def count_audience(session: Session, release_id: int) -> AudienceCounts:
+def _embargo_params(session: Session, release_id: int, now: dt.datetime) -> dict[str, object]:
+    embargo_until = session.scalar(select(Release.embargo_until).where(Release.id == release_id))
+    return {"is_embargoed": embargo_until is not None and embargo_until > now, "now": now}
+
+
+def _cte_params() -> list[BindParameter[Any]]:
+    return [bindparam("is_embargoed", type_=Boolean()), bindparam("now", type_=UTCDateTime())]
+
+
+def count_audience(
+    session: Session, release_id: int, now: dt.datetime | None = None
+) -> AudienceCounts:
     """The exact numbers a send would freeze right now, with a breakdown by beat and list."""
     prepare_sqlite(session)
     cte = _matched_cte(session)
-    params = {"release_id": release_id}
+    params = {"release_id": release_id, **_embargo_params(session, release_id, now or utcnow())}
+    included = "c.kind IN ('now', 'digest')"
     kinds: dict[str, int] = dict(
         session.execute(
-            text(cte + "SELECT kind, count(*) FROM classified GROUP BY kind"),  # noqa: S608
+            text(cte + "SELECT kind, count(*) FROM classified GROUP BY kind").bindparams(  # noqa: S608
+                *_cte_params()
+            ),
             params,
         ).all()
     )
@@ -108,18 +144,18 @@ def count_audience(session: Session, release_id: int) -> AudienceCounts:
         text(
             cte + "SELECT m.beat, count(DISTINCT m.jid) FROM matched m "  # noqa: S608
             "JOIN classified c ON c.jid = m.jid "
-            "WHERE c.kind <> 'suppressed' AND m.beat IS NOT NULL "
+            f"WHERE {included} AND m.beat IS NOT NULL "
             "GROUP BY m.beat ORDER BY m.beat"
-        ),
+        ).bindparams(*_cte_params()),
         params,
     ).all()
     by_list = session.execute(
         text(
             cte + "SELECT m.list, count(DISTINCT m.jid) FROM matched m "  # noqa: S608
             "JOIN classified c ON c.jid = m.jid "
-            "WHERE c.kind <> 'suppressed' AND m.list IS NOT NULL "
+            f"WHERE {included} AND m.list IS NOT NULL "
             "GROUP BY m.list ORDER BY m.list"
-        ),
+        ).bindparams(*_cte_params()),
         params,
     ).all()
     return AudienceCounts(
@@ -128,6 +164,8 @@ def count_audience(session: Session, release_id: int) -> AudienceCounts:
         suppressed=int(kinds.get("suppressed", 0)),
         by_beat=[(str(name), int(n)) for name, n in by_beat],
         by_list=[(str(name), int(n)) for name, n in by_list],
+        embargo_not_allowed=int(kinds.get(EMBARGO_NOT_ALLOWED, 0)),
+        embargo_probation=int(kinds.get(EMBARGO_PROBATION, 0)),
     )
 
 
@@ -155,21 +193,23 @@ def freeze_recipients(session: Session, *, send_id: int, release_id: int, now: d
                COALESCE(c.beats, ''), COALESCE(c.lists, ''), 0, {verp}, '',
                :false, :now, :now
         FROM classified c
-        WHERE c.kind <> 'suppressed'
+        WHERE c.kind IN ('now', 'digest')
         ON CONFLICT (release_id, journalist_id) DO NOTHING
         """  # noqa: S608
     statement = text(_matched_cte(session) + insert).bindparams(
         bindparam("send_id", type_=Integer()),
         bindparam("release_id", type_=Integer()),
         bindparam("now", type_=UTCDateTime()),
+        bindparam("is_embargoed", type_=Boolean()),
         bindparam("false"),
     )
-    result = session.execute(
-        statement, {"send_id": send_id, "release_id": release_id, "now": now, "false": False}
-    )
+    params: dict[str, object] = {"send_id": send_id, "release_id": release_id, "false": False}
+    params.update(_embargo_params(session, release_id, now))
+    result = session.execute(statement, params)
     added = int(result.rowcount)  # type: ignore[attr-defined]
     if added < 0:  # the sqlite3 module does not count rows of a WITH ... INSERT
         added = int(session.execute(text("SELECT changes()")).scalar_one())
+    recipients_frozen.send(release_id, session=session, send_id=send_id, now=now)
     return added
 
 

@@ -31,14 +31,10 @@ def photo_email_url(settings: Settings, release: Release) -> str | None:
 
 
 def attachment_url(settings: Settings, release: Release, attachment: Attachment) -> str:
-    """``newsroom.attachment``; under embargo ``newsroom.preview_attachment``, which works
-    before the lift: recipients need the material the embargo covers, not just the text."""
+    """``newsroom.attachment``, the public URL. Under embargo the mail links each recipient's
+    personal room instead (``room`` in ``release_context``); the staff preview token never
+    goes into a mail."""
     name = quote(attachment.filename)
-    if release.embargo_until is not None and release.embargo_until > dt.datetime.now(dt.UTC):
-        return (
-            f"{settings.public_base_url}/preview/{release.preview_token}/attachments/"
-            f"{attachment.id}/{name}"
-        )
     return f"{settings.public_base_url}/releases/{release.slug}/attachments/{attachment.id}/{name}"
 
 
@@ -71,9 +67,21 @@ def release_context(
     link: Callable[[str], str],
     pixel: str,
     body_html: str,
+    room: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything ``templates/email/release`` needs; ``link`` rewrites a URL for tracking."""
-    photo_url = photo_email_url(settings, release)
+    """Everything ``templates/email/release`` needs; ``link`` rewrites a URL for tracking.
+
+    With ``room`` (an embargoed release: its ``url`` is each recipient's personal room link)
+    the photo and downloads are reached through the room, never through public URLs that do
+    not work yet, and the "read online" button opens the room.
+    """
+    photo_url = None if room is not None else photo_email_url(settings, release)
+
+    def file_url(a: Attachment) -> str:
+        if room is not None:
+            return f"{room['url']}/attachments/{a.id}/{quote(a.filename)}"
+        return link(attachment_url(settings, release, a))
+
     return {
         "org": org,
         "release": {
@@ -85,7 +93,8 @@ def release_context(
             .astimezone(_zone(org.timezone))
             .strftime("%d %B %Y")
             .lstrip("0"),
-            "url": link(public_release_url(settings, release)),
+            "url": room["url"] if room is not None else link(public_release_url(settings, release)),
+            "has_photo": bool(release.photo_key),
             "photo": {
                 "url": photo_url,
                 "alt": release.photo_alt or release.title,
@@ -101,7 +110,7 @@ def release_context(
             "attachments": [
                 {
                     "filename": a.filename,
-                    "url": link(attachment_url(settings, release, a)),
+                    "url": file_url(a),
                     "size": size_label(a.size),
                 }
                 for a in release.attachments
@@ -110,6 +119,7 @@ def release_context(
         "embargo": embargo_label(release.embargo_until, org.timezone)
         if release.embargo_until
         else None,
+        "room": room,
         "recipient": recipient,
         "pixel": Markup(pixel),  # noqa: S704 - a marker or a tag we build
     }

@@ -33,6 +33,7 @@ from distributor.delivery.mime import (
     text_value,
 )
 from distributor.delivery.release_context import release_context
+from distributor.delivery.signals import RoomLinks, compiling_release
 from distributor.errors import NotFound
 from distributor.logs import get_logger
 from distributor.mail import verp
@@ -120,8 +121,10 @@ class CompiledRelease:
         tracking: _Tracking | None,
         tracked_urls: list[str],
         signer: DkimSigner | None,
+        room: RoomLinks | None = None,
     ) -> None:
         self.release_id = release_id
+        self.room = room
         self.subject = subject
         self.template = template
         self.signer = signer
@@ -182,6 +185,10 @@ class CompiledRelease:
             "unsubscribe_url": (unsub_value, unsub_value),
         }
         values.update(self._plain_links)
+        if self.room is not None:
+            # Personal and not tracked: the room logs its own views.
+            room = self.room.url_for(r.journalist_id or 0)
+            values["room_url"] = (html_value(escape(room)), text_value(room))
         if self._pixel is not None and r.is_tracking_allowed:
             # Checked by render(): letters, digits, - and _, so it needs no encoding.
             token = r.verp_token.encode("ascii") + SOFT_BREAK
@@ -266,11 +273,20 @@ def sanitise_body(body_html: str) -> str:
     return nh3.clean(body_html, link_rel=None)
 
 
+def _room_links(session: Session, release: Release, settings: Settings) -> RoomLinks | None:
+    """The embargo room's answer, if a receiver gives one (an embargoed release)."""
+    for _receiver, answer in compiling_release.send(release, session=session, settings=settings):
+        if isinstance(answer, RoomLinks):
+            return answer
+    return None
+
+
 def compile_release(session: Session, release_id: int, settings: Settings) -> CompiledRelease:
     """Compile the release mail once: MJML, the text part and every static header."""
     release = session.get(Release, release_id)
     if release is None:
         raise NotFound("Release not found")
+    room = _room_links(session, release, settings)
     org = get_organisation(session, settings)
     markers = SlotMarkers()
     body_html = sanitise_body(release.body_html)
@@ -302,6 +318,13 @@ def compile_release(session: Session, release_id: int, settings: Settings) -> Co
         link=link,
         pixel=markers.slot("pixel"),
         body_html=body_with_slots,
+        room=None
+        if room is None
+        else {
+            "url": markers.slot("room_url"),
+            "requires_terms": room.requires_terms,
+            "terms_summary": room.terms_summary,
+        },
     )
     renderer = _renderer()
     subject = renderer.render_subject("release", context)
@@ -335,4 +358,5 @@ def compile_release(session: Session, release_id: int, settings: Settings) -> Co
         tracking=tracking,
         tracked_urls=tracked_urls,
         signer=load_signer(settings),
+        room=room,
     )

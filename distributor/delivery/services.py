@@ -33,6 +33,8 @@ class AudienceBreakdown:
     suppressed: int  # matched but suppressed/unsubscribed/paused, excluded
     by_beat: list[tuple[str, int]]  # beat name -> matched journalists
     by_list: list[tuple[str, int]]  # media list name -> matched journalists
+    embargo_not_allowed: int = 0  # matched, left out of an embargoed send: not allowed
+    embargo_probation: int = 0  # matched, left out of an embargoed send: on probation
 
 
 def audience_breakdown(session: Session, release_id: int) -> AudienceBreakdown:
@@ -44,6 +46,8 @@ def audience_breakdown(session: Session, release_id: int) -> AudienceBreakdown:
         suppressed=counts.suppressed,
         by_beat=counts.by_beat,
         by_list=counts.by_list,
+        embargo_not_allowed=counts.embargo_not_allowed,
+        embargo_probation=counts.embargo_probation,
     )
 
 

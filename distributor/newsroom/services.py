@@ -21,6 +21,7 @@ from distributor.releases.models import (
     PUBLIC_STATUSES,
     Release,
     ReleaseKind,
+    ReleaseStatus,
     release_beats,
     search_document,
 )
@@ -129,7 +130,15 @@ def get_release_by_preview_token(session: Session, token: str) -> Release:
     release = session.scalar(select(Release).where(Release.preview_token == token))
     if release is None or len(token) < 20:
         raise NotFound("This preview link is not valid.")
+    if release.status is ReleaseStatus.WITHDRAWN:
+        # A withdrawn release's reviewer link dies with it (restoring it as a draft revives it).
+        raise NotFound("This preview link is not valid.")
     return release
+
+
+def release_by_photo_key(session: Session, key: str) -> Release | None:
+    """The release whose lead photo has this random key."""
+    return session.scalar(select(Release).where(Release.photo_key == key).limit(1))
 
 
 def feed_releases(

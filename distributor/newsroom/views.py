@@ -18,6 +18,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_login import current_user
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
@@ -173,15 +174,23 @@ def preview(token: str) -> Response:
 @bp.get("/media/photos/<name>")
 @public
 def photo(name: str) -> Response:
-    """A lead photo by its random key (safe to put in embargoed mail before publication)."""
+    """A lead photo by its random key, once its release is public. Before that only staff
+    see it here; journalists reach an embargoed photo through their personal embargo room."""
     match = _PHOTO_NAME.fullmatch(name)
     if match is None or int(match.group(2)) not in _SIZE_BY_WIDTH:
+        abort(404)
+    owner = services.release_by_photo_key(request_session(), match.group(1))
+    is_public = owner is not None and is_publicly_visible(owner, utcnow())
+    if not is_public and not current_user.is_authenticated:
         abort(404)
     path = photo_path(_settings(), match.group(1), _SIZE_BY_WIDTH[int(match.group(2))])
     if not path.is_file():
         abort(404)
     response = send_file(path, mimetype="image/jpeg", max_age=31_536_000, conditional=True)
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    if is_public:
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:
+        response.headers["Cache-Control"] = "private, no-store"
     return response
 
 

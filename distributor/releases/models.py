@@ -98,6 +98,7 @@ class Release(Base):
     __table_args__ = (
         Index("ix_releases_status_published", "status", "published_at"),
         Index("ix_releases_embargo_until", "embargo_until"),
+        Index("ix_releases_photo_key", "photo_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

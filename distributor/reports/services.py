@@ -6,6 +6,7 @@ What each figure counts is decided in ``distributor.reports.definitions`` and no
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,9 +171,18 @@ def link_rows(session: Session, release_id: int) -> list[LinkRow]:
         .order_by(TrackedLink.position)
     ).all()
     return [
-        LinkRow(int(i), int(p), str(u), int(h or 0), int(hc or 0), int(b or 0))
+        LinkRow(int(i), int(p), hide_preview_token(str(u)), int(h or 0), int(hc or 0), int(b or 0))
         for i, p, u, h, hc, b in rows
     ]
+
+
+_PREVIEW_PATH = re.compile(r"/preview/[^/?#]+")
+
+
+def hide_preview_token(url: str) -> str:
+    """The staff preview token stays on the staff side: links registered by mails sent before
+    embargoed mail stopped carrying it show without it."""
+    return _PREVIEW_PATH.sub("/preview/(staff preview link)", url)
 
 
 def _bucket_expr(session: Session, column: Any, unit: str) -> Any:

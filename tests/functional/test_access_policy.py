@@ -19,6 +19,7 @@ EXPECTED_PUBLIC_PREFIXES = (
     "public.",
     "newsroom.",
     "audience_public.",
+    "embargo_room.",  # the personal room links journalists get by mail
     "tracking.",
     "api.",
     "bounces.ses_webhook",

@@ -69,6 +69,7 @@ def release() -> dict[str, Any]:
             ],
         },
         "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
+        "room": None,  # tests/unit/test_embargo_mail.py renders the embargo-room variants
         "recipient": {
             "name": "Zoë <O'Brien>",
             "email": "zoe@example.org",
@@ -120,7 +121,25 @@ def subscription_confirm() -> dict[str, Any]:
     }
 
 
+def _embargo_notice() -> dict[str, Any]:
+    base = "https://news.harbourlight.example"
+    return {
+        "org": ORG,
+        "name": "Zoë <O'Brien>",
+        "title": "Sea wall <to be> raised & more",
+        "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
+        "room_url": f"{base}/embargo/room-token",
+        "public_url": f"{base}/releases/sea-wall",
+        "changes": ["Title changed (was: Sea wall <draft>)", "Attachment added: plan & map.pdf"],
+        "browser_url": f"{base}/embargo/room-token/browser/nonce/code",
+        "base_url": base,
+    }
+
+
 CONTEXTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "embargo_correction": _embargo_notice,
+    "embargo_lifted": _embargo_notice,
+    "embargo_new_browser": _embargo_notice,
     "test_email": test_email,
     "release": release,
     "digest": digest,

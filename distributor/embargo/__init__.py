@@ -1,0 +1,1 @@
+"""The embargo room: personal links to embargoed releases, terms, access standing and logs."""

@@ -1,0 +1,208 @@
+"""The journalist's side: the personal room link, its photo and downloads.
+
+Thin views: each asks ``embargo.room`` what this link shows in this browser and renders it.
+A room page is never cached, never indexed and sends no referrer.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from werkzeug.wrappers import Response
+
+from distributor.celery_app import enqueue_after_commit_by_name
+from distributor.db import request_session, utcnow
+from distributor.embargo import notices, room
+from distributor.embargo.models import AccessEventKind
+from distributor.embargo.room import Outcome, RoomView
+from distributor.errors import ValidationFailed
+from distributor.newsroom.views import public_context, send_attachment
+from distributor.releases.media import PHOTO_WIDTHS, photo_path
+from distributor.security import public
+from distributor.settings import Settings
+
+bp = Blueprint("embargo_room", __name__)
+
+BROWSER_COOKIE = "embargo_browser"
+_ONE_YEAR = 365 * 24 * 3600
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["distributor.settings"]
+    return settings
+
+
+def _browser_key() -> str | None:
+    key = request.cookies.get(BROWSER_COOKIE, "")
+    return key if 20 <= len(key) <= 64 and key.isascii() else None
+
+
+def _private(response: Response, browser_key: str | None = None) -> Response:
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if browser_key is not None and browser_key != request.cookies.get(BROWSER_COOKIE):
+        response.set_cookie(
+            BROWSER_COOKIE,
+            browser_key,
+            max_age=_ONE_YEAR,
+            path="/embargo/",
+            httponly=True,
+            samesite="Lax",
+            secure=_settings().is_production,
+        )
+    return response
+
+
+def _page(view: RoomView, token: str, status: int = 200) -> Response:
+    html = render_template(
+        "embargo/room.html",
+        view=view,
+        Outcome=Outcome,
+        token=token,
+        release=view.release,
+        photo_widths=PHOTO_WIDTHS,
+        **public_context(),
+    )
+    return _private(make_response(html, status))
+
+
+def _answer(view: RoomView, token: str) -> Response:
+    if view.outcome is Outcome.PUBLIC:
+        return redirect(url_for("newsroom.release", slug=view.release.slug), 302)
+    status = {
+        Outcome.WITHDRAWN: 410,
+        Outcome.REVOKED: 410,
+        Outcome.OTHER_JOURNALIST: 403,
+    }.get(view.outcome, 200)
+    return _page(view, token, status)
+
+
+@bp.get("/embargo/<token>")
+@public
+def room_page(token: str) -> Response:
+    """The personal link from the mail."""
+    view = room.look(request_session(), _settings(), token, _browser_key(), utcnow())
+    return _answer(view, token)
+
+
+@bp.post("/embargo/<token>/enter")
+@public
+def enter(token: str) -> Response:
+    """The button: accept the terms if asked and open the room in this browser."""
+    browser_key = _browser_key() or secrets.token_urlsafe(24)
+    try:
+        view = room.enter(
+            request_session(),
+            _settings(),
+            token,
+            browser_key=browser_key,
+            accepts_terms=request.form.get("accept") == "yes",
+            now=utcnow(),
+        )
+    except ValidationFailed as exc:
+        flash(exc.message, "error")
+        return _private(redirect(url_for("embargo_room.room_page", token=token), 303))
+    if view.outcome is not Outcome.ROOM:
+        return _answer(view, token)
+    response = redirect(url_for("embargo_room.room_page", token=token), 303)
+    return _private(response, browser_key)
+
+
+@bp.post("/embargo/<token>/new-browser")
+@public
+def new_browser(token: str) -> Response:
+    """Mail the owner of the link a one-time link that moves the room to this browser."""
+    session = request_session()
+    if room.request_new_browser(session, _settings(), token, _browser_key(), utcnow()):
+        enqueue_after_commit_by_name(session, notices.SEND_TASK)
+    html = render_template("embargo/new_browser_sent.html", **public_context())
+    return _private(make_response(html))
+
+
+@bp.route("/embargo/<token>/browser/<nonce>/<code>", methods=["GET", "POST"])
+@public
+def move_browser(token: str, nonce: str, code: str) -> Response:
+    """GET shows a button (scanners open links); the POST moves the room to this browser."""
+    if request.method == "GET":
+        room.resolve(request_session(), _settings(), token)
+        html = render_template("embargo/move_browser.html", **public_context())
+        return _private(make_response(html))
+    browser_key = _browser_key() or secrets.token_urlsafe(24)
+    room.move_to_browser(
+        request_session(),
+        _settings(),
+        token,
+        nonce=nonce,
+        code=code,
+        browser_key=browser_key,
+        now=utcnow(),
+    )
+    return _private(redirect(url_for("embargo_room.room_page", token=token), 303), browser_key)
+
+
+@bp.get("/embargo/<token>/photo/<size>.jpg")
+@public
+def photo(token: str, size: str) -> Response:
+    """The lead photo, through the room until the lift, then from its public URL."""
+    if size not in PHOTO_WIDTHS:
+        abort(404)
+    session = request_session()
+    now = utcnow()
+    view = room.look(session, _settings(), token, _browser_key(), now, logs_view=False)
+    release = view.release
+    if not release.photo_key:
+        abort(404)
+    if view.outcome is Outcome.PUBLIC:
+        name = f"{release.photo_key}-{PHOTO_WIDTHS[size]}.jpg"
+        return redirect(url_for("newsroom.photo", name=name), 302)
+    if view.outcome is not Outcome.ROOM:
+        abort(404)
+    path = photo_path(_settings(), release.photo_key, size)
+    if not path.is_file():
+        abort(404)
+    room.log(session, view.access, AccessEventKind.PHOTO, now, f"photo ({size})")
+
+    return _private(send_file(path, mimetype="image/jpeg", conditional=False))
+
+
+@bp.get("/embargo/<token>/attachments/<int:attachment_id>/<filename>")
+@public
+def attachment(token: str, attachment_id: int, filename: str) -> Response:
+    """A download, through the room until the lift, then from its public URL."""
+    session = request_session()
+    now = utcnow()
+    view = room.look(session, _settings(), token, _browser_key(), now, logs_view=False)
+    release = view.release
+    found = next((a for a in release.attachments if a.id == attachment_id), None)
+    if found is None or found.filename != filename:
+        abort(404)
+    if view.outcome is Outcome.PUBLIC:
+        return redirect(
+            url_for(
+                "newsroom.attachment",
+                slug=release.slug,
+                attachment_id=found.id,
+                filename=found.filename,
+            ),
+            302,
+        )
+    if view.outcome in (Outcome.LANDING, Outcome.OTHER_BROWSER):
+        # Clicked in the mail before entering: the room's front door says what to do.
+        return _private(redirect(url_for("embargo_room.room_page", token=token), 303))
+    if view.outcome is not Outcome.ROOM:
+        abort(404)
+    room.log(session, view.access, AccessEventKind.DOWNLOAD, now, found.filename)
+    return _private(send_attachment(found, _settings()))

@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in scenarios:
         outcome = run_one(scenario.name, args, cfg)
         outcomes.append(outcome)
+        if args.result_file is not None:
+            break  # inside the namespaces: the caller prints it
         print(outcome.line(), flush=True)
         if outcome.verdict is not None:
             for example in outcome.verdict.examples:

@@ -31,6 +31,7 @@ class Journal:
     accepted: Counter[str] = field(default_factory=Counter)  # recipient -> acceptances
     tokens: Counter[str] = field(default_factory=Counter)  # VERP token -> acceptances
     dropped: int = 0  # dropped after the dot on purpose
+    blackholed: int = 0  # connections accepted and never greeted
     refused_permanently: set[str] = field(default_factory=set)  # 5xx at RCPT or the dot
     refusals: Counter[str] = field(default_factory=Counter)  # "<stage> <code>" -> count
 
@@ -52,6 +53,8 @@ def read_journal(path: Path) -> Journal:
                 journal.accepted[parts[2].lower()] += 1
             elif kind == "D":
                 journal.dropped += 1
+            elif kind == "B":
+                journal.blackholed += 1
             elif kind == "R" and len(parts) >= 4:
                 stage, code, who = parts[1], int(parts[2]), parts[3].lower()
                 journal.refusals[f"{stage} {code}"] += 1

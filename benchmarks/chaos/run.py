@@ -8,9 +8,11 @@ by ``Settings.from_env`` in each worker process); nothing in the product is patc
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -52,6 +54,7 @@ class Config:
     server_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     work_root: Path = Path("/tmp/chaos")
     keep: bool = False
+    settle_seconds: float = 3.0  # watched after the send finished, before checking
     # Network namespaces: the gateway address each worker host uses, and its namespace.
     worker_hosts: list[tuple[str, str]] | None = None
     service_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
@@ -225,7 +228,7 @@ class Run:
             Database(self.engine), settings, self.cfg.n, self.cfg.domains, self.cfg.paragraphs
         )
 
-    def start_workers(self) -> None:
+    def start_workers(self, *, wait: bool = True) -> None:
         self.workers = []
         for i in range(self.cfg.workers):
             host, netns = ("127.0.0.1", None)
@@ -239,6 +242,10 @@ class Run:
                 netns=netns,
             )
             self.workers.append(worker.start())
+        if wait:
+            self.wait_workers()
+
+    def wait_workers(self) -> None:
         wait_workers(self.redis.url, len(self.workers))
 
     def start_beat(self) -> None:
@@ -310,6 +317,10 @@ class Run:
             return None
         return str(status), int(pending)  # type: ignore[call-overload]
 
+    def note_fault(self, what: str) -> None:
+        """Say in the scenario's line what was done, and how far the send was then."""
+        self.notes.append(f"{what} at {self.sink.accepted()}/{self.cfg.n} accepted")
+
     def wait_accepted(self, fraction: float, timeout: float = 300.0) -> bool:
         """Until the sink has accepted ``fraction`` of the recipients (False: it never did)."""
         goal = max(1, int(self.cfg.n * fraction))
@@ -344,6 +355,8 @@ class Run:
         journal = read_journal(self.sink.journal)
         verdict = check(self.engine, self.send_id, journal)
         self.dropped = journal.dropped
+        if journal.blackholed:
+            self.notes.append(f"sink blackholed {journal.blackholed} connections")
         if journal.refusals:
             self.notes.append(
                 "sink refused "
@@ -372,6 +385,11 @@ class Scenario:
         return self.events * per_event + dropped
 
 
+def _phase(name: str, what: str, since: float) -> None:
+    if os.environ.get("CHAOS_VERBOSE"):
+        print(f"  [{name}] {what} at {time.monotonic() - since:.1f}s", file=sys.stderr, flush=True)
+
+
 def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
     outcome = Outcome(scenario.name)
     if scenario.unavailable is not None:
@@ -384,7 +402,7 @@ def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
     work.mkdir(parents=True)
     run = Run(cfg, work, private_pg=scenario.private_pg)
     run.env_overrides.update(scenario.env)
-    started = time.monotonic()
+    started = t0 = time.monotonic()
     from benchmarks.chaos.infra import Unavailable
 
     try:
@@ -395,20 +413,28 @@ def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
         except Unavailable as exc:
             outcome.skipped = str(exc)
             return outcome
+        _phase(scenario.name, "services up", t0)
+        # Workers take a while to start: let them while the database is seeded.
+        run.start_beat()
+        run.start_workers(wait=False)
         run.seed()
         run.sink.set_faults(scenario.sink_faults)
-        run.start_beat()
-        run.start_workers()
+        _phase(scenario.name, "seeded", t0)
+        run.wait_workers()
         started = time.monotonic()
+        _phase(scenario.name, "workers up", t0)
         run.start_send()
+        _phase(scenario.name, "send started", t0)
         try:
             scenario.inject(run)
         finally:
             run.fault_over = True
+        _phase(scenario.name, "faults done", t0)
         run.wait_done(timeout=max(180.0, cfg.n / 40))
+        _phase(scenario.name, "send done", t0)
         for hook in run.on_done:
             hook()
-        time.sleep(3.0)  # anything a stalled worker still does after the send finished
+        time.sleep(cfg.settle_seconds)  # what a stalled worker still does after the send
     except Exception as exc:
         outcome.error = f"{type(exc).__name__}: {exc}"
     finally:

@@ -19,6 +19,7 @@ def _sigkill_all(run: Run) -> None:
             return
         for worker in run.workers:
             worker.kill()
+        run.note_fault(f"every worker SIGKILLed at {fraction:.0%}")
         time.sleep(1.0)
         run.start_workers()
 
@@ -30,9 +31,9 @@ def _sigstop_one(run: Run) -> None:
     held = run.cfg.claim_timeout * 2 + 4
     victim = run.workers[1 % len(run.workers)]
     victim.signal(signal.SIGSTOP)
+    run.note_fault(f"one worker SIGSTOPped for {held}s (claim timeout {run.cfg.claim_timeout}s)")
     time.sleep(held)
     victim.signal(signal.SIGCONT)
-    run.notes.append(f"worker stopped {held}s (claim timeout {run.cfg.claim_timeout}s)")
 
 
 def _nothing(run: Run) -> None:
@@ -42,12 +43,14 @@ def _nothing(run: Run) -> None:
 def _flushall(run: Run) -> None:
     if run.wait_accepted(0.5):
         run.redis.flushall()
+        run.note_fault("FLUSHALL")
 
 
 def _redis_down(run: Run) -> None:
     if not run.wait_accepted(0.4):
         return
     run.redis.kill()
+    run.note_fault(f"Redis killed for {run.cfg.redis_down_seconds:.0f}s")
     time.sleep(run.cfg.redis_down_seconds)
     run.redis.start()
 
@@ -64,7 +67,7 @@ def _terminate_backends(run: Run) -> None:
             )
         ).scalar()
         conn.commit()
-    run.notes.append(f"{killed} backends terminated")
+    run.note_fault(f"{killed} backends terminated")
 
 
 def _kill_postgres(run: Run) -> None:
@@ -72,6 +75,7 @@ def _kill_postgres(run: Run) -> None:
         return
     assert run.pg is not None
     run.pg.kill9()
+    run.note_fault("PostgreSQL killed -9, restarted 3s later")
     time.sleep(3.0)
     run.pg.restart_after_crash()
 
@@ -81,6 +85,7 @@ def _refuse_sender(run: Run) -> None:
         return
     run.fault_over = False
     run.sink.set_faults(SinkFaults(mode="sender_refused"))
+    run.note_fault("relay refusing the envelope sender")
     # Long enough for every batch to meet the refusal; then the operator fixes the sender
     # domain and (if the send paused) resumes it.
     deadline = time.monotonic() + 10
@@ -98,6 +103,7 @@ def _blackhole(run: Run) -> None:
     if not run.wait_accepted(0.3):
         return
     run.sink.set_faults(SinkFaults(mode="blackhole"))
+    run.note_fault(f"relay blackholing connects for {run.cfg.blackhole_seconds:.0f}s")
     time.sleep(run.cfg.blackhole_seconds)
     run.sink.set_faults(SinkFaults())
 
@@ -108,8 +114,16 @@ def _partition(run: Run) -> None:
     if not run.wait_accepted(0.4):
         return
     cut(run.cfg, 1)
-    run.notes.append("host 2 cut off at 40%, healed after the send")
-    run.on_done.append(lambda: heal(run.cfg, 1))
+    run.note_fault("host 2 of 3 cut off")
+
+    def heal_and_watch() -> None:
+        # Back on the network, the cut-off host's worker finds its claims taken: give its
+        # TCP retransmissions time to get through, so whatever it does next is checked too.
+        heal(run.cfg, 1)
+        run.notes.append("healed after the send")
+        time.sleep(10.0)
+
+    run.on_done.append(heal_and_watch)
 
 
 RELAY_REPLIES = SinkFaults(tempfail_every=50, hardfail_every=97, drop_every=500, reply_delay=0.003)

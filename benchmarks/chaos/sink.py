@@ -13,6 +13,7 @@ Journal lines, tab-separated:
     A <verp token> <recipient> <Message-ID>      accepted (before the 250, or before a drop)
     D <verp token> <recipient> <Message-ID>      the connection was then dropped on purpose
     R <stage> <code> <recipient or sender>       refused (451 / 550 5.1.1 at RCPT, 5.1.8 at MAIL)
+    B                                            a connection blackholed
 
 Faults come from a JSON control file, re-read when it changes (``SinkFaults``):
 ``mode`` normal | sender_refused (550 5.1.8 at MAIL FROM) | blackhole (new connections are
@@ -130,6 +131,7 @@ class Sink:
         try:
             if self.faults.mode == "blackhole":
                 # Accepted by the kernel, never greeted: the client waits for its timeout.
+                await self.journal.append(b"B\n")
                 while self.faults.mode == "blackhole":
                     await asyncio.sleep(0.1)
                 return

@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
-        bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render
+        bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render chaos
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
 	@echo "make test     - install test tools and run the whole test suite"
 	@echo "make lint     - ruff check, ruff format --check, mypy"
 	@echo "make lock     - refresh constraints.txt from the current virtualenv"
+	@echo "make chaos    - fault-injection run: duplicates, lost and in-doubt messages (N=, SCENARIOS=)"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -70,3 +71,10 @@ bench-newsroom: install
 
 bench-render: install
 	$(BIN)/python benchmarks/bench_render.py
+
+# make chaos [N=10000] [SCENARIOS=sigkill-30-60,flushall]: N defaults to 10000 here, not to the
+# benchmarks' 100000.
+CHAOS_N = $(if $(filter command line environment,$(origin N)),$(N),10000)
+
+chaos: install
+	$(BIN)/python -m benchmarks.chaos -n $(CHAOS_N) $(if $(SCENARIOS),--scenarios $(SCENARIOS))

@@ -1,0 +1,88 @@
+"""A small ``make chaos`` in CI: real workers, a private Redis, the recording sink, one send of
+a couple of thousand recipients per scenario, and the sink's journal against the ledger.
+
+The scenarios the delivery ledger survives today must stay at 0 duplicates, 0 lost and their
+in-doubt rows within the bound. The ones that need the ledger rework of the issue "Exactly
+once under every fault" (database clock in claims, durable acceptance commits, a refused
+envelope sender pausing the send) are expected to fail until it lands; flip them then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks.chaos.run import Config, run_scenario
+from benchmarks.chaos.scenarios import BY_NAME
+from tests.support.services import need, port_open
+
+pytestmark = pytest.mark.integration
+
+N = 1500
+
+NEEDS_LEDGER_REWORK = {
+    "sender-refused": "a 550 5.1.8 at MAIL FROM fails and suppresses the recipients instead of "
+    "pausing the send (ledger rework)",
+    "clock-ahead": "claims carry the worker's clock: a sweep on a host 2 minutes ahead "
+    "recovers live claims and requeues messages in flight (ledger rework: database clock)",
+}
+
+
+@pytest.fixture(scope="module")
+def chaos_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    server = os.environ.get("DATABASE_URL", "")
+    need(
+        server.startswith(("postgres://", "postgresql")),
+        "make chaos needs PostgreSQL: DATABASE_URL does not point at a server",
+    )
+    need(port_open("127.0.0.1", 5432) or "127.0.0.1" not in server, "PostgreSQL is not up")
+    need(shutil.which("redis-server") is not None, "redis-server is not installed")
+    # One worker host with two batches at a time: starting worker processes is most of the
+    # cost of a small run. The clock scenario gets a second host below.
+    return Config(
+        n=N,
+        workers=1,
+        concurrency=2,
+        lanes=4,
+        batch=250,
+        claim_timeout=4,
+        domains=100,
+        paragraphs=2,
+        redis_down_seconds=6.0,
+        blackhole_seconds=6.0,
+        server_url=server,
+        work_root=Path(tmp_path_factory.mktemp("chaos")),
+        settle_seconds=1.0,
+    )
+
+
+def _case(name: str) -> object:
+    if name in NEEDS_LEDGER_REWORK:
+        return pytest.param(
+            name, marks=pytest.mark.xfail(strict=False, reason=NEEDS_LEDGER_REWORK[name])
+        )
+    return name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [_case(n) for n in ("sigkill-30-60", "flushall", "redis-down")]
+    + [_case(n) for n in NEEDS_LEDGER_REWORK],
+)
+def test_no_duplicate_and_nothing_lost_under_faults(name: str, chaos_config: Config) -> None:
+    cfg = chaos_config
+    if name.startswith("clock-"):
+        cfg = dataclasses.replace(cfg, workers=2, concurrency=1)  # a skewed host and an honest one
+    outcome = run_scenario(BY_NAME[name], cfg)
+    assert outcome.skipped is None, outcome.skipped
+    assert outcome.error is None, outcome.line()
+    verdict = outcome.verdict
+    assert verdict is not None
+    assert verdict.messages == N, outcome.line()
+    assert verdict.duplicates == 0, outcome.line()
+    assert verdict.lost == 0, outcome.line()
+    assert verdict.in_doubt <= outcome.bound, outcome.line()

@@ -53,7 +53,7 @@ def release() -> dict[str, Any]:
             "photo": {
                 "url": f"{base}/media/sea-wall/email.jpg",
                 "alt": "The old sea wall at high tide",
-                "credit": "Jo Marsh",
+                "credit": "Photo: Jo Marsh",
                 "caption": "Waves over the wall in October.",
             },
             "contacts": [
@@ -69,6 +69,7 @@ def release() -> dict[str, Any]:
             ],
         },
         "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
+        "embargo_subject": "25 Nov 09:00 GMT",
         "recipient": {
             "name": "Zoë <O'Brien>",
             "email": "zoe@example.org",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,42 @@ def test_template_matches_snapshot(name: str) -> None:
     assert current == snapshot.read_text(), (
         f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 if intended"
     )
+
+
+# XML namespaces are names, not requests; everything else must be our own site.
+_NAMESPACES = ("http://www.w3.org/", "urn:")
+_OWN = "https://news.harbourlight.example/"
+# Sample content links (a release body's own links) are the author's, not ours to load.
+_SAMPLE_LINKS = ("https://council.example/",)
+_URL = re.compile(r"""(?:https?:)?//[^\s"'<>()]+""")
+_LOADS = re.compile(r"""<(?:img|link|script|iframe)\b[^>]*>|url\([^)]*\)|@import[^;]*""", re.I)
+
+
+@pytest.mark.parametrize("name", renderer.names())
+def test_mail_asks_no_third_party_for_anything(name: str) -> None:
+    """No web fonts, no remote images but ours: a request tells that party the reader's IP."""
+    html = renderer.render(name, CONTEXTS[name]()).html
+    assert "fonts.googleapis" not in html and "fonts.gstatic" not in html
+    for url in _URL.findall(html):
+        assert url.startswith((_OWN, *_NAMESPACES, *_SAMPLE_LINKS)), url
+    for tag in _LOADS.findall(html):
+        for url in _URL.findall(tag):
+            assert url.startswith((_OWN, "http://www.w3.org/")), tag
+
+
+@pytest.mark.parametrize("name", renderer.names())
+def test_mail_declares_its_language(name: str) -> None:
+    html = renderer.render(name, CONTEXTS[name]()).html
+    assert '<html lang="en"' in html
+
+
+def test_a_font_mjml_would_fetch_from_google_is_never_linked() -> None:
+    html = compile_mjml(
+        '<mjml><mj-head><mj-attributes><mj-all font-family="Roboto, Arial" /></mj-attributes>'
+        "</mj-head><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column>"
+        "</mj-section></mj-body></mjml>"
+    )
+    assert "googleapis" not in html and "Hi" in html
 
 
 def test_malformed_mjml_is_an_error() -> None:

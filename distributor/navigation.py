@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distributor.accounts.models import Role
-from distributor.security import ADMINS, ALL_STAFF
+from distributor.security import ADMINS, ALL_STAFF, EDITORS
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,9 @@ STAFF_NAV: list[NavItem] = [
     NavItem("Journalists", "audience.journalists", ALL_STAFF),
     NavItem("Beats", "audience.beats", ALL_STAFF),
     NavItem("Media lists", "audience.media_lists", ALL_STAFF),
-    NavItem("Suppressions", "audience.suppressions", ALL_STAFF),
-    NavItem("Dev inbox", "devinbox.index", ALL_STAFF),
+    # Press officers neither send nor manage suppressions: they do not see these entries.
+    NavItem("Suppressions", "audience.suppressions", EDITORS),
+    NavItem("Dev inbox", "devinbox.index", EDITORS),
     NavItem("Users", "accounts.users", ADMINS),
     NavItem("Test email", "admin.test_email", ADMINS),
     NavItem("Bounces", "bounces.index", ADMINS),

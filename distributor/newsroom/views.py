@@ -288,3 +288,13 @@ def robots() -> Response:
     response = make_response(body)
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
     return response
+
+
+@bp.get("/favicon.ico")
+@public
+def favicon() -> Response:
+    """Browsers ask for it on every site; a 404 fills logs and shows a blank tab icon."""
+    static = current_app.static_folder or ""
+    response = send_file(f"{static}/favicon.ico", mimetype="image/vnd.microsoft.icon")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response

@@ -25,6 +25,7 @@ STAFF_NAV: list[NavItem] = [
     NavItem("Suppressions", "audience.suppressions", EDITORS),
     NavItem("Dev inbox", "devinbox.index", EDITORS),
     NavItem("Users", "accounts.users", ADMINS),
+    NavItem("Organisation", "organisation.edit", ADMINS),
     NavItem("Test email", "admin.test_email", ADMINS),
     NavItem("Bounces", "bounces.index", ADMINS),
     NavItem("Reports", "reports.index", ALL_STAFF),

@@ -86,6 +86,9 @@ def release_context(
     photo_url = photo_email_url(settings, release)
     return {
         "org": org,
+        "logo_url": f"{settings.public_base_url}/media/logos/{org.logo_key}.png"
+        if org.logo_key
+        else "",
         "release": {
             "title": " ".join(release.title.split()),
             "kind": release.kind.name if release.kind else "Press release",

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from distributor.db import Base, utcnow
 
-DEFAULT_BRAND_COLOUR = "#0b5cad"
+DEFAULT_BRAND_COLOUR = "#0d5b74"  # the newsroom's sea blue
 
 
 class Organisation(Base):

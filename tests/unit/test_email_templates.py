@@ -81,3 +81,12 @@ def test_unknown_mjml_tag_is_caught() -> None:
         compile_mjml(
             "<mjml><mj-body><mj-section><mj-column><mj-textt>x</mj-textt></mj-column></mj-section></mj-body></mjml>"
         )
+
+
+def test_release_mail_carries_the_organisations_identity() -> None:
+    rendered = renderer.render("release", CONTEXTS["release"]())
+    assert "Notes to editors" in rendered.html and "About Harbour Light Foundation" in rendered.html
+    assert "funds local reporting on &lt;coastal&gt; towns" in rendered.html
+    assert "NOTES TO EDITORS" in rendered.text
+    assert "/media/logos/0123456789abcdef01234567.png" in rendered.html
+    assert "#0a6e5c" in rendered.html  # the brand colour

@@ -124,7 +124,7 @@ def upgrade() -> None:
     with op.batch_alter_table("organisation", schema=None) as batch_op:
         batch_op.add_column(sa.Column("logo_key", sa.String(length=200), nullable=True))
         batch_op.add_column(
-            sa.Column("brand_colour", sa.String(length=7), server_default="#0b5cad", nullable=False)
+            sa.Column("brand_colour", sa.String(length=7), server_default="#0d5b74", nullable=False)
         )
         batch_op.add_column(sa.Column("boilerplate", sa.Text(), server_default="", nullable=False))
         batch_op.add_column(sa.Column("social_links", sa.Text(), server_default="", nullable=False))

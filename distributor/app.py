@@ -16,6 +16,7 @@ from distributor.db import Database, make_engine
 from distributor.errors import DomainError
 from distributor.extensions import csrf, limiter, login_manager
 from distributor.logs import configure_logging, get_logger
+from distributor.mail.relay_check import CachedRelayCheck
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport, SMTPTransport, parse_smtp_urls
 from distributor.settings import PROJECT_ROOT, Settings
@@ -60,13 +61,17 @@ def create_app(
 
     if db is None:
         db = Database(make_engine(settings.sqlalchemy_url))
+    relay_check: CachedRelayCheck | None = None
     if mail_transport is None:
         relays = parse_smtp_urls(settings.smtp_url)
         mail_transport = SMTPTransport(relays[0])
+        relay_check = CachedRelayCheck(settings.smtp_url)
     app.extensions["distributor.settings"] = settings
     app.extensions["distributor.db"] = db
     app.extensions["distributor.mail_transport"] = mail_transport
     app.extensions["distributor.email_renderer"] = EmailRenderer()
+    # Staff pages warn when mail cannot reach its relay (None with an injected transport).
+    app.extensions["distributor.relay_check"] = relay_check
 
     _init_extensions(app)
     init_celery(app, settings)
@@ -142,6 +147,7 @@ def _register_blueprints(app: Flask) -> None:
     from distributor.embargo.views import bp as embargo_room_bp
     from distributor.health.views import bp as health_bp
     from distributor.newsroom.views import bp as newsroom_bp
+    from distributor.organisation.views import bp as organisation_bp
     from distributor.releases.views import bp as releases_bp
     from distributor.reports.views import bp as reports_bp
     from distributor.tracking.views import bp as tracking_bp
@@ -163,6 +169,7 @@ def _register_blueprints(app: Flask) -> None:
         delivery_bp,
         embargo_bp,
         embargo_room_bp,
+        organisation_bp,
     ):
         app.register_blueprint(bp)
     embargo_handlers.connect()
@@ -260,6 +267,10 @@ def _register_template_globals(app: Flask, settings: Settings) -> None:
             if current_user.role in item.roles and item.endpoint in app.view_functions
         ]
 
+    def relay_problems() -> list[Any]:
+        check = app.extensions.get("distributor.relay_check")
+        return check.problems() if check is not None else []
+
     @app.context_processor
     def _inject() -> dict[str, Any]:
-        return {"settings": settings, "staff_nav": staff_nav}
+        return {"settings": settings, "staff_nav": staff_nav, "relay_problems": relay_problems}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_ready
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -75,7 +76,23 @@ def init_celery(app: Flask, settings: Settings) -> Celery:
         celery.conf.broker_transport_options = {"visibility_timeout": 3600}
     celery.set_default()
     app.extensions["celery"] = celery
+    smtp_url = settings.smtp_url
+
+    def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+        _warn_when_relay_unreachable(smtp_url)
+
+    worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="relay-check")
     return celery
+
+
+def _warn_when_relay_unreachable(smtp_url: str) -> None:
+    """Startup check: a worker that cannot reach its SMTP relay says so at once, loudly."""
+    from distributor.logs import get_logger
+    from distributor.mail.relay_check import loud_warning, wait_for_relays
+
+    warning = loud_warning(wait_for_relays(smtp_url, within=10.0))
+    if warning:
+        get_logger("distributor.worker").error("mail_relay_unreachable", banner=warning)
 
 
 def enqueue_after_commit(session: Session, task: Any, *args: Any, **kwargs: Any) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from distributor.mail.relay_check import loud_warning, wait_for_relays
 from distributor.settings import PROJECT_ROOT, Settings
 
 
@@ -29,8 +30,7 @@ class Child:
 def plan(settings: Settings, python: str = sys.executable) -> list[Child]:
     """The processes ``make run`` starts for these settings."""
     children = []
-    dev_smtp = f"smtp://{settings.dev_smtp_host}:{settings.dev_smtp_port}"
-    if settings.dev_inbox_enabled and settings.smtp_url == dev_smtp:
+    if settings.uses_dev_inbox:
         children.append(Child("smtp", [python, "-m", "flask", "--app", "web", "devinbox", "serve"]))
     children += [
         Child(
@@ -59,6 +59,34 @@ def plan(settings: Settings, python: str = sys.executable) -> list[Child]:
         ),
     ]  # fmt: skip
     return children
+
+
+def banner(settings: Settings) -> str:
+    """What ``make run`` prints once everything is starting."""
+    base = settings.public_base_url
+    if settings.uses_dev_inbox:
+        mail = (
+            f"mail goes to the dev inbox on {settings.dev_smtp_host}:{settings.dev_smtp_port};"
+            f" read it at {base}/dev/inbox/"
+        )
+    else:
+        relay = settings.smtp_url.split("@")[-1]  # never print a password
+        mail = f"mail goes to {relay}"
+    return (
+        f"\n  distributor is starting: staff login at {base}/login"
+        f"\n  newsroom at {base}/"
+        f"\n  {mail}"
+        "\n  (Ctrl-C stops everything)\n"
+    )
+
+
+def _check_mail_relay(settings: Settings, lock: threading.Lock) -> None:
+    # The dev inbox starts alongside us, so give it a few seconds before shouting.
+    warning = loud_warning(wait_for_relays(settings.smtp_url, within=15.0))
+    message = warning or "  mail relay answered: outgoing mail can be delivered\n"
+    with lock:
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
 
 
 def _pump(name: str, stream: IO[bytes], lock: threading.Lock) -> None:
@@ -97,11 +125,8 @@ def run(settings: Settings) -> int:
             target=_pump, args=(child.name, child.process.stdout, lock), daemon=True
         ).start()
 
-    print(
-        f"\n  distributor is starting: staff login at {settings.public_base_url}/login"
-        f"\n  dev inbox at {settings.public_base_url}/dev/inbox   (Ctrl-C stops everything)\n",
-        flush=True,
-    )
+    print(banner(settings), flush=True)
+    threading.Thread(target=_check_mail_relay, args=(settings, lock), daemon=True).start()
     exit_code = 0
     while not stopping.is_set():
         for child in children:

@@ -31,6 +31,29 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _derived(source: Mapping[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    """Settings that follow others unless set themselves.
+
+    Changing ``DEV_SMTP_PORT`` or ``PORT`` alone must not leave mail pointing at the old
+    inbox or links pointing at the old web port.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+
+    def value(name: str) -> Any:
+        return values.get(name, defaults[name])
+
+    derived: dict[str, Any] = {}
+    if "SMTP_URL" not in source and "smtp_url" not in values:
+        derived["smtp_url"] = f"smtp://{value('dev_smtp_host')}:{value('dev_smtp_port')}"
+    if (
+        "PUBLIC_BASE_URL" not in source
+        and "public_base_url" not in values
+        and value("env") == "development"
+    ):
+        derived["public_base_url"] = f"http://127.0.0.1:{value('web_port')}"
+    return derived
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the service has; each field maps to one environment variable."""
@@ -42,6 +65,9 @@ class Settings:
     data_dir: str = field(default=str(PROJECT_ROOT / "var"), metadata={"env": "DATA_DIR"})
     database_url: str = field(default="", metadata={"env": "DATABASE_URL"})
     redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
+    # Unset SMTP_URL means the dev inbox at DEV_SMTP_HOST:DEV_SMTP_PORT, and unset
+    # PUBLIC_BASE_URL in development means this machine at PORT (see ``from_env``); the values
+    # here are what a bare ``Settings()`` gets.
     smtp_url: str = field(default="smtp://127.0.0.1:8025", metadata={"env": "SMTP_URL"})
     public_base_url: str = field(
         default="http://127.0.0.1:5000", metadata={"env": "PUBLIC_BASE_URL"}
@@ -195,6 +221,15 @@ class Settings:
         return self.redis_url or "memory://"
 
     @property
+    def dev_smtp_url(self) -> str:
+        return f"smtp://{self.dev_smtp_host}:{self.dev_smtp_port}"
+
+    @property
+    def uses_dev_inbox(self) -> bool:
+        """Mail goes to the development inbox that ``make run`` starts."""
+        return self.dev_inbox_enabled and self.smtp_url.rstrip("/") == self.dev_smtp_url
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.org_timezone)
 
@@ -229,6 +264,7 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from exc
         values.update(overrides)
+        values.update(_derived(source, values))
         settings = cls(**values)
         settings.validate()
         return settings

@@ -13,6 +13,8 @@ from distributor.errors import NotFound
 from distributor.mail.message import build_message
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
+from distributor.notifications.models import StaffMailKind
+from distributor.notifications.services import record_staff_mail
 from distributor.organisation.services import get_organisation
 from distributor.settings import Settings
 
@@ -22,7 +24,10 @@ def request_test_email(session: Session, *, to_address: str, requested_by: User)
     from distributor.admin.tasks import send_test_email
 
     address = normalise_email(to_address)
-    enqueue_after_commit(session, send_test_email, address, requested_by.id)
+    row = record_staff_mail(
+        session, kind=StaffMailKind.TEST_EMAIL, to_address=address, requested_by_id=requested_by.id
+    )
+    enqueue_after_commit(session, send_test_email, address, requested_by.id, row.id)
     return address
 
 
@@ -34,8 +39,8 @@ def send_test_email_now(
     settings: Settings,
     renderer: EmailRenderer,
     transport: MailTransport,
-) -> None:
-    """Render the ``test_email`` template and hand it to the SMTP transport."""
+) -> str:
+    """Render the ``test_email`` template, hand it to the SMTP transport; return its subject."""
     user = session.get(User, requested_by_id)
     if user is None:
         raise NotFound("The user who asked for the test email no longer exists")
@@ -58,6 +63,7 @@ def send_test_email_now(
         extra_headers={"Auto-Submitted": "auto-generated"},
     )
     transport.send(settings.mail_from, [to_address], message.as_bytes())
+    return rendered.subject
 
 
 def current_renderer() -> EmailRenderer:

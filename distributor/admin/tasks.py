@@ -1,34 +1,31 @@
 from __future__ import annotations
 
-import smtplib
+from typing import Any
 
 from celery import shared_task
 from flask import current_app
 
 from distributor.admin.services import send_test_email_now
 from distributor.db import task_session
-
-# Only connection trouble is worth retrying; an SMTP 5xx will not improve.
-_TRANSIENT = (
-    ConnectionError,
-    TimeoutError,
-    smtplib.SMTPServerDisconnected,
-    smtplib.SMTPConnectError,
-)
+from distributor.notifications.tasks import run_recorded
 
 
-@shared_task(
-    name="admin.send_test_email", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=5
-)
-def send_test_email(to_address: str, requested_by_id: int) -> None:
-    """Render and send the admin test email."""
+@shared_task(name="admin.send_test_email", bind=True)
+def send_test_email(
+    self: Any, to_address: str, requested_by_id: int, staff_mail_id: int | None = None
+) -> None:
+    """Render and send the admin test email; its staff-mail row says what became of it."""
     ext = current_app.extensions
-    with task_session() as session:
-        send_test_email_now(
-            session,
-            to_address=to_address,
-            requested_by_id=requested_by_id,
-            settings=ext["distributor.settings"],
-            renderer=ext["distributor.email_renderer"],
-            transport=ext["distributor.mail_transport"],
-        )
+
+    def send() -> str:
+        with task_session() as session:
+            return send_test_email_now(
+                session,
+                to_address=to_address,
+                requested_by_id=requested_by_id,
+                settings=ext["distributor.settings"],
+                renderer=ext["distributor.email_renderer"],
+                transport=ext["distributor.mail_transport"],
+            )
+
+    run_recorded(self, staff_mail_id, send)

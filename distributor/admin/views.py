@@ -7,6 +7,8 @@ from werkzeug.wrappers import Response
 from distributor.admin.forms import TestEmailForm
 from distributor.admin.services import request_test_email
 from distributor.db import request_session
+from distributor.notifications.models import StaffMailKind
+from distributor.notifications.services import recent_staff_mails
 from distributor.security import admin_required, staff_required
 
 bp = Blueprint("admin", __name__, url_prefix="/staff")
@@ -32,4 +34,7 @@ def test_email() -> str | Response:
         where = " It will appear in the dev inbox." if settings.dev_inbox_enabled else ""
         flash(f"Test email queued for {address}.{where}", "success")
         return redirect(url_for("admin.test_email"))
-    return render_template("staff/test_email.html", form=form)
+    recent = recent_staff_mails(
+        request_session(), kinds=(StaffMailKind.TEST_EMAIL, StaffMailKind.RELEASE_TEST)
+    )
+    return render_template("staff/test_email.html", form=form, recent=recent)

@@ -385,7 +385,7 @@ def delete_media_list(media_list_id: int) -> Response:
 
 
 @bp.route("/suppressions", methods=["GET", "POST"])
-@staff_required
+@editor_required
 def suppressions() -> str | Response:
     session = request_session()
     form = SuppressionForm()
@@ -421,7 +421,7 @@ def suppressions() -> str | Response:
 
 
 @bp.post("/suppressions/<int:suppression_id>/lift")
-@staff_required
+@editor_required
 def lift_suppression(suppression_id: int) -> Response:
     form = LiftSuppressionForm()
     if form.validate_on_submit():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import smtplib
+from typing import Any
 
 from celery import shared_task
 from flask import current_app
@@ -13,14 +13,8 @@ from distributor.delivery import digest
 from distributor.delivery.rendering import compile_release, staff_recipient
 from distributor.errors import NotFound
 from distributor.mail.transport import MailTransport
+from distributor.notifications.tasks import run_recorded
 from distributor.settings import Settings
-
-_TRANSIENT = (
-    ConnectionError,
-    TimeoutError,
-    smtplib.SMTPServerDisconnected,
-    smtplib.SMTPConnectError,
-)
 
 
 def _settings() -> Settings:
@@ -33,21 +27,26 @@ def _transport() -> MailTransport:
     return transport
 
 
-@shared_task(
-    name="delivery.send_release_test", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=5
-)
-def send_release_test(release_id: int, user_id: int) -> None:
+@shared_task(name="delivery.send_release_test", bind=True)
+def send_release_test(
+    self: Any, release_id: int, user_id: int, staff_mail_id: int | None = None
+) -> None:
     """Render the release exactly as the workers do and send it to one staff member."""
     settings = _settings()
-    with task_session() as session:
-        user = session.get(User, user_id)
-        if user is None:
-            raise NotFound("The user who asked for the test send no longer exists")
-        compiled = compile_release(session, release_id, settings)
-        envelope_from, _, raw = compiled.render(
-            staff_recipient(email=user.email, name=user.name, label="test")
-        )
-    _transport().send(envelope_from, [user.email], raw)
+
+    def send() -> str:
+        with task_session() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise NotFound("The colleague for this test send no longer exists")
+            compiled = compile_release(session, release_id, settings)
+            envelope_from, _, raw = compiled.render(
+                staff_recipient(email=user.email, name=user.name, label="test")
+            )
+        _transport().send(envelope_from, [user.email], raw)
+        return compiled.subject
+
+    run_recorded(self, staff_mail_id, send)
 
 
 @shared_task(name="delivery.send_digests")

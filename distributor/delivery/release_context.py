@@ -54,6 +54,16 @@ def embargo_label(when: dt.datetime, tz_name: str) -> str:
     return f"{utc.strftime('%d %b %Y %H:%M').lstrip('0')} UTC ({local_part})"
 
 
+def embargo_subject_label(when: dt.datetime, tz_name: str) -> str:
+    """``3 Dec 09:00 GMT``: short enough that the subject still fits an inbox line.
+
+    The body keeps the full UTC and local wording; the subject names the organisation's
+    local time only (the long form alone took 40 of the ~78 characters inboxes show).
+    """
+    local = when.astimezone(_zone(tz_name))
+    return f"{local.day} {local.strftime('%b %H:%M %Z')}"
+
+
 def _zone(name: str) -> dt.tzinfo:
     return ZoneInfo(name)
 
@@ -84,6 +94,9 @@ def release_context(
 
     return {
         "org": org,
+        "logo_url": f"{settings.public_base_url}/media/logos/{org.logo_key}.png"
+        if org.logo_key
+        else "",
         "release": {
             "title": " ".join(release.title.split()),
             "kind": release.kind.name if release.kind else "Press release",
@@ -98,7 +111,7 @@ def release_context(
             "photo": {
                 "url": photo_url,
                 "alt": release.photo_alt or release.title,
-                "credit": release.photo_credit,
+                "credit": release.credit_line,
                 "caption": release.photo_caption,
             }
             if photo_url
@@ -120,6 +133,9 @@ def release_context(
         if release.embargo_until
         else None,
         "room": room,
+        "embargo_subject": embargo_subject_label(release.embargo_until, org.timezone)
+        if release.embargo_until
+        else None,
         "recipient": recipient,
         "pixel": Markup(pixel),  # noqa: S704 - a marker or a tag we build
     }

@@ -31,8 +31,14 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session
-from distributor.delivery import services
-from distributor.delivery.checklist import DnsPythonResolver, TxtResolver, run_checklist
+from distributor.delivery import services, test_sends
+from distributor.delivery.checklist import (
+    Checklist,
+    DnsPythonResolver,
+    TxtResolver,
+    run_checklist,
+)
+from distributor.delivery.confirmation import build_confirmation, check_confirmed
 from distributor.delivery.forms import ScheduleForm, SendActionForm
 from distributor.delivery.models import Send
 from distributor.delivery.rendering import (
@@ -42,6 +48,8 @@ from distributor.delivery.rendering import (
     staff_recipient,
 )
 from distributor.errors import DomainError
+from distributor.notifications.models import StaffMailKind
+from distributor.notifications.services import recent_staff_mails
 from distributor.organisation.services import get_organisation
 from distributor.releases.forms import local_to_utc, utc_to_local
 from distributor.releases.models import Release
@@ -100,6 +108,27 @@ def _preview_parts(compiled: CompiledRelease) -> tuple[str, str, EmailMessage]:
     )
 
 
+def _checklist(release: Release, compiled: CompiledRelease | None = None) -> Checklist:
+    session = request_session()
+    settings = _settings()
+    return run_checklist(
+        release=release,
+        compiled=compiled or compile_release(session, release.id, settings),
+        org=get_organisation(session, settings),
+        settings=settings,
+        resolver=_resolver(),
+    )
+
+
+def _require_confirmation(release: Release) -> None:
+    """The POST must come from the confirmation page, with today's red items overridden."""
+    check_confirmed(
+        _checklist(release),
+        confirmed=request.form.get("confirmed") == "yes",
+        override=request.form.get("override", ""),
+    )
+
+
 # -- the send page ---------------------------------------------------------------------------
 
 
@@ -110,13 +139,7 @@ def send_page(release_id: int) -> str:
     release = _release(release_id)
     settings = _settings()
     compiled = compile_release(session, release_id, settings)
-    checklist = run_checklist(
-        release=release,
-        compiled=compiled,
-        org=get_organisation(session, settings),
-        settings=settings,
-        resolver=_resolver(),
-    )
+    checklist = _checklist(release, compiled)
     send = session.scalar(select(Send).where(Send.release_id == release_id))
     zone = _org_zone()
     schedule_form = ScheduleForm()
@@ -135,6 +158,43 @@ def send_page(release_id: int) -> str:
         action_form=SendActionForm(),
         schedule_form=schedule_form,
         zone=zone,
+    )
+
+
+@bp.get("/<int:release_id>/send/confirm")
+@editor_required
+def confirm(release_id: int) -> str | Response:
+    """Restate what the send will do; its buttons POST to send now or schedule."""
+    session = request_session()
+    release = _release(release_id)
+    zone = _org_zone()
+    schedule_form = ScheduleForm(request.args, meta={"csrf": False})
+    scheduled_for = None
+    if "scheduled_for" in request.args:
+        if not schedule_form.validate() or schedule_form.scheduled_for.data is None:
+            flash("Choose the date and time to send at.", "error")
+            return _back(release_id)
+        scheduled_for = local_to_utc(schedule_form.scheduled_for.data, zone)
+    audience = services.audience_breakdown(session, release_id)
+    compiled = compile_release(session, release_id, _settings())
+    summary = build_confirmation(
+        release=release,
+        audience=audience,
+        checklist=_checklist(release, compiled),
+        scheduled_for=scheduled_for,
+    )
+    return render_template(
+        "staff/delivery/confirm.html",
+        release=release,
+        summary=summary,
+        subject=compiled.subject,
+        local_value=request.args.get("scheduled_for", ""),
+        zone=zone,
+        colleagues=test_sends.colleagues(session),
+        recent_tests=recent_staff_mails(
+            session, kinds=(StaffMailKind.RELEASE_TEST,), release_id=release_id, limit=8
+        ),
+        action_form=SendActionForm(),
     )
 
 
@@ -171,11 +231,13 @@ def _control(release_id: int, run: Callable[[Session], Any], done: str) -> Respo
 @bp.post("/<int:release_id>/send/now")
 @editor_required
 def send_now(release_id: int) -> Response:
-    return _control(
-        release_id,
-        lambda s: services.start_send(s, release_id, requested_by_id=current_user.id),
-        "Sending started. Progress updates below.",
-    )
+    release = _release(release_id)
+
+    def start(session: Session) -> Any:
+        _require_confirmation(release)
+        return services.start_send(session, release_id, requested_by_id=current_user.id)
+
+    return _control(release_id, start, "Sending started. Progress updates below.")
 
 
 @bp.post("/<int:release_id>/send/schedule")
@@ -190,6 +252,7 @@ def schedule(release_id: int) -> Response:
     when = local_to_utc(form.scheduled_for.data, zone)
     session = request_session()
     try:
+        _require_confirmation(_release(release_id))
         services.start_send(
             session, release_id, requested_by_id=current_user.id, scheduled_for=when
         )
@@ -289,14 +352,26 @@ def preview_html(release_id: int) -> Response:
 @bp.post("/<int:release_id>/email-preview/test-send")
 @staff_required
 def test_send(release_id: int) -> Response:
-    """Queue the release mail to the current user's own address."""
+    """Queue the release mail to the current user, or to the colleagues ticked."""
     _release(release_id)
     if not SendActionForm().validate_on_submit():
         abort(400)
-    from distributor.celery_app import enqueue_after_commit
-    from distributor.delivery.mail_tasks import send_release_test
-
-    enqueue_after_commit(request_session(), send_release_test, release_id, current_user.id)
-    where = " It will appear in the dev inbox." if _settings().dev_inbox_enabled else ""
-    flash(f"Test email queued for {current_user.email}.{where}", "success")
-    return redirect(url_for("delivery.preview", release_id=release_id), 303)
+    ids = [int(v) for v in request.form.getlist("user_id") if v.isdigit()]
+    addresses = test_sends.queue_release_tests(
+        request_session(),
+        release_id,
+        user_ids=ids or [current_user.id],
+        requested_by_id=current_user.id,
+    )
+    back = request.form.get("back")
+    target = (
+        url_for("delivery.confirm", release_id=release_id)
+        if back == "confirm"
+        else url_for("delivery.preview", release_id=release_id)
+    )
+    if not addresses:
+        flash("Tick at least one active colleague.", "warning")
+        return redirect(target, 303)
+    where = " They will appear in the dev inbox." if _settings().uses_dev_inbox else ""
+    flash(f"Test email queued for {', '.join(addresses)}.{where}", "success")
+    return redirect(target, 303)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session
 from distributor.devinbox import services
 from distributor.security import admin_required, staff_required
+from distributor.tracking.links import without_tracking
 
 bp = Blueprint("devinbox", __name__, url_prefix="/dev/inbox")
 
@@ -14,6 +18,16 @@ bp = Blueprint("devinbox", __name__, url_prefix="/dev/inbox")
 def _only_when_enabled() -> None:
     if not current_app.extensions["distributor.settings"].dev_inbox_enabled:
         abort(404)
+
+
+def _untracked_view(session: Session, raw: bytes) -> services.MessageView:
+    # Reading a mail here must never count as the journalist opening or clicking it.
+    view = services.parse_for_display(raw)
+    return dataclasses.replace(
+        view,
+        html=without_tracking(session, view.html, is_html=True) if view.html else view.html,
+        text=without_tracking(session, view.text, is_html=False) if view.text else view.text,
+    )
 
 
 @bp.get("/")
@@ -30,9 +44,10 @@ def index() -> str:
 @bp.get("/<int:message_id>")
 @staff_required
 def show(message_id: int) -> str:
-    message = services.get_message(request_session(), message_id)
+    session = request_session()
+    message = services.get_message(session, message_id)
     return render_template(
-        "staff/devinbox/show.html", message=message, view=services.parse_for_display(message.raw)
+        "staff/devinbox/show.html", message=message, view=_untracked_view(session, message.raw)
     )
 
 
@@ -40,8 +55,9 @@ def show(message_id: int) -> str:
 @staff_required
 def html(message_id: int) -> Response:
     """The HTML part alone, for the sandboxed preview iframe."""
-    message = services.get_message(request_session(), message_id)
-    view = services.parse_for_display(message.raw)
+    session = request_session()
+    message = services.get_message(session, message_id)
+    view = _untracked_view(session, message.raw)
     response = current_app.response_class(
         view.html or "<p>(no HTML part)</p>", mimetype="text/html"
     )

@@ -22,6 +22,12 @@ from distributor.settings import PROJECT_ROOT
 
 EMAIL_TEMPLATES_DIR = PROJECT_ROOT / "templates" / "email"
 _LEFTOVER_MJML = re.compile(r"</?mj-[a-z-]+", re.IGNORECASE)
+# MJML links web fonts by itself (its default fonts include Roboto, loaded from Google); no
+# mail of ours may make a reader's client ask a third party for anything.
+_WEB_FONT_LINK = re.compile(
+    r"<link\b[^>]*fonts\.(?:googleapis|gstatic)\.com[^>]*>|@import\s+url\([^)]*fonts\.googleapis[^)]*\);?",
+    re.IGNORECASE,
+)
 
 
 class TemplateError(RuntimeError):
@@ -46,7 +52,7 @@ def compile_mjml(source: str) -> str:
         raise TemplateError(f"MJML left an uncompiled tag in the HTML: {leftover.group(0)}")
     if "<body" not in html:
         raise TemplateError("MJML output has no <body>")
-    return html
+    return _WEB_FONT_LINK.sub("", html)
 
 
 class EmailRenderer:

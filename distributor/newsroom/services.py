@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session, defer, selectinload
 
 from distributor.audience.models import Beat
@@ -173,3 +173,38 @@ def get_public_beat(session: Session, slug: str) -> Beat:
 
 def kinds(session: Session) -> list[ReleaseKind]:
     return list(session.scalars(select(ReleaseKind).order_by(ReleaseKind.position)))
+
+
+def featured_release(session: Session, now: dt.datetime) -> Release | None:
+    """The release pinned to the top of the newsroom home, if it is public."""
+    return session.scalar(
+        select(Release)
+        .where(Release.is_featured.is_(True), public_release_filter(now))
+        .order_by(Release.published_at.desc())
+        .limit(1)
+    )
+
+
+def set_featured(session: Session, release: Release, is_featured: bool) -> None:
+    """Pin ``release`` to the newsroom home (unpinning any other), or unpin it."""
+    if is_featured:
+        session.execute(
+            update(Release)
+            .where(Release.is_featured.is_(True), Release.id != release.id)
+            .values(is_featured=False)
+        )
+    release.is_featured = is_featured
+    session.flush()
+
+
+def embargoed_release(session: Session, slug: str, now: dt.datetime) -> Release | None:
+    """A release that will be public once its embargo lifts (approved or sent, not withdrawn)."""
+    release = session.scalar(select(Release).where(Release.slug == slug))
+    if (
+        release is not None
+        and release.status in PUBLIC_STATUSES
+        and release.embargo_until is not None
+        and release.embargo_until > now
+    ):
+        return release
+    return None

@@ -29,7 +29,7 @@ from distributor.organisation.services import get_organisation
 from distributor.releases.media import PHOTO_WIDTHS, attachment_path, photo_path
 from distributor.releases.models import Attachment, Release
 from distributor.releases.workflow import is_publicly_visible
-from distributor.security import public
+from distributor.security import editor_required, public
 from distributor.settings import Settings
 
 bp = Blueprint("newsroom", __name__)
@@ -111,6 +111,10 @@ def render_newsroom() -> Response:
     html = render_template(
         "newsroom/index.html",
         page=page,
+        featured=services.featured_release(session, utcnow()),
+        subscribe_href=url_for("audience_public.subscribe")
+        if "audience_public.subscribe" in current_app.view_functions
+        else None,
         kinds=services.kinds(session),
         beats=beats,
         current_kind=kind,
@@ -134,7 +138,25 @@ def _subscribe_url(beat_slug: str) -> str | None:
 @public
 def release(slug: str) -> Response:
     session = request_session()
-    item = services.get_public_release(session, slug, utcnow())
+    now = utcnow()
+    embargoed = services.embargoed_release(session, slug, now)
+    if embargoed is not None:
+        # The "Read online" link of an embargoed mail lands here before the lift: say when,
+        # not "not found", and show nothing of the release itself.
+        page = make_response(
+            render_template(
+                "newsroom/embargoed.html",
+                embargo_until=embargoed.embargo_until,
+                subscribe_href=url_for("audience_public.subscribe")
+                if "audience_public.subscribe" in current_app.view_functions
+                else None,
+                **public_context(),
+            )
+        )
+        page.headers["X-Robots-Tag"] = "noindex"
+        page.headers["Cache-Control"] = "no-cache"
+        return page
+    item = services.get_public_release(session, slug, now)
     html = render_template(
         "newsroom/release.html",
         release=item,
@@ -297,3 +319,59 @@ def robots() -> Response:
     response = make_response(body)
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
     return response
+
+
+@bp.get("/favicon.ico")
+@public
+def favicon() -> Response:
+    """Browsers ask for it on every site; a 404 fills logs and shows a blank tab icon."""
+    static = current_app.static_folder or ""
+    response = send_file(f"{static}/favicon.ico", mimetype="image/vnd.microsoft.icon")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+_KNOWN_SITES = {
+    "linkedin.com": "LinkedIn",
+    "bsky.app": "Bluesky",
+    "instagram.com": "Instagram",
+    "facebook.com": "Facebook",
+    "youtube.com": "YouTube",
+    "x.com": "X",
+    "twitter.com": "X",
+    "threads.net": "Threads",
+    "github.com": "GitHub",
+}
+
+
+@bp.app_template_filter("site_name")
+def site_name(url: str) -> str:
+    """``https://www.linkedin.com/company/x`` -> ``LinkedIn``; unknown hosts show themselves."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or url).removeprefix("www.")
+    if "/@" in url and host not in _KNOWN_SITES:
+        return f"Mastodon ({host})"
+    return _KNOWN_SITES.get(host, host)
+
+
+@bp.post("/staff/releases/<int:release_id>/feature")
+@editor_required
+def feature(release_id: int) -> Response:
+    """Pin a release to the top of the newsroom home, or unpin it."""
+    from flask import flash, redirect
+    from flask_wtf import FlaskForm
+
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    session = request_session()
+    item = session.get(Release, release_id)
+    if item is None:
+        abort(404)
+    is_featured = request.form.get("featured") == "1"
+    services.set_featured(session, item, is_featured)
+    flash(
+        "Featured on the newsroom home." if is_featured else "No longer featured.",
+        "success",
+    )
+    return redirect(url_for("releases.show", release_id=release_id), 303)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from typing import Any
 
 import sqlalchemy.dialects.postgresql  # noqa: F401 - registers to_tsvector() argument types
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     literal_column,
 )
@@ -120,6 +122,8 @@ class Release(Base):
     photo_credit: Mapped[str] = mapped_column(String(300), default="")
     photo_alt: Mapped[str] = mapped_column(String(500), default="")
     campaign_tags: Mapped[str] = mapped_column(String(500), default="")  # comma-separated
+    # Pinned to the top of the newsroom home (one at a time; see releases.services).
+    is_featured: Mapped[bool] = mapped_column(default=False, server_default=false())
     preview_token: Mapped[str] = mapped_column(String(64), unique=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -135,6 +139,21 @@ class Release(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="release", cascade="all, delete-orphan", order_by="Attachment.id"
     )
+
+    @property
+    def credit_line(self) -> str:
+        """``Photo: <credit>``, unless the credit already says so (``Photo by ...``, ``©``)."""
+        return credit_line(self.photo_credit)
+
+
+_CREDIT_SAYS_SO = re.compile(r"^\s*(photo|photograph|picture|image|credit|©|\(c\))", re.I)
+
+
+def credit_line(credit: str) -> str:
+    credit = " ".join(credit.split())
+    if not credit:
+        return ""
+    return credit if _CREDIT_SAYS_SO.match(credit) else f"Photo: {credit}"
 
 
 def search_document() -> ColumnElement[Any]:

@@ -151,11 +151,19 @@ class ReleaseInput:
 
 
 def can_edit(user: User, release: Release) -> bool:
-    """Press officers edit drafts; editors and admins edit anything not being sent."""
+    """Press officers edit drafts, and their own release while it is in review; editors and
+    admins edit anything not being sent.
+
+    An author who spots a typo after submitting fixes it in place: the release stays in
+    review (taking it back to draft would drop it from the editors' queue), and the change is
+    a new version the reviewing editor can compare with what was submitted.
+    """
     if release.status is ReleaseStatus.SENDING:
         return False
     if user.role in (Role.EDITOR, Role.ADMIN):
         return True
+    if release.status is ReleaseStatus.IN_REVIEW:
+        return release.created_by_id == user.id
     return release.status is ReleaseStatus.DRAFT
 
 

@@ -199,7 +199,13 @@ def edit(release_id: int) -> Any:
         except ValidationFailed as exc:
             flash(exc.message, "error")
             return _render_compose(form, release, 422)
-        flash("Changes saved.", "success")
+        if release.status is ReleaseStatus.IN_REVIEW:
+            flash(
+                "Changes saved. The release stays in review; editors see them as a new version.",
+                "success",
+            )
+        else:
+            flash("Changes saved.", "success")
         return redirect(url_for("releases.show", release_id=release.id))
     if form.is_submitted():
         return _render_compose(form, release, 422)

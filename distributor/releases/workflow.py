@@ -71,7 +71,7 @@ COMMENT_REQUIRED: frozenset[tuple[ReleaseStatus, ReleaseStatus]] = frozenset(
 # Human names for the buttons on the release page.
 ACTION_LABELS: dict[tuple[ReleaseStatus, ReleaseStatus], str] = {
     (S.DRAFT, S.IN_REVIEW): "Submit for review",
-    (S.DRAFT, S.WITHDRAWN): "Withdraw",
+    (S.DRAFT, S.WITHDRAWN): "Discard draft",
     (S.IN_REVIEW, S.DRAFT): "Send back",
     (S.IN_REVIEW, S.APPROVED): "Approve",
     (S.IN_REVIEW, S.WITHDRAWN): "Withdraw",

@@ -7,6 +7,8 @@ recipient and are pure string formatting (no database, no URL building machinery
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -79,3 +81,31 @@ def pixel_url(settings: Settings, token: str) -> str:
 def click_url(settings: Settings, token: str, link_id: int) -> str:
     """The click redirect's URL for one delivery and one registered link."""
     return _base(settings) + CLICK_PATH.format(token=token, link_id=link_id)
+
+
+# Any host: a message in the dev inbox may predate a change of PUBLIC_BASE_URL or PORT.
+_PIXEL_TAG = re.compile(r"<img\b[^>]*?/t/o/[^/\"'\s<>]+\.gif[^>]*>", re.IGNORECASE)
+_PIXEL_URL = re.compile(r"https?://[^\s\"'<>]+/t/o/[^/\"'\s<>]+\.gif")
+_CLICK_URL = re.compile(r"https?://[^\s\"'<>]+/t/c/[^/\"'\s<>]+/(\d+)")
+
+
+def without_tracking(session: Session, content: str, *, is_html: bool) -> str:
+    """The message with its open pixel removed and click redirects replaced by their targets.
+
+    Staff reading a mail in the dev inbox are not the journalist it was addressed to: showing
+    the tracked original would record an open and clicks in that journalist's name.
+    """
+    if is_html:
+        content = _PIXEL_TAG.sub("", content)
+    content = _PIXEL_URL.sub("", content)
+    ids = {int(m.group(1)) for m in _CLICK_URL.finditer(content)}
+    if not ids:
+        return content
+    rows = session.execute(select(TrackedLink.id, TrackedLink.url).where(TrackedLink.id.in_(ids)))
+    targets = {link_id: url for link_id, url in rows}
+
+    def target(match: re.Match[str]) -> str:
+        url = targets.get(int(match.group(1)), "#")
+        return html.escape(url, quote=True) if is_html else url
+
+    return _CLICK_URL.sub(target, content)

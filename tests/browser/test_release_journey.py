@@ -135,11 +135,11 @@ def test_release_journey(server, live_db: Database, settings: Settings, tmp_path
             editor.goto(release_url)
             assert editor.is_visible("text=Draft → In review")
             lift_local = (utcnow() + dt.timedelta(days=1)).astimezone(settings.tz)
-            approve = editor.locator(
-                "form.workflow-action", has=editor.locator("input[value=approved]")
-            )
-            approve.locator("input[name=embargo_until]").fill(lift_local.strftime("%Y-%m-%dT%H:%M"))
-            approve.locator("button:has-text('Approve')").click()
+            # One form, one comment box, a button per move (issue 11).
+            review = editor.locator("form.workflow-action")
+            assert review.count() == 1 and review.locator("textarea[name=comment]").count() == 1
+            review.locator("input[name=embargo_until]").fill(lift_local.strftime("%Y-%m-%dT%H:%M"))
+            review.locator("button[value=approved]").click()
             editor.wait_for_selector("text=Release is now approved.")
             assert editor.is_visible("text=Embargoed until")
 

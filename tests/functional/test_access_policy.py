@@ -18,6 +18,8 @@ EXPECTED_PUBLIC_PREFIXES = (
     "index",
     "public.",
     "newsroom.",
+    "organisation.logo",
+    "organisation.brand_css",
     "audience_public.",
     "embargo_room.",  # the personal room links journalists get by mail
     "tracking.",

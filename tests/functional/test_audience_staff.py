@@ -41,12 +41,14 @@ def test_staff_pages_render_for_every_role(
         f"/staff/audience/journalists/{j.id}",
         "/staff/audience/beats",
         "/staff/audience/lists",
-        "/staff/audience/suppressions",
     ):
         response = client.get(path)
         assert response.status_code == 200, path
     home = client.get("/staff/audience/journalists").get_data(as_text=True)
     assert "Pat Page" in home and ">Journalists<" in home and ">Media lists<" in home
+    # Suppressions are the editors' (issue 11): not offered, and refused if typed in.
+    assert ">Suppressions<" not in home and ">Dev inbox<" not in home
+    assert client.get("/staff/audience/suppressions").status_code == 403
     # Press officers look but do not edit beats or journalists.
     token = csrf_token(client, "/staff/audience/beats")
     assert client.post("/staff/audience/beats", data={"csrf_token": token}).status_code == 403

@@ -32,7 +32,7 @@ def _visible_everywhere(client: FlaskClient, title: str, slug: str, word: str) -
         title in _feed_titles(client),
         slug in client.get("/sitemap.xml").get_data(as_text=True),
         title in client.get(f"/?q={word}").get_data(as_text=True),
-        client.get(f"/releases/{slug}").status_code == 200,
+        title in client.get(f"/releases/{slug}").get_data(as_text=True),
     ]
 
 
@@ -78,6 +78,29 @@ def test_an_embargoed_release_stays_hidden_until_the_sweep_after_the_lift(
     assert services.publish_due_embargoes(session, utcnow()) == [release.id]
     session.commit()
     assert _visible_everywhere(client, release.title, release.slug, "breakwater") == [True] * 5
+
+
+def test_an_embargoed_permalink_says_when_it_lifts_and_shows_nothing_of_the_release(
+    client: FlaskClient, session: Session
+) -> None:
+    lift = utcnow() + dt.timedelta(days=2)
+    release = make_release(
+        session,
+        title="Breakwater contract awarded",
+        body="The winning bid is secret until the lift.",
+        status=ReleaseStatus.APPROVED,
+        embargo_until=lift,
+    )
+    session.commit()
+    response = client.get(f"/releases/{release.slug}")
+    assert response.status_code == 200
+    assert response.headers["X-Robots-Tag"] == "noindex"
+    page = response.get_data(as_text=True)
+    assert "This release is under embargo until" in page
+    assert lift.strftime("%-d %B %Y, %H:%M") + " UTC" in page
+    assert "Breakwater contract" not in page and "winning bid" not in page
+    # A withdrawn or unknown release is still simply not found.
+    assert client.get("/releases/no-such-release").status_code == 404
 
 
 def test_the_preview_link_works_before_publication_with_an_embargo_banner(

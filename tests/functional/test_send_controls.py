@@ -70,6 +70,8 @@ def page(client: FlaskClient, release: Release) -> str:
 
 def post(client: FlaskClient, release: Release, action: str, **data: Any) -> Any:
     token = csrf_token(client, f"/staff/releases/{release.id}/send")
+    if action in ("now", "schedule"):
+        data.setdefault("confirmed", "yes")  # as the confirmation page posts it
     return client.post(
         f"/staff/releases/{release.id}/send/{action}", data={"csrf_token": token, **data}
     )
@@ -264,9 +266,10 @@ def test_test_send_goes_to_the_current_user(
         f"/staff/releases/{release.id}/email-preview/test-send", data={"csrf_token": token}
     )
     assert response.status_code == 303
-    assert queued == [("test_send", (release.id, user.id))]
+    ((name, (release_id, user_id, staff_mail_id)),) = queued
+    assert (name, release_id, user_id) == ("test_send", release.id, user.id)
     with app.app_context():
-        mail_tasks.send_release_test(release.id, user.id)
+        mail_tasks.send_release_test(release.id, user.id, staff_mail_id)
     (sent,) = mail_transport.sent
     assert sent.recipients == [user.email]
     message = email.message_from_bytes(sent.message, policy=email.policy.default)

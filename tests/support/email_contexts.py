@@ -17,6 +17,9 @@ ORG = Organisation(
     timezone="Europe/London",
     press_email="press@harbourlight.example",
     website_url="https://harbourlight.example",
+    brand_colour="#0a6e5c",
+    boilerplate="The Harbour Light Foundation funds local reporting on <coastal> towns.\n\n"
+    "It was founded in 2011 and is based in Portmere.",
 )
 
 
@@ -36,6 +39,7 @@ def release() -> dict[str, Any]:
     base = "https://news.harbourlight.example"
     return {
         "org": ORG,
+        "logo_url": f"{base}/media/logos/0123456789abcdef01234567.png",
         "release": {
             "title": "Sea wall <to be> raised before winter & spring",
             "kind": "Press release",
@@ -53,7 +57,7 @@ def release() -> dict[str, Any]:
             "photo": {
                 "url": f"{base}/media/sea-wall/email.jpg",
                 "alt": "The old sea wall at high tide",
-                "credit": "Jo Marsh",
+                "credit": "Photo: Jo Marsh",
                 "caption": "Waves over the wall in October.",
             },
             "contacts": [
@@ -70,6 +74,7 @@ def release() -> dict[str, Any]:
         },
         "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
         "room": None,  # tests/unit/test_embargo_mail.py renders the embargo-room variants
+        "embargo_subject": "25 Nov 09:00 GMT",
         "recipient": {
             "name": "Zoë <O'Brien>",
             "email": "zoe@example.org",

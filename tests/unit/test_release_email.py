@@ -216,11 +216,13 @@ def test_embargoed_release_says_so_in_subject_and_at_the_top(
     journalist = f.journalist(session)
     _, _, raw = compile_release(session, release.id, settings).render(recipient(journalist.id))
     m = parse(raw)
-    assert m["Subject"] == (
-        "EMBARGOED UNTIL 1 Jul 2026 08:30 UTC (09:30 BST): Sea wall to be raised before winter"
-    )
+    # Short enough that the title still shows in an inbox line (issue 11).
+    assert m["Subject"] == "Embargoed to 1 Jul 09:30 BST: Sea wall to be raised before winter"
     html, text = parts(m)
-    assert text.lstrip().startswith("EMBARGOED UNTIL 1 Jul 2026 08:30 UTC (09:30 BST)")
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[0].startswith("View in browser: ")
+    assert lines[1] == "EMBARGOED UNTIL 1 Jul 2026 08:30 UTC (09:30 BST)"
+    assert html.index("View in browser") < html.index("EMBARGOED UNTIL")
     banner = html.index("EMBARGOED UNTIL")
     assert banner < html.index('class="release-title')
 
@@ -347,7 +349,7 @@ def test_release_template_has_every_block() -> None:
     assert "<mj-" not in html
     for expected in ("EMBARGOED UNTIL", "Sea wall <to be>", "PRESS CONTACTS", "DOWNLOADS"):
         assert expected in rendered.text, expected
-    assert rendered.subject.startswith("EMBARGOED UNTIL 25 Nov 2026 09:00 UTC")
+    assert rendered.subject.startswith("Embargoed to 25 Nov 09:00 GMT: ")
 
 
 def test_digest_template_has_every_block() -> None:

@@ -48,3 +48,32 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.secret_key = "x"  # type: ignore[misc]
+
+
+def test_changing_the_ports_moves_the_dev_inbox_and_the_links_along() -> None:
+    """`PORT=5101 DEV_SMTP_PORT=8125 make run` must mail the inbox it starts, link to :5101."""
+    settings = Settings.from_env({"PORT": "5101", "DEV_SMTP_PORT": "8125"})
+    assert settings.smtp_url == "smtp://127.0.0.1:8125"
+    assert settings.public_base_url == "http://127.0.0.1:5101"
+    assert settings.uses_dev_inbox
+
+
+def test_explicit_values_win_over_derived_ones() -> None:
+    settings = Settings.from_env(
+        {
+            "PORT": "5101",
+            "DEV_SMTP_PORT": "8125",
+            "SMTP_URL": "smtp://relay.example.org:587",
+            "PUBLIC_BASE_URL": "https://news.example.org",
+        }
+    )
+    assert settings.smtp_url == "smtp://relay.example.org:587"
+    assert settings.public_base_url == "https://news.example.org"
+    assert not settings.uses_dev_inbox
+
+
+def test_production_does_not_guess_its_public_address_from_the_port() -> None:
+    settings = Settings.from_env(
+        {"DISTRIBUTOR_ENV": "production", "SECRET_KEY": "x" * 40, "PORT": "8000"}
+    )
+    assert settings.public_base_url == "http://127.0.0.1:5000"  # the documented default

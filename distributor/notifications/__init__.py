@@ -1,0 +1,1 @@
+"""Mail to staff: test mails and workflow notifications, each recorded with its outcome."""

@@ -169,6 +169,9 @@ class Settings:
         default="", metadata={"env": "MAILGUN_WEBHOOK_SIGNING_KEY"}
     )
 
+    # -- what operators watch (see distributor/health/metrics.py) --------------------------------
+    metrics_token: str = field(default="", metadata={"env": "METRICS_TOKEN"})
+
     # -- derived values -------------------------------------------------------------------------
 
     @property

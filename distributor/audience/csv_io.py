@@ -8,17 +8,19 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from distributor.audience.models import (
     Beat,
+    Journalist,
+    Outlet,
     Subscription,
     SubscriptionStatus,
 )
@@ -180,8 +182,17 @@ def escape_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def export_journalists_csv(session: Session, **filters: Any) -> Iterable[str]:
-    """Stream the journalists matching the staff filters as CSV lines."""
+EXPORT_PAGE_SIZE = 2000
+
+
+def export_journalists_csv(session: Session, **filters: Any) -> Iterator[str]:
+    """Stream the journalists matching the staff filters as CSV, one chunk per page of rows.
+
+    Memory stays flat however large the audience: pages are read in id order by keyset
+    (``id > last id``, never OFFSET), as plain rows rather than ORM objects, and each page
+    fetches the beats of its own journalists only. A page is one short query, so no
+    transaction or server-side cursor stays open while a slow client downloads.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -193,30 +204,67 @@ def export_journalists_csv(session: Session, **filters: Any) -> Iterable[str]:
 
     writer.writerow(EXPORT_COLUMNS)
     yield flush()
-    stmt = journalist_query(**filters)
-    beats_of: dict[int, list[str]] = {}
-    for journalist_id, beat_name in session.execute(
-        select(Subscription.journalist_id, Beat.name)
-        .join(Beat, Beat.id == Subscription.beat_id)
-        .where(Subscription.status == SubscriptionStatus.CONFIRMED)
-        .order_by(Beat.name)
-    ):
-        beats_of.setdefault(journalist_id, []).append(beat_name)
-    for journalist in session.scalars(stmt.execution_options(yield_per=1000)):
-        row = [
-            journalist.email,
-            journalist.name,
-            journalist.outlet.name if journalist.outlet else "",
-            journalist.role,
-            journalist.country,
-            journalist.language,
-            journalist.phone,
-            journalist.notes,
-            journalist.lawful_basis.value,
-            journalist.delivery_mode.value,
-            "yes" if journalist.is_paused else "no",
-            "; ".join(beats_of.get(journalist.id, [])),
-            journalist.created_at.isoformat(),
-        ]
-        writer.writerow([escape_cell(str(cell)) for cell in row])
+    outlet = aliased(Outlet)  # the free-text filter may join Outlet itself
+    outlet_name = (
+        select(outlet.name)
+        .where(outlet.id == Journalist.outlet_id)
+        .correlate(Journalist)
+        .scalar_subquery()
+    )
+    stmt = (
+        journalist_query(**filters)
+        .order_by(None)
+        .with_only_columns(
+            Journalist.id,
+            Journalist.email,
+            Journalist.name,
+            outlet_name,
+            Journalist.role,
+            Journalist.country,
+            Journalist.language,
+            Journalist.phone,
+            Journalist.notes,
+            Journalist.lawful_basis,
+            Journalist.delivery_mode,
+            Journalist.is_paused,
+            Journalist.created_at,
+        )
+        .order_by(Journalist.id)
+        .limit(EXPORT_PAGE_SIZE)
+    )
+    last_id = 0
+    while True:
+        page = session.execute(stmt.where(Journalist.id > last_id)).all()
+        if not page:
+            break
+        last_id = page[-1][0]
+        beats_of: dict[int, list[str]] = {}
+        for journalist_id, beat_name in session.execute(
+            select(Subscription.journalist_id, Beat.name)
+            .join(Beat, Beat.id == Subscription.beat_id)
+            .where(
+                Subscription.journalist_id.in_([row[0] for row in page]),
+                Subscription.status == SubscriptionStatus.CONFIRMED,
+            )
+            .order_by(Beat.name)
+        ):
+            beats_of.setdefault(journalist_id, []).append(beat_name)
+        for (journalist_id, email, name, outlet, role, country, language, phone, notes,
+             lawful_basis, delivery_mode, is_paused, created_at) in page:  # fmt: skip
+            row = [
+                email,
+                name,
+                outlet or "",
+                role,
+                country,
+                language,
+                phone,
+                notes,
+                lawful_basis.value,
+                delivery_mode.value,
+                "yes" if is_paused else "no",
+                "; ".join(beats_of.get(journalist_id, [])),
+                created_at.isoformat(),
+            ]
+            writer.writerow([escape_cell(str(cell)) for cell in row])
         yield flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
@@ -13,7 +15,7 @@ from distributor.audience.dry_run import job_layout
 from distributor.audience.forms import ActionForm, MappingForm, UploadForm
 from distributor.audience.models import ImportStatus, LawfulBasis
 from distributor.audience.views import bp, journalist_filters
-from distributor.db import request_session
+from distributor.db import get_db, request_session
 from distributor.errors import DomainError
 from distributor.security import editor_required
 from distributor.settings import Settings
@@ -175,11 +177,19 @@ def import_status(job_id: int) -> Response:
 @bp.get("/journalists/export.csv")
 @editor_required
 def export_journalists() -> Response:
-    session = request_session()
     filters = journalist_filters()
-    response = current_app.response_class(
-        csv_io.export_journalists_csv(session, **filters), mimetype="text/csv; charset=utf-8"
-    )
+    db = get_db()
+
+    def stream() -> Iterator[str]:
+        # The body streams after the request's own session is committed and closed, so the
+        # export reads through a session of its own, closed when the download ends.
+        session = db.session()
+        try:
+            yield from csv_io.export_journalists_csv(session, **filters)
+        finally:
+            session.close()
+
+    response = current_app.response_class(stream(), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = 'attachment; filename="journalists.csv"'
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -52,6 +52,9 @@ class Send(Base):
     # When a worker last claimed a batch: the dispatch sweep restarts a send that went quiet
     # (its broker messages lost) while it still has due rows.
     last_claim_at: Mapped[dt.datetime | None]
+    # When batch tasks were last enqueued for it: tasks still waiting in the broker behind
+    # busy workers are not enqueued a second time by the sweep.
+    dispatched_at: Mapped[dt.datetime | None]
     cancelled_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -16,7 +16,13 @@ from distributor.accounts.models import User
 from distributor.celery_app import enqueue_after_commit
 from distributor.db import utcnow
 from distributor.delivery import recipients
-from distributor.delivery.ledger import FINAL_STATUSES, PENDING_STATUSES, has_pending, move_send
+from distributor.delivery.ledger import (
+    FINAL_STATUSES,
+    PENDING_STATUSES,
+    has_due,
+    has_pending,
+    move_send,
+)
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
 from distributor.errors import Conflict, NotFound
 from distributor.releases.models import Release, ReleaseStatus
@@ -71,10 +77,13 @@ def _user(session: Session, user_id: int | None) -> User | None:
     return session.get(User, user_id) if user_id is not None else None
 
 
-def _enqueue_dispatch(session: Session, send_id: int) -> None:
+def _enqueue_dispatch(session: Session, send: Send) -> None:
     from distributor.delivery.tasks import dispatch_send
 
-    enqueue_after_commit(session, dispatch_send, send_id)
+    # Noted in the same transaction, so the sweep knows batch tasks are on their way.
+    send.dispatched_at = utcnow()
+    session.flush()
+    enqueue_after_commit(session, dispatch_send, send.id)
 
 
 def start_send(
@@ -143,7 +152,7 @@ def _begin(
     if not has_pending(session, send.id):
         _finish(session, send, now)
     else:
-        _enqueue_dispatch(session, send.id)
+        _enqueue_dispatch(session, send)
     return send
 
 
@@ -215,7 +224,7 @@ def resume_send(session: Session, release_id: int) -> Send:
     move_send(send, SendStatus.RUNNING)
     send.paused_at = None
     session.flush()
-    _enqueue_dispatch(session, send.id)
+    _enqueue_dispatch(session, send)
     return send
 
 
@@ -252,7 +261,7 @@ def _reopen(session: Session, send: Send) -> None:
         send.finished_at = None
     session.flush()
     if send.status is SendStatus.RUNNING:
-        _enqueue_dispatch(session, send.id)
+        _enqueue_dispatch(session, send)
 
 
 def retry_failed(session: Session, release_id: int) -> int:
@@ -371,3 +380,73 @@ def list_unknown(session: Session, release_id: int) -> list[Delivery]:
             .order_by(Delivery.id)
         )
     )
+
+
+# -- restarting quiet sends ------------------------------------------------------------------
+
+# A running send with due rows and no claim for this long may have lost its broker messages.
+QUIET_SECONDS = 5.0
+
+
+def has_live_batch(
+    session: Session, send_id: int, now: dt.datetime, *, claim_timeout_seconds: int
+) -> bool:
+    """Whether a batch is working on the send: a claimed row whose heartbeat is fresh.
+
+    A batch refreshes ``claimed_at`` every third of the claim timeout; a claim missed by two
+    of those heartbeats belongs to a worker that is probably gone.
+    """
+    fresh_since = now - dt.timedelta(seconds=claim_timeout_seconds * 2 / 3)
+    return (
+        session.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.send_id == send_id,
+                Delivery.status == D.SENDING,
+                Delivery.claimed_at >= fresh_since,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def restart_if_quiet(
+    session: Session, send_id: int, now: dt.datetime, *, claim_timeout_seconds: int
+) -> bool:
+    """The sweep's call for a running send: start its batch chains again if it went quiet."""
+    send = session.get(Send, send_id, with_for_update=True)
+    if send is None or not needs_dispatch(
+        session, send, now, claim_timeout_seconds=claim_timeout_seconds
+    ):
+        return False
+    _enqueue_dispatch(session, send)
+    return True
+
+
+def needs_dispatch(
+    session: Session, send: Send, now: dt.datetime, *, claim_timeout_seconds: int
+) -> bool:
+    """Whether the sweep must start batch chains for a running send (a lost broker message).
+
+    Each batch enqueues its successor while work is due, so a send needs the sweep only when
+    nothing works on it: no claim for a few seconds, no live batch (a slow relay keeps one
+    batch busy for minutes without claiming), and no batch tasks enqueued since the last
+    claim that may still wait in the broker behind busy workers (they are given up on after
+    the claim timeout).
+    """
+    if send.status is not SendStatus.RUNNING:
+        return False
+    last_claim = send.last_claim_at
+    if last_claim is not None and (now - last_claim).total_seconds() <= QUIET_SECONDS:
+        return False
+    dispatched = send.dispatched_at
+    if (
+        dispatched is not None
+        and (last_claim is None or last_claim < dispatched)
+        and (now - dispatched).total_seconds() < claim_timeout_seconds
+    ):
+        return False
+    if has_live_batch(session, send.id, now, claim_timeout_seconds=claim_timeout_seconds):
+        return False
+    return has_due(session, send.id, now)

@@ -18,15 +18,16 @@ from distributor.delivery import ledger
 from distributor.delivery.models import Send, SendStatus
 from distributor.delivery.ratelimit import RateLimiter, rate_limiter_for
 from distributor.delivery.sender import run_batch
-from distributor.delivery.services import finish_if_done, start_due_scheduled
+from distributor.delivery.services import (
+    finish_if_done,
+    restart_if_quiet,
+    start_due_scheduled,
+)
 from distributor.logs import get_logger
 from distributor.mail.transport import SMTPConfig, parse_smtp_urls
 from distributor.settings import Settings
 
 log = get_logger("distributor.delivery.tasks")
-
-# A running send with due rows and no claim for this long has lost its broker messages.
-QUIET_SECONDS = 5.0
 
 
 def _settings() -> Settings:
@@ -97,16 +98,11 @@ def sweep() -> None:
                 unknown=recovered.unknown,
             )
     with task_session() as session:
-        running = session.execute(
-            select(Send.id, Send.last_claim_at).where(Send.status == SendStatus.RUNNING)
-        ).all()
-    for send_id, last_claim_at in running:
+        running = list(session.scalars(select(Send.id).where(Send.status == SendStatus.RUNNING)))
+    for send_id in running:
         with task_session() as session:
-            if ledger.has_due(session, send_id, now):
-                quiet = (
-                    last_claim_at is None or (now - last_claim_at).total_seconds() > QUIET_SECONDS
-                )
-                if quiet:
-                    dispatch_send.delay(send_id)
-            else:
+            restarted = restart_if_quiet(
+                session, send_id, now, claim_timeout_seconds=settings.delivery_claim_timeout_seconds
+            )
+            if not restarted and not ledger.has_due(session, send_id, now):
                 finish_if_done(session, send_id)

@@ -2,7 +2,7 @@
 spokespeople, a featured release
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-11-30 14:54:09.568899
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import distributor.db
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """embargo room: terms, acceptances, standings, breaches, room access, access log, notices
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import distributor.db
 
 revision = "0014"
-down_revision = "0008"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """operators: when a send's batch tasks were last enqueued
 
 Revision ID: 0015
-Revises: 0008
+Revises: 0014
 
 ``sends.dispatched_at`` lets the dispatch sweep tell a send whose batch tasks wait in the
 broker (behind busy workers or a slow relay) from one whose tasks were lost, so it stops
@@ -16,7 +16,7 @@ from alembic import op
 from distributor.db import UTCDateTime
 
 revision = "0015"
-down_revision = "0008"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -47,7 +47,7 @@ def test_each_journalist_gets_their_own_room_link_and_no_preview_token(
     for person in (world.alice, world.carol):
         _, raw = compiled.render(_recipient(session, world, person))[1:]
         subject, html, text = _parts(raw)
-        assert subject.startswith("EMBARGOED UNTIL")
+        assert subject.startswith("Embargoed to ")
         own = room_url(settings, world.release.id, person.id)
         assert own in html and own in text
         assert world.release.preview_token not in raw.decode("ascii", "replace")

@@ -111,6 +111,7 @@ def test_the_figures_are_the_database_state(app: Flask, session: Session) -> Non
             d.next_attempt_at = now + dt.timedelta(minutes=5)
         elif d.status is DeliveryStatus.FAILED:
             d.smtp_code = 550
+            d.smtp_response = "550 5.1.1 <gone@example.org>: Recipient address rejected"
         elif d.status is DeliveryStatus.SENDING:
             d.claimed_by, d.claimed_at = "worker-a", now - dt.timedelta(seconds=30)
     # One deferred row is due for its retry already.

@@ -103,3 +103,16 @@ def test_room_tokens_are_unguessable_and_bound_to_release_and_journalist(
     from dataclasses import replace
 
     assert tokens.load_room_token(replace(settings, secret_key="another-secret" * 4), token) is None
+
+
+def test_the_report_link_table_never_shows_a_preview_token(session: Session) -> None:
+    from distributor.reports.services import link_rows
+    from distributor.tracking.links import register_links
+    from tests.support import delivery_factories as f
+
+    release = f.release(session)
+    old = f"http://localhost/preview/{release.preview_token}/attachments/1/plan.pdf"
+    register_links(session, release.id, [old, "https://council.example/plans"])
+    urls = [row.url for row in link_rows(session, release.id)]
+    assert all(release.preview_token not in url for url in urls)
+    assert "http://localhost/preview/(staff preview link)/attachments/1/plan.pdf" in urls

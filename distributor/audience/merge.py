@@ -14,6 +14,7 @@ from distributor.audience.models import (
     media_list_members,
 )
 from distributor.audience.services import get_journalist
+from distributor.audience.signals import journalist_merging
 from distributor.db import utcnow
 from distributor.errors import ValidationFailed
 
@@ -128,6 +129,7 @@ def merge_journalists(
         merged_at=utcnow(),
     )
     session.add(log)
+    journalist_merging.send(keep.id, session=session, merged_id=dup.id)
     session.delete(dup)
     session.flush()
     return log

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from distributor.audience.signals import journalist_merging
 from distributor.db import utcnow
 from distributor.delivery.signals import RoomLinks, compiling_release, recipients_frozen
 from distributor.embargo import services, tokens
@@ -39,7 +40,12 @@ def _grant(release_id: int, *, session: Session, now: dt.datetime, **_: Any) -> 
     services.grant_accesses(session, release_id, now)
 
 
+def _merge(keep_id: int, *, session: Session, merged_id: int, **_: Any) -> None:
+    services.merge_into(session, keep_id=keep_id, merged_id=merged_id, now=utcnow())
+
+
 def connect() -> None:
     """Connect the receivers (idempotent: blinker keeps one connection per receiver)."""
     compiling_release.connect(_room_links, weak=False)
     recipients_frozen.connect(_grant, weak=False)
+    journalist_merging.connect(_merge, weak=False)

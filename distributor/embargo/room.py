@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from distributor.audience.models import JournalistMerge
 from distributor.embargo import services, tokens
 from distributor.embargo.models import (
     AccessEvent,
@@ -60,11 +61,25 @@ def resolve(session: Session, settings: Settings, token: str) -> tuple[EmbargoAc
     if ids is None:
         raise NotFound(NOT_VALID)
     release_id, journalist_id = ids
-    access = session.scalar(
-        select(EmbargoAccess).where(
-            EmbargoAccess.release_id == release_id, EmbargoAccess.journalist_id == journalist_id
+    access = None
+    for _ in range(5):  # a link mailed to a record since merged into another follows it
+        access = session.scalar(
+            select(EmbargoAccess).where(
+                EmbargoAccess.release_id == release_id,
+                EmbargoAccess.journalist_id == journalist_id,
+            )
         )
-    )
+        kept = None
+        if access is None:
+            kept = session.scalar(
+                select(JournalistMerge.kept_id)
+                .where(JournalistMerge.merged_journalist_id == journalist_id)
+                .order_by(JournalistMerge.id.desc())
+                .limit(1)
+            )
+        if kept is None:
+            break
+        journalist_id = kept
     release = session.get(Release, release_id)
     if access is None or release is None:
         raise NotFound(NOT_VALID)

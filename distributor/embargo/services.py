@@ -351,3 +351,63 @@ def release_changes(session: Session, release: Release) -> list[str]:
     changes.extend(f"Attachment added: {n}" for n in now_names if n not in before)
     changes.extend(f"Attachment removed: {n}" for n in before if n not in now_names)
     return changes
+
+
+# -- merging duplicates ------------------------------------------------------------------------
+
+_STRICTNESS = {Standing.ALLOWED: 0, Standing.PROBATION: 1, Standing.NOT_ALLOWED: 2}
+
+
+def merge_into(session: Session, *, keep_id: int, merged_id: int, now: dt.datetime) -> None:
+    """A duplicate folds into the kept journalist: rooms, their log, terms acceptances and
+    breaches move with it (where the kept record has none of its own), and the stricter
+    standing wins, so merging never lifts a probation."""
+    params = {"keep": keep_id, "dup": merged_id}
+    session.execute(
+        text(
+            "UPDATE embargo_accesses SET journalist_id = :keep WHERE journalist_id = :dup "
+            "AND release_id NOT IN (SELECT release_id FROM embargo_accesses "
+            "WHERE journalist_id = :keep)"
+        ),
+        params,
+    )
+    session.execute(
+        text(
+            "UPDATE embargo_access_events SET journalist_id = :keep WHERE journalist_id = :dup "
+            "AND access_id IN (SELECT id FROM embargo_accesses WHERE journalist_id = :keep)"
+        ),
+        params,
+    )
+    session.execute(
+        text(
+            "UPDATE embargo_terms_acceptances SET journalist_id = :keep "
+            "WHERE journalist_id = :dup AND terms_id NOT IN "
+            "(SELECT terms_id FROM embargo_terms_acceptances WHERE journalist_id = :keep)"
+        ),
+        params,
+    )
+    session.execute(
+        text("UPDATE embargo_breaches SET journalist_id = :keep WHERE journalist_id = :dup"),
+        params,
+    )
+    theirs = session.get(EmbargoStanding, merged_id)
+    if theirs is None:
+        return
+    ours = standing_of(session, keep_id, now)
+    their = standing_of(session, merged_id, now)
+    stricter = _STRICTNESS[their.standing] > _STRICTNESS[ours.standing] or (
+        their.standing is ours.standing is Standing.PROBATION
+        and (their.probation_until or now) > (ours.probation_until or now)
+    )
+    if stricter:
+        set_standing(
+            session,
+            keep_id,
+            standing=their.standing,
+            probation_until=their.probation_until,
+            reason=f"{their.reason} (from merged record)".strip(),
+            by=None,
+            now=now,
+        )
+    session.delete(theirs)
+    session.flush()

@@ -6,12 +6,13 @@ import datetime as dt
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from distributor.audience.models import Journalist
 from distributor.db import request_session, utcnow
 from distributor.embargo import notices, reports, services
-from distributor.embargo.models import EmbargoTerms, Standing
+from distributor.embargo.models import EmbargoAccess, EmbargoTerms, Standing
 from distributor.errors import NotFound, ValidationFailed
 from distributor.releases.models import Release
 from distributor.reports.csv_export import csv_response
@@ -45,8 +46,6 @@ def _iso(value: dt.datetime | None) -> str:
 @editor_required
 def terms() -> str:
     session = request_session()
-    from sqlalchemy import select
-
     versions = session.scalars(select(EmbargoTerms).order_by(EmbargoTerms.version.desc())).all()
     return render_template("staff/embargo/terms.html", versions=versions)
 
@@ -271,6 +270,12 @@ def journalist_standing(journalist_id: int) -> str:
         log=reports.access_log(session, journalist_id=journalist_id)[-50:],
         probation_days=_settings().embargo_probation_days,
         can_edit=current_user.role in EDITORS,
+        received=session.execute(
+            select(Release.id, Release.title)
+            .join(EmbargoAccess, EmbargoAccess.release_id == Release.id)
+            .where(EmbargoAccess.journalist_id == journalist_id)
+            .order_by(EmbargoAccess.created_at.desc())
+        ).all(),
     )
 
 

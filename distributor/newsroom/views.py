@@ -313,7 +313,7 @@ def sitemap() -> Response:
 @public
 def robots() -> Response:
     body = (
-        "User-agent: *\nDisallow: /staff/\nDisallow: /preview/\n"
+        "User-agent: *\nDisallow: /staff/\nDisallow: /preview/\nDisallow: /embargo/\n"
         f"Sitemap: {url_for('newsroom.sitemap', _external=True)}\n"
     )
     response = make_response(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 
 from flask import Flask
@@ -15,6 +16,7 @@ from distributor.api.services import create_token
 from distributor.db import utcnow
 from distributor.embargo import tokens
 from distributor.embargo.models import AccessEvent, AccessEventKind, EmbargoStanding, Standing
+from distributor.mail.transport import InMemoryTransport
 from distributor.releases.media import PHOTO_WIDTHS
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
@@ -283,3 +285,86 @@ def test_the_api_gives_rooms_log_acceptances_and_standings_to_editors(
     assert standings["items"][0]["standing"] == "probation"
     forbidden = client.get("/api/embargo/standings", headers={"Authorization": f"Bearer {officer}"})
     assert forbidden.status_code == 403
+
+
+def _send_notices(session: Session, settings: Settings) -> InMemoryTransport:
+    from distributor.embargo import notices
+    from distributor.mail.rendering import EmailRenderer
+
+    transport = InMemoryTransport()
+
+    class _Same:
+        def __enter__(self) -> Session:
+            return session
+
+        def __exit__(self, *exc: object) -> None:
+            session.commit()
+
+    notices.send_queued(
+        _Same, settings=settings, renderer=EmailRenderer(), transport=transport, now=utcnow
+    )
+    return transport
+
+
+def test_a_new_browser_gets_the_room_only_through_the_owners_mailbox(
+    app: Flask, client: FlaskClient, session: Session, settings: Settings
+) -> None:
+    world = embargoed_world(session, settings, requires_terms=False)
+    session.commit()
+    path = _room(settings, world, world.alice)
+    _enter(client, path, accept=False)
+    laptop = app.test_client()
+    token = csrf_token(laptop, path)
+    asked = laptop.post(f"{path}/new-browser", data={"csrf_token": token})
+    assert "Check your mail" in asked.get_data(as_text=True)
+    sent = _send_notices(session, settings).sent
+    assert [m.recipients for m in sent] == [[world.alice.email]]
+    text = _decoded_text(sent[0].message)
+    link = re.search(r"http://localhost(/embargo/\S+/browser/\S+)", text)
+    assert link is not None
+    button = laptop.get(link.group(1))
+    assert button.status_code == 200 and BODY not in button.get_data(as_text=True)
+    moved = laptop.post(link.group(1), data={"csrf_token": csrf_token(laptop, link.group(1))})
+    assert moved.status_code == 303
+    assert BODY in laptop.get(path).get_data(as_text=True)
+    assert "already open in another browser" in client.get(path).get_data(as_text=True)
+    again = laptop.post(link.group(1), data={"csrf_token": csrf_token(laptop, link.group(1))})
+    assert again.status_code == 404  # one use
+
+
+def test_editors_send_a_correction_to_open_rooms(
+    app: Flask,
+    client: FlaskClient,
+    session: Session,
+    settings: Settings,
+    logged_in: Callable[[Role], User],
+) -> None:
+    world = embargoed_world(session, settings, requires_terms=False)
+    session.commit()
+    journalist = app.test_client()
+    path = _room(settings, world, world.alice)
+    _enter(journalist, path, accept=False)
+    world.release.title = "Sea wall to be raised by 1.5 metres"
+    session.commit()
+    room_html = journalist.get(path).get_data(as_text=True)
+    assert "Updated" in room_html and "Title changed" in room_html
+    logged_in(Role.EDITOR)
+    base = f"/staff/releases/{world.release.id}/embargo"
+    assert "Title changed" in client.get(base).get_data(as_text=True)
+    done = client.post(
+        f"{base}/correction", data={"csrf_token": csrf_token(client, base)}, follow_redirects=True
+    )
+    assert "Correction queued for 2 journalists" in done.get_data(as_text=True)
+    sent = _send_notices(session, settings).sent
+    assert sorted(m.recipients[0] for m in sent) == sorted([world.alice.email, world.carol.email])
+    assert all("Title changed" in _decoded_text(m.message) for m in sent)
+
+
+def _decoded_text(raw: bytes) -> str:
+    import email
+    import email.policy
+
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    return "\n".join(
+        part.get_content() for part in message.walk() if part.get_content_maintype() == "text"
+    )

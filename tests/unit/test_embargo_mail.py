@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 from email.message import EmailMessage
+from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session
 
 from distributor.delivery.rendering import Recipient, compile_release, staff_recipient
@@ -13,6 +16,8 @@ from distributor.embargo import tokens
 from distributor.embargo.handlers import room_url
 from distributor.settings import Settings
 from tests.support.embargo import TERMS_SUMMARY, delivery_of, embargoed_world
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 def _parts(raw: bytes) -> tuple[str, str, str]:
@@ -103,3 +108,44 @@ def test_room_tokens_are_unguessable_and_bound_to_release_and_journalist(
     from dataclasses import replace
 
     assert tokens.load_room_token(replace(settings, secret_key="another-secret" * 4), token) is None
+
+
+def test_the_report_link_table_never_shows_a_preview_token(session: Session) -> None:
+    from distributor.reports.services import link_rows
+    from distributor.tracking.links import register_links
+    from tests.support import delivery_factories as f
+
+    release = f.release(session)
+    old = f"http://localhost/preview/{release.preview_token}/attachments/1/plan.pdf"
+    register_links(session, release.id, [old, "https://council.example/plans"])
+    urls = [row.url for row in link_rows(session, release.id)]
+    assert all(release.preview_token not in url for url in urls)
+    assert "http://localhost/preview/(staff preview link)/attachments/1/plan.pdf" in urls
+
+
+@pytest.mark.parametrize("requires_terms", [False, True])
+def test_the_embargo_room_variants_of_the_release_template_match_their_snapshots(
+    requires_terms: bool,
+) -> None:
+    from distributor.mail.rendering import EmailRenderer
+    from tests.support.email_contexts import release
+
+    context = release()
+    context["release"]["has_photo"] = True
+    context["release"]["photo"] = None
+    context["room"] = {
+        "url": "https://news.harbourlight.example/embargo/room-token",
+        "requires_terms": requires_terms,
+        "terms_summary": "Nothing may be published <before> the lift & nothing shared.",
+    }
+    rendered = EmailRenderer().render("release", context)
+    assert "<mj-" not in rendered.html and "</mj-" not in rendered.html
+    assert "/embargo/room-token" in rendered.html and "/embargo/room-token" in rendered.text
+    assert "&lt;before&gt;" in rendered.html or not requires_terms
+    assert ("New flood gates" in rendered.text) is not requires_terms
+    name = "release-embargo-terms" if requires_terms else "release-embargo-room"
+    snapshot = SNAPSHOTS / f"{name}.txt"
+    current = f"Subject: {rendered.subject}\n\n{rendered.text}\n---HTML---\n{rendered.html}"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not snapshot.exists():
+        snapshot.write_text(current)
+    assert current == snapshot.read_text(), f"{name} changed; rerun with UPDATE_SNAPSHOTS=1"

@@ -312,3 +312,31 @@ def test_staff_rows_show_acceptance_views_and_downloads(
     kinds = [e.kind for e in session.scalars(select(AccessEvent).order_by(AccessEvent.id))]
     assert kinds[:2] == [AccessEventKind.TERMS_ACCEPTED, AccessEventKind.ENTERED]
     assert all(a.status is AccessStatus.ACTIVE for a in session.scalars(select(EmbargoAccess)))
+
+
+def test_merging_a_duplicate_keeps_its_room_evidence_and_the_stricter_standing(
+    session: Session, settings: Settings
+) -> None:
+    from distributor.audience.merge import merge_journalists
+    from tests.support.delivery_seed import person
+
+    world = embargoed_world(session, settings)
+    now = utcnow()
+    bob_token = _token(settings, world, world.bob)  # Bob was skipped: no room
+    alice_token = _token(settings, world, world.alice)
+    room.enter(session, settings, alice_token, browser_key=BROWSER_A, accepts_terms=True, now=now)
+    # Alice's record is a duplicate of a new, clean one; Bob's probation must survive a merge.
+    kept = person(session, "alice.kept@a.example")
+    merge_journalists(session, keep_id=kept.id, duplicate_id=world.alice.id)
+    session.expire_all()
+    view = room.look(session, settings, alice_token, BROWSER_A, now)  # the old link still works
+    assert view.outcome is room.Outcome.ROOM and view.access.journalist_id == kept.id
+    assert [a.email for a in reports.acceptances(session, kept.id)] == ["alice.kept@a.example"]
+
+    clean = person(session, "bob.kept@b.example")
+    merge_journalists(session, keep_id=clean.id, duplicate_id=world.bob.id)
+    assert services.standing_of(session, clean.id, now).standing is Standing.PROBATION
+    from distributor.errors import NotFound
+
+    with pytest.raises(NotFound):
+        room.look(session, settings, bob_token, None, now)

@@ -27,8 +27,6 @@ N = 1500
 NEEDS_LEDGER_REWORK = {
     "sender-refused": "a 550 5.1.8 at MAIL FROM fails and suppresses the recipients instead of "
     "pausing the send (ledger rework)",
-    "clock-ahead": "claims carry the worker's clock: a sweep on a host 2 minutes ahead "
-    "recovers live claims and requeues messages in flight (ledger rework: database clock)",
 }
 
 

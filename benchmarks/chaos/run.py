@@ -450,4 +450,6 @@ def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
         run.cleanup()
         if not cfg.keep and outcome.is_ok:
             shutil.rmtree(work, ignore_errors=True)
+        else:
+            outcome.notes.append(f"logs and journal kept in {work}")
     return outcome

@@ -19,7 +19,7 @@ def _sigkill_all(run: Run) -> None:
             return
         for worker in run.workers:
             worker.kill()
-        run.note_fault(f"every worker SIGKILLed at {fraction:.0%}")
+        run.note_fault("every worker SIGKILLed")
         time.sleep(1.0)
         run.start_workers()
 

@@ -14,19 +14,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from benchmarks.chaos.check import PENDING, Verdict, check, read_journal
+from benchmarks.chaos.config import Config
 from benchmarks.chaos.infra import (
-    PrivatePostgres,
     PrivateRedis,
     SinkProcess,
     Worker,
@@ -34,100 +32,9 @@ from benchmarks.chaos.infra import (
     stop_process,
     wait_workers,
 )
+from benchmarks.chaos.outcome import Outcome
+from benchmarks.chaos.postgres import PrivatePostgres
 from benchmarks.chaos.sink import SinkFaults
-
-
-@dataclass
-class Config:
-    """Sizes and timings of a chaos run (``python -m benchmarks.chaos --help``)."""
-
-    n: int = 10_000
-    workers: int = 3  # worker hosts (celery worker processes)
-    concurrency: int = 1  # batches one worker host runs at once (prefork children)
-    lanes: int = 4  # DELIVERY_CONNECTIONS_PER_BATCH
-    batch: int = 500  # DELIVERY_BATCH_SIZE
-    claim_timeout: int = 8  # DELIVERY_CLAIM_TIMEOUT_SECONDS
-    domains: int = 200
-    paragraphs: int = 4
-    redis_down_seconds: float = 30.0
-    blackhole_seconds: float = 20.0
-    server_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    work_root: Path = Path("/tmp/chaos")
-    keep: bool = False
-    settle_seconds: float = 3.0  # watched after the send finished, before checking
-    # Network namespaces: the gateway address each worker host uses, and its namespace.
-    worker_hosts: list[tuple[str, str]] | None = None
-    service_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
-    netns_prefix: str = ""
-
-    @property
-    def connections(self) -> int:
-        """SMTP connections that can be mid-final-dot at one moment, over all hosts."""
-        return self.workers * self.concurrency * self.lanes
-
-    @property
-    def connections_per_worker(self) -> int:
-        return self.concurrency * self.lanes
-
-
-@dataclass
-class Outcome:
-    name: str
-    verdict: Verdict | None = None
-    bound: int = 0
-    seconds: float = 0.0
-    skipped: str | None = None  # the reason, when the scenario could not run here
-    error: str | None = None  # the harness itself could not finish the scenario
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def is_ok(self) -> bool:
-        if self.skipped is not None:
-            return True
-        v = self.verdict
-        return (
-            self.error is None
-            and v is not None
-            and v.duplicates == 0
-            and v.lost == 0
-            and v.in_doubt <= self.bound
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.verdict is not None:
-            data["verdict"]["statuses"] = dict(self.verdict.statuses)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        verdict = data.pop("verdict", None)
-        outcome = cls(**data)
-        if verdict is not None:
-            statuses = Counter(verdict.pop("statuses", {}))
-            outcome.verdict = Verdict(**verdict, statuses=statuses)
-        return outcome
-
-    def line(self) -> str:
-        if self.skipped is not None:
-            return f"chaos: {self.name}: skipped: {self.skipped}"
-        v = self.verdict
-        if v is None:
-            return f"chaos: {self.name}: ERROR {self.error}"
-        statuses = " ".join(f"{k}={n}" for k, n in sorted(v.statuses.items()))
-        extra = f"; {'; '.join(self.notes)}" if self.notes else ""
-        if self.error:
-            extra += f"; harness: {self.error}"
-        if v.wrongly_suppressed:
-            extra += f"; {v.wrongly_suppressed} addresses suppressed without a recipient refusal"
-        if v.strays:
-            extra += f"; {v.strays} messages for nobody in the ledger"
-        return (
-            f"chaos: {self.name}: {'ok' if self.is_ok else 'FAIL'}: {v.messages} messages, "
-            f"{v.duplicates} duplicates, {v.lost} lost, {v.in_doubt} in doubt "
-            f"({v.in_doubt_delivered} of them delivered) (bound {self.bound}), "
-            f"{self.seconds:.0f}s [{statuses}]{extra}"
-        )
 
 
 class Run:

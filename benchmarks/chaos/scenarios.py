@@ -7,8 +7,10 @@ import time
 
 from sqlalchemy import text
 
-from benchmarks.chaos.infra import faketime_env, netns_available
-from benchmarks.chaos.run import Config, Run, Scenario
+from benchmarks.chaos.config import Config
+from benchmarks.chaos.infra import faketime_env
+from benchmarks.chaos.netns import netns_available
+from benchmarks.chaos.run import Run, Scenario
 from benchmarks.chaos.sink import SinkFaults
 
 

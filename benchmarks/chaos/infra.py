@@ -190,6 +190,12 @@ class PrivateRedis:
 # -- workers and beat ----------------------------------------------------------------------------
 
 
+def faketime_unavailable() -> str | None:
+    if any(lib.exists() for lib in FAKETIME_LIBS):
+        return None
+    return "libfaketime is not installed (apt-get install faketime)"
+
+
 def faketime_env(offset_seconds: int) -> dict[str, str]:
     """Environment that runs a process with its clock ``offset_seconds`` off (libfaketime)."""
     for lib in FAKETIME_LIBS:

@@ -44,11 +44,19 @@ class PrivatePostgres:
             return argv
         return ["runuser", "-u", "postgres", "--", *argv]
 
-    def start(self) -> PrivatePostgres:
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why a private server cannot run here (None: it can)."""
         if not (PG_BIN / "initdb").exists():
-            raise Unavailable(f"PostgreSQL 15 server binaries not found in {PG_BIN}")
+            return f"PostgreSQL 15 server binaries not found in {PG_BIN}"
         if os.geteuid() == 0 and shutil.which("runuser") is None:
-            raise Unavailable("running as root without runuser: PostgreSQL refuses root")
+            return "running as root without runuser, and PostgreSQL refuses root"
+        return None
+
+    def start(self) -> PrivatePostgres:
+        reason = self.unavailable()
+        if reason:
+            raise Unavailable(reason)
         self.port = self.port or free_port()
         self.work.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:

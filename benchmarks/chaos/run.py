@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ class Run:
 
         self.redis.start()
         if self.private_pg:
-            self.pg = PrivatePostgres(self.work / "pg", hosts=list(self.cfg.service_hosts)).start()
+            # Not under the work dir: that may sit where user postgres cannot reach (pytest's).
+            pg_dir = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
+            self.pg = PrivatePostgres(pg_dir, hosts=list(self.cfg.service_hosts)).start()
             self.db_url, self.db_name = create_database(self.pg.server_url, "chaos")
         else:
             self.db_url, self.db_name = create_database(self.cfg.server_url, "chaos")
@@ -204,6 +207,10 @@ class Run:
         self.redis.stop()
         if self.pg is not None:
             self.pg.stop()
+            with contextlib.suppress(OSError):
+                shutil.copy(self.pg.work / "pg.log", self.work / "postgres.log")
+            if not self.cfg.keep:
+                shutil.rmtree(self.pg.work, ignore_errors=True)
 
     # -- watching the send -------------------------------------------------------------------
 
@@ -297,13 +304,21 @@ def _phase(name: str, what: str, since: float) -> None:
         print(f"  [{name}] {what} at {time.monotonic() - since:.1f}s", file=sys.stderr, flush=True)
 
 
+def prerequisites(scenario: Scenario, cfg: Config) -> str | None:
+    """Why ``scenario`` cannot run on this machine (None: it can)."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (apt-get install redis-server)"
+    if scenario.private_pg and (reason := PrivatePostgres.unavailable()):
+        return reason
+    return scenario.unavailable(cfg) if scenario.unavailable is not None else None
+
+
 def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
     outcome = Outcome(scenario.name)
-    if scenario.unavailable is not None:
-        reason = scenario.unavailable(cfg)
-        if reason:
-            outcome.skipped = reason
-            return outcome
+    reason = prerequisites(scenario, cfg)
+    if reason:
+        outcome.skipped = reason
+        return outcome
     work = cfg.work_root / scenario.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

@@ -8,7 +8,7 @@ import time
 from sqlalchemy import text
 
 from benchmarks.chaos.config import Config
-from benchmarks.chaos.infra import faketime_env
+from benchmarks.chaos.infra import faketime_env, faketime_unavailable
 from benchmarks.chaos.netns import netns_available
 from benchmarks.chaos.run import Run, Scenario
 from benchmarks.chaos.sink import SinkFaults
@@ -143,12 +143,14 @@ SCENARIOS: list[Scenario] = [
         "one worker host's clock 2 minutes ahead (libfaketime)",
         _nothing,
         prepare=lambda run: run.worker_overrides.update({0: faketime_env(120)}),
+        unavailable=lambda cfg: faketime_unavailable(),
     ),
     Scenario(
         "clock-behind",
         "one worker host's clock 2 minutes behind (libfaketime)",
         _nothing,
         prepare=lambda run: run.worker_overrides.update({0: faketime_env(-120)}),
+        unavailable=lambda cfg: faketime_unavailable(),
     ),
     Scenario("flushall", "FLUSHALL of the private Redis at 50%", _flushall),
     Scenario(

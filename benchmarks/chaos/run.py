@@ -19,15 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from benchmarks.bench_send import seed
 from benchmarks.chaos.check import PENDING, Verdict, check, read_journal
 from benchmarks.chaos.config import Config
 from benchmarks.chaos.infra import (
     PrivateRedis,
     SinkProcess,
+    Unavailable,
     Worker,
     start_beat,
     stop_process,
@@ -36,6 +39,12 @@ from benchmarks.chaos.infra import (
 from benchmarks.chaos.outcome import Outcome
 from benchmarks.chaos.postgres import PrivatePostgres
 from benchmarks.chaos.sink import SinkFaults
+from benchmarks.throwaway_db import create_database, drop_database
+from distributor.app import create_app
+from distributor.db import Database, make_engine
+from distributor.delivery import services
+from distributor.migrate import upgrade
+from distributor.settings import Settings
 
 
 class Run:
@@ -76,8 +85,7 @@ class Run:
         }
 
     def env(self, host: str = "127.0.0.1", extra: dict[str, str] | None = None) -> dict[str, str]:
-        import os
-
+        """A worker host's environment: the product's own settings, nothing patched."""
         cfg = self.cfg
         env = {
             k: v
@@ -105,16 +113,12 @@ class Run:
         env.update(extra or {})
         return env
 
-    def settings(self):  # type: ignore[no-untyped-def]
-        from distributor.settings import Settings
-
+    def settings(self) -> Settings:
         return Settings.from_env(self.env())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start_services(self) -> None:
-        from benchmarks.throwaway_db import create_database
-
         self.redis.start()
         if self.private_pg:
             # Not under the work dir: that may sit where user postgres cannot reach (pytest's).
@@ -126,10 +130,6 @@ class Run:
         self.sink.start()
 
     def seed(self) -> None:
-        from benchmarks.bench_send import seed
-        from distributor.db import Database, make_engine
-        from distributor.migrate import upgrade
-
         settings = self.settings()
         self.engine = make_engine(settings.sqlalchemy_url)
         with self.engine.begin() as conn:
@@ -161,16 +161,11 @@ class Run:
     def start_beat(self) -> None:
         self.beat = start_beat(self.env(), self.work)
 
-    def _app(self):  # type: ignore[no-untyped-def]
-        from distributor.app import create_app
-        from distributor.db import Database
-
+    def _app(self) -> Flask:
         assert self.engine is not None
         return create_app(self.settings(), db=Database(self.engine))
 
     def start_send(self) -> None:
-        from distributor.delivery import services
-
         app = self._app()
         with app.app_context(), app.extensions["distributor.db"].session() as session:
             with session.begin():
@@ -179,8 +174,6 @@ class Run:
 
     def resume(self) -> None:
         """What staff do once the cause of a pause is fixed: press Resume."""
-        from distributor.delivery import services
-
         app = self._app()
         with (
             app.app_context(),
@@ -196,8 +189,6 @@ class Run:
         self.sink.stop()
 
     def cleanup(self) -> None:
-        from benchmarks.throwaway_db import drop_database
-
         if self.engine is not None:
             self.engine.dispose()
         with contextlib.suppress(Exception):
@@ -325,8 +316,6 @@ def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
     run = Run(cfg, work, private_pg=scenario.private_pg)
     run.env_overrides.update(scenario.env)
     started = t0 = time.monotonic()
-    from benchmarks.chaos.infra import Unavailable
-
     try:
         try:
             run.start_services()
@@ -365,7 +354,7 @@ def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
         try:
             if run.send_id:
                 outcome.verdict = run.verdict()
-                outcome.bound = scenario.bound(cfg, getattr(run, "dropped", 0))
+                outcome.bound = scenario.bound(cfg, run.dropped)
         except Exception as exc:
             outcome.error = f"checking failed: {type(exc).__name__}: {exc}"
         outcome.notes = run.notes

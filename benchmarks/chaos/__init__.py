@@ -1,0 +1,1 @@
+"""``make chaos``: fault injection against the delivery engine (see ``__main__``)."""

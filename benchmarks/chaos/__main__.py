@@ -13,6 +13,7 @@ within its bound. See benchmarks/chaos/run.py for what runs, check.py for what c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -20,22 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.chaos.run import Config, Outcome, run_scenario
+from benchmarks.chaos.config import Config
+from benchmarks.chaos.outcome import Outcome, summary
+from benchmarks.chaos.run import run_scenario
 from benchmarks.chaos.scenarios import SCENARIOS, select
-
-
-def summary(outcomes: list[Outcome]) -> str:
-    ran = [o for o in outcomes if o.skipped is None and o.verdict is not None]
-    errors = [o for o in outcomes if o.skipped is None and o.verdict is None]
-    messages = sum(o.verdict.messages for o in ran if o.verdict)
-    duplicates = sum(o.verdict.duplicates for o in ran if o.verdict)
-    lost = sum(o.verdict.lost for o in ran if o.verdict)
-    in_doubt = sum(o.verdict.in_doubt for o in ran if o.verdict)
-    bound = sum(o.bound for o in ran)
-    return (
-        f"chaos: {len(ran) + len(errors)} scenarios, {messages} messages, {duplicates} "
-        f"duplicates, {lost} lost, {in_doubt} in doubt (bound {bound})"
-    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if outcome.verdict is not None:
             for example in outcome.verdict.examples:
                 print(f"    {example}", flush=True)
+    with contextlib.suppress(OSError):
+        cfg.work_root.rmdir()  # only when nothing was kept in it
     if args.result_file is not None:
         args.result_file.write_text(json.dumps(outcomes[0].to_dict()))
         return 0

@@ -12,14 +12,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.chaos.infra import ROOT, ip
-from benchmarks.chaos.run import Config, Outcome
+from benchmarks.chaos.config import Config
+from benchmarks.chaos.infra import ROOT
+from benchmarks.chaos.outcome import Outcome
 
 HOSTS = 3
+
+
+def netns_available() -> str | None:
+    """None when network namespaces can be used here, else why not."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "the ip command (iproute2) is not installed"
+    probe = f"chaos-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, check=False)
+    if made.returncode != 0:
+        return f"ip netns add failed: {made.stderr.decode(errors='replace').strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    return None
+
+
+def ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.decode(errors='replace')}")
 
 
 def names(prefix: str) -> tuple[str, list[str], list[str], list[str]]:

@@ -13,121 +13,38 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from benchmarks.bench_send import seed
 from benchmarks.chaos.check import PENDING, Verdict, check, read_journal
+from benchmarks.chaos.config import Config
 from benchmarks.chaos.infra import (
-    PrivatePostgres,
     PrivateRedis,
     SinkProcess,
+    Unavailable,
     Worker,
     start_beat,
     stop_process,
     wait_workers,
 )
+from benchmarks.chaos.outcome import Outcome
+from benchmarks.chaos.postgres import PrivatePostgres
 from benchmarks.chaos.sink import SinkFaults
-
-
-@dataclass
-class Config:
-    """Sizes and timings of a chaos run (``python -m benchmarks.chaos --help``)."""
-
-    n: int = 10_000
-    workers: int = 3  # worker hosts (celery worker processes)
-    concurrency: int = 1  # batches one worker host runs at once (prefork children)
-    lanes: int = 4  # DELIVERY_CONNECTIONS_PER_BATCH
-    batch: int = 500  # DELIVERY_BATCH_SIZE
-    claim_timeout: int = 8  # DELIVERY_CLAIM_TIMEOUT_SECONDS
-    domains: int = 200
-    paragraphs: int = 4
-    redis_down_seconds: float = 30.0
-    blackhole_seconds: float = 20.0
-    server_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    work_root: Path = Path("/tmp/chaos")
-    keep: bool = False
-    settle_seconds: float = 3.0  # watched after the send finished, before checking
-    # Network namespaces: the gateway address each worker host uses, and its namespace.
-    worker_hosts: list[tuple[str, str]] | None = None
-    service_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
-    netns_prefix: str = ""
-
-    @property
-    def connections(self) -> int:
-        """SMTP connections that can be mid-final-dot at one moment, over all hosts."""
-        return self.workers * self.concurrency * self.lanes
-
-    @property
-    def connections_per_worker(self) -> int:
-        return self.concurrency * self.lanes
-
-
-@dataclass
-class Outcome:
-    name: str
-    verdict: Verdict | None = None
-    bound: int = 0
-    seconds: float = 0.0
-    skipped: str | None = None  # the reason, when the scenario could not run here
-    error: str | None = None  # the harness itself could not finish the scenario
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def is_ok(self) -> bool:
-        if self.skipped is not None:
-            return True
-        v = self.verdict
-        return (
-            self.error is None
-            and v is not None
-            and v.duplicates == 0
-            and v.lost == 0
-            and v.in_doubt <= self.bound
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.verdict is not None:
-            data["verdict"]["statuses"] = dict(self.verdict.statuses)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        verdict = data.pop("verdict", None)
-        outcome = cls(**data)
-        if verdict is not None:
-            statuses = Counter(verdict.pop("statuses", {}))
-            outcome.verdict = Verdict(**verdict, statuses=statuses)
-        return outcome
-
-    def line(self) -> str:
-        if self.skipped is not None:
-            return f"chaos: {self.name}: skipped: {self.skipped}"
-        v = self.verdict
-        if v is None:
-            return f"chaos: {self.name}: ERROR {self.error}"
-        statuses = " ".join(f"{k}={n}" for k, n in sorted(v.statuses.items()))
-        extra = f"; {'; '.join(self.notes)}" if self.notes else ""
-        if self.error:
-            extra += f"; harness: {self.error}"
-        if v.wrongly_suppressed:
-            extra += f"; {v.wrongly_suppressed} addresses suppressed without a recipient refusal"
-        if v.strays:
-            extra += f"; {v.strays} messages for nobody in the ledger"
-        return (
-            f"chaos: {self.name}: {'ok' if self.is_ok else 'FAIL'}: {v.messages} messages, "
-            f"{v.duplicates} duplicates, {v.lost} lost, {v.in_doubt} in doubt "
-            f"({v.in_doubt_delivered} of them delivered) (bound {self.bound}), "
-            f"{self.seconds:.0f}s [{statuses}]{extra}"
-        )
+from benchmarks.throwaway_db import create_database, drop_database
+from distributor.app import create_app
+from distributor.db import Database, make_engine
+from distributor.delivery import services
+from distributor.migrate import upgrade
+from distributor.settings import Settings
 
 
 class Run:
@@ -168,8 +85,7 @@ class Run:
         }
 
     def env(self, host: str = "127.0.0.1", extra: dict[str, str] | None = None) -> dict[str, str]:
-        import os
-
+        """A worker host's environment: the product's own settings, nothing patched."""
         cfg = self.cfg
         env = {
             k: v
@@ -197,29 +113,23 @@ class Run:
         env.update(extra or {})
         return env
 
-    def settings(self):  # type: ignore[no-untyped-def]
-        from distributor.settings import Settings
-
+    def settings(self) -> Settings:
         return Settings.from_env(self.env())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start_services(self) -> None:
-        from benchmarks.throwaway_db import create_database
-
         self.redis.start()
         if self.private_pg:
-            self.pg = PrivatePostgres(self.work / "pg", hosts=list(self.cfg.service_hosts)).start()
+            # Not under the work dir: that may sit where user postgres cannot reach (pytest's).
+            pg_dir = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
+            self.pg = PrivatePostgres(pg_dir, hosts=list(self.cfg.service_hosts)).start()
             self.db_url, self.db_name = create_database(self.pg.server_url, "chaos")
         else:
             self.db_url, self.db_name = create_database(self.cfg.server_url, "chaos")
         self.sink.start()
 
     def seed(self) -> None:
-        from benchmarks.bench_send import seed
-        from distributor.db import Database, make_engine
-        from distributor.migrate import upgrade
-
         settings = self.settings()
         self.engine = make_engine(settings.sqlalchemy_url)
         with self.engine.begin() as conn:
@@ -251,16 +161,11 @@ class Run:
     def start_beat(self) -> None:
         self.beat = start_beat(self.env(), self.work)
 
-    def _app(self):  # type: ignore[no-untyped-def]
-        from distributor.app import create_app
-        from distributor.db import Database
-
+    def _app(self) -> Flask:
         assert self.engine is not None
         return create_app(self.settings(), db=Database(self.engine))
 
     def start_send(self) -> None:
-        from distributor.delivery import services
-
         app = self._app()
         with app.app_context(), app.extensions["distributor.db"].session() as session:
             with session.begin():
@@ -269,8 +174,6 @@ class Run:
 
     def resume(self) -> None:
         """What staff do once the cause of a pause is fixed: press Resume."""
-        from distributor.delivery import services
-
         app = self._app()
         with (
             app.app_context(),
@@ -286,8 +189,6 @@ class Run:
         self.sink.stop()
 
     def cleanup(self) -> None:
-        from benchmarks.throwaway_db import drop_database
-
         if self.engine is not None:
             self.engine.dispose()
         with contextlib.suppress(Exception):
@@ -297,6 +198,10 @@ class Run:
         self.redis.stop()
         if self.pg is not None:
             self.pg.stop()
+            with contextlib.suppress(OSError):
+                shutil.copy(self.pg.work / "pg.log", self.work / "postgres.log")
+            if not self.cfg.keep:
+                shutil.rmtree(self.pg.work, ignore_errors=True)
 
     # -- watching the send -------------------------------------------------------------------
 
@@ -390,21 +295,27 @@ def _phase(name: str, what: str, since: float) -> None:
         print(f"  [{name}] {what} at {time.monotonic() - since:.1f}s", file=sys.stderr, flush=True)
 
 
+def prerequisites(scenario: Scenario, cfg: Config) -> str | None:
+    """Why ``scenario`` cannot run on this machine (None: it can)."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (apt-get install redis-server)"
+    if scenario.private_pg and (reason := PrivatePostgres.unavailable()):
+        return reason
+    return scenario.unavailable(cfg) if scenario.unavailable is not None else None
+
+
 def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
     outcome = Outcome(scenario.name)
-    if scenario.unavailable is not None:
-        reason = scenario.unavailable(cfg)
-        if reason:
-            outcome.skipped = reason
-            return outcome
+    reason = prerequisites(scenario, cfg)
+    if reason:
+        outcome.skipped = reason
+        return outcome
     work = cfg.work_root / scenario.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     run = Run(cfg, work, private_pg=scenario.private_pg)
     run.env_overrides.update(scenario.env)
     started = t0 = time.monotonic()
-    from benchmarks.chaos.infra import Unavailable
-
     try:
         try:
             run.start_services()
@@ -443,11 +354,13 @@ def run_scenario(scenario: Scenario, cfg: Config) -> Outcome:
         try:
             if run.send_id:
                 outcome.verdict = run.verdict()
-                outcome.bound = scenario.bound(cfg, getattr(run, "dropped", 0))
+                outcome.bound = scenario.bound(cfg, run.dropped)
         except Exception as exc:
             outcome.error = f"checking failed: {type(exc).__name__}: {exc}"
         outcome.notes = run.notes
         run.cleanup()
         if not cfg.keep and outcome.is_ok:
             shutil.rmtree(work, ignore_errors=True)
+        else:
+            outcome.notes.append(f"logs and journal kept in {work}")
     return outcome

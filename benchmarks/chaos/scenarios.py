@@ -7,8 +7,10 @@ import time
 
 from sqlalchemy import text
 
-from benchmarks.chaos.infra import faketime_env, netns_available
-from benchmarks.chaos.run import Config, Run, Scenario
+from benchmarks.chaos.config import Config
+from benchmarks.chaos.infra import faketime_env, faketime_unavailable
+from benchmarks.chaos.netns import netns_available
+from benchmarks.chaos.run import Run, Scenario
 from benchmarks.chaos.sink import SinkFaults
 
 
@@ -19,7 +21,7 @@ def _sigkill_all(run: Run) -> None:
             return
         for worker in run.workers:
             worker.kill()
-        run.note_fault(f"every worker SIGKILLed at {fraction:.0%}")
+        run.note_fault("every worker SIGKILLed")
         time.sleep(1.0)
         run.start_workers()
 
@@ -141,12 +143,14 @@ SCENARIOS: list[Scenario] = [
         "one worker host's clock 2 minutes ahead (libfaketime)",
         _nothing,
         prepare=lambda run: run.worker_overrides.update({0: faketime_env(120)}),
+        unavailable=lambda cfg: faketime_unavailable(),
     ),
     Scenario(
         "clock-behind",
         "one worker host's clock 2 minutes behind (libfaketime)",
         _nothing,
         prepare=lambda run: run.worker_overrides.update({0: faketime_env(-120)}),
+        unavailable=lambda cfg: faketime_unavailable(),
     ),
     Scenario("flushall", "FLUSHALL of the private Redis at 50%", _flushall),
     Scenario(

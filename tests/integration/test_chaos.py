@@ -5,18 +5,19 @@ The scenarios the delivery ledger survives today must stay at 0 duplicates, 0 lo
 in-doubt rows within the bound. The ones that need the ledger rework of the issue "Exactly
 once under every fault" (database clock in claims, durable acceptance commits, a refused
 envelope sender pausing the send) are expected to fail until it lands; flip them then.
+The clock-skew scenarios are left to ``make chaos``: a send this small is over before a
+skewed sweep has a fair chance to meet a live claim, so they pass or fail by luck here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from benchmarks.chaos.run import Config, run_scenario
+from benchmarks.chaos.config import Config
+from benchmarks.chaos.run import prerequisites, run_scenario
 from benchmarks.chaos.scenarios import BY_NAME
 from tests.support.services import need, port_open
 
@@ -27,8 +28,8 @@ N = 1500
 NEEDS_LEDGER_REWORK = {
     "sender-refused": "a 550 5.1.8 at MAIL FROM fails and suppresses the recipients instead of "
     "pausing the send (ledger rework)",
-    "clock-ahead": "claims carry the worker's clock: a sweep on a host 2 minutes ahead "
-    "recovers live claims and requeues messages in flight (ledger rework: database clock)",
+    "postgres-kill9": "acceptances are committed with synchronous_commit = off: a crash of the "
+    "server forgets some, and those messages go out again (ledger rework: durable commits)",
 }
 
 
@@ -40,9 +41,8 @@ def chaos_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
         "make chaos needs PostgreSQL: DATABASE_URL does not point at a server",
     )
     need(port_open("127.0.0.1", 5432) or "127.0.0.1" not in server, "PostgreSQL is not up")
-    need(shutil.which("redis-server") is not None, "redis-server is not installed")
     # One worker host with two batches at a time: starting worker processes is most of the
-    # cost of a small run. The clock scenario gets a second host below.
+    # cost of a small run.
     return Config(
         n=N,
         workers=1,
@@ -60,24 +60,18 @@ def chaos_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     )
 
 
-def _case(name: str) -> object:
+@pytest.mark.parametrize("name", ["sigkill-30-60", "flushall", "redis-down", *NEEDS_LEDGER_REWORK])
+def test_no_duplicate_and_nothing_lost_under_faults(
+    name: str, chaos_config: Config, request: pytest.FixtureRequest
+) -> None:
+    scenario = BY_NAME[name]
+    reason = prerequisites(scenario, chaos_config)
+    need(reason is None, f"{name}: {reason}")
     if name in NEEDS_LEDGER_REWORK:
-        return pytest.param(
-            name, marks=pytest.mark.xfail(strict=False, reason=NEEDS_LEDGER_REWORK[name])
-        )
-    return name
-
-
-@pytest.mark.parametrize(
-    "name",
-    [_case(n) for n in ("sigkill-30-60", "flushall", "redis-down")]
-    + [_case(n) for n in NEEDS_LEDGER_REWORK],
-)
-def test_no_duplicate_and_nothing_lost_under_faults(name: str, chaos_config: Config) -> None:
-    cfg = chaos_config
-    if name.startswith("clock-"):
-        cfg = dataclasses.replace(cfg, workers=2, concurrency=1)  # a skewed host and an honest one
-    outcome = run_scenario(BY_NAME[name], cfg)
+        # Marked only now, so that a missing service is a skip (or, with REQUIRE_SERVICES=1,
+        # a failure) rather than an expected failure.
+        request.applymarker(pytest.mark.xfail(strict=False, reason=NEEDS_LEDGER_REWORK[name]))
+    outcome = run_scenario(scenario, chaos_config)
     assert outcome.skipped is None, outcome.skipped
     assert outcome.error is None, outcome.line()
     verdict = outcome.verdict

@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
-        bench-send bench-newsroom bench-import bench-tracking bench-render
+        bench-send bench-newsroom bench-import bench-tracking bench-render \
+        bounce-accuracy
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -67,3 +68,6 @@ bench-newsroom: install
 
 bench-render: install
 	$(BIN)/python benchmarks/bench_render.py
+
+bounce-accuracy: install
+	$(BIN)/python -m benchmarks.bounce_accuracy

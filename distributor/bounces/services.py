@@ -169,7 +169,7 @@ def _record_bounce(
         inbound_message=inbound,
         delivery=delivery,
         email=address.lower() or None,
-        kind=policy.kind_for_status(failed.status),
+        kind=failed.kind,
         status_code=failed.status[:16],
         action=failed.action[:20],
         diagnostic=failed.diagnostic[:2000],

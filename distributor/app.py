@@ -58,7 +58,7 @@ def create_app(
     if db is None:
         db = Database(make_engine(settings.sqlalchemy_url))
     if mail_transport is None:
-        relays = parse_smtp_urls(settings.smtp_url)
+        relays = parse_smtp_urls(settings.smtp_url, helo_name=settings.helo_name)
         mail_transport = SMTPTransport(relays[0])
     app.extensions["distributor.settings"] = settings
     app.extensions["distributor.db"] = db

@@ -19,6 +19,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
@@ -458,17 +459,24 @@ def _classify(report: ParsedReport, raw: bytes, bounce_domain: str) -> ParsedRep
     return report
 
 
+def _listed(items: Iterable[str], shown: int = 20) -> str:
+    """The first few, and how many more: a summary line, not a copy of the report."""
+    items = list(items)
+    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(items[:shown]) + more
+
+
 def _from_recipients(report: ParsedReport, recipients: list[FailedRecipient]) -> ParsedReport:
     failed = [r for r in recipients if r.action.startswith(("fail", "error"))]
     delayed = [r for r in recipients if r.action.startswith("delay")]
     if failed:
         report.classification = Classification.BOUNCE
         report.recipients = failed
-        report.summary = "; ".join(f"{r.address} {r.status or 'no status'}" for r in failed)
+        report.summary = _listed(f"{r.address} {r.status or 'no status'}" for r in failed)
     elif delayed:
         report.classification = Classification.DELAY
         report.recipients = delayed
-        report.summary = "delayed: " + ", ".join(r.address for r in delayed)
+        report.summary = "delayed: " + _listed(r.address for r in delayed)
     else:
         report.classification = Classification.OTHER
         report.summary = (

@@ -93,7 +93,8 @@ class BounceHandler:
 
         try:
             with self.db.session() as session, session.begin():
-                inbound = session.get(InboundMessage, inbound_id)
+                # Locked while it is read: the pending sweep skips it meanwhile.
+                inbound = session.get(InboundMessage, inbound_id, with_for_update=True)
                 if inbound is not None:
                     process_inbound(session, self.settings, inbound)
                     log.info(

@@ -31,9 +31,9 @@ from distributor.mail.transport import MailTransport
 from distributor.settings import Settings
 
 _FORBIDDEN_HEADER_CHARS = ("\r", "\n", "\x00")
-# RFC 2045 6.7 (5): encoded lines of at most 76 characters. The stdlib policy's default,
-# 78, is RFC 5322's header limit, and its quoted-printable bodies follow it.
-_POLICY = email.policy.SMTP.clone(max_line_length=76)
+# RFC 2045 6.7 (5): encoded body lines of at most 76 characters. The stdlib's default, 78,
+# is RFC 5322's header limit and stays for the headers (a 76 limit folds them oddly).
+_BODY_POLICY = email.policy.SMTP.clone(max_line_length=76)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def build_transactional(
     token = new_token()
     recipient = wire_address(to_address)
     message_id = f"<{token}@{settings.from_domain}>"
-    msg = EmailMessage(policy=_POLICY)  # CRLF line ends, as the wire needs
+    msg = EmailMessage(policy=email.policy.SMTP)  # CRLF line ends, as the wire needs
     msg["Message-ID"] = message_id
     msg["Date"] = date_header()
     msg["From"] = Address(display_name=clean_header(from_name), addr_spec=settings.mail_from)
@@ -100,9 +100,14 @@ def build_transactional(
     msg["Subject"] = clean_header(rendered.subject)
     for key, value in (extra_headers or {}).items():
         msg[key] = clean_header(value)
+    msg["MIME-Version"] = "1.0"
+    msg.make_alternative()
     # Quoted-printable keeps every line short (compiled MJML has very long lines).
-    msg.set_content(rendered.text, cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    for subtype, content in (("plain", rendered.text), ("html", rendered.html)):
+        part = EmailMessage(policy=_BODY_POLICY)
+        part.set_content(content, subtype=subtype, cte="quoted-printable")
+        del part["MIME-Version"]
+        msg.attach(part)
     raw = sign(settings, msg.as_bytes())
     return OutgoingMail(verp_sender(settings, token), recipient, message_id, raw)
 

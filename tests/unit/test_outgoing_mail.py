@@ -74,6 +74,7 @@ def test_a_staff_test_mail_is_signed_and_bounces_to_the_bounce_domain(
     assert dkim.verify(sent.message, dnsfunc=lambda name, timeout=5: record)
     message = email.message_from_bytes(sent.message, policy=email.policy.default)
     assert _NUMERIC_DATE.match(str(message["Date"]))
+    assert not str(message["Subject"]).startswith(" ")
     assert message["Message-ID"].endswith(f"@{settings.from_domain}>")
 
 

@@ -36,7 +36,7 @@ _COMMENT = re.compile(r"\([^()]*\)")
 # A mailbox as a report names it: no spaces or brackets, one "@", a domain of labels
 # (non-ASCII letters allowed for RFC 6531 addresses).
 _MAILBOX = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+")
-_DOMAIN = re.compile(r"(?:[^\W_]|[-])+(?:\.(?:[^\W_]|[-])+)*\.?", re.UNICODE)
+_DOMAIN = re.compile(r"[\w-]+(?:\.[\w-]+)*\.?")
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,7 @@ def mailbox(value: str) -> str:
     address = address.strip("<>").rstrip(".")
     if not _MAILBOX.fullmatch(address):
         return ""
-    local, _, domain = address.rpartition("@")
-    if not local or not _DOMAIN.fullmatch(domain):
+    if not _DOMAIN.fullmatch(address.rpartition("@")[2]):
         return ""
     return address.lower()
 

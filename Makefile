@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
-        bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render chaos
+        bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render chaos \
+        bounce-accuracy
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -78,3 +79,6 @@ CHAOS_N = $(if $(filter command line environment,$(origin N)),$(N),10000)
 
 chaos: install
 	$(BIN)/python -m benchmarks.chaos -n $(CHAOS_N) $(if $(SCENARIOS),--scenarios $(SCENARIOS))
+
+bounce-accuracy: install
+	$(BIN)/python -m benchmarks.bounce_accuracy

@@ -63,7 +63,7 @@ def create_app(
         db = Database(make_engine(settings.sqlalchemy_url))
     relay_check: CachedRelayCheck | None = None
     if mail_transport is None:
-        relays = parse_smtp_urls(settings.smtp_url)
+        relays = parse_smtp_urls(settings.smtp_url, helo_name=settings.helo_name)
         mail_transport = SMTPTransport(relays[0])
         relay_check = CachedRelayCheck(settings.smtp_url)
     app.extensions["distributor.settings"] = settings

@@ -39,6 +39,9 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     for noisy in ("werkzeug", "mail.log", "amqp", "kombu"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # flufl.bounce logs each detector it runs, and a full traceback before re-raising a
+    # detector's error; the bounce parser logs that failure itself, in one line.
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +22,19 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class SettingsError(RuntimeError):
     """The environment describes a configuration we refuse to run with."""
+
+
+@lru_cache(maxsize=1)
+def _host_fqdn() -> str:
+    return socket.getfqdn()
+
+
+def default_helo_name(from_domain: str) -> str:
+    """The host's fully qualified name; the From domain when the host has no dotted name."""
+    fqdn = _host_fqdn().strip().rstrip(".")
+    if "." in fqdn and not fqdn.lower().startswith("localhost"):
+        return fqdn
+    return from_domain
 
 
 def _bool(value: str) -> bool:
@@ -145,6 +160,8 @@ class Settings:
     dkim_selector: str = field(default="", metadata={"env": "DKIM_SELECTOR"})
     dkim_private_key_path: str = field(default="", metadata={"env": "DKIM_PRIVATE_KEY_PATH"})
     dkim_domain: str = field(default="", metadata={"env": "DKIM_DOMAIN"})
+    # Our name in EHLO (RFC 5321 4.1.4: a fully qualified domain name, never "localhost").
+    smtp_helo_name: str = field(default="", metadata={"env": "SMTP_HELO_NAME"})
     digest_hour: int = field(default=8, metadata={"env": "DIGEST_HOUR"})
     dns_timeout_seconds: int = field(default=3, metadata={"env": "DNS_TIMEOUT_SECONDS"})
 
@@ -239,6 +256,11 @@ class Settings:
     @property
     def from_domain(self) -> str:
         return self.mail_from.rpartition("@")[2]
+
+    @property
+    def helo_name(self) -> str:
+        """``SMTP_HELO_NAME``, else the host's FQDN, else (no dot in it) the From domain."""
+        return self.smtp_helo_name or default_helo_name(self.from_domain)
 
     # -- construction ---------------------------------------------------------------------------
 

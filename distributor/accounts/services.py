@@ -6,7 +6,6 @@ import contextlib
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -14,6 +13,7 @@ from distributor.accounts import sessions
 from distributor.accounts.models import Role, User
 from distributor.db import utcnow
 from distributor.errors import Conflict, NotFound, ValidationFailed
+from distributor.mail.addresses import InvalidAddress, normalise_address
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so timing does not reveal which accounts exist.
@@ -22,11 +22,11 @@ MIN_PASSWORD_LENGTH = 10
 
 
 def normalise_email(email: str) -> str:
+    """A staff member's address, checked like every other (``mail.addresses``)."""
     try:
-        result = validate_email(email.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
+        return normalise_address(email)
+    except InvalidAddress as exc:
         raise ValidationFailed(f"Invalid email address: {exc}") from exc
-    return result.normalized.lower()
 
 
 def find_user_by_email(session: Session, email: str) -> User | None:

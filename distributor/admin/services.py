@@ -10,7 +10,7 @@ from distributor.accounts.services import normalise_email
 from distributor.celery_app import enqueue_after_commit
 from distributor.db import utcnow
 from distributor.errors import NotFound
-from distributor.mail.message import build_message
+from distributor.mail import outgoing
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.notifications.models import StaffMailKind
@@ -54,15 +54,15 @@ def send_test_email_now(
         "public_base_url": settings.public_base_url,
     }
     rendered = renderer.render("test_email", context)
-    message = build_message(
+    mail = outgoing.build_transactional(
+        settings,
         rendered=rendered,
         from_name=org.name,
-        from_address=settings.mail_from,
         to_address=to_address,
         reply_to=org.press_email,
         extra_headers={"Auto-Submitted": "auto-generated"},
     )
-    transport.send(settings.mail_from, [to_address], message.as_bytes())
+    outgoing.send(transport, mail)
     return rendered.subject
 
 

@@ -36,7 +36,7 @@ from distributor.audience.services import (
 from distributor.celery_app import enqueue_after_commit
 from distributor.db import Database, utcnow
 from distributor.errors import ValidationFailed
-from distributor.mail.message import build_message
+from distributor.mail import outgoing
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.organisation.services import get_organisation
@@ -166,15 +166,9 @@ def request_subscription(
     return SubscribeOutcome.MAIL_QUEUED
 
 
-@dataclass(frozen=True)
-class OutgoingMail:
-    to_address: str
-    message: bytes
-
-
 def build_confirmation(
     session: Session, request_id: int, *, settings: Settings, renderer: EmailRenderer
-) -> OutgoingMail | None:
+) -> outgoing.OutgoingMail | None:
     """Render the double opt-in mail of one request; None when there is nothing to send."""
     request = session.get(ConfirmationRequest, request_id)
     if request is None or request.journalist_id is None or request.mailed_at is not None:
@@ -200,15 +194,14 @@ def build_confirmation(
         "consent_text": CONSENT_TEXT,
     }
     rendered = renderer.render("subscription_confirm", context)
-    message = build_message(
+    return outgoing.build_transactional(
+        settings,
         rendered=rendered,
         from_name=org.name,
-        from_address=settings.mail_from,
         to_address=journalist.email,
         reply_to=org.press_email,
         extra_headers={"Auto-Submitted": "auto-generated"},
     )
-    return OutgoingMail(journalist.email, message.as_bytes())
 
 
 def mark_confirmation_mailed(session: Session, request_id: int) -> None:
@@ -233,11 +226,11 @@ def deliver_confirmation(
     database, and SQLite would refuse our later write after its commit.
     """
     with db.session() as session:
-        outgoing = build_confirmation(session, request_id, settings=settings, renderer=renderer)
+        mail = build_confirmation(session, request_id, settings=settings, renderer=renderer)
         session.rollback()
-    if outgoing is None:
+    if mail is None:
         return False
-    transport.send(settings.mail_from, [outgoing.to_address], outgoing.message)
+    outgoing.send(transport, mail)
     with db.session() as session:
         mark_confirmation_mailed(session, request_id)
         session.commit()

@@ -10,10 +10,8 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
@@ -27,6 +25,7 @@ from distributor.audience.models import (
 from distributor.audience.services import journalist_query
 from distributor.errors import ValidationFailed
 from distributor.logs import get_logger
+from distributor.mail import addresses
 
 log = get_logger("distributor.audience.import")
 FIELDS: tuple[str, ...] = (
@@ -120,41 +119,15 @@ def guess_mapping(headers: list[str]) -> dict[str, str]:
 
 # -- checking addresses --------------------------------------------------------------------------
 
-# RFC 5322 dot-atom of plain ASCII "atext": the local part of nearly every real address.
-_ASCII_DOT_ATOM = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-)
-
-
-@lru_cache(maxsize=16384)
-def _checked_domain(domain: str, check_dns: bool) -> str | EmailNotValidError:
-    try:
-        return str(validate_email(f"a@{domain}", check_deliverability=check_dns).domain)
-    except EmailNotValidError as exc:
-        return exc
-
 
 def clear_domain_cache() -> None:
     """Forget checked domains: DNS answers and memory should last one file, no longer."""
-    _checked_domain.cache_clear()
+    addresses.clear_domain_cache()
 
 
 def normalise_import_address(raw: str, *, check_dns: bool = False) -> str:
-    """email-validator's verdict and normal form, lower-cased; raises ``EmailNotValidError``.
-
-    Imports hold many addresses on few domains, and email-validator spends most of its time on
-    the domain (IDNA), so a plain ASCII local part is checked here and its domain once per
-    file; anything else goes through ``validate_email`` whole.
-    """
-    local, _, domain = raw.rpartition("@")
-    if local and len(local) <= 64 and _ASCII_DOT_ATOM.fullmatch(local):
-        checked = _checked_domain(domain, check_dns)
-        if isinstance(checked, EmailNotValidError):
-            raise checked
-        address = f"{local}@{checked}"
-        if len(address.encode("utf-8")) <= 254:
-            return address.lower()
-    return str(validate_email(raw, check_deliverability=check_dns).normalized).lower()
+    """The one address check (``mail.addresses``); raises ``EmailNotValidError``."""
+    return addresses.normalise_address(raw, check_deliverability=check_dns)
 
 
 # -- export --------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Select, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -35,6 +34,7 @@ from distributor.audience.models import (
 )
 from distributor.db import utcnow
 from distributor.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from distributor.mail import addresses
 
 # -- addresses and suppression -----------------------------------------------------------------
 
@@ -42,10 +42,9 @@ from distributor.errors import Conflict, Forbidden, NotFound, ValidationFailed
 def normalise_address(email: str, *, check_deliverability: bool = False) -> str:
     """The lower-cased, validated form of ``email``; raises ``ValidationFailed``."""
     try:
-        result = validate_email(email.strip(), check_deliverability=check_deliverability)
-    except EmailNotValidError as exc:
+        return addresses.normalise_address(email, check_deliverability=check_deliverability)
+    except addresses.InvalidAddress as exc:
         raise ValidationFailed(f"Invalid email address: {exc}") from exc
-    return result.normalized.lower()
 
 
 def address_hash(email: str) -> str:

@@ -10,6 +10,10 @@ from distributor.accounts.models import enum_column
 from distributor.db import Base, utcnow
 from distributor.delivery.models import Delivery
 
+# Hard, soft, policy, message (size or content) and relay: the outcome authority's kinds,
+# stored by value in a plain string column (so a new kind needs no migration).
+from distributor.mail.outcomes import BounceKind as BounceKind
+
 
 class Classification(enum.StrEnum):
     PENDING = "pending"  # stored, not yet processed
@@ -20,12 +24,6 @@ class Classification(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # mail to the List-Unsubscribe mailto address (RFC 2369)
     OTHER = "other"  # an ESP event we do not act on (delivered, opened, ...)
     UNRECOGNISED = "unrecognised"
-
-
-class BounceKind(enum.StrEnum):
-    HARD = "hard"  # 5.1.x, 5.2.1: the address is gone; suppress
-    SOFT = "soft"  # everything else that failed: scores toward the threshold
-    POLICY = "policy"  # 5.7.x: a rejection of us, not of the address; flagged only
 
 
 class InboundMessage(Base):

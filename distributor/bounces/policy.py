@@ -1,10 +1,11 @@
 """What a bounce or complaint does to an address.
 
-RFC 3463 status codes decide the kind: ``5.1.x`` (bad mailbox or domain) and ``5.2.1``
-(mailbox disabled) are hard and suppress at once, as listmonk and Mailman do for hard
-bounces. ``x.7.x`` is a policy or authentication rejection of *us* (DMARC, reputation,
-content), so it flags the delivery and leaves the address alone; ``5.1.7``/``5.1.8`` name the
-*sender's* address and count as policy too. Everything else that failed is soft: it counts
+The kind of a failure comes from ``distributor.mail.outcomes``, the one place that reads
+status codes and diagnostics. Hard failures (the mailbox is gone) suppress at once, as
+listmonk and Mailman do for hard bounces. A policy rejection is about *us* (DMARC,
+reputation, our envelope sender), so it flags the delivery and leaves the address alone; a
+refusal of the message itself (size, content) or of our relay says nothing about the address
+and does nothing to it. Soft failures count
 toward ``BOUNCE_SOFT_THRESHOLD`` distinct deliveries within ``BOUNCE_SOFT_WINDOW_DAYS``
 (Mailman's bounce score, counted per message so one message's repeated notices count once).
 A complaint (RFC 5965 ``abuse``, ``fraud``, ``virus``, ``other``) suppresses at once.
@@ -26,24 +27,10 @@ from distributor.audience.services import suppress
 from distributor.bounces.models import Bounce, BounceKind, Complaint
 from distributor.settings import Settings
 
-_SENDER_SIDE = {"5.1.7", "5.1.8"}
 # Ties only a recipient of our message can know: the opaque VERP token and our Message-ID.
 PROOF = {"verp", "message-id"}
 # RFC 6430: a "not-spam" report says the opposite of a complaint.
 NOT_COMPLAINTS = {"not-spam"}
-
-
-def kind_for_status(status: str) -> BounceKind:
-    """Hard, soft or policy for an RFC 3463 enhanced status code (empty: soft)."""
-    parts = status.split(".")
-    if len(parts) != 3:
-        return BounceKind.SOFT
-    klass, subject, detail = parts
-    if subject == "7" or status in _SENDER_SIDE:
-        return BounceKind.POLICY
-    if klass == "5" and (subject == "1" or (subject == "2" and detail == "1")):
-        return BounceKind.HARD
-    return BounceKind.SOFT
 
 
 def bounce_score(session: Session, email: str, *, now: dt.datetime, window_days: int) -> int:
@@ -73,6 +60,8 @@ def apply_bounce(
         if bounce.delivery is not None:
             bounce.delivery.is_policy_rejection = True
         return
+    if bounce.kind in (BounceKind.MESSAGE, BounceKind.RELAY):
+        return  # the message's size or content, or our relay: not the address's doing
     # An unauthenticated report that nothing ties to a message we sent may be forged (anyone
     # can mail the bounce domain): it never suppresses anyone.
     if not bounce.email or (bounce.delivery is None and not is_authenticated):

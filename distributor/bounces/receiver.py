@@ -1,9 +1,13 @@
 """The inbound SMTP receiver for the bounce domain (aiosmtpd).
 
 It accepts mail only for addresses at ``BOUNCE_DOMAIN`` and never forwards anything, so it
-cannot be used as a relay. Each message is stored raw in one transaction and processed in a
-second one: a processing error leaves a stored row that the ``process_pending`` sweep retries,
-and the sender still gets its 250 (a bounce must never bounce).
+cannot be used as a relay. Each message is stored raw in one transaction and answered ``250``
+at once; it is read afterwards, one at a time on a thread of its own, in a second
+transaction. Anyone can mail the bounce domain, so no message may hold the SMTP answer
+hostage to its parsing (RFC 5321 4.5.3.2.6 gives the client 10 minutes for the final reply;
+real clients give up sooner). A processing error, or a receiver stopped before it got to a
+message, leaves a stored row that the ``process_pending`` sweep reads later, and the sender
+still gets its 250 (a bounce must never bounce).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -39,6 +44,12 @@ class BounceHandler:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # One reader at a time: a burst of large reports queues here, not on the SMTP side.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bounce-reader")
+
+    def close(self) -> None:
+        """Finish reading what was accepted (the sweep would otherwise get it later)."""
+        self._reader.shutdown(wait=True)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -62,7 +73,7 @@ class BounceHandler:
         except Exception:
             log.exception("bounces.store_failed", size=len(raw))
             return "451 4.3.0 Could not store the message; try again later"
-        await loop.run_in_executor(None, self._process, inbound_id)
+        self._reader.submit(self._process, inbound_id)
         return "250 2.0.0 Accepted"
 
     def _store(self, raw: bytes, mail_from: str, rcpts: list[str]) -> int:
@@ -82,7 +93,8 @@ class BounceHandler:
 
         try:
             with self.db.session() as session, session.begin():
-                inbound = session.get(InboundMessage, inbound_id)
+                # Locked while it is read: the pending sweep skips it meanwhile.
+                inbound = session.get(InboundMessage, inbound_id, with_for_update=True)
                 if inbound is not None:
                     process_inbound(session, self.settings, inbound)
                     log.info(
@@ -95,8 +107,18 @@ class BounceHandler:
             log.exception("bounces.process_failed", id=inbound_id)
 
 
+class BounceController(Controller):
+    """The aiosmtpd controller; stopping it also finishes reading what was accepted."""
+
+    handler: BounceHandler
+
+    def stop(self, no_assert: bool = False) -> None:
+        super().stop(no_assert=no_assert)
+        self.handler.close()
+
+
 def make_controller(db: Database, settings: Settings, host: str, port: int) -> Controller:
-    controller: Controller = Controller(
+    controller: Controller = BounceController(
         BounceHandler(db, settings),
         hostname=host,
         port=port,

@@ -207,7 +207,7 @@ def _record_bounce(
         inbound_message=inbound,
         delivery=delivery,
         email=address.lower() or None,
-        kind=policy.kind_for_status(failed.status),
+        kind=failed.kind,
         status_code=failed.status[:16],
         action=failed.action[:20],
         diagnostic=failed.diagnostic[:2000],
@@ -358,7 +358,8 @@ def process_pending(
 ) -> int:
     """Process rows stored but not processed (e.g. the receiver stopped in between).
 
-    Only rows older than ``older_than``, so the receiver's own processing is not raced.
+    Only rows older than ``older_than``, and none the receiver is reading right now (it holds
+    the row's lock), so a backlog in the receiver is not read twice.
     """
     cutoff = (now or utcnow()) - older_than
     rows = session.scalars(
@@ -366,6 +367,7 @@ def process_pending(
         .where(InboundMessage.processed_at.is_(None), InboundMessage.received_at <= cutoff)
         .order_by(InboundMessage.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     ).all()
     for inbound in rows:
         try:

@@ -27,14 +27,14 @@ from sqlalchemy.orm import Session
 from distributor.audience import tokens
 from distributor.audience.models import Journalist
 from distributor.db import utcnow
-from distributor.delivery.dkim import load_signer
 from distributor.delivery.ledger import move_delivery
 from distributor.delivery.mime import HeaderSet, MessageTemplate, SlotMarkers
 from distributor.delivery.models import Delivery, DeliveryStatus, DigestMail, DigestStatus
 from distributor.delivery.recipients import suppressed_ids
 from distributor.delivery.release_context import embargo_label, public_release_url
 from distributor.logs import get_logger
-from distributor.mail import verp
+from distributor.mail import outgoing, verp
+from distributor.mail.addresses import wire_address
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.organisation.services import get_organisation
@@ -196,12 +196,12 @@ def build_digest(session: Session, digest: DigestMail, settings: Settings) -> Di
         ),
         {},
     )
-    signer = load_signer(settings)
-    if signer is not None:
-        raw = signer.sign(raw)
     bounce_token = verp.make(settings, verp.BOUNCE, verp.DIGEST, digest.id)
     return DigestMessage(
-        f"bounces+{bounce_token}@{settings.bounce_domain}", journalist.email, message_id, raw
+        outgoing.verp_sender(settings, bounce_token),
+        wire_address(journalist.email),
+        message_id,
+        outgoing.sign(settings, raw),
     )
 
 

@@ -12,6 +12,7 @@ from distributor.db import task_session, utcnow
 from distributor.delivery import digest
 from distributor.delivery.rendering import compile_release, staff_recipient
 from distributor.errors import NotFound
+from distributor.mail import outgoing
 from distributor.mail.transport import MailTransport
 from distributor.notifications.tasks import run_recorded
 from distributor.settings import Settings
@@ -40,10 +41,12 @@ def send_release_test(
             if user is None:
                 raise NotFound("The colleague for this test send no longer exists")
             compiled = compile_release(session, release_id, settings)
-            envelope_from, _, raw = compiled.render(
+            envelope_from, message_id, raw = compiled.render(
                 staff_recipient(email=user.email, name=user.name, label="test")
             )
-        _transport().send(envelope_from, [user.email], raw)
+        outgoing.send(
+            _transport(), outgoing.OutgoingMail(envelope_from, user.email, message_id, raw)
+        )
         return compiled.subject
 
     run_recorded(self, staff_mail_id, send)

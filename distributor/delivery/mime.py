@@ -14,6 +14,7 @@ CR, LF and NUL before they are written (header injection).
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import email.policy
 import re
 import secrets
@@ -21,8 +22,10 @@ import time
 from dataclasses import dataclass
 from email.header import Header
 from email.headerregistry import Address
-from email.utils import formatdate
+from email.utils import format_datetime
 from html.parser import HTMLParser
+
+from distributor.mail.addresses import wire_address
 
 _SLOT = re.compile(r"xQzSLOT(\d{4})zQx")
 SOFT_BREAK = b"=\r\n"  # RFC 2045 6.7 rule 5: decodes to nothing
@@ -157,7 +160,12 @@ def safe_header(value: str) -> str:
 
 
 def format_to(name: str, address: str) -> bytes:
-    """``"Name" <address>``; names with CR/LF/NUL lose them, non-ASCII names use RFC 2047."""
+    """``"Name" <address>``; names with CR/LF/NUL lose them, non-ASCII names use RFC 2047.
+
+    An internationalised domain goes out in its IDNA form (``xn--``).
+    """
+    if not address.isascii():
+        address = wire_address(address)
     if not _SAFE_ADDRESS.fullmatch(address):
         raise ValueError(f"address is not a plain ASCII mailbox: {address!r}")
     name = " ".join(_FORBIDDEN.sub(" ", name).split())
@@ -180,7 +188,8 @@ def current_date() -> bytes:
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True).encode("ascii"))
+        # RFC 5322 3.3: a numeric zone; "GMT" is obsolete syntax, never to be generated.
+        _date_cache = (now, format_datetime(dt.datetime.fromtimestamp(now, dt.UTC)).encode())
     return _date_cache[1]
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from distributor.delivery.classify import Stage
 from distributor.mail.transport import SMTPConfig
+from distributor.settings import default_helo_name
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class SMTPClient:
 
     def __init__(self, config: SMTPConfig, *, local_hostname: str | None = None) -> None:
         self.config = config
-        self.local_hostname = local_hostname or socket.getfqdn() or "localhost"
+        self.local_hostname = (
+            local_hostname or config.helo_name or default_helo_name("") or socket.gethostname()
+        )
         self._sock: socket.socket | None = None
         self._buffer = b""
         self._pending_rcpt = b""

@@ -36,8 +36,8 @@ def _settings() -> Settings:
 
 
 @lru_cache(maxsize=4)
-def _relays(smtp_url: str) -> list[SMTPConfig]:
-    return parse_smtp_urls(smtp_url)
+def _relays(smtp_url: str, helo_name: str) -> list[SMTPConfig]:
+    return parse_smtp_urls(smtp_url, helo_name=helo_name)
 
 
 @lru_cache(maxsize=4)
@@ -59,7 +59,11 @@ def send_batch(send_id: int) -> None:
     settings = _settings()
     db: Database = current_app.extensions["distributor.db"]
     result = run_batch(
-        db, settings, send_id, limiter=_limiter(settings), relays=_relays(settings.smtp_url)
+        db,
+        settings,
+        send_id,
+        limiter=_limiter(settings),
+        relays=_relays(settings.smtp_url, settings.helo_name),
     )
     if not result.is_send_running:
         return

@@ -151,7 +151,11 @@ _NO_SUCH_USER = re.compile(
     r"|invalid (?:recipient|mailbox|address)|recipient (?:not found|unknown|invalid)"
     r"|recipnotfound|recipientnotfound|not listed in (?:the )?domino directory"
     r"|not our customer|no longer (?:active|valid|in use)|user not found|account (?:has been )?"
-    r"(?:disabled|closed|deactivated)|address rejected: user unknown",
+    r"(?:disabled|closed|deactivated)|address rejected: user unknown"
+    # Yahoo "This user doesn't have a yahoo.com account", GroupWise and old Exchange
+    # "The recipient name is not recognized".
+    r"|user doesn't have an? [\w.-]+ account|recipient name is not recognized"
+    r"|addressee unknown",
     re.IGNORECASE,
 )
 # Wording that names our side even under a 5.1.x code or a bare 550.

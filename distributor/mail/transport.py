@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ class SMTPConfig:
     starttls: bool = False
     timeout: float = 30.0
     weight: int = 1
+    helo_name: str = ""  # SMTP_HELO_NAME (Settings.helo_name); set by parse_smtp_urls
 
     @classmethod
     def from_url(cls, url: str) -> SMTPConfig:
@@ -47,19 +49,27 @@ class SMTPConfig:
         )
 
 
-def parse_smtp_urls(value: str) -> list[SMTPConfig]:
+def parse_smtp_urls(value: str, *, helo_name: str = "") -> list[SMTPConfig]:
     """``SMTP_URL`` may list several relays separated by commas or whitespace."""
-    return [SMTPConfig.from_url(u) for u in value.replace(",", " ").split() if u]
+    return [
+        dataclasses.replace(SMTPConfig.from_url(u), helo_name=helo_name)
+        for u in value.replace(",", " ").split()
+        if u
+    ]
 
 
 def open_smtp(config: SMTPConfig) -> smtplib.SMTP:
     """Connect, say EHLO, upgrade to TLS and log in as the configuration asks."""
     context = ssl.create_default_context()
     client: smtplib.SMTP
+    # RFC 5321 4.1.4: EHLO with our fully qualified name (smtplib would send getfqdn()).
+    name = config.helo_name or None
     if config.use_ssl:
-        client = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout, context=context)
+        client = smtplib.SMTP_SSL(
+            config.host, config.port, local_hostname=name, timeout=config.timeout, context=context
+        )
     else:
-        client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+        client = smtplib.SMTP(config.host, config.port, local_hostname=name, timeout=config.timeout)
     client.ehlo()
     if config.starttls:
         client.starttls(context=context)
@@ -78,7 +88,13 @@ class SMTPTransport:
     def send(self, envelope_from: str, recipients: list[str], message: bytes) -> None:
         client = open_smtp(self.config)
         try:
-            client.sendmail(envelope_from, recipients, message)
+            options: list[str] = []
+            if not all(a.isascii() for a in (envelope_from, *recipients)):
+                # RFC 6531: an internationalised mailbox goes only to a relay that offers it.
+                if not client.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError("the relay does not offer SMTPUTF8")
+                options.append("SMTPUTF8")
+            client.sendmail(envelope_from, recipients, message, mail_options=options)
         finally:
             try:
                 client.quit()

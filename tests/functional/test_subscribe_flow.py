@@ -165,6 +165,20 @@ def test_invalid_address_and_no_beat_are_shown_on_the_form(
     assert queued == []
 
 
+def test_an_address_we_cannot_send_to_is_refused_with_a_reason(
+    client: FlaskClient, beats: list[Beat], queued: list[int]
+) -> None:
+    # RFC 6531: a non-ASCII name part needs SMTPUTF8, which our relay road does not offer.
+    refused = _subscribe(client, "jörg@example.org", [beats[0].id])
+    assert refused.status_code == 422
+    assert "SMTPUTF8" in refused.get_data(as_text=True)
+    assert queued == []
+    # An internationalised domain is fine: it goes out in its IDNA form.
+    accepted = _subscribe(client, "redaktion@bücher.example", [beats[0].id])
+    assert accepted.status_code in (200, 302, 303)
+    assert len(queued) == 1
+
+
 def test_one_confirmation_mail_per_address_per_24_hours(
     session: Session, settings: Settings, beats: list[Beat], queued: list[int]
 ) -> None:

@@ -78,7 +78,7 @@ def test_a_bounce_over_smtp_is_stored_classified_and_suppresses(
             refused = smtp.sendmail("", [VERP], wire("postfix_user_unknown.eml"))
         assert refused == {}
     finally:
-        controller.stop()
+        controller.stop()  # finishes reading what was accepted
 
     with live_db.session() as session:
         inbound = session.scalars(select(InboundMessage)).one()
@@ -159,3 +159,35 @@ def test_flask_bounces_serve_runs_the_receiver(settings: Settings, live_db: Data
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, log.read_text(errors="replace")
+
+
+def test_the_receiver_answers_before_it_reads_the_message(
+    settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone can mail the bounce domain: the 250 must not wait for a crafted message's parse.
+    import threading
+
+    from distributor.bounces import receiver
+
+    release = threading.Event()
+    real = receiver.process_inbound
+
+    def slow_process(*args: object, **kwargs: object) -> object:
+        assert release.wait(timeout=30)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(receiver, "process_inbound", slow_process)
+    port = free_port()
+    controller = make_controller(live_db, settings, "127.0.0.1", port)
+    controller.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            assert smtp.sendmail("", [VERP], wire("postfix_user_unknown.eml")) == {}
+        with live_db.session() as session:
+            stored = session.scalars(select(InboundMessage)).one()
+            assert stored.processed_at is None  # answered 250 while still unread
+    finally:
+        release.set()
+        controller.stop()  # finishes reading what was accepted
+
+    assert _wait_for_processed(live_db).classification is Classification.BOUNCE

@@ -53,7 +53,7 @@ BOUNCES = [
         "exl2Vb6Np3Qa",
         None,
         BounceKind.HARD,
-        "5.1.1",
+        "",  # no code at all: its words say the mailbox does not exist
         "flufl",
     ),
     (
@@ -89,7 +89,7 @@ BOUNCES = [
         "yhl7Kj8Hg9Fd",
         "<rel7.yhl@harbourlight.example>",
         BounceKind.HARD,
-        "5.1.1",  # "554 ... This user doesn't have a yahoo.com account"
+        "",  # "554 ... This user doesn't have a yahoo.com account": hard in words
         "flufl",
     ),
     (
@@ -376,3 +376,24 @@ def test_a_bounce_in_an_unknown_charset_is_still_read() -> None:
     report = parse_message(raw, envelope_to=[], bounce_domain=DOMAIN)
     assert report.classification is Classification.BOUNCE
     assert [(r.address, r.status) for r in report.recipients] == [("someone@example.org", "5.1.1")]
+
+
+def test_a_message_too_big_is_stored_as_such_and_leaves_the_address_alone(
+    session: Session, settings: Settings
+) -> None:
+    address = "m.okafor@northwind-news.example"
+    delivery(session, email=address, token="pfx7Qk2LmN9v")
+    raw = (
+        sample("postfix_user_unknown.eml")
+        .replace(b"Status: 5.1.1", b"Status: 5.3.4")
+        .replace(b"User unknown in virtual mailbox table", b"Message size exceeds fixed limit")
+    )
+
+    inbound = receive_message(session, settings, source="smtp", raw=raw)
+
+    bounce = session.scalars(select(Bounce).where(Bounce.inbound_message_id == inbound.id)).one()
+    assert bounce.kind is BounceKind.MESSAGE
+    assert bounce.is_suppressing is False
+    assert not is_suppressed(session, address)
+    session.expire_all()
+    assert session.get(Bounce, bounce.id).kind is BounceKind.MESSAGE  # type: ignore[union-attr]

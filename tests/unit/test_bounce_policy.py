@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from distributor.audience.models import Suppression, SuppressionReason
 from distributor.audience.services import find_suppression, is_suppressed
 from distributor.bounces.models import Bounce, BounceKind, Classification, InboundMessage
-from distributor.bounces.policy import kind_for_status
+from distributor.bounces.parsing import FailedRecipient
 from distributor.bounces.services import (
     process_pending,
     purge_raw,
@@ -21,6 +21,7 @@ from distributor.bounces.services import (
 )
 from distributor.db import utcnow
 from distributor.delivery.models import Delivery
+from distributor.mail.outcomes import classify_report
 from distributor.settings import Settings
 from tests.support.bounces import delivery, sample
 
@@ -39,25 +40,35 @@ def _bounces(session: Session) -> int:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"),
+    ("status", "diagnostic", "kind"),
     [
-        ("5.1.1", BounceKind.HARD),
-        ("5.1.2", BounceKind.HARD),
-        ("5.1.10", BounceKind.HARD),
-        ("5.2.1", BounceKind.HARD),
-        ("5.2.2", BounceKind.SOFT),  # mailbox full
-        ("4.2.2", BounceKind.SOFT),
-        ("5.4.4", BounceKind.SOFT),
-        ("5.0.0", BounceKind.SOFT),
-        ("", BounceKind.SOFT),
-        ("5.7.1", BounceKind.POLICY),
-        ("5.7.26", BounceKind.POLICY),
-        ("4.7.0", BounceKind.POLICY),
-        ("5.1.8", BounceKind.POLICY),  # the *sender's* domain was refused
+        ("5.1.1", "", BounceKind.HARD),
+        ("5.1.2", "", BounceKind.HARD),
+        ("5.1.10", "", BounceKind.HARD),
+        ("5.2.1", "", BounceKind.HARD),
+        ("5.2.2", "", BounceKind.SOFT),  # mailbox full
+        ("4.2.2", "", BounceKind.SOFT),
+        ("5.4.4", "", BounceKind.SOFT),
+        ("5.0.0", "", BounceKind.SOFT),
+        ("", "", BounceKind.SOFT),
+        ("5.7.1", "", BounceKind.POLICY),
+        ("5.7.26", "", BounceKind.POLICY),
+        ("5.1.8", "", BounceKind.POLICY),  # the *sender's* domain was refused
+        ("5.3.4", "552 5.3.4 Message size exceeds fixed limit", BounceKind.MESSAGE),
+        # Clear "no such user" words under a vague or missing code are hard.
+        ("5.3.0", "553 5.3.0 <x@example.org>... Addressee unknown", BounceKind.HARD),
+        ("", "550 Unknown user: x@example.org", BounceKind.HARD),
+        ("5.0.0", "User x (x@example.org) not listed in Domino Directory", BounceKind.HARD),
+        ("", "554 delivery error: dd This user doesn't have a yahoo.com account", BounceKind.HARD),
+        ("", "550 Sender address rejected: Domain not found", BounceKind.POLICY),
     ],
 )
-def test_kind_for_status(status: str, kind: BounceKind) -> None:
-    assert kind_for_status(status) is kind
+def test_the_kind_of_a_failure_comes_from_the_outcome_authority(
+    status: str, diagnostic: str, kind: BounceKind
+) -> None:
+    failed = FailedRecipient("x@example.org", "failed", status, diagnostic)
+    assert failed.kind is kind
+    assert failed.kind is classify_report(status, diagnostic).kind
 
 
 def test_a_hard_bounce_suppresses_the_address(session: Session, settings: Settings) -> None:
@@ -331,11 +342,8 @@ def test_an_arf_report_tied_only_by_its_address_does_not_suppress(
     ("status_field", "diagnostic", "expected"),
     [
         ("5.0.0", "smtp; 550 5.1.1 <x@example.org>: Recipient address rejected", "5.1.1"),
-        ("", "554 delivery error: dd This user doesn't have a yahoo.com account", "5.1.1"),
         ("", "550 5.7.1 Service unavailable; user unknown to our spam filter", "5.7.1"),
-        ("", "550 Sender address rejected: Domain not found", "5.0.0"),  # about us: soft
-        ("", "550 Requested action not taken: mailbox unavailable", "5.0.0"),
-        ("", "421 Too many connections", "4.0.0"),
+        ("", "554 delivery error: dd This user doesn't have a yahoo.com account", ""),
         ("4.4.7", "421 4.4.2 Connection timed out", "4.4.7"),
         ("", "", ""),
     ],

@@ -33,7 +33,7 @@ from distributor.embargo.models import (
 )
 from distributor.errors import Conflict, NotFound
 from distributor.logs import get_logger
-from distributor.mail.message import build_message
+from distributor.mail import outgoing as outgoing_mail
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.organisation.services import get_organisation
@@ -125,8 +125,7 @@ def queue_lift_notes(session: Session, now: dt.datetime) -> int:
 @dataclass(frozen=True)
 class OutgoingNotice:
     notice_id: int
-    to_address: str
-    message: bytes
+    mail: outgoing_mail.OutgoingMail
 
 
 def build_notice(
@@ -163,15 +162,16 @@ def build_notice(
         "base_url": base,
     }
     rendered = renderer.render(_TEMPLATES[notice.kind], context)
-    message = build_message(
+    # The same road as every other mail: VERP sender, DKIM when on, our header rules.
+    mail = outgoing_mail.build_transactional(
+        settings,
         rendered=rendered,
         from_name=org.name,
-        from_address=settings.mail_from,
         to_address=journalist.email,
         reply_to=org.press_email,
         extra_headers={"Auto-Submitted": "auto-generated"},
     )
-    return OutgoingNotice(notice.id, journalist.email, message.as_bytes())
+    return OutgoingNotice(notice.id, mail)
 
 
 def _mark(session: Session, notice_id: int, status: NoticeStatus, now: dt.datetime) -> None:
@@ -210,7 +210,7 @@ def send_queued(
                 _mark(session, notice_id, NoticeStatus.FAILED, now())
                 continue
         try:
-            transport.send(settings.mail_from, [outgoing.to_address], outgoing.message)
+            outgoing_mail.send(transport, outgoing.mail)
         except (smtplib.SMTPException, OSError) as exc:
             log.warning("embargo notice not sent", notice_id=notice_id, error=str(exc))
             continue  # stays queued; the next sweep tries again

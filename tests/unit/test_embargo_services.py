@@ -277,7 +277,7 @@ def test_a_new_browser_needs_the_owners_mailbox(session: Session, settings: Sett
     )
     assert notice is not None
     outgoing = notices.build_notice(session, notice.id, settings=settings, renderer=EmailRenderer())
-    assert outgoing is not None and outgoing.to_address == world.alice.email
+    assert outgoing is not None and outgoing.mail.recipient == world.alice.email
     code = tokens.new_browser_code(settings, notice.access_id, notice.key)
     with pytest.raises(Exception):  # a wrong code does nothing
         room.move_to_browser(session, settings, token, nonce=notice.key, code="x" * 32,

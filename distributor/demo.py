@@ -32,6 +32,9 @@ def demo_seeders() -> list[Seeder]:
     from distributor.reports.sample import seed_reports_demo
 
     seeders.append(seed_reports_demo)
+    from distributor.organisation.demo import seed_organisation_demo
+
+    seeders.append(seed_organisation_demo)  # after the releases: it features one of them
     return seeders
 
 

@@ -112,6 +112,7 @@ def _register_blueprints(app: Flask) -> None:
     from distributor.devinbox.views import bp as devinbox_bp
     from distributor.health.views import bp as health_bp
     from distributor.newsroom.views import bp as newsroom_bp
+    from distributor.notifications.views import bp as notifications_bp
     from distributor.organisation.views import bp as organisation_bp
     from distributor.releases.views import bp as releases_bp
     from distributor.reports.views import bp as reports_bp
@@ -133,6 +134,7 @@ def _register_blueprints(app: Flask) -> None:
         bounces_bp,
         delivery_bp,
         organisation_bp,
+        notifications_bp,
     ):
         app.register_blueprint(bp)
 

@@ -26,6 +26,7 @@ TASK_MODULES = [
     "distributor.delivery.tasks",
     "distributor.delivery.mail_tasks",
     "distributor.audience.tasks",
+    "distributor.notifications.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).

@@ -6,7 +6,8 @@
 - sent: the author and whoever started the send, with the first figures.
 
 Each person can switch each kind off (``NotificationOptOut``). The actor is never told about
-their own move. Mail is queued after the transaction commits, one staff-mail row each.
+their own move. Mail is queued after the transaction commits, one staff-mail row each. A
+session with ``session.info[MUTED]`` set (the demo seed, imports of history) notifies nobody.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from distributor.notifications.services import opted_out_users, record_staff_mai
 from distributor.releases.models import Release, ReleaseStatus
 
 S = ReleaseStatus
+MUTED = "notifications_muted"
 
 
 def kind_of_move(from_status: ReleaseStatus, to_status: ReleaseStatus) -> NotificationKind | None:
@@ -84,7 +86,7 @@ def on_release_moved(
     from distributor.notifications.tasks import send_notification
 
     kind = kind_of_move(from_status, to_status)
-    if kind is None:
+    if kind is None or session.info.get(MUTED):
         return
     for user in recipients_for(session, release, kind, by):
         row = record_staff_mail(

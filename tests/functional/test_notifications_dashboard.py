@@ -201,3 +201,20 @@ def test_the_dashboard_shows_queue_scheduled_sending_and_results(
         start = page.index(f'data-testid="{testid}"')
         section = page[start : page.index("</section>", start)]
         assert expected in section, testid
+
+
+def test_a_muted_session_notifies_nobody(
+    session: Session, make_user: Callable[..., User], queued: list[int]
+) -> None:
+    from distributor.notifications.handlers import MUTED
+
+    make_user(Role.EDITOR)
+    author = make_user(Role.PRESS_OFFICER)
+    release = make_release(session)
+    session.info[MUTED] = True  # what the demo seed does
+    try:
+        transition(session, release, ReleaseStatus.IN_REVIEW, by=author)
+        session.commit()
+    finally:
+        session.info.pop(MUTED)
+    assert _rows(session) == [] and queued == []

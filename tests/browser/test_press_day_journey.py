@@ -285,3 +285,125 @@ def app_user_id(db: Database, email: str) -> int:
         user_id = session.scalar(select(User.id).where(User.email == email))
         assert user_id is not None
         return user_id
+
+
+WORD_HTML = (
+    '<html xmlns:o="urn:schemas-microsoft-com:office:office"><head><style>p.MsoNormal{}</style>'
+    '</head><body><h1>Marsh restored</h1><p class="MsoNormal"><b>Forty hectares</b> flood '
+    'again, <i>twice a day</i>.<o:p></o:p></p><p class="MsoListParagraph">·  Birds return</p>'
+    '<p class="MsoListParagraph">·  Salt returns</p><p class="MsoNormal">'
+    '<a href="https://estuary.example/plan">The plan</a>'
+    '<img src="file:///C:/Users/x/image001.png"></p></body></html>'
+)
+DOCS_HTML = (
+    '<meta charset="utf-8"><b style="font-weight:normal;" id="docs-internal-guid-1234">'
+    '<p dir="ltr"><span style="font-weight:700;">Tide gauge</span><span> data is </span>'
+    '<span style="font-style:italic;">open</span></p></b>'
+)
+
+
+def _paste(page: Any, html: str) -> None:
+    page.evaluate(
+        """html => {
+            const area = document.getElementById('body_markdown');
+            area.focus();
+            const data = new DataTransfer();
+            data.setData('text/html', html);
+            data.setData('text/plain', 'plain fallback');
+            area.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));
+        }""",
+        html,
+    )
+
+
+def test_compose_editor_dashboard_and_notification_choices(
+    settings: Settings, live_db: Database
+) -> None:
+    need(shutil.which("chromium") is not None, "Debian's chromium is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.support.releases import kind as release_kind
+
+    run = uuid.uuid4().hex[:6]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app_settings = Settings(**{**settings.__dict__, "public_base_url": base})
+    officer_email = f"officer.{run}@day.example"
+    with live_db.session() as session, session.begin():
+        create_user(
+            session, email=officer_email, name="Olu Officer", password=TEST_PASSWORD,
+            role=Role.PRESS_OFFICER,
+        )  # fmt: skip
+        f.organisation(session, app_settings)
+        release_kind(session)
+    app = create_app(app_settings, db=live_db, mail_transport=InMemoryTransport())
+    httpd = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                _login(page, base, officer_email)
+                expect(page.get_by_test_id("review-queue")).to_contain_text(
+                    "Nothing waits for review"
+                )
+                _shot(page, "dashboard-empty")
+                page.goto(f"{base}/staff/releases/new")
+                page.select_option("select[name=kind_id]", label="Press release")
+                page.fill("input[name=title]", f"Marsh restored {run}")
+                # Paste from Word: headings, bold, italic, lists and links survive, nothing else.
+                _paste(page, WORD_HTML)
+                value = page.input_value("textarea[name=body_markdown]")
+                assert "## Marsh restored" in value
+                assert "**Forty hectares**" in value and "*twice a day*" in value
+                assert "- Birds return" in value and "- Salt returns" in value
+                assert "[The plan](https://estuary.example/plan)" in value
+                assert "image001" not in value and "MsoNormal" not in value
+                page.wait_for_selector("#live-preview strong:has-text('Forty hectares')")
+                # Paste from Google Docs.
+                page.fill("textarea[name=body_markdown]", "")
+                _paste(page, DOCS_HTML)
+                assert page.input_value("textarea[name=body_markdown]") == (
+                    "**Tide gauge** data is *open*"
+                )
+                # The toolbar wraps the selection; plain Markdown typed by hand still works.
+                page.fill("textarea[name=body_markdown]", "Quiet words")
+                page.locator("textarea[name=body_markdown]").select_text()
+                page.get_by_role("button", name="B", exact=True).click()
+                assert page.input_value("textarea[name=body_markdown]") == "**Quiet words**"
+                page.fill("textarea[name=body_markdown]", "Typed **by hand**.\n\n## A heading")
+                page.wait_for_selector("#live-preview h2:has-text('A heading')")
+                _shot(page, "compose-body-preview")
+                # The whole newsroom page and the whole mail, as typed.
+                page.get_by_role("tab", name="Newsroom page").click()
+                frame = page.frame_locator("#page-frame")
+                expect(frame.locator("h1")).to_have_text(f"Marsh restored {run}")
+                _shot(page, "compose-page-preview")
+                page.get_by_role("tab", name="Mail").click()
+                mail = page.frame_locator("#mail-frame")
+                expect(mail.get_by_text("View in browser")).to_be_visible()
+                expect(mail.get_by_text("A heading")).to_be_visible()
+                _shot(page, "compose-mail-preview")
+                page.get_by_role("button", name="Save draft").click()
+                page.wait_for_selector("text=Draft saved.")
+                page.get_by_role("button", name="Submit for review").click()
+                page.wait_for_selector("text=Release is now in review.")
+                page.get_by_role("link", name="Home").first.click()
+                expect(page.get_by_test_id("review-queue")).to_contain_text(f"Marsh restored {run}")
+                _shot(page, "dashboard")
+                # Notification choices: press officers are not offered the reviewers' one.
+                page.get_by_role("link", name="Notifications").click()
+                boxes = page.locator("input[name=kind]")
+                expect(boxes).to_have_count(4)
+                page.get_by_label("My release is approved").uncheck()
+                page.get_by_role("button", name="Save").click()
+                expect(page.locator(".flash-success")).to_contain_text("saved")
+                expect(page.get_by_label("My release is approved")).not_to_be_checked()
+                _shot(page, "notification-choices")
+            finally:
+                browser.close()
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)

@@ -137,6 +137,7 @@
     service.keep([]);
     return service.turndown(cleanHtml(html))
       .replace(/\u00a0/g, " ")
+      .replace(/^(\s*)(-|\d+\.)\s{2,}/gm, "$1$2 ")  // "-   item" -> "- item"
       .replace(/\n{3,}/g, "\n\n")
       .trim();
   }

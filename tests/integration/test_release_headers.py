@@ -122,7 +122,17 @@ def test_sent_release_carries_every_header_when_read_back(
             )
             send_page = f"/staff/releases/{release_id}/send"
             token = csrf_token(client, send_page)
-            response = client.post(f"{send_page}/now", data={"csrf_token": token})
+            # As the confirmation page posts it (with its override, should DNS answer "Fix").
+            confirm = client.get(f"{send_page}/confirm").get_data(as_text=True)
+            override = re.search(r'name="override" value="([0-9a-f]+)"', confirm)
+            response = client.post(
+                f"{send_page}/now",
+                data={
+                    "csrf_token": token,
+                    "confirmed": "yes",
+                    "override": override.group(1) if override else "",
+                },
+            )
             assert response.status_code == 303
             received = sink.wait_for(RECIPIENTS, timeout=90)
 

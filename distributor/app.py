@@ -147,6 +147,7 @@ def _register_blueprints(app: Flask) -> None:
     from distributor.embargo.views import bp as embargo_room_bp
     from distributor.health.views import bp as health_bp
     from distributor.newsroom.views import bp as newsroom_bp
+    from distributor.notifications.views import bp as notifications_bp
     from distributor.organisation.views import bp as organisation_bp
     from distributor.releases.views import bp as releases_bp
     from distributor.reports.views import bp as reports_bp
@@ -170,6 +171,7 @@ def _register_blueprints(app: Flask) -> None:
         embargo_bp,
         embargo_room_bp,
         organisation_bp,
+        notifications_bp,
     ):
         app.register_blueprint(bp)
     embargo_handlers.connect()

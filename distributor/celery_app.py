@@ -27,6 +27,7 @@ TASK_MODULES = [
     "distributor.delivery.mail_tasks",
     "distributor.audience.tasks",
     "distributor.embargo.tasks",
+    "distributor.notifications.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).

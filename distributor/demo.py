@@ -32,6 +32,9 @@ def demo_seeders() -> list[Seeder]:
     from distributor.reports.sample import seed_reports_demo
 
     seeders.append(seed_reports_demo)
+    from distributor.organisation.demo import seed_organisation_demo
+
+    seeders.append(seed_organisation_demo)  # after the releases: it features one of them
     return seeders
 
 
@@ -45,6 +48,10 @@ def seed_demo(
     session: Session, settings: Settings, *, admin_email: str, admin_password: str
 ) -> SeedResult:
     """Idempotently create the organisation, the admin account and each domain's demo data."""
+    from distributor.notifications.handlers import MUTED
+
+    # Demo releases walk the workflow to look real; nobody should be mailed about that.
+    session.info[MUTED] = True
     ensure_organisation(session, settings)
     result = SeedResult(admin_created=False)
     if accounts.find_user_by_email(session, admin_email) is None:

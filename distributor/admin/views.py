@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, url_
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from distributor.admin.dashboard import build_dashboard
 from distributor.admin.forms import TestEmailForm
 from distributor.admin.services import request_test_email
 from distributor.db import request_session
@@ -17,7 +18,10 @@ bp = Blueprint("admin", __name__, url_prefix="/staff")
 @bp.get("/")
 @staff_required
 def home() -> str:
-    return render_template("staff/home.html")
+    """The staff dashboard."""
+    return render_template(
+        "staff/home.html", board=build_dashboard(request_session(), current_user)
+    )
 
 
 @bp.route("/test-email", methods=["GET", "POST"])

@@ -19,6 +19,24 @@ class StaffMailKind(enum.StrEnum):
     NOTIFICATION = "notification"  # a workflow notification (submitted, approved, ...)
 
 
+class NotificationKind(enum.StrEnum):
+    SUBMITTED = "submitted"  # to editors: a release waits for review
+    APPROVED = "approved"  # to the author
+    SENT_BACK = "sent_back"  # to the author, with the editor's comment
+    SCHEDULED = "scheduled"  # to the author and the editor who scheduled it
+    SENT = "sent"  # to the author and the sender, with the first figures
+
+    @property
+    def label(self) -> str:
+        return {
+            "submitted": "A release is submitted for review (editors and admins)",
+            "approved": "My release is approved",
+            "sent_back": "My release is sent back with a comment",
+            "scheduled": "A release of mine is scheduled",
+            "sent": "A release of mine has been sent, with its first figures",
+        }[self.value]
+
+
 class StaffMailStatus(enum.StrEnum):
     QUEUED = "queued"
     SENT = "sent"
@@ -51,26 +69,13 @@ class StaffMail(Base):
     )
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # Workflow notifications: which event, and the editor's comment when sent back.
+    notification_kind: Mapped[NotificationKind | None] = mapped_column(
+        enum_column(NotificationKind)
+    )
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[dt.datetime | None]
-
-
-class NotificationKind(enum.StrEnum):
-    SUBMITTED = "submitted"  # to editors: a release waits for review
-    APPROVED = "approved"  # to the author
-    SENT_BACK = "sent_back"  # to the author, with the editor's comment
-    SCHEDULED = "scheduled"  # to the author and the editor who scheduled it
-    SENT = "sent"  # to the author and the sender, with the first figures
-
-    @property
-    def label(self) -> str:
-        return {
-            "submitted": "A release is submitted for review (editors and admins)",
-            "approved": "My release is approved",
-            "sent_back": "My release is sent back with a comment",
-            "scheduled": "A release of mine is scheduled",
-            "sent": "A release of mine has been sent, with its first figures",
-        }[self.value]
 
 
 class NotificationOptOut(Base):

@@ -27,6 +27,8 @@ def record_staff_mail(
     subject: str = "",
     release_id: int | None = None,
     requested_by_id: int | None = None,
+    notification_kind: NotificationKind | None = None,
+    note: str = "",
 ) -> StaffMail:
     """A queued row for a mail about to be enqueued; its id goes to the task."""
     mail = StaffMail(
@@ -36,6 +38,8 @@ def record_staff_mail(
         release_id=release_id,
         requested_by_id=requested_by_id,
         status=StaffMailStatus.QUEUED,
+        notification_kind=notification_kind,
+        note=note[:2000],
     )
     session.add(mail)
     session.flush()
@@ -111,5 +115,8 @@ def set_notification_choices(session: Session, user_id: int, wanted: set[Notific
     session.flush()
 
 
-def wants(session: Session, user_id: int, kind: NotificationKind) -> bool:
-    return session.get(NotificationOptOut, {"user_id": user_id, "kind": kind}) is None
+def opted_out_users(session: Session, kind: NotificationKind) -> set[int]:
+    """Ids of the users who switched ``kind`` off."""
+    return set(
+        session.scalars(select(NotificationOptOut.user_id).where(NotificationOptOut.kind == kind))
+    )

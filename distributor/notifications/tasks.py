@@ -6,6 +6,8 @@ import smtplib
 from collections.abc import Callable
 from typing import Any
 
+from celery import shared_task
+
 from distributor.db import task_session
 from distributor.notifications import services
 
@@ -65,3 +67,27 @@ def run_recorded(task: Any, staff_mail_id: int | None, send: Callable[[], str]) 
     if staff_mail_id is not None:
         with task_session() as session:
             services.mark_sent(session, staff_mail_id, subject)
+
+
+@shared_task(name="notifications.send_notification", bind=True)
+def send_notification(self: Any, staff_mail_id: int) -> None:
+    """Render and send one workflow notification; its staff-mail row records the outcome."""
+    from flask import current_app
+
+    from distributor.notifications.compose import build_notification
+
+    ext = current_app.extensions
+    settings = ext["distributor.settings"]
+
+    def send() -> str:
+        with task_session() as session:
+            note = build_notification(
+                session,
+                staff_mail_id,
+                settings=settings,
+                renderer=ext["distributor.email_renderer"],
+            )
+        ext["distributor.mail_transport"].send(settings.mail_from, [note.to_address], note.message)
+        return note.subject
+
+    run_recorded(self, staff_mail_id, send)

@@ -474,3 +474,6 @@ def delete_contact(contact_id: int) -> Response:
     services.delete_contact(session, contact)
     flash("Press contact removed.", "success")
     return redirect(url_for("releases.contacts"))
+
+
+from distributor.releases import preview_views  # noqa: E402,F401  (routes on this blueprint)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from blinker import Namespace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,12 @@ from distributor.releases.models import (
 from distributor.statemachine import StateMachine
 
 S = ReleaseStatus
+
+_signals = Namespace()
+# Sent after every move, inside its transaction: (release, session=, from_status=, to_status=,
+# by=, comment=). Other modules connect their own handler (notifications mail the people
+# concerned); the workflow knows nothing of them.
+release_moved = _signals.signal("release-moved")
 
 RELEASE_WORKFLOW: StateMachine[ReleaseStatus] = StateMachine(
     "release",
@@ -133,6 +140,9 @@ def transition(
         )
     )
     session.flush()
+    release_moved.send(
+        release, session=session, from_status=current, to_status=to, by=by, comment=comment
+    )
 
 
 def _publish_if_due(release: Release, now: dt.datetime) -> None:

@@ -105,6 +105,10 @@ def test_editor_sends_and_watches_progress(
             _shot(page, "send-before")
 
             page.click("text=Send now to 3")
+            # The confirmation restates the send before anything goes out (issue 11).
+            page.wait_for_selector("text=Confirm the send")
+            assert dispatched == []
+            page.click("button:has-text('Send now to 3 journalists')")
             page.wait_for_selector("text=Sending started")
             assert page.inner_text("[data-field=status]") == "running"
             assert dispatched == [1]

@@ -29,17 +29,15 @@ TOKEN = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}
-    }
+    unset = {"DATABASE_URL", "REDIS_URL", "SMTP_URL", "PUBLIC_BASE_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     web_port, smtp_port, bounce_port = free_port(), free_port(), free_port()
+    # Only the ports change (issue 11): SMTP_URL and PUBLIC_BASE_URL must follow them.
     env.update(
         BOUNCE_SMTP_PORT=str(bounce_port),
         DATA_DIR=str(tmp_path),
         PORT=str(web_port),
         DEV_SMTP_PORT=str(smtp_port),
-        SMTP_URL=f"smtp://127.0.0.1:{smtp_port}",
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{web_port}",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -99,7 +97,7 @@ def test_make_run_serves_login_and_delivers_the_test_email_to_the_dev_inbox(tmp_
             stderr=subprocess.STDOUT,
         )
     try:
-        browser = Browser(env["PUBLIC_BASE_URL"])
+        browser = Browser(f"http://127.0.0.1:{env['PORT']}")
 
         def web_up() -> bool:
             try:
@@ -127,5 +125,9 @@ def test_make_run_serves_login_and_delivers_the_test_email_to_the_dev_inbox(tmp_
     output = log.read_text()
     assert code == 0, output[-3000:]
     assert "all stopped" in output
+    # The banner names the ports in use, and the relay check found the inbox it started.
+    assert f"staff login at http://127.0.0.1:{env['PORT']}/login" in output
+    assert f"dev inbox on 127.0.0.1:{env['DEV_SMTP_PORT']}" in output
+    assert "mail relay answered" in output and "MAIL CANNOT REACH" not in output
     for name in ("smtp", "bounces", "web", "worker", "beat"):
         assert f"{name:<7}|" in output, f"{name} never started:\n{output[-3000:]}"

@@ -141,6 +141,23 @@ def _embargo_notice() -> dict[str, Any]:
     }
 
 
+def notification() -> dict[str, Any]:
+    base = "https://news.harbourlight.example"
+    return {
+        "org": ORG,
+        "subject_line": "Sent back: Sea wall <to be> raised",
+        "headline": "Eve <Editor> sent your release back to draft.",
+        "title": "Sea wall <to be> raised",
+        "comment": "Check the <quote> from the mayor.",
+        "when": "",
+        "figures": [(118, "delivered to the mail servers"), (2, "failed")],
+        "release_url": f"{base}/staff/releases/7",
+        "report_url": f"{base}/staff/reports/releases/7",
+        "is_sent": False,
+        "preferences_url": f"{base}/staff/notifications",
+    }
+
+
 CONTEXTS: dict[str, Callable[[], dict[str, Any]]] = {
     "embargo_correction": _embargo_notice,
     "embargo_lifted": _embargo_notice,
@@ -149,4 +166,5 @@ CONTEXTS: dict[str, Callable[[], dict[str, Any]]] = {
     "release": release,
     "digest": digest,
     "subscription_confirm": subscription_confirm,
+    "notification": notification,
 }

@@ -98,6 +98,21 @@ def upgrade() -> None:
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column(
+            "notification_kind",
+            sa.Enum(
+                "submitted",
+                "approved",
+                "sent_back",
+                "scheduled",
+                "sent",
+                name="notificationkind",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=True,
+        ),
+        sa.Column("note", sa.Text(), server_default="", nullable=False),
         sa.Column("created_at", distributor.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("finished_at", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(

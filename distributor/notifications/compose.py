@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from distributor.accounts.models import User
 from distributor.errors import NotFound
-from distributor.mail.message import build_message
+from distributor.mail import outgoing
 from distributor.mail.rendering import EmailRenderer
 from distributor.notifications.models import NotificationKind, StaffMail
 from distributor.organisation.services import get_organisation
@@ -32,9 +32,8 @@ FIGURES = (
 
 @dataclass(frozen=True)
 class Notification:
-    to_address: str
     subject: str
-    message: bytes
+    mail: outgoing.OutgoingMail
 
 
 def _figures(session: Session, release_id: int) -> list[tuple[int, str]]:
@@ -107,13 +106,14 @@ def build_notification(
         raise NotFound("The release no longer exists")
     context = notification_context(session, mail, release, settings)
     rendered = renderer.render("notification", context)
-    message = build_message(
+    # The one road every mail takes: VERP sender, DKIM when on, our header rules.
+    message = outgoing.build_transactional(
+        settings,
         rendered=rendered,
         from_name=context["org"].name,
-        from_address=settings.mail_from,
         to_address=mail.to_address,
         reply_to=context["org"].press_email,
         # RFC 3834: an automatic mail, so nobody's autoresponder answers it.
         extra_headers={"Auto-Submitted": "auto-generated"},
     )
-    return Notification(mail.to_address, rendered.subject, message.as_bytes())
+    return Notification(rendered.subject, message)

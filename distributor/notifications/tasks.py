@@ -74,6 +74,7 @@ def send_notification(self: Any, staff_mail_id: int) -> None:
     """Render and send one workflow notification; its staff-mail row records the outcome."""
     from flask import current_app
 
+    from distributor.mail import outgoing
     from distributor.notifications.compose import build_notification
 
     ext = current_app.extensions
@@ -87,7 +88,7 @@ def send_notification(self: Any, staff_mail_id: int) -> None:
                 settings=settings,
                 renderer=ext["distributor.email_renderer"],
             )
-        ext["distributor.mail_transport"].send(settings.mail_from, [note.to_address], note.message)
+        outgoing.send(ext["distributor.mail_transport"], note.mail)
         return note.subject
 
     run_recorded(self, staff_mail_id, send)

@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from distributor import headers, security
+from distributor import headers, input_guard, security
 from distributor.celery_app import init_celery
 from distributor.db import Database, make_engine
 from distributor.errors import DomainError
@@ -75,7 +75,8 @@ def create_app(
     _register_error_handlers(app)
     _register_template_globals(app, settings)
     security.init_app(app)
-    headers.init_app(app, settings)
+    input_guard.init_app(app)
+    headers.init_app(app, settings)  # after input_guard: its Host check goes first of all
 
     if settings.proxy_fix_x_for > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -96,7 +96,7 @@ def _age_ok(signed_at: dt.datetime, now: dt.datetime, max_age: int) -> bool:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValidationFailed("body is not JSON") from exc
 
 

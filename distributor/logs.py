@@ -44,3 +44,12 @@ def configure_logging(settings: Settings) -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
+
+
+def security_event(event: str, **fields: object) -> None:
+    """One line per authentication or authorisation event (OWASP ASVS V7.2: log them all).
+
+    Always at WARNING or above so that a production log level of WARNING keeps them, under the
+    ``distributor.security`` logger that alerting can follow. Never pass secrets or passwords.
+    """
+    structlog.get_logger("distributor.security").warning(event, security=True, **fields)

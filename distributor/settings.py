@@ -68,6 +68,9 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=False, metadata={"env": "LOG_JSON"})
     login_rate_limit: str = field(default="10 per minute", metadata={"env": "LOGIN_RATE_LIMIT"})
+    login_max_failures: int = field(default=5, metadata={"env": "LOGIN_MAX_FAILURES"})
+    login_lockout_minutes: int = field(default=15, metadata={"env": "LOGIN_LOCKOUT_MINUTES"})
+    require_admin_mfa: bool = field(default=False, metadata={"env": "REQUIRE_ADMIN_MFA"})
     # -- staff sessions and security headers (see distributor/accounts/sessions.py) -------------
     session_idle_minutes: int = field(default=60, metadata={"env": "SESSION_IDLE_MINUTES"})
     session_max_hours: int = field(default=12, metadata={"env": "SESSION_MAX_HOURS"})

@@ -230,6 +230,10 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from exc
         values.update(overrides)
+        # The dev inbox shows every mail and every token in it: in production it is off unless
+        # DEV_INBOX says otherwise.
+        if values.get("env") == "production" and "dev_inbox_enabled" not in values:
+            values["dev_inbox_enabled"] = False
         settings = cls(**values)
         settings.validate()
         return settings

@@ -71,6 +71,7 @@ class Settings:
     login_max_failures: int = field(default=5, metadata={"env": "LOGIN_MAX_FAILURES"})
     login_lockout_minutes: int = field(default=15, metadata={"env": "LOGIN_LOCKOUT_MINUTES"})
     require_admin_mfa: bool = field(default=False, metadata={"env": "REQUIRE_ADMIN_MFA"})
+    require_four_eyes: bool = field(default=False, metadata={"env": "REQUIRE_FOUR_EYES"})
     # -- staff sessions and security headers (see distributor/accounts/sessions.py) -------------
     session_idle_minutes: int = field(default=60, metadata={"env": "SESSION_IDLE_MINUTES"})
     session_max_hours: int = field(default=12, metadata={"env": "SESSION_MAX_HOURS"})

@@ -21,6 +21,7 @@ from distributor.releases.models import (
     PUBLIC_STATUSES,
     Release,
     ReleaseKind,
+    ReleaseStatus,
     release_beats,
     search_document,
 )
@@ -129,6 +130,9 @@ def get_release_by_preview_token(session: Session, token: str) -> Release:
     release = session.scalar(select(Release).where(Release.preview_token == token))
     if release is None or len(token) < 20:
         raise NotFound("This preview link is not valid.")
+    if release.status == ReleaseStatus.WITHDRAWN:
+        # A withdrawn release is gone for reviewers too, attachments included.
+        raise NotFound("This release was withdrawn.")
     return release
 
 

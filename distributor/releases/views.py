@@ -274,7 +274,12 @@ def move(release_id: int) -> Response:
                 release, local_to_utc(form.embargo_until.data, org_zone()), utcnow()
             )
         services.transition(
-            session, release, target, by=current_user, comment=form.comment.data or ""
+            session,
+            release,
+            target,
+            by=current_user,
+            comment=form.comment.data or "",
+            require_other_approver=current_app.extensions["distributor.settings"].require_four_eyes,
         )
     except DomainError as exc:
         session.rollback()

@@ -40,6 +40,9 @@ def create_app(
     )
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Key rotation: sessions and CSRF tokens signed with an earlier key stay valid.
+        SECRET_KEY_FALLBACKS=list(settings.signing_keys[1:]),
+        WTF_CSRF_SECRET_KEY=list(reversed(settings.signing_keys)),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,

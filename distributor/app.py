@@ -15,7 +15,7 @@ from distributor.celery_app import init_celery
 from distributor.db import Database, make_engine
 from distributor.errors import DomainError
 from distributor.extensions import csrf, limiter, login_manager
-from distributor.logs import configure_logging, get_logger
+from distributor.logs import configure_logging, get_logger, redact_path
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport, SMTPTransport, parse_smtp_urls
 from distributor.settings import PROJECT_ROOT, Settings
@@ -195,7 +195,7 @@ def _register_request_hooks(app: Flask) -> None:
             log.info(
                 "request",
                 method=request.method,
-                path=request.path,
+                path=redact_path(request.path),
                 status=response.status_code,
                 ms=round(
                     (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000, 1

@@ -1,5 +1,5 @@
 """security: suppression lift records, single-use confirm links, staff session records,
-login throttle and TOTP columns on users
+login throttle and TOTP columns on users, release owners
 
 Revision ID: 0012
 Revises: 0008
@@ -87,6 +87,17 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("totp_secret", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("totp_last_step", sa.Integer(), nullable=True))
+    with op.batch_alter_table("releases", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("owner_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_releases_owner_id_users"),
+            "users",
+            ["owner_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+    # Each existing release belongs to whoever wrote it.
+    op.execute("UPDATE releases SET owner_id = created_by_id")
     with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("confirmed_at", distributor.db.UTCDateTime(timezone=True), nullable=True)
@@ -96,6 +107,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
         batch_op.drop_column("confirmed_at")
+    with op.batch_alter_table("releases", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_releases_owner_id_users"), type_="foreignkey")
+        batch_op.drop_column("owner_id")
     with op.batch_alter_table("users", schema=None) as batch_op:
         for column in (
             "totp_last_step",

@@ -10,12 +10,12 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from distributor import headers, security
+from distributor import headers, input_guard, security
 from distributor.celery_app import init_celery
 from distributor.db import Database, make_engine
 from distributor.errors import DomainError
 from distributor.extensions import csrf, limiter, login_manager
-from distributor.logs import configure_logging, get_logger
+from distributor.logs import configure_logging, get_logger, redact_path
 from distributor.mail.relay_check import CachedRelayCheck
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport, SMTPTransport, parse_smtp_urls
@@ -41,6 +41,9 @@ def create_app(
     )
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Key rotation: sessions and CSRF tokens signed with an earlier key stay valid.
+        SECRET_KEY_FALLBACKS=list(settings.signing_keys[1:]),
+        WTF_CSRF_SECRET_KEY=list(reversed(settings.signing_keys)),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
@@ -80,7 +83,8 @@ def create_app(
     _register_error_handlers(app)
     _register_template_globals(app, settings)
     security.init_app(app)
-    headers.init_app(app, settings)
+    input_guard.init_app(app)
+    headers.init_app(app, settings)  # after input_guard: its Host check goes first of all
 
     if settings.proxy_fix_x_for > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -206,7 +210,7 @@ def _register_request_hooks(app: Flask) -> None:
             log.info(
                 "request",
                 method=request.method,
-                path=request.path,
+                path=redact_path(request.path),
                 status=response.status_code,
                 ms=round(
                     (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000, 1

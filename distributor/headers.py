@@ -22,6 +22,20 @@ from werkzeug.wrappers import Response
 from distributor.settings import Settings
 
 HSTS = "max-age=31536000; includeSubDomains"
+# Pages that show a person's data or carry a bearer token in the URL: no cache, shared or
+# private, may keep them (OWASP ASVS V8.2.1; RFC 9111 5.2.2.5).
+PRIVATE_PREFIXES = (
+    "/staff",
+    "/account",
+    "/login",
+    "/logout",
+    "/dev/",
+    "/api/",
+    "/preferences/",
+    "/unsubscribe/",
+    "/subscribe/confirm/",
+    "/preview/",
+)
 
 
 def csp_nonce() -> str:
@@ -101,4 +115,7 @@ def init_app(app: Flask, settings: Settings) -> None:
             )
         if settings.is_production:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
+        if request.path.startswith(PRIVATE_PREFIXES):
+            response.headers["Cache-Control"] = "no-store"
+            response.headers.setdefault("Pragma", "no-cache")
         return response

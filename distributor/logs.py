@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
@@ -12,10 +13,19 @@ from distributor.settings import Settings
 
 def configure_logging(settings: Settings) -> None:
     renderer: structlog.types.Processor
+    processors: list[structlog.types.Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta
+    ]
     if settings.log_json or settings.is_production:
+        # The stack trace goes into the JSON line as text; without this it was dropped.
+        processors.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: rich's (the default when rich is installed) print every local
+        # variable of every frame, which means addresses and tokens in the terminal and logs.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -30,7 +40,7 @@ def configure_logging(settings: Settings) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[*processors, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -47,3 +57,24 @@ def configure_logging(settings: Settings) -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
+
+
+def security_event(event: str, **fields: object) -> None:
+    """One line per authentication or authorisation event (OWASP ASVS V7.2: log them all).
+
+    Always at WARNING or above so that a production log level of WARNING keeps them, under the
+    ``distributor.security`` logger that alerting can follow. Never pass secrets or passwords.
+    """
+    structlog.get_logger("distributor.security").warning(event, security=True, **fields)
+
+
+# Paths that carry a bearer token: whoever reads a log line must not be able to use the link
+# (OWASP Logging Cheat Sheet: never log session ids or access tokens).
+_TOKEN_PATH = re.compile(
+    r"(/(?:preferences|unsubscribe|subscribe/confirm|preview|t/o|t/c)/)[^/?\s]+"
+)
+
+
+def redact_path(path: str) -> str:
+    """``path`` with the token segment of a link path replaced by ``[redacted]``."""
+    return _TOKEN_PATH.sub(r"\1[redacted]", path)

@@ -40,6 +40,7 @@ def plan(settings: Settings, python: str = sys.executable) -> list[Child]:
                 "--bind", f"127.0.0.1:{settings.web_port}",
                 "--workers", "2", "--threads", "4", "--graceful-timeout", "5",
                 "--access-logfile", "-",
+                "--logger-class", "distributor.gunicorn_logging.RedactingLogger",
             ],
         ),
         Child(

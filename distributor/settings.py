@@ -109,6 +109,10 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"env": "LOG_LEVEL"})
     log_json: bool = field(default=False, metadata={"env": "LOG_JSON"})
     login_rate_limit: str = field(default="10 per minute", metadata={"env": "LOGIN_RATE_LIMIT"})
+    login_max_failures: int = field(default=5, metadata={"env": "LOGIN_MAX_FAILURES"})
+    login_lockout_minutes: int = field(default=15, metadata={"env": "LOGIN_LOCKOUT_MINUTES"})
+    require_admin_mfa: bool = field(default=False, metadata={"env": "REQUIRE_ADMIN_MFA"})
+    require_four_eyes: bool = field(default=False, metadata={"env": "REQUIRE_FOUR_EYES"})
     # -- staff sessions and security headers (see distributor/accounts/sessions.py) -------------
     session_idle_minutes: int = field(default=60, metadata={"env": "SESSION_IDLE_MINUTES"})
     session_max_hours: int = field(default=12, metadata={"env": "SESSION_MAX_HOURS"})
@@ -289,6 +293,10 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from exc
         values.update(overrides)
+        # The dev inbox shows every mail and every token in it: in production it is off unless
+        # DEV_INBOX says otherwise.
+        if values.get("env") == "production" and "dev_inbox_enabled" not in values:
+            values["dev_inbox_enabled"] = False
         values.update(_derived(source, values))
         settings = cls(**values)
         settings.validate()

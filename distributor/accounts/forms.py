@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from distributor.accounts.models import Role
 from distributor.accounts.services import MIN_PASSWORD_LENGTH
@@ -24,6 +24,22 @@ class UserForm(FlaskForm):
         "Initial password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000)]
     )
     submit = SubmitField("Create user")
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
+    new = PasswordField(
+        "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000)]
+    )
+    confirm = PasswordField(
+        "New password again", validators=[DataRequired(), EqualTo("new", "The two differ")]
+    )
+    submit = SubmitField("Change password")
+
+
+class TotpForm(FlaskForm):
+    code = StringField("Six-digit code", validators=[DataRequired(), Length(min=6, max=12)])
+    submit = SubmitField("Continue")
 
 
 class ToggleUserForm(FlaskForm):

@@ -41,6 +41,14 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
     last_login_at: Mapped[dt.datetime | None]
+    # Per-account login throttle (OWASP ASVS V2.2.1): consecutive failures and the lockout.
+    failed_login_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None]
+    password_changed_at: Mapped[dt.datetime | None]
+    # RFC 6238 TOTP: the base32 secret once confirmed, and the last time step accepted, so a
+    # code cannot be used twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None]
 
     # Flask-Login protocol ------------------------------------------------------------------
     @property

@@ -39,7 +39,7 @@ from distributor.audience.models import (
 )
 from distributor.celery_app import enqueue_after_commit
 from distributor.db import Database, utcnow
-from distributor.errors import Conflict, NotFound, ValidationFailed
+from distributor.errors import Conflict, DomainError, NotFound, ValidationFailed
 from distributor.logs import get_logger
 from distributor.settings import Settings
 
@@ -47,6 +47,8 @@ log = get_logger("distributor.audience.import")
 
 PREVIEW_ERROR_LIMIT = 200
 STALE_RUN = dt.timedelta(hours=1)
+# Files larger than this are checked by a worker, not in the request (about 2,000 typical rows).
+INLINE_DRY_RUN_CHARS = 256 * 1024
 
 
 def create_import_job(
@@ -116,7 +118,24 @@ def preview_import(
     job.lawful_basis = lawful_basis
     job.beat_ids = ",".join(str(b) for b in sorted(beats))
     job.media_list_id = media_list_id
-    analysis = analyse(session, job, settings)
+    session.execute(delete(ImportRowError).where(ImportRowError.job_id == job.id))
+    if len(job.content) > INLINE_DRY_RUN_CHARS:
+        # A large file (a million rows, a hundred thousand columns) takes longer to check than
+        # a web request may last: the worker runs the dry run and the page shows its progress.
+        from distributor.audience.tasks import run_dry_run
+
+        job.status = ImportStatus.CHECKING
+        job.processed_rows = 0
+        job.total_rows = max(job.content.count("\n"), 1)  # an estimate until the run ends
+        job.queued_at = utcnow()
+        session.flush()
+        enqueue_after_commit(session, run_dry_run, job.id)
+        return job
+    _store_dry_run(session, job, analyse(session, job, settings))
+    return job
+
+
+def _store_dry_run(session: Session, job: ImportJob, analysis: Any) -> None:
     session.execute(delete(ImportRowError).where(ImportRowError.job_id == job.id))
     for chunk in chunks(analysis.problems, CHUNK_SIZE):
         session.execute(
@@ -139,7 +158,40 @@ def preview_import(
     job.status = ImportStatus.PREVIEWED
     session.flush()
     session.expire(job, ["row_errors"])
-    return job
+
+
+def run_dry_run_job(db: Database, job_id: int, *, settings: Settings) -> None:
+    """The worker's dry run of a large file; progress goes out in short transactions."""
+    last_report = [0.0]
+
+    def report(processed: int) -> None:
+        now_clock = time.monotonic()
+        if now_clock - last_report[0] < 1.0:
+            return
+        last_report[0] = now_clock
+        with db.session() as s:
+            s.execute(
+                update(ImportJob).where(ImportJob.id == job_id).values(processed_rows=processed)
+            )
+            s.commit()
+
+    with db.session() as session:
+        job = session.get(ImportJob, job_id)
+        if job is None or job.status != ImportStatus.CHECKING:
+            return  # a redelivered task: done already, or the mapping changed since
+        try:
+            analysis = analyse(session, job, settings, progress=report)
+        except DomainError as exc:
+            job.status = ImportStatus.UPLOADED
+            job.error_message = exc.message
+            session.commit()
+            return
+        session.refresh(job)
+        if job.status != ImportStatus.CHECKING:
+            return
+        _store_dry_run(session, job, analysis)
+        job.processed_rows = job.total_rows
+        session.commit()
 
 
 def preview_problems(
@@ -290,12 +342,26 @@ def run_import_job(
         return s.get(ImportJob, job_id)
 
 
+def stalled_dry_runs(session: Session, *, now: dt.datetime | None = None) -> list[int]:
+    """Large-file dry runs queued a while ago that no worker finished (the broker lost them)."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(ImportJob.id).where(
+                ImportJob.status == ImportStatus.CHECKING,
+                ImportJob.queued_at < now - STALE_RUN,
+            )
+        )
+    )
+
+
 def stalled_imports(session: Session, *, now: dt.datetime | None = None) -> list[int]:
     """Imports queued a while ago that no worker picked up, or whose worker died."""
     now = now or utcnow()
     return list(
         session.scalars(
-            select(ImportJob.id).where(
+            select(ImportJob.id)
+            .where(
                 (
                     (ImportJob.status == ImportStatus.QUEUED)
                     & (ImportJob.created_at < now - dt.timedelta(minutes=5))
@@ -305,6 +371,7 @@ def stalled_imports(session: Session, *, now: dt.datetime | None = None) -> list
                     & (ImportJob.started_at < now - STALE_RUN)
                 )
             )
+            .where(ImportJob.status != ImportStatus.CHECKING)
         )
     )
 
@@ -321,10 +388,14 @@ def import_status(job: ImportJob) -> dict[str, Any]:
     percent = (
         100 if job.status == ImportStatus.SUCCEEDED else min(99, job.processed_rows * 100 // total)
     )
+    if job.status == ImportStatus.CHECKING:
+        percent = min(99, job.processed_rows * 100 // total)
     return {
         "id": job.id,
         "status": job.status.value,
-        "percent": percent if job.status in (ImportStatus.RUNNING, ImportStatus.SUCCEEDED) else 0,
+        "percent": percent
+        if job.status in (ImportStatus.RUNNING, ImportStatus.SUCCEEDED, ImportStatus.CHECKING)
+        else 0,
         "total_rows": job.total_rows,
         "processed_rows": job.processed_rows,
         "created": job.created_count,

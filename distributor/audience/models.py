@@ -195,6 +195,7 @@ class ConfirmationRequest(Base):
 
 class ImportStatus(enum.StrEnum):
     UPLOADED = "uploaded"  # file accepted; columns not mapped yet
+    CHECKING = "checking"  # a large file's dry run, running in a worker
     PREVIEWED = "previewed"  # parsed and checked; waiting for staff to start it
     QUEUED = "queued"
     RUNNING = "running"

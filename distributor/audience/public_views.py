@@ -89,9 +89,14 @@ def _handle_subscribe(form: SubscribeForm, template: str, thanks: str) -> tuple[
     )
 
 
+# One budget per client address for both subscribe forms: counted per route, the embeddable
+# form used to double what the page allowed.
+_subscribe_budget = limiter.shared_limit(_subscribe_limit, scope="subscribe", methods=["POST"])
+
+
 @bp.route("/subscribe", methods=["GET", "POST"])
 @public
-@limiter.limit(_subscribe_limit, methods=["POST"])
+@_subscribe_budget
 def subscribe() -> tuple[str, int]:
     return _handle_subscribe(
         SubscribeForm(), "audience/subscribe.html", "audience/check_inbox.html"
@@ -101,7 +106,7 @@ def subscribe() -> tuple[str, int]:
 @bp.route("/subscribe/embed", methods=["GET", "POST"])
 @public
 @csrf.exempt
-@limiter.limit(_subscribe_limit, methods=["POST"])
+@_subscribe_budget
 def subscribe_embed() -> Response:
     body, status = _handle_subscribe(
         EmbedSubscribeForm(), "audience/embed.html", "audience/embed_thanks.html"

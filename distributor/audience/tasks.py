@@ -41,15 +41,27 @@ def run_import(job_id: int) -> None:
     run_import_job(ext["distributor.db"], job_id, settings=ext["distributor.settings"])
 
 
+@shared_task(name="audience.run_dry_run")
+def run_dry_run(job_id: int) -> None:
+    """Check every row of a large CSV import (the dry run), with progress."""
+    from distributor.audience.imports import run_dry_run_job
+
+    ext = current_app.extensions
+    run_dry_run_job(ext["distributor.db"], job_id, settings=ext["distributor.settings"])
+
+
 @shared_task(name="audience.requeue_stalled")
 def requeue_stalled() -> None:
     """Sweep: re-queue confirmation mails and imports whose broker message was lost."""
     from distributor.audience.consent import unsent_confirmations
-    from distributor.audience.imports import stalled_imports
+    from distributor.audience.imports import stalled_dry_runs, stalled_imports
 
     with task_session() as session:
         confirmations = unsent_confirmations(session)
         imports = stalled_imports(session)
+        dry_runs = stalled_dry_runs(session)
+    for job_id in dry_runs:
+        run_dry_run.delay(job_id)
     for request_id in confirmations:
         send_confirmation.delay(request_id)
     for job_id in imports:

@@ -34,18 +34,23 @@ class ExpiredToken(InvalidToken):
 
 
 @lru_cache(maxsize=32)
-def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=purpose)
+def _serializer(keys: tuple[str, ...], purpose: str) -> URLSafeTimedSerializer:
+    """``keys``: the current secret first, then fallbacks (``Settings.signing_keys``).
+
+    itsdangerous signs with the last key of a list and accepts any of them, so links signed
+    before a ``SECRET_KEY`` rotation keep working while ``SECRET_KEY_FALLBACKS`` names the old key.
+    """
+    return URLSafeTimedSerializer(list(reversed(keys)), salt=purpose)
 
 
 def _dump(settings: Settings, purpose: str, payload: Any) -> str:
-    token: str = _serializer(settings.secret_key, purpose).dumps(payload)
+    token: str = _serializer(settings.signing_keys, purpose).dumps(payload)
     return token
 
 
 def _load(settings: Settings, purpose: str, token: str, max_age: int | None) -> Any:
     try:
-        return _serializer(settings.secret_key, purpose).loads(token, max_age=max_age)
+        return _serializer(settings.signing_keys, purpose).loads(token, max_age=max_age)
     except SignatureExpired as exc:
         raise ExpiredToken("This link has expired. Please ask for a new one.") from exc
     except BadSignature as exc:

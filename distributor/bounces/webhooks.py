@@ -96,7 +96,7 @@ def _age_ok(signed_at: dt.datetime, now: dt.datetime, max_age: int) -> bool:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValidationFailed("body is not JSON") from exc
 
 
@@ -197,9 +197,12 @@ def handle_ses(
     message = _json(body)
     if not isinstance(message, dict):
         raise ValidationFailed("not an SNS message")
-    verify_sns(message, fetch, now=now, max_age=settings.bounce_webhook_max_age_seconds)
+    # The topic first: a message for someone else's topic must not make us fetch anything
+    # (each fetch is a request an unauthenticated caller can make us send). The signature
+    # check after it still proves the topic named is the one SNS signed.
     if message.get("TopicArn") not in topics:
         raise Forbidden("SNS topic is not one of ours")
+    verify_sns(message, fetch, now=now, max_age=settings.bounce_webhook_max_age_seconds)
     dedupe_key = f"ses:{message.get('MessageId')}"
     if message.get("Type") == "SubscriptionConfirmation":
         subscribe_url = str(message.get("SubscribeURL", ""))

@@ -32,7 +32,7 @@ class FastToken:
         self._make = make
         self._settings = settings
         self._fast = False
-        serializer = tokens._serializer(settings.secret_key, _purpose_of(make))
+        serializer = tokens._serializer(settings.signing_keys, _purpose_of(make))
         signer = serializer.make_signer()
         self._key = signer.derive_key()
         # A digest name (not a constructor) lets hmac use OpenSSL's one-shot C function.

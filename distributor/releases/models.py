@@ -126,11 +126,15 @@ class Release(Base):
     is_featured: Mapped[bool] = mapped_column(default=False, server_default=false())
     preview_token: Mapped[str] = mapped_column(String(64), unique=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Who a draft belongs to: only they (or an editor or admin) may see and change it; an
+    # editor takes a draft over by becoming its owner. None: anyone (e.g. seeded releases).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     kind: Mapped[ReleaseKind] = relationship(lazy="joined")
-    created_by: Mapped[User | None] = relationship()
+    owner: Mapped[User | None] = relationship(foreign_keys=[owner_id])
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     beats: Mapped[list[Beat]] = relationship(secondary=release_beats, order_by=Beat.name)
     contacts: Mapped[list[PressContact]] = relationship(
         secondary=release_contacts, order_by=release_contacts.c.position

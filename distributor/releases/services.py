@@ -13,10 +13,11 @@ import secrets
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role, User
@@ -211,6 +212,7 @@ def create_release(
         status=ReleaseStatus.DRAFT,
         preview_token=secrets.token_urlsafe(32),
         created_by_id=author.id if author else None,
+        owner_id=author.id if author else None,
         created_at=now,
         updated_at=now,
     )
@@ -306,11 +308,38 @@ def compare_versions(old: ReleaseVersion, new: ReleaseVersion) -> list[DiffLine]
     return out
 
 
-def get_release(session: Session, release_id: int) -> Release:
+def get_release(session: Session, release_id: int, *, for_user: User | None = None) -> Release:
+    """The release; with ``for_user``, only if that user may see it (another's draft: 404)."""
     release = session.get(Release, release_id)
-    if release is None:
+    if release is None or (for_user is not None and not may_see(for_user, release)):
         raise NotFound("No such release.")
     return release
+
+
+def may_see(user: User, release: Release) -> bool:
+    """A draft is its owner's (OWASP ASVS V4.2.1, object-level access); editors see all."""
+    if release.status is not ReleaseStatus.DRAFT or release.owner_id is None:
+        return True
+    return user.role in (Role.ADMIN, Role.EDITOR) or release.owner_id == user.id
+
+
+def visible_to(user: User) -> Any:
+    """A WHERE clause that hides other people's drafts from a press officer."""
+    if user.role in (Role.ADMIN, Role.EDITOR):
+        return true()
+    return or_(
+        Release.status != ReleaseStatus.DRAFT,
+        Release.owner_id.is_(None),
+        Release.owner_id == user.id,
+    )
+
+
+def take_over(session: Session, release: Release, *, by: User) -> None:
+    """An editor or admin makes a draft theirs (its author is away, or it is stuck)."""
+    if by.role not in (Role.ADMIN, Role.EDITOR):
+        raise Forbidden("Only an editor or admin can take a draft over.")
+    release.owner_id = by.id
+    session.flush()
 
 
 # -- kinds -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from flask_wtf import FlaskForm
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.datastructures import FileStorage
@@ -43,7 +44,7 @@ from distributor.releases.models import (
     ReleaseTransition,
     release_beats,
 )
-from distributor.security import admin_required, staff_required
+from distributor.security import admin_required, editor_required, staff_required
 from distributor.settings import Settings
 
 bp = Blueprint("releases", __name__, url_prefix="/staff/releases")
@@ -69,7 +70,7 @@ def index() -> str:
     kind = request.args.get("kind") or ""
     raw_page = request.args.get("page", "1")
     page = int(raw_page) if raw_page.isdigit() and int(raw_page) > 0 else 1
-    stmt = select(Release)
+    stmt = select(Release).where(services.visible_to(current_user))
     if q:
         pattern = f"%{q}%"
         stmt = stmt.where(
@@ -180,7 +181,7 @@ def new() -> Any:
 @staff_required
 def edit(release_id: int) -> Any:
     session = request_session()
-    release = services.get_release(session, release_id)
+    release = services.get_release(session, release_id, for_user=current_user)
     if not services.can_edit(current_user, release):
         flash(f"This release is {release.status.label.lower()} and cannot be edited.", "error")
         return redirect(url_for("releases.show", release_id=release.id))
@@ -227,7 +228,7 @@ def preview_markdown() -> Response:
 @staff_required
 def show(release_id: int) -> str:
     session = request_session()
-    release = services.get_release(session, release_id)
+    release = services.get_release(session, release_id, for_user=current_user)
     transitions = session.scalars(
         select(ReleaseTransition)
         .where(ReleaseTransition.release_id == release.id)
@@ -265,7 +266,7 @@ def show(release_id: int) -> str:
 @staff_required
 def move(release_id: int) -> Response:
     session = request_session()
-    release = services.get_release(session, release_id)
+    release = services.get_release(session, release_id, for_user=current_user)
     form = TransitionForm()
     if not form.validate_on_submit():
         abort(400)
@@ -280,7 +281,12 @@ def move(release_id: int) -> Response:
                 release, local_to_utc(form.embargo_until.data, org_zone()), utcnow()
             )
         services.transition(
-            session, release, target, by=current_user, comment=form.comment.data or ""
+            session,
+            release,
+            target,
+            by=current_user,
+            comment=form.comment.data or "",
+            require_other_approver=current_app.extensions["distributor.settings"].require_four_eyes,
         )
     except DomainError as exc:
         session.rollback()
@@ -290,11 +296,24 @@ def move(release_id: int) -> Response:
     return redirect(url_for("releases.show", release_id=release.id))
 
 
+@bp.post("/<int:release_id>/take-over")
+@editor_required
+def take_over(release_id: int) -> Response:
+    """An editor or admin becomes the owner of a draft."""
+    session = request_session()
+    release = services.get_release(session, release_id, for_user=current_user)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    services.take_over(session, release, by=current_user)
+    flash("The draft is yours now.", "success")
+    return redirect(url_for("releases.show", release_id=release.id))
+
+
 @bp.get("/<int:release_id>/versions")
 @staff_required
 def compare(release_id: int) -> str:
     session = request_session()
-    release = services.get_release(session, release_id)
+    release = services.get_release(session, release_id, for_user=current_user)
     versions = services.versions(session, release)
     by_number = {v.number: v for v in versions}
     if not versions:
@@ -321,7 +340,7 @@ def compare(release_id: int) -> str:
 @staff_required
 def add_attachments(release_id: int) -> Response:
     session = request_session()
-    release = services.get_release(session, release_id)
+    release = services.get_release(session, release_id, for_user=current_user)
     form = AttachmentForm()
     if not form.validate_on_submit() or not services.can_edit(current_user, release):
         abort(400)
@@ -336,7 +355,7 @@ def add_attachments(release_id: int) -> Response:
 @staff_required
 def delete_attachment(release_id: int, attachment_id: int) -> Response:
     session = request_session()
-    release = services.get_release(session, release_id)
+    release = services.get_release(session, release_id, for_user=current_user)
     attachment = next((a for a in release.attachments if a.id == attachment_id), None)
     if attachment is None:
         abort(404)
@@ -350,7 +369,7 @@ def delete_attachment(release_id: int, attachment_id: int) -> Response:
 @bp.get("/<int:release_id>/attachments/<int:attachment_id>")
 @staff_required
 def download_attachment(release_id: int, attachment_id: int) -> Response:
-    release = services.get_release(request_session(), release_id)
+    release = services.get_release(request_session(), release_id, for_user=current_user)
     attachment = next((a for a in release.attachments if a.id == attachment_id), None)
     if attachment is None:
         abort(404)

@@ -9,6 +9,7 @@ releases that are published, not embargoed any more, and in a public status (not
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from blinker import Namespace
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from distributor.releases.models import (
     Release,
     ReleaseStatus,
     ReleaseTransition,
+    ReleaseVersion,
 )
 from distributor.statemachine import StateMachine
 
@@ -108,10 +110,24 @@ def transition(
     by: User | None,
     comment: str = "",
     now: dt.datetime | None = None,
+    require_other_approver: bool = False,
 ) -> None:
-    """Move ``release`` to ``to``, checking the workflow and the user's role; log the move."""
+    """Move ``release`` to ``to``, checking the workflow and the user's role; log the move.
+
+    ``require_other_approver`` (``REQUIRE_FOUR_EYES``): whoever saved the last version may not
+    approve it; a second person must (the four-eyes principle).
+    """
     current = release.status
     RELEASE_WORKFLOW.check(current, to)
+    if require_other_approver and by is not None and to is S.APPROVED and current is S.IN_REVIEW:
+        last_editor = session.scalar(
+            select(ReleaseVersion.by_id)
+            .where(ReleaseVersion.release_id == release.id)
+            .order_by(ReleaseVersion.number.desc())
+            .limit(1)
+        )
+        if last_editor == by.id:
+            raise Forbidden("Four-eyes rule: someone other than its last editor must approve it.")
     if by is not None:
         if not by.is_active:
             raise Forbidden("This account is disabled.")
@@ -128,6 +144,9 @@ def transition(
     elif to is S.DRAFT:
         # A draft is not public, whatever it was before.
         release.published_at = None
+    if to is S.WITHDRAWN:
+        # The reviewers' link dies with the release and stays dead if it is restored.
+        release.preview_token = secrets.token_urlsafe(32)
     release.status = to
     session.add(
         ReleaseTransition(

@@ -107,9 +107,11 @@ def test_roles_apply_and_writes_create_records(
         headers=editor,
     )
     assert sub.status_code == 201 and sub.json["status"] == "confirmed"
-    listed = client.get(
-        f"/api/subscriptions?journalist_id={journalist['id']}", headers=officer
-    ).json
+    # Reading subscriptions is an export: editors and admins only.
+    assert (
+        client.get(f"/api/subscriptions?journalist_id={journalist['id']}", headers=officer)
+    ).status_code == 403
+    listed = client.get(f"/api/subscriptions?journalist_id={journalist['id']}", headers=editor).json
     assert [s["beat"] for s in listed["items"]] == ["Harbours"]
     bad = client.post("/api/subscriptions", data="not json", headers=editor)
     assert bad.status_code == 422 and bad.is_json
@@ -121,11 +123,12 @@ def test_lists_are_paginated_and_reports_are_served(
     release = seed_sent_release(session, recipients=7, prefix="api")
     session.commit()
     headers = _bearer(session, make_user(Role.PRESS_OFFICER))
-    first = client.get("/api/journalists?per_page=3", headers=headers).json
+    exporter = _bearer(session, make_user(Role.EDITOR))
+    first = client.get("/api/journalists?per_page=3", headers=exporter).json
     assert len(first["items"]) == 3 and first["next_page"] == 2 and first["total"] >= 7
-    second = client.get("/api/journalists?per_page=3&page=2", headers=headers).json
+    second = client.get("/api/journalists?per_page=3&page=2", headers=exporter).json
     assert {j["id"] for j in first["items"]}.isdisjoint({j["id"] for j in second["items"]})
-    assert client.get("/api/journalists?per_page=0", headers=headers).status_code == 422
+    assert client.get("/api/journalists?per_page=0", headers=exporter).status_code == 422
 
     sends = client.get(f"/api/sends?release_id={release.id}", headers=headers).json
     (send,) = sends["items"]

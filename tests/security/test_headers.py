@@ -77,3 +77,23 @@ def test_hsts_only_in_production(
     prod_app = create_app(production, db=db, mail_transport=InMemoryTransport())
     response = prod_app.test_client().get("/", base_url="https://news.example.org")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_private_pages_are_never_stored_by_caches(
+    client: FlaskClient, logged_in: Callable[[Role], User], settings: Settings
+) -> None:
+    from distributor.audience.tokens import preferences_token
+
+    assert client.get("/login").headers["Cache-Control"] == "no-store"
+    prefs = client.get(f"/preferences/{preferences_token(settings, 999999)}")
+    assert prefs.headers["Cache-Control"] == "no-store"
+    logged_in(Role.EDITOR)
+    assert client.get("/staff/audience/journalists").headers["Cache-Control"] == "no-store"
+    assert "no-store" not in client.get("/").headers.get("Cache-Control", "")
+
+
+def test_dev_inbox_is_off_by_default_in_production() -> None:
+    production = {"DISTRIBUTOR_ENV": "production", "SECRET_KEY": "k" * 40}
+    assert Settings.from_env(production).dev_inbox_enabled is False
+    assert Settings.from_env({**production, "DEV_INBOX": "true"}).dev_inbox_enabled is True
+    assert Settings.from_env({}).dev_inbox_enabled is True

@@ -1,4 +1,5 @@
-"""security: suppression lift records, single-use confirm links, staff session records
+"""security: suppression lift records, single-use confirm links, staff session records,
+login throttle and TOTP columns on users, release owners
 
 Revision ID: 0012
 Revises: 0008
@@ -72,6 +73,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("staff_sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_staff_sessions_user_id"), ["user_id"], unique=False)
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("failed_login_count", sa.Integer(), server_default="0", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column("locked_until", distributor.db.UTCDateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column(
+                "password_changed_at", distributor.db.UTCDateTime(timezone=True), nullable=True
+            )
+        )
+        batch_op.add_column(sa.Column("totp_secret", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("totp_last_step", sa.Integer(), nullable=True))
+    with op.batch_alter_table("releases", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("owner_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_releases_owner_id_users"),
+            "users",
+            ["owner_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+    # Each existing release belongs to whoever wrote it.
+    op.execute("UPDATE releases SET owner_id = created_by_id")
     with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("confirmed_at", distributor.db.UTCDateTime(timezone=True), nullable=True)
@@ -81,5 +107,17 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("confirmation_requests", schema=None) as batch_op:
         batch_op.drop_column("confirmed_at")
+    with op.batch_alter_table("releases", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_releases_owner_id_users"), type_="foreignkey")
+        batch_op.drop_column("owner_id")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        for column in (
+            "totp_last_step",
+            "totp_secret",
+            "password_changed_at",
+            "locked_until",
+            "failed_login_count",
+        ):
+            batch_op.drop_column(column)
     op.drop_table("staff_sessions")
     op.drop_table("suppression_lifts")

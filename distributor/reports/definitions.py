@@ -257,14 +257,16 @@ def session_failure_kind(code: int | None, response: str) -> BounceKind | None:
     The delivery row keeps the reply, not the stage it came at; a permanent refusal is
     recorded only at RCPT or after the final dot (RFC 5321 4.1.1.3), so RCPT is read first and
     the final dot second. A row given up after its lifetime holds a transient reply: read as a
-    report whose action is "failed" (RFC 3464), which makes it soft unless it names us.
+    report whose action is "failed" (RFC 3464), which makes it soft unless it names us or our
+    relay. A failure with no reply at all was never a server's answer and is no bounce.
     """
     text = response or ""
-    if code:
-        for stage in (Stage.RCPT, Stage.DOT):
-            verdict = classify_reply(Reply(stage, code, text))
-            if verdict.outcome is Outcome.FAILED and verdict.kind is not None:
-                return verdict.kind
+    if not code:
+        return None  # no server answered (connection trouble, our own error): not a bounce
+    for stage in (Stage.RCPT, Stage.DOT):
+        verdict = classify_reply(Reply(stage, code, text))
+        if verdict.outcome is Outcome.FAILED and verdict.kind is not None:
+            return verdict.kind
     verdict = classify_report(text, f"{code or ''} {text}".strip(), action="failed")
     return verdict.kind
 

@@ -76,7 +76,10 @@ def journalist_history(session: Session, journalist_id: int) -> JournalistHistor
         .subquery()
     )
     facts = d.delivery_facts(
-        session, scope, Delivery.status.label("status"), Delivery.sent_at.label("sent_at")
+        session,
+        scope,
+        d.status_value(Delivery.status).label("status"),
+        Delivery.sent_at.label("sent_at"),
     )
     rows = session.execute(
         select(

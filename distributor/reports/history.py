@@ -60,6 +60,7 @@ def journalist_history(session: Session, journalist_id: int) -> JournalistHistor
     if journalist is None:
         raise NotFound("No such journalist.")
     scope = d.Scope.journalist(journalist_id)
+    d.without_jit(session)
     ev = (
         select(
             TrackingEvent.delivery_id.label("delivery_id"),

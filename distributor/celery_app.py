@@ -25,6 +25,7 @@ TASK_MODULES = [
     "distributor.delivery.tasks",
     "distributor.delivery.mail_tasks",
     "distributor.audience.tasks",
+    "distributor.reports.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).
@@ -37,6 +38,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "lift-embargoes": ("releases.lift_embargoes", 60.0),
     "delivery-sweep": ("delivery.sweep", 2.0),
     "delivery-digests": ("delivery.send_digests", 900.0),
+    "reports-count-settled-sends": ("reports.count_settled_sends", 600.0),
 }
 
 

@@ -9,6 +9,7 @@ from distributor.delivery import models as delivery_models
 from distributor.devinbox import models as devinbox_models
 from distributor.organisation import models as organisation_models
 from distributor.releases import models as releases_models
+from distributor.reports import models as reports_models
 from distributor.tracking import models as tracking_models
 
 metadata = Base.metadata
@@ -23,5 +24,6 @@ __all__ = [
     "metadata",
     "organisation_models",
     "releases_models",
+    "reports_models",
     "tracking_models",
 ]

@@ -235,6 +235,11 @@ def status_value(column: Any) -> ColumnElement[str]:
     return type_coerce(column, String())
 
 
+def status_value_of(value: Any) -> str:
+    """A status read back from the database, as its stored text."""
+    return str(getattr(value, "value", value))
+
+
 def status_in(column: Any, statuses: Iterable[str]) -> ColumnElement[bool]:
     return status_value(column).in_(sorted(statuses))
 

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
-        bench-send bench-newsroom bench-import bench-tracking bench-render
+        bench-send bench-newsroom bench-import bench-tracking bench-render bench-reports
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -67,3 +67,6 @@ bench-newsroom: install
 
 bench-render: install
 	$(BIN)/python benchmarks/bench_render.py
+
+bench-reports: install
+	$(BIN)/python benchmarks/bench_reports.py

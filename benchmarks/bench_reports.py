@@ -15,6 +15,7 @@ each, through the same service functions the pages and the API call, and prints 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import statistics
 import sys
@@ -29,9 +30,14 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
-from distributor.db import Database, make_engine  # noqa: E402
+from distributor.db import (  # noqa: E402
+    Database,
+    make_engine,
+    utcnow,
+)
 from distributor.migrate import upgrade  # noqa: E402
 from distributor.reports import health, services  # noqa: E402
+from distributor.reports.rollup import count_settled_sends  # noqa: E402
 from distributor.settings import Settings  # noqa: E402
 
 
@@ -165,7 +171,7 @@ SEED = [
 
 def seed(url: str, *, releases: int, journalists: int, days: int) -> int:
     engine = make_engine(url, pool=False)
-    params = {"releases": releases, "journalists": journalists, "days": days}
+    params: dict[str, object] = {"releases": releases, "journalists": journalists, "days": days}
     params.update({f"r{i}": reply for i, (_, reply) in enumerate(REPLIES)})
     with engine.begin() as conn:
         conn.execute(
@@ -203,13 +209,23 @@ def timed(rounds: int, run: Callable[[], object]) -> float:
 
 
 def explain(session: Session, release_id: int) -> None:
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
+    from distributor.delivery.models import Delivery
     from distributor.reports import definitions as d
+    from distributor.reports.rollup import counted_sends
 
     facts = d.delivery_facts(session, d.Scope.releases([release_id]))
+    since = utcnow() - dt.timedelta(days=30)
+    live = select(func.count()).where(
+        Delivery.send_id.in_(d.sends_reaching(since)),
+        Delivery.send_id.not_in(counted_sends()),
+        d.went_out(),
+        d.went_out_at() >= since,
+    )
     for title, statement in [
         ("release report figures", select(*d.figure_sums(facts))),
+        ("dashboard: deliveries of unsettled sends", live),
     ]:
         compiled = statement.compile(
             dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}
@@ -248,6 +264,13 @@ def main() -> None:
         log(f"seeded {count} deliveries in {time.perf_counter() - started:.1f} s")
         db = Database(engine)
         with db.session() as session:
+            # What the beat sweep does every ten minutes: count the sends that settled.
+            started = time.perf_counter()
+            counted = 0
+            while batch := count_settled_sends(session, now=utcnow(), limit=50):
+                counted += batch
+            session.commit()
+            log(f"counted {counted} settled sends in {time.perf_counter() - started:.1f} s")
             # A release sent in the middle of the dashboard's window.
             release_id = int(
                 session.execute(
@@ -258,6 +281,8 @@ def main() -> None:
                 ).scalar_one()
             )
             if args.explain:
+                d_ = session.connection()
+                d_.exec_driver_sql("SET jit = off")  # as the reports do
                 explain(session, release_id)
             report_ms = timed(args.rounds, lambda: services.release_report(session, release_id))
             board_ms = timed(args.rounds, lambda: health.dashboard(session))

@@ -355,17 +355,24 @@ def unsubscribed_after(delivery: Any = Delivery) -> ColumnElement[bool]:
     )
     return and_(
         delivery.sent_at.is_not(None),
-        exists(
-            select(literal(1))
-            .select_from(Subscription)
-            .where(
-                Subscription.journalist_id == delivery.journalist_id,
-                Subscription.unsubscribed_at.is_not(None),
-                Subscription.unsubscribed_at >= delivery.sent_at,
-                ~exists(sooner_mail),
-            )
-            .correlate_except(Subscription)
-        ),
+        Subscription.unsubscribed_at.is_not(None),
+        Subscription.unsubscribed_at >= delivery.sent_at,
+        ~exists(sooner_mail),
+    )
+
+
+def _unsubscribed(scope: Scope) -> Any:
+    """Deliveries in ``scope`` an unsubscribe counts for.
+
+    A join, not a test per delivery: only the few journalists with an ended subscription are
+    looked at, so a release report does not probe the subscriptions once per recipient.
+    """
+    return (
+        select(Delivery.id.label("delivery_id"))
+        .join(Subscription, Subscription.journalist_id == Delivery.journalist_id)
+        .where(scope.deliveries, unsubscribed_after(Delivery))
+        .group_by(Delivery.id)
+        .subquery("unsub")
     )
 
 
@@ -453,6 +460,7 @@ def delivery_facts(
         .group_by(Complaint.delivery_id)
         .subquery("co")
     )
+    unsub = _unsubscribed(scope)
     session_rank = _session_rank(session_failures(session, scope.deliveries))
     policy_flag = case((Delivery.is_policy_rejection.is_(True), KIND_RANK["policy"]), else_=0)
     rank = greatest(session, func.coalesce(bo.c.rank, 0), session_rank, policy_flag)
@@ -492,12 +500,13 @@ def delivery_facts(
                 "bot_only_clickers"
             ),
             case((co.c.delivery_id.is_not(None), 1), else_=0).label("complaints"),
-            case((unsubscribed_after(Delivery), 1), else_=0).label("unsubscribes"),
+            case((unsub.c.delivery_id.is_not(None), 1), else_=0).label("unsubscribes"),
         )
         .select_from(Delivery)
         .outerjoin(ev, ev.c.delivery_id == Delivery.id)
         .outerjoin(bo, bo.c.delivery_id == Delivery.id)
         .outerjoin(co, co.c.delivery_id == Delivery.id)
+        .outerjoin(unsub, unsub.c.delivery_id == Delivery.id)
     )
     for target, on in joins:
         query = query.outerjoin(target, on)

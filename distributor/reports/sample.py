@@ -305,7 +305,7 @@ def _fill(template: str, d: Delivery, settings: Settings, at: dt.datetime, **mor
 
 
 def _receive(
-    session: Session, settings: Settings, d: Delivery, raw: bytes, at: dt.datetime
+    session: Session, settings: Settings, d: Delivery, raw: bytes, at: dt.datetime, key: str
 ) -> None:
     from distributor.bounces.services import process_inbound, store_inbound
 
@@ -315,6 +315,7 @@ def _receive(
         raw=raw,
         envelope_from="",
         envelope_to=f"bounces+{d.verp_token}@{settings.bounce_domain}",
+        dedupe_key=key,
     )
     inbound.received_at = at  # when it arrived, after the message went out
     process_inbound(session, settings, inbound)
@@ -331,13 +332,15 @@ def _seed_reports(
     for d in deliveries:
         if d.status == DeliveryStatus.SENT and d.sent_at is not None and rng.random() < 0.05:
             at = min(now, d.sent_at + dt.timedelta(minutes=rng.randrange(2, 30)))
-            _receive(session, settings, d, _dsn(d, settings, at, hard=rng.random() < 0.5), at)
+            raw = _dsn(d, settings, at, hard=rng.random() < 0.5)
+            _receive(session, settings, d, raw, at, f"sample-{d.verp_token}")
     complained = next(
         (d for d in deliveries if d.status == DeliveryStatus.SENT and d.sent_at is not None), None
     )
     if complained is not None and complained.sent_at is not None:
         at = min(now, complained.sent_at + dt.timedelta(hours=6))
-        _receive(session, settings, complained, _arf(complained, settings, at), at)
+        raw = _arf(complained, settings, at)
+        _receive(session, settings, complained, raw, at, f"sample-arf-{complained.verp_token}")
     session.flush()
 
 

@@ -211,18 +211,11 @@ def timed(rounds: int, run: Callable[[], object]) -> float:
 def explain(session: Session, release_id: int) -> None:
     from sqlalchemy import func, select
 
-    from distributor.delivery.models import Delivery
     from distributor.reports import definitions as d
-    from distributor.reports.rollup import counted_sends
 
     facts = d.delivery_facts(session, d.Scope.releases([release_id]))
     since = utcnow() - dt.timedelta(days=30)
-    live = select(func.count()).where(
-        Delivery.send_id.in_(d.sends_reaching(since)),
-        Delivery.send_id.not_in(counted_sends()),
-        d.went_out(),
-        d.went_out_at() >= since,
-    )
+    live = select(func.count()).where(health.live_deliveries(session, since))
     for title, statement in [
         ("release report figures", select(*d.figure_sums(facts))),
         ("dashboard: deliveries of unsettled sends", live),

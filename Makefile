@@ -7,7 +7,7 @@ N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
         bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render chaos \
-        bounce-accuracy
+        bounce-accuracy bench-reports
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -82,3 +82,6 @@ chaos: install
 
 bounce-accuracy: install
 	$(BIN)/python -m benchmarks.bounce_accuracy
+
+bench-reports: install
+	$(BIN)/python benchmarks/bench_reports.py

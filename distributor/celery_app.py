@@ -28,6 +28,7 @@ TASK_MODULES = [
     "distributor.audience.tasks",
     "distributor.embargo.tasks",
     "distributor.notifications.tasks",
+    "distributor.reports.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).
@@ -41,6 +42,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "delivery-sweep": ("delivery.sweep", 2.0),
     "delivery-digests": ("delivery.send_digests", 900.0),
     "embargo-sweep": ("embargo.sweep", 60.0),
+    "reports-count-settled-sends": ("reports.count_settled_sends", 600.0),
 }
 
 

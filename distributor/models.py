@@ -11,6 +11,7 @@ from distributor.embargo import models as embargo_models
 from distributor.notifications import models as notifications_models
 from distributor.organisation import models as organisation_models
 from distributor.releases import models as releases_models
+from distributor.reports import models as reports_models
 from distributor.tracking import models as tracking_models
 
 metadata = Base.metadata
@@ -27,5 +28,6 @@ __all__ = [
     "notifications_models",
     "organisation_models",
     "releases_models",
+    "reports_models",
     "tracking_models",
 ]

@@ -70,6 +70,18 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "Beat": _obj({"id": INT, "name": STR, "slug": STR, "is_public": BOOL}),
+    "MediaList": _obj({"id": INT, "name": STR}),
+    "MediaListChoice": {
+        "type": "object",
+        "properties": {
+            "media_list_ids": {
+                "type": "array",
+                "maxItems": 1000,
+                "items": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            }
+        },
+        "required": ["media_list_ids"],
+    },
     "Journalist": _obj(
         {
             "id": INT,
@@ -335,6 +347,25 @@ def document() -> dict[str, Any]:
                     _json(_ref("Release")),
                     params=[_path("release_id")],
                     tag="releases",
+                )
+            },
+            "/api/releases/{release_id}/media-lists": {
+                "put": _op(
+                    "chooseReleaseMediaLists",
+                    "Choose the media lists a send of the release goes to, besides its beats",
+                    _json(_ref("Release")),
+                    params=[_path("release_id")],
+                    body="MediaListChoice",
+                    tag="releases",
+                )
+            },
+            "/api/media-lists": {
+                "get": _op(
+                    "listMediaLists",
+                    "Media lists",
+                    _json(_page_of("MediaList")),
+                    params=PAGING,
+                    tag="audience",
                 )
             },
             "/api/beats": {

@@ -19,6 +19,7 @@ from distributor.audience.models import (
     Beat,
     Journalist,
     LawfulBasis,
+    MediaList,
     Subscription,
     SubscriptionStatus,
 )
@@ -26,6 +27,7 @@ from distributor.db import request_session, utcnow
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
 from distributor.errors import Conflict, DomainError, NotFound, ValidationFailed
 from distributor.extensions import csrf
+from distributor.releases import services as release_services
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.reports import health
 from distributor.reports import services as reports
@@ -191,6 +193,10 @@ def subscription_json(s: Subscription) -> dict[str, Any]:
     }
 
 
+def media_list_json(m: MediaList) -> dict[str, Any]:
+    return {"id": m.id, "name": m.name}
+
+
 def beat_json(b: Beat) -> dict[str, Any]:
     return {"id": b.id, "name": b.name, "slug": b.slug, "is_public": b.is_public}
 
@@ -239,9 +245,41 @@ def release(release_id: int) -> Response:
     found = request_session().get(Release, release_id)
     if found is None:
         raise NotFound("No such release.")
+    return jsonify(_release_detail(found))
+
+
+def _release_detail(found: Release) -> dict[str, Any]:
     data = release_json(found)
     data["beats"] = [b.name for b in found.beats]
-    return jsonify(data)
+    data["media_lists"] = [media_list_json(m) for m in found.media_lists]
+    return data
+
+
+@bp.put("/releases/<int:release_id>/media-lists")
+@api_roles(ALL_STAFF)
+def choose_media_lists(release_id: int) -> Response:
+    """Choose the media lists a send of the release goes to (replaces the earlier choice)."""
+    ids = _json_body().get("media_list_ids")
+    if (
+        not isinstance(ids, list)
+        or len(ids) > 1000
+        or not all(type(i) is int and 1 <= i <= MAX_ID for i in ids)
+    ):
+        raise ValidationFailed("media_list_ids must be a list of media list ids.")
+    session = request_session()
+    found = session.get(Release, release_id)
+    if found is None:
+        raise NotFound("No such release.")
+    release_services.choose_media_lists(session, found, editor=api_user(), media_list_ids=ids)
+    return jsonify(_release_detail(found))
+
+
+@bp.get("/media-lists")
+@api_roles(ALL_STAFF)
+def media_lists() -> Response:
+    return _paginate(
+        request_session(), select(MediaList).order_by(MediaList.name, MediaList.id), media_list_json
+    )
 
 
 @bp.get("/beats")

@@ -53,6 +53,8 @@ from distributor.notifications.services import recent_staff_mails
 from distributor.organisation.services import get_organisation
 from distributor.releases.forms import local_to_utc, utc_to_local
 from distributor.releases.models import Release
+from distributor.releases.services import can_edit
+from distributor.releases.views import media_list_picker
 from distributor.security import EDITORS, editor_required, staff_required
 from distributor.settings import Settings
 
@@ -158,6 +160,8 @@ def send_page(release_id: int) -> str:
         action_form=SendActionForm(),
         schedule_form=schedule_form,
         zone=zone,
+        media_lists_form=media_list_picker(session, release),
+        can_choose_lists=can_edit(current_user, release),
     )
 
 

@@ -50,6 +50,7 @@ class ReleaseForm(FlaskForm):
     )
     body_markdown = TextAreaField("Body (Markdown)", render_kw={"rows": 18})
     beat_ids = CheckboxListField("Beats", coerce=int)
+    media_list_ids = CheckboxListField("Media lists", coerce=int)
     contact_ids = CheckboxListField("Press contacts", coerce=int)
     campaign_tags = StringField("Campaign tags", validators=[Length(max=500)])
     photo = FileField("Photo file", render_kw={"accept": "image/jpeg,image/png,image/webp"})
@@ -72,6 +73,7 @@ class ReleaseForm(FlaskForm):
             summary=self.summary.data or "",
             body_markdown=self.body_markdown.data or "",
             beat_ids=list(self.beat_ids.data or []),
+            media_list_ids=list(self.media_list_ids.data or []),
             contact_ids=list(self.contact_ids.data or []),
             campaign_tags=self.campaign_tags.data or "",
             photo_caption=self.photo_caption.data or "",
@@ -99,6 +101,12 @@ class ContactForm(FlaskForm):
     title = StringField("Job title", validators=[Length(max=200)])
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
     phone = StringField("Phone", validators=[Length(max=60)])
+
+
+class MediaListsForm(FlaskForm):
+    """The send page's media-list picker."""
+
+    media_list_ids = CheckboxListField("Media lists", coerce=int)
 
 
 class AttachmentForm(FlaskForm):

@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role, User
-from distributor.audience.models import Beat
+from distributor.audience.models import Beat, MediaList
 from distributor.db import utcnow
 from distributor.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from distributor.releases.models import (
@@ -149,6 +149,8 @@ class ReleaseInput:
     photo_credit: str = ""
     photo_alt: str = ""
     embargo_until: dt.datetime | None = None
+    # Media lists whose members receive it besides the beats' subscribers; None: unchanged.
+    media_list_ids: Sequence[int] | None = None
 
 
 def can_edit(user: User, release: Release) -> bool:
@@ -192,6 +194,8 @@ def _apply(session: Session, release: Release, data: ReleaseInput) -> None:
     if len(beats) != len(set(data.beat_ids)):
         raise ValidationFailed("One of the chosen beats does not exist.")
     release.beats = sorted(beats, key=lambda b: b.name)
+    if data.media_list_ids is not None:
+        set_media_lists(session, release, data.media_list_ids)
     by_id = {
         c.id: c
         for c in session.scalars(
@@ -201,6 +205,25 @@ def _apply(session: Session, release: Release, data: ReleaseInput) -> None:
     if len(by_id) != len(set(data.contact_ids)):
         raise ValidationFailed("One of the chosen press contacts does not exist.")
     release.contacts = [by_id[i] for i in dict.fromkeys(data.contact_ids)]
+
+
+def set_media_lists(session: Session, release: Release, media_list_ids: Sequence[int]) -> None:
+    """Choose the media lists a send of this release goes to (with the beats' subscribers)."""
+    ids = list(dict.fromkeys(media_list_ids))
+    lists = session.scalars(select(MediaList).where(MediaList.id.in_(ids))).all()
+    if len(lists) != len(ids):
+        raise ValidationFailed("One of the chosen media lists does not exist.")
+    release.media_lists = sorted(lists, key=lambda m: m.name)
+
+
+def choose_media_lists(
+    session: Session, release: Release, *, editor: User, media_list_ids: Sequence[int]
+) -> None:
+    """Staff choose, on the send page, the media lists a send goes to."""
+    if not can_edit(editor, release):
+        raise Forbidden(f"This release is {release.status.label.lower()} and cannot be edited.")
+    set_media_lists(session, release, media_list_ids)
+    session.flush()
 
 
 def create_release(

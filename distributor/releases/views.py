@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
-from distributor.audience.models import Beat
+from distributor.audience.models import Beat, MediaList
 from distributor.db import request_session, utcnow
 from distributor.errors import DomainError, ValidationFailed
 from distributor.newsroom.views import org_zone, send_attachment
@@ -31,6 +31,7 @@ from distributor.releases.forms import (
     AttachmentForm,
     ContactForm,
     KindForm,
+    MediaListsForm,
     ReleaseForm,
     TransitionForm,
     local_to_utc,
@@ -129,6 +130,9 @@ def _prepare(form: ReleaseForm, session: Session) -> None:
     form.contact_ids.choices = [
         (c.id, f"{c.name} ({c.email})") for c in services.list_contacts(session)
     ]
+    form.media_list_ids.choices = [
+        (m.id, m.name) for m in session.scalars(select(MediaList).order_by(MediaList.name))
+    ]
 
 
 def _uploads(field_data: Any) -> list[FileStorage]:
@@ -189,6 +193,7 @@ def edit(release_id: int) -> Any:
     _prepare(form, session)
     if request.method == "GET":
         form.beat_ids.data = [b.id for b in release.beats]
+        form.media_list_ids.data = [m.id for m in release.media_lists]
         form.contact_ids.data = [c.id for c in release.contacts]
         form.embargo_until.data = utc_to_local(release.embargo_until, org_zone())
     if form.validate_on_submit():
@@ -334,6 +339,39 @@ def compare(release_id: int) -> str:
 
 
 # -- attachments -------------------------------------------------------------------------------
+
+
+def media_list_picker(session: Session, release: Release) -> MediaListsForm:
+    """The send page's picker, filled with every media list and the release's choice."""
+    form = MediaListsForm(formdata=None)
+    form.media_list_ids.choices = [
+        (m.id, m.name) for m in session.scalars(select(MediaList).order_by(MediaList.name))
+    ]
+    form.media_list_ids.data = [m.id for m in release.media_lists]
+    return form
+
+
+@bp.post("/<int:release_id>/media-lists")
+@staff_required
+def choose_media_lists(release_id: int) -> Response:
+    session = request_session()
+    release = services.get_release(session, release_id)
+    form = MediaListsForm()
+    form.media_list_ids.choices = [
+        (m.id, m.name) for m in session.scalars(select(MediaList).order_by(MediaList.name))
+    ]
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        services.choose_media_lists(
+            session, release, editor=current_user, media_list_ids=form.media_list_ids.data or []
+        )
+    except DomainError as exc:
+        session.rollback()
+        flash(exc.message, "error")
+    else:
+        flash("Media lists saved: the audience below counts them.", "success")
+    return redirect(url_for("delivery.send_page", release_id=release.id) + "#audience-h")
 
 
 @bp.post("/<int:release_id>/attachments")

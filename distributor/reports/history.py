@@ -60,6 +60,7 @@ def journalist_history(session: Session, journalist_id: int) -> JournalistHistor
     if journalist is None:
         raise NotFound("No such journalist.")
     scope = d.Scope.journalist(journalist_id)
+    d.without_jit(session)
     ev = (
         select(
             TrackingEvent.delivery_id.label("delivery_id"),
@@ -76,7 +77,10 @@ def journalist_history(session: Session, journalist_id: int) -> JournalistHistor
         .subquery()
     )
     facts = d.delivery_facts(
-        session, scope, Delivery.status.label("status"), Delivery.sent_at.label("sent_at")
+        session,
+        scope,
+        d.status_value(Delivery.status).label("status"),
+        Delivery.sent_at.label("sent_at"),
     )
     rows = session.execute(
         select(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import secrets
+from email.utils import format_datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -91,10 +92,17 @@ def seed_sent_release(
     sent_at: dt.datetime | None = None,
     seed: int = 7,
     prefix: str = "sample",
+    settings: Settings | None = None,
 ) -> Release:
-    """Create a sent release with ``recipients`` deliveries and realistic engagement."""
+    """Create a sent release with ``recipients`` deliveries and realistic engagement.
+
+    Opens, clicks, bounce reports and complaints all come after the message went out and
+    before now; bounce reports and complaints are real RFC 3464 and RFC 5965 messages put
+    through the bounce pipeline, so they are recognised, processed once, and never swept again.
+    """
     rng = random.Random(seed)
-    sent_at = sent_at or utcnow() - dt.timedelta(days=2)
+    now = utcnow()
+    sent_at = sent_at or now - dt.timedelta(days=2)
     beats = [_beat(session, n) for n in ("Climate", "Coastal communities", "Science")]
     outlets = [_outlet(session, n) for n in ("Portmere Gazette", "Coast FM", "The Tidewater")]
     release = Release(
@@ -120,11 +128,9 @@ def seed_sent_release(
     session.flush()
     link_ids = list(register_links(session, release.id, SAMPLE_LINKS).values())
 
-    statuses = (
-        [DeliveryStatus.SENT] * 16
-        + [DeliveryStatus.DEFERRED, DeliveryStatus.FAILED]
-        + [DeliveryStatus.UNKNOWN]
-    )
+    # A finished send: every message went out, was refused at RCPT, or is in doubt (nothing
+    # is still deferred days later: the retry lifetime is over).
+    statuses = [DeliveryStatus.SENT] * 17 + [DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN]
     deliveries: list[Delivery] = []
     for n in range(recipients):
         beat = beats[n % len(beats)]
@@ -157,10 +163,18 @@ def seed_sent_release(
             matched_beats=beat.name,
             sent_at=at if status == DeliveryStatus.SENT else None,
             verp_token=secrets.token_urlsafe(18),
-            smtp_code=250
-            if status == DeliveryStatus.SENT
-            else (550 if status == DeliveryStatus.FAILED else 451),
+            smtp_code={DeliveryStatus.SENT: 250, DeliveryStatus.FAILED: 550}.get(status),
+            smtp_response={
+                DeliveryStatus.SENT: "2.0.0 Ok: queued",
+                DeliveryStatus.FAILED: f"5.1.1 <{email}>: Recipient address rejected: "
+                "User unknown in virtual mailbox table",
+                DeliveryStatus.UNKNOWN: "connection lost after the final dot, no reply",
+            }[status],
             attempts=1,
+            # Dated with the send, not with the moment the demo was seeded.
+            first_attempt_at=at,
+            created_at=sent_at,
+            updated_at=at,
         )
         session.add(delivery)
         deliveries.append(delivery)
@@ -178,7 +192,8 @@ def seed_sent_release(
                 events.append(
                     _event("click", d, d.sent_at + dt.timedelta(seconds=3), SCANNER_UA, link)
                 )
-        if 0.2 < roll < 0.75:  # a person reads, hours later, sometimes a second time
+        if 0.2 < roll < 0.75 and d.sent_at + dt.timedelta(hours=41) < now:
+            # A person reads, hours later, sometimes a second time.
             first = d.sent_at + dt.timedelta(hours=rng.randrange(1, 40), minutes=rng.randrange(60))
             events.append(_event("open", d, first, HUMAN_UA))
             if rng.random() < 0.3:
@@ -188,65 +203,144 @@ def seed_sent_release(
                 events.append(_event("click", d, first + dt.timedelta(minutes=1), HUMAN_UA, link))
     tracking.store_events(session, events)
     tracking.classify_pending(session)
-    _seed_bounces(session, deliveries, rng)
+    _seed_reports(session, settings or Settings(), deliveries, rng, now)
     return release
 
 
-def _seed_bounces(session: Session, deliveries: list[Delivery], rng: random.Random) -> None:
-    from distributor.bounces.models import (
-        Bounce,
-        BounceKind,
-        Classification,
-        Complaint,
-        InboundMessage,
-    )
+_DSN = """\
+Return-Path: <>
+From: MAILER-DAEMON@mx.{domain} (Mail Delivery System)
+To: bounces+{token}@{bounce_domain}
+Subject: Undelivered Mail Returned to Sender
+Date: {date}
+Message-ID: <dsn.{token}@mx.{domain}>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b-{token}"
 
+--b-{token}
+Content-Type: text/plain; charset=us-ascii
+
+I'm sorry to have to inform you that your message could not be delivered.
+
+<{email}>: host mx.{domain} said: 550 {status} {words}
+
+--b-{token}
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.{domain}
+
+Final-Recipient: rfc822; {email}
+Action: failed
+Status: {status}
+Remote-MTA: dns; mx.{domain}
+Diagnostic-Code: smtp; 550 {status} {words}
+
+--b-{token}
+Content-Type: text/rfc822-headers
+
+Return-Path: <bounces+{token}@{bounce_domain}>
+To: {email}
+
+--b-{token}--
+"""
+
+_ARF = """\
+From: feedbackloop@mailbox-provider.example
+To: bounces+{token}@{bounce_domain}
+Subject: Complaint about message
+Date: {date}
+Message-ID: <arf.{token}@mailbox-provider.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="f-{token}"
+
+--f-{token}
+Content-Type: text/plain; charset=us-ascii
+
+This is an email abuse report for a message you sent.
+
+--f-{token}
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: DemoFBL/1.0
+Version: 1
+Original-Rcpt-To: {email}
+
+--f-{token}
+Content-Type: text/rfc822-headers
+
+Return-Path: <bounces+{token}@{bounce_domain}>
+To: {email}
+
+--f-{token}--
+"""
+
+
+def _dsn(d: Delivery, settings: Settings, at: dt.datetime, *, hard: bool) -> bytes:
+    """A Postfix-style RFC 3464 delivery status notification for ``d``."""
+    status, words = (
+        ("5.1.1", "Recipient address rejected: User unknown in virtual mailbox table")
+        if hard
+        else ("5.2.2", "Mailbox full: quota exceeded")
+    )
+    return _fill(_DSN, d, settings, at, status=status, words=words)
+
+
+def _arf(d: Delivery, settings: Settings, at: dt.datetime) -> bytes:
+    """An RFC 5965 abuse report for ``d``, as a mailbox provider's feedback loop sends it."""
+    return _fill(_ARF, d, settings, at)
+
+
+def _fill(template: str, d: Delivery, settings: Settings, at: dt.datetime, **more: str) -> bytes:
+    text = template.format(
+        domain=d.recipient_domain or "example.org",
+        token=d.verp_token,
+        bounce_domain=settings.bounce_domain,
+        email=d.email,
+        date=format_datetime(at),
+        **more,
+    )
+    return text.replace("\n", "\r\n").encode("ascii")
+
+
+def _receive(
+    session: Session, settings: Settings, d: Delivery, raw: bytes, at: dt.datetime, key: str
+) -> None:
+    from distributor.bounces.services import process_inbound, store_inbound
+
+    inbound, _ = store_inbound(
+        session,
+        source="smtp",
+        raw=raw,
+        envelope_from="",
+        envelope_to=f"bounces+{d.verp_token}@{settings.bounce_domain}",
+        dedupe_key=key,
+    )
+    inbound.received_at = at  # when it arrived, after the message went out
+    process_inbound(session, settings, inbound)
+
+
+def _seed_reports(
+    session: Session,
+    settings: Settings,
+    deliveries: list[Delivery],
+    rng: random.Random,
+    now: dt.datetime,
+) -> None:
+    """Bounce reports for about 5% of accepted messages and one complaint, all in the past."""
     for d in deliveries:
-        if d.status == DeliveryStatus.FAILED or (
-            d.status == DeliveryStatus.SENT and rng.random() < 0.05
-        ):
-            hard = d.status == DeliveryStatus.FAILED
-            message = InboundMessage(
-                source="smtp",
-                dedupe_key=f"sample-{d.verp_token}",
-                classification=Classification.BOUNCE,
-                received_at=(d.sent_at or d.created_at) + dt.timedelta(minutes=5),
-            )
-            session.add(message)
-            session.flush()
-            session.add(
-                Bounce(
-                    inbound_message_id=message.id,
-                    delivery_id=d.id,
-                    email=d.email,
-                    kind=BounceKind.HARD if hard else BounceKind.SOFT,
-                    status_code="5.1.1" if hard else "4.2.2",
-                    action="failed" if hard else "delayed",
-                    matched_by="verp",
-                    received_at=message.received_at,
-                )
-            )
+        if d.status == DeliveryStatus.SENT and d.sent_at is not None and rng.random() < 0.05:
+            at = min(now, d.sent_at + dt.timedelta(minutes=rng.randrange(2, 30)))
+            raw = _dsn(d, settings, at, hard=rng.random() < 0.5)
+            _receive(session, settings, d, raw, at, f"sample-{d.verp_token}")
     complained = next(
         (d for d in deliveries if d.status == DeliveryStatus.SENT and d.sent_at is not None), None
     )
     if complained is not None and complained.sent_at is not None:
-        message = InboundMessage(
-            source="smtp",
-            dedupe_key=f"sample-arf-{complained.verp_token}",
-            classification=Classification.COMPLAINT,
-            received_at=complained.sent_at + dt.timedelta(hours=6),
-        )
-        session.add(message)
-        session.flush()
-        session.add(
-            Complaint(
-                inbound_message_id=message.id,
-                delivery_id=complained.id,
-                email=complained.email,
-                matched_by="verp",
-                received_at=message.received_at,
-            )
-        )
+        at = min(now, complained.sent_at + dt.timedelta(hours=6))
+        raw = _arf(complained, settings, at)
+        _receive(session, settings, complained, raw, at, f"sample-arf-{complained.verp_token}")
     session.flush()
 
 
@@ -256,7 +350,12 @@ def seed_reports_demo(session: Session, settings: Settings) -> list[str]:
         return []
     now = utcnow()
     seed_sent_release(
-        session, recipients=60, sent_at=now - dt.timedelta(days=9), prefix="demo-report", seed=1
+        session,
+        recipients=60,
+        sent_at=now - dt.timedelta(days=9),
+        prefix="demo-report",
+        seed=1,
+        settings=settings,
     )
     seed_sent_release(
         session,
@@ -265,5 +364,6 @@ def seed_reports_demo(session: Session, settings: Settings) -> list[str]:
         sent_at=now - dt.timedelta(days=3),
         prefix="demo-report",
         seed=2,
+        settings=settings,
     )
     return ["Reports: two sent releases with deliveries, opens and clicks"]

@@ -103,6 +103,7 @@ def release_report(session: Session, release_id: int) -> ReleaseReport:
     if release is None:
         raise NotFound("No such release.")
     send = session.scalar(select(Send).where(Send.release_id == release_id))
+    d.without_jit(session)
     pd = _facts(session, _ids(release_id))
     # One pass over the release's deliveries; the breakdowns are sums of these groups.
     groups = [
@@ -258,6 +259,7 @@ def recent_releases(session: Session, *, limit: int = 50, offset: int = 0) -> li
     ids = [r.id for r in rows]
     figures: dict[int, dict[str, int]] = {}
     if ids:
+        d.without_jit(session)
         pd = _facts(session, ids)
         for row in session.execute(
             select(pd.c.release_id, *d.figure_sums(pd)).group_by(pd.c.release_id)

@@ -22,7 +22,8 @@ from werkzeug.serving import make_server
 from distributor.accounts.models import Role, User
 from distributor.accounts.services import create_user
 from distributor.app import create_app
-from distributor.audience.models import Beat, Journalist, Outlet
+from distributor.audience.models import Beat, Journalist, Outlet, Suppression
+from distributor.audience.services import address_hash
 from distributor.bounces.models import InboundMessage
 from distributor.db import Database
 from distributor.delivery.models import Delivery
@@ -62,6 +63,15 @@ def seeded(engine: Engine) -> Iterator[tuple[Database, int, str]]:
                 Delivery.release_id == release_id
             )
         ).all()
+        # The sample's hard bounces and complaint suppressed their addresses, as real ones do.
+        emails = session.scalars(
+            select(Delivery.email).where(Delivery.release_id == release_id)
+        ).all()
+        session.execute(
+            delete(Suppression).where(
+                Suppression.address_hash.in_([address_hash(e) for e in emails if e])
+            )
+        )
         keys = [f"sample-{t}" for t, _ in deliveries] + [f"sample-arf-{t}" for t, _ in deliveries]
         session.execute(delete(InboundMessage).where(InboundMessage.dedupe_key.in_(keys)))
         session.execute(delete(Release).where(Release.id == release_id))

@@ -7,11 +7,13 @@ import io
 from collections.abc import Callable
 
 from flask.testing import FlaskClient
+from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role, User
 from distributor.delivery.models import Delivery
+from distributor.reports import definitions
 from distributor.reports.csv_export import safe_cell, to_csv
 from distributor.reports.sample import seed_sent_release
 
@@ -35,6 +37,34 @@ def test_release_report_shows_figures_charts_and_tables(
         assert heading in html
     assert "Apple Mail Privacy Protection" in html  # the machine reasons are explained
     assert "Portmere Gazette" in html and "Climate" in html
+
+
+def test_every_figure_on_the_report_pages_says_what_it_counts(
+    client: FlaskClient, session: Session, logged_in: Callable[[Role], User]
+) -> None:
+    release = seed_sent_release(session, recipients=8, prefix="defs")
+    session.commit()
+    logged_in(Role.PRESS_OFFICER)
+    pages = {
+        "release": (f"/staff/reports/releases/{release.id}", definitions.RELEASE_FIGURES),
+        "dashboard": ("/staff/reports/", definitions.DASHBOARD_FIGURES),
+    }
+    journalist_id = session.scalar(
+        select(Delivery.journalist_id).where(Delivery.release_id == release.id).limit(1)
+    )
+    pages["history"] = (f"/staff/reports/journalists/{journalist_id}", definitions.HISTORY_FIGURES)
+    for name, (url, figures) in pages.items():
+        html = client.get(url).get_data(as_text=True)
+        assert "What the figures mean" in html, name
+        for figure in figures.values():
+            definition = escape(figure.definition)
+            assert f'title="{definition}"' in html, (name, figure.key)  # beside the figure
+            assert f"<dd>{definition}</dd>" in html, (name, figure.key)  # and in the legend
+    summary = _csv(client.get(f"/staff/reports/releases/{release.id}/summary.csv").data)
+    assert summary[0] == ["Figure", "Value", "Definition"]
+    labels = {row[0]: row[2] for row in summary[1:]}
+    for figure in definitions.RELEASE_FIGURES.values():
+        assert labels[figure.label] == figure.definition
 
 
 def test_every_release_table_downloads_as_csv(

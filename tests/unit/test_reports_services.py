@@ -46,6 +46,7 @@ def _controlled_release(session: Session) -> tuple[int, list[Delivery], list[int
     for d, status in zip(deliveries, statuses, strict=True):
         d.status = status
         d.sent_at = sent_at if status == DeliveryStatus.SENT else None
+        d.first_attempt_at = sent_at
         d.smtp_code = 550 if status == DeliveryStatus.FAILED else 250
         d.smtp_response = "5.1.1 User unknown" if status == DeliveryStatus.FAILED else "2.0.0 Ok"
         d.is_policy_rejection = False

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
-        bench-send bench-newsroom bench-import bench-tracking bench-render
+        bench-send bench-newsroom bench-import bench-tracking bench-render bench-audience
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -67,3 +67,7 @@ bench-newsroom: install
 
 bench-render: install
 	$(BIN)/python benchmarks/bench_render.py
+
+# N defaults to 1,000,000 here; `make bench-audience N=100000` runs it smaller.
+bench-audience: install
+	$(BIN)/python benchmarks/bench_audience.py -n $(if $(filter command line environment,$(origin N)),$(N),1000000)

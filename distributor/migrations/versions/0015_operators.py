@@ -13,6 +13,9 @@ UTF8 database (``convert_to`` is only STABLE because the target encoding could c
 ``journalists`` can be indexed on it: finding the suppressed among a release's audience
 then probes the index once per suppression instead of hashing every matched address.
 
+``ix_tracking_events_human`` (journalist, time) over human events only serves the staff
+list's engagement filters.
+
 ``ix_subscriptions_beat_status`` gains ``journalist_id``, so "who follows these beats"
 (the audience breakdown, the freeze) is an index-only scan.
 """
@@ -45,6 +48,14 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_subscriptions_beat_status", ["beat_id", "status", "journalist_id"], unique=False
         )
+    with op.batch_alter_table("tracking_events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_tracking_events_human",
+            ["journalist_id", "occurred_at"],
+            unique=False,
+            postgresql_where=sa.text("is_machine IS FALSE"),
+            sqlite_where=sa.text("is_machine IS FALSE"),
+        )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(ADDRESS_HASH_FUNCTION)
         op.execute(
@@ -54,6 +65,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tracking_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_tracking_events_human")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_journalists_address_hash")
         op.execute("DROP FUNCTION IF EXISTS distributor_address_hash(text)")

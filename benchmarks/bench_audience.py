@@ -29,6 +29,7 @@ import argparse
 import io
 import os
 import re
+import resource
 import secrets
 import statistics
 import sys
@@ -365,7 +366,11 @@ def main() -> int:
             results["import"] = time.perf_counter() - started
             if done is None or done.status != ImportStatus.SUCCEEDED:
                 raise SystemExit(f"import failed: {done.error_message if done else 'no job'}")
-            log(f"import: {done.created_count} created in {results['import']:.1f} s")
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            log(
+                f"import: {done.created_count} created in {results['import']:.1f} s "
+                f"(this process peaked at {peak:.0f} MB RSS)"
+            )
         log(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         engine.dispose()

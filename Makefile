@@ -7,7 +7,7 @@ N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
         bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render chaos \
-        bounce-accuracy bench-reports
+        bounce-accuracy bench-reports bench-audience
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -85,3 +85,7 @@ bounce-accuracy: install
 
 bench-reports: install
 	$(BIN)/python benchmarks/bench_reports.py
+
+# N defaults to 1,000,000 here; `make bench-audience N=100000` runs it smaller.
+bench-audience: install
+	$(BIN)/python benchmarks/bench_audience.py -n $(if $(filter command line environment,$(origin N)),$(N),1000000)

@@ -1,9 +1,10 @@
 """``make bench-tracking``: the pixel and click endpoints under a post-send burst.
 
-Creates a throwaway PostgreSQL database (server from DATABASE_URL), migrates it and seeds one
-sent release with ``--recipients`` deliveries and three tracked links. Starts the app under
-gunicorn with 2 worker processes on loopback against that database and Redis (REDIS_URL,
-default db 10), and drives ``/t/o/<token>.gif`` (75%) and ``/t/c/<token>/<link>`` (25%) for
+Creates a throwaway PostgreSQL database (server from DATABASE_URL), starts a private
+redis-server on a free loopback port (else uses REDIS_URL, default db 10), migrates the
+database and seeds one sent release with ``--recipients`` deliveries and three tracked
+links. Starts the app under gunicorn with 2 worker processes on loopback against that
+database and Redis, and drives ``/t/o/<token>.gif`` (75%) and ``/t/c/<token>/<link>`` (25%) for
 ``--seconds`` with ``--concurrency`` keep-alive connections: ``wrk`` (Debian package) when it is
 installed, else a small asyncio raw-HTTP/1.1 client in this process. A flusher
 drains the Redis buffer into the database every second while the load runs, as Celery beat
@@ -11,6 +12,16 @@ would. Afterwards it flushes until the buffer is empty and counts the stored eve
 as its last line:
 
     tracking: <R> req/s, p99 <L> ms, lost <K> of <T> events
+
+Before that line, with ``--burst`` (default 100,000; 0 skips it), it prints the same figures
+for the Apple Mail Privacy Protection pattern: one pixel fetch per delivery of a second
+release, arriving evenly within ``--burst-seconds`` (60) over ``--burst-connections`` (64)
+keep-alive connections, open loop (latency counted from when each request was due, so a
+server that falls behind cannot slow the arrivals down), the flusher running meanwhile:
+
+    tracking burst: <R> req/s, p99 <L> ms, lost <K> of <T> events
+
+Here ``K`` also counts requests that got no answer at all.
 
 ``T`` is the number of requests answered 200 (pixel) or 302 (click) for a real token, each of
 which must become exactly one stored event; ``K`` is how many did not.
@@ -70,19 +81,23 @@ def log(message: str) -> None:
 # -- database --------------------------------------------------------------------------------
 
 
-def seed(db: Database, settings: Settings, recipients: int) -> tuple[int, list[str], list[int]]:
+def seed(
+    db: Database, settings: Settings, recipients: int, *, slug: str = "sea-wall"
+) -> tuple[int, list[str], list[int]]:
     """One sent release to ``recipients`` journalists; returns (release id, tokens, link ids)."""
     now = utcnow()
     sent_at = now.replace(microsecond=0) - dt.timedelta(hours=1)
     with db.session() as session, session.begin():
         ensure_organisation(session, settings)
-        kind = ReleaseKind(name="Press release", slug="press-release")
-        session.add(kind)
-        session.flush()
+        kind = session.scalar(select(ReleaseKind).where(ReleaseKind.slug == "press-release"))
+        if kind is None:
+            kind = ReleaseKind(name="Press release", slug="press-release")
+            session.add(kind)
+            session.flush()
         release = Release(
             kind_id=kind.id,
             title="Sea wall to be raised before winter",
-            slug="sea-wall",
+            slug=slug,
             status=ReleaseStatus.SENT,
             preview_token=secrets.token_urlsafe(16),
             published_at=sent_at,
@@ -97,8 +112,8 @@ def seed(db: Database, settings: Settings, recipients: int) -> tuple[int, list[s
             insert(Journalist),
             [
                 {
-                    "email": f"j{i}@outlet{i % 50}.example",
-                    "email_normalized": f"j{i}@outlet{i % 50}.example",
+                    "email": f"{slug}.j{i}@outlet{i % 50}.example",
+                    "email_normalized": f"{slug}.j{i}@outlet{i % 50}.example",
                     "name": f"Journalist {i}",
                     "created_at": now,
                     "updated_at": now,
@@ -106,7 +121,13 @@ def seed(db: Database, settings: Settings, recipients: int) -> tuple[int, list[s
                 for i in range(recipients)
             ],
         )
-        journalist_ids = list(session.scalars(select(Journalist.id).order_by(Journalist.id)))
+        journalist_ids = list(
+            session.scalars(
+                select(Journalist.id)
+                .where(Journalist.email_normalized.startswith(f"{slug}.j"))
+                .order_by(Journalist.id)
+            )
+        )
         tokens = [secrets.token_urlsafe(18) for _ in journalist_ids]
         session.execute(
             insert(Delivery),
@@ -115,7 +136,7 @@ def seed(db: Database, settings: Settings, recipients: int) -> tuple[int, list[s
                     "send_id": send.id,
                     "release_id": release.id,
                     "journalist_id": jid,
-                    "email": f"j{i}@outlet{i % 50}.example",
+                    "email": f"{slug}.j{i}@outlet{i % 50}.example",
                     "recipient_domain": f"outlet{i % 50}.example",
                     "status": DeliveryStatus.SENT,
                     "sent_at": sent_at,
@@ -228,6 +249,76 @@ async def drive(
     return stats, time.perf_counter() - started
 
 
+APPLE_MPP_AGENT = "Mozilla/5.0"  # what Apple's Mail Privacy Protection proxies send
+
+
+async def _burst_client(
+    host: str, port: int, schedule: list[tuple[float, str]], stats: Stats
+) -> None:
+    """Send each request when it is due (open loop) on one keep-alive connection."""
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    for due, path in schedule:
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        payload = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {APPLE_MPP_AGENT}\r\n"
+            "Accept: image/*\r\n\r\n"
+        ).encode()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            assert reader is not None
+            writer.write(payload)
+            await writer.drain()
+            status, close = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            stats.errors += 1
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+            continue
+        # From when the request was due, not when it went out: a server that falls behind
+        # shows as latency here instead of silently slowing the arrivals down.
+        stats.latencies.append(time.perf_counter() - due)
+        stats.status[status] = stats.status.get(status, 0) + 1
+        if status == 200:
+            stats.acknowledged += 1
+        if close:
+            writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def burst(
+    host: str, port: int, tokens: list[str], total: int, seconds: float, connections: int
+) -> tuple[Stats, float]:
+    """``total`` pixel fetches, one per delivery, arriving evenly within ``seconds``."""
+    stats = Stats()
+    interval = seconds / total
+    start = time.perf_counter() + 0.5
+    schedules: list[list[tuple[float, str]]] = [[] for _ in range(connections)]
+    for i in range(total):
+        path = f"/t/o/{tokens[i % len(tokens)]}.gif"
+        schedules[i % connections].append((start + i * interval, path))
+    await asyncio.gather(*(_burst_client(host, port, sched, stats) for sched in schedules))
+    return stats, time.perf_counter() - start
+
+
+def stored_events(db: Database, release_id: int) -> int:
+    with db.session() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(TrackingEvent)
+                .where(TrackingEvent.release_id == release_id)
+            )
+            or 0
+        )
+
+
 def cpu_seconds(root_pid: int) -> float:
     """User+system CPU of a process and its children (the gunicorn workers), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -318,6 +409,24 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"gunicorn did not listen on {host}:{port}")
 
 
+def start_private_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of our own on a free loopback port, nothing kept on disk."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="bench-tracking-redis-")
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_port("127.0.0.1", port)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -335,6 +444,11 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument(
+        "--burst", type=int, default=100_000, help="pixel fetches of the MPP burst (0: none)"
+    )
+    parser.add_argument("--burst-seconds", type=float, default=60.0)
+    parser.add_argument("--burst-connections", type=int, default=64)
+    parser.add_argument(
         "--worker-class",
         default="gthread",
         help="gunicorn worker class (gthread keeps connections alive; sync closes each one)",
@@ -342,7 +456,11 @@ def main() -> int:
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/10")
+    private_redis = start_private_redis() if shutil.which("redis-server") else None
+    if private_redis is not None:
+        redis_url = private_redis[1]
+    else:  # a shared server: the buffer's keys are deleted before and after the run
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/10")
     url, name = create_database(server, "bench_tracking")
     log(f"database {name}, redis {redis_url}")
     settings = Settings(
@@ -481,7 +599,55 @@ def main() -> int:
             log(f"{stored - expected} more events stored than answered within the measurement")
         log(f"stored {stored} events ({machine} classified as machines)")
         rate = done / elapsed if elapsed else 0.0
-        print(f"tracking: {rate:.0f} req/s, p99 {p99:.1f} ms, lost {lost} of {expected} events")
+        main_line = (
+            f"tracking: {rate:.0f} req/s, p99 {p99:.1f} ms, lost {lost} of {expected} events"
+        )
+
+        if args.burst:
+            # Apple Mail Privacy Protection after a send: every recipient's pixel fetched by
+            # Apple's proxies within a minute or so, whether or not anyone reads the mail.
+            burst_release, burst_tokens, _ = seed(db, settings, args.burst, slug="burst")
+            log(f"burst: {args.burst} pixel fetches within {args.burst_seconds:.0f} s")
+            stop.clear()
+            thread = threading.Thread(target=flusher, daemon=True)
+            thread.start()
+            cpu_before = cpu_seconds(gunicorn.pid)
+            stats, burst_elapsed = asyncio.run(
+                burst(
+                    "127.0.0.1", port, burst_tokens, args.burst, args.burst_seconds,
+                    args.burst_connections,
+                )
+            )  # fmt: skip
+            burst_cpu = cpu_seconds(gunicorn.pid) - cpu_before
+            stop.set()
+            thread.join()
+            backlog = buffer.pending()
+            flush_started = time.perf_counter()
+            with app.app_context():
+                for _ in range(400):
+                    flush_events(app)
+                    if buffer.pending() == 0:
+                        break
+            latencies = sorted(stats.latencies)
+            answered = len(latencies)
+            burst_p99 = (
+                latencies[min(answered - 1, int(answered * 0.99))] * 1000 if answered else 0.0
+            )
+            burst_stored = stored_events(db, burst_release)
+            burst_lost = max(0, stats.acknowledged - burst_stored) + stats.errors
+            log(
+                f"burst: {answered} answered in {burst_elapsed:.1f} s, statuses {stats.status}, "
+                f"errors {stats.errors}, median {latencies[answered // 2] * 1000:.1f} ms; "
+                f"web CPU {burst_cpu / max(1, answered) * 1000:.2f} ms per request; "
+                f"{backlog} events still buffered at the end, flushed in "
+                f"{time.perf_counter() - flush_started:.1f} s; {burst_stored} stored"
+            )
+            print(
+                f"tracking burst: {answered / burst_elapsed:.0f} req/s, p99 {burst_p99:.1f} ms, "
+                f"lost {burst_lost} of {args.burst} events",
+                flush=True,
+            )
+        print(main_line, flush=True)
         return 0
     finally:
         if gunicorn is not None:
@@ -492,6 +658,9 @@ def main() -> int:
                 os.killpg(gunicorn.pid, signal.SIGKILL)
         buffer.client.delete(QUEUE_KEY, PROCESSING_KEY, LOCK_KEY)
         drop_database(server, name)
+        if private_redis is not None:
+            private_redis[0].terminate()
+            private_redis[0].wait(timeout=10)
 
 
 if __name__ == "__main__":

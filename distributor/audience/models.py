@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from distributor.accounts.models import enum_column
@@ -59,7 +59,14 @@ class Outlet(Base):
 
 class Journalist(Base):
     __tablename__ = "journalists"
-    __table_args__ = (UniqueConstraint("email_normalized"),)
+    __table_args__ = (
+        UniqueConstraint("email_normalized"),
+        # PostgreSQL only (migration 0015): the suppression key of each address, so that
+        # the suppressed members of an audience are found by one probe per suppression.
+        Index(
+            "ix_journalists_address_hash", text("distributor_address_hash(email_normalized)")
+        ).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
@@ -96,7 +103,8 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
         UniqueConstraint("journalist_id", "beat_id"),
-        Index("ix_subscriptions_beat_status", "beat_id", "status"),
+        # Covers "who follows these beats" (audience counts, the freeze) without heap reads.
+        Index("ix_subscriptions_beat_status", "beat_id", "status", "journalist_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

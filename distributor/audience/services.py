@@ -416,17 +416,27 @@ def search_journalists(
     page: int = 1,
     per_page: int = 50,
 ) -> tuple[list[Journalist], int]:
-    """One page of journalists matching the filters, and how many match in all."""
+    """One page of journalists matching the filters, and how many match in all.
+
+    The total comes with the page (a window count): the filters are evaluated once, where a
+    separate COUNT would evaluate them a second time over the whole audience.
+    """
     stmt = journalist_query(
         q=q, beat_id=beat_id, outlet_id=outlet_id, status=status, engagement=engagement
     )
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = session.scalars(
-        stmt.options(selectinload(Journalist.subscriptions))
+    rows = session.execute(
+        stmt.add_columns(func.count().over().label("total"))
+        .options(selectinload(Journalist.subscriptions))
         .limit(per_page)
         .offset(max(page - 1, 0) * per_page)
-    )
-    return list(rows.unique()), total
+    ).all()
+    if rows:
+        return [row[0] for row in rows], int(rows[0][1])
+    if page <= 1:
+        return [], 0
+    # Past the last page: the count alone says how far the list goes.
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    return [], total
 
 
 # -- media lists ---------------------------------------------------------------------------------

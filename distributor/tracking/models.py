@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from distributor.accounts.models import enum_column
@@ -41,6 +41,14 @@ class TrackingEvent(Base):
         Index("ix_tracking_events_release_kind", "release_id", "kind", "occurred_at"),
         Index("ix_tracking_events_delivery", "delivery_id", "kind"),
         Index("ix_tracking_events_occurred_at", "occurred_at"),
+        # Human reactions by journalist: the staff list's engagement filters (migration 0015).
+        Index(
+            "ix_tracking_events_human",
+            "journalist_id",
+            "occurred_at",
+            postgresql_where=text("is_machine IS FALSE"),
+            sqlite_where=text("is_machine IS FALSE"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import re
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -161,3 +164,15 @@ def test_a_scrape_inside_the_cache_window_reuses_the_figures(app: Flask, session
     session.commit()
     again = _samples(client.get("/metrics").data)
     assert _value(again, "sends", status="running") == _value(first, "sends", status="running")
+
+
+def test_the_grafana_dashboard_uses_only_metrics_we_expose(app: Flask) -> None:
+    dashboard_file = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "distributor.json"
+    board = json.loads(dashboard_file.read_text())
+    queries = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    used = {name for q in queries for name in re.findall(r"\bdistributor_[a-z_]+", q)}
+    exposed = {
+        family.name
+        for family in text_string_to_metric_families(app.test_client().get("/metrics").text)
+    }
+    assert used and used <= exposed, used - exposed

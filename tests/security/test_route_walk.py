@@ -3,6 +3,7 @@
 Payloads: NUL in the path, the query and form fields; over-long values; JSON nested far too
 deep; JSON of the wrong types; ids beyond what the database stores. A route may refuse,
 redirect or ignore any of it, but never answer 5xx (finding 9, and the outside tester's method).
+Whatever a walked route queues goes to the test settings' throwaway SQLite broker.
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ WRONG_TYPES = json.dumps(
         "page": None,
     }
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever a walked route would queue is dropped: the walk is about the web answer."""
-    import distributor.celery_app as celery_app
-
-    monkeypatch.setattr(celery_app, "enqueue_after_commit", lambda *a, **k: None)
 
 
 def _arguments(rule: Rule, *, hostile: bool) -> Iterator[dict[str, Any]]:

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from distributor.bounces import services as bounce_services
 from distributor.bounces.models import Bounce, Classification, Complaint, InboundMessage
 from distributor.bounces.parsing import parse_message
-from distributor.bounces.policy import kind_for_status
 from distributor.db import utcnow
 from distributor.delivery.models import Delivery, DeliveryStatus
 from distributor.releases.models import Release
@@ -66,7 +65,7 @@ def test_demo_reports_come_after_their_sends_and_are_never_reparsed(
         assert parsed.classification is Classification.BOUNCE
         (failed,) = parsed.recipients
         assert failed.address == bounce.email
-        assert kind_for_status(failed.status) is bounce.kind
+        assert failed.kind is bounce.kind
     for complaint in complaints:
         inbound = complaint.inbound_message
         assert inbound.processed_at is not None and inbound.raw

@@ -513,7 +513,7 @@ def _check_history(history: History, j: int, rows: Any, api: dict[str, Any]) -> 
 
 @pytest.fixture()
 def api_headers(session: Session, make_user: Callable[..., User]) -> dict[str, str]:
-    _, secret = create_token(session, make_user(Role.PRESS_OFFICER), "oracle")
+    _, secret = create_token(session, make_user(Role.EDITOR), "oracle")
     session.commit()
     return {"Authorization": f"Bearer {secret}"}
 

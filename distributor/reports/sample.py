@@ -123,7 +123,7 @@ def seed_sent_release(
     statuses = (
         [DeliveryStatus.SENT] * 16
         + [DeliveryStatus.DEFERRED, DeliveryStatus.FAILED]
-        + [DeliveryStatus.UNKNOWN]
+        + [DeliveryStatus.IN_DOUBT]
     )
     deliveries: list[Delivery] = []
     for n in range(recipients):

@@ -187,7 +187,7 @@ def _sums(pd: Any) -> list[ColumnElement[Any]]:
         ),
         status_is(DeliveryStatus.DEFERRED).label("deferred"),
         status_is(DeliveryStatus.FAILED).label("failed"),
-        status_is(DeliveryStatus.UNKNOWN).label("unknown"),
+        status_is(DeliveryStatus.IN_DOUBT).label("unknown"),
         status_is(DeliveryStatus.CANCELLED).label("cancelled"),
         func.sum(pd.c.hard).label("bounced_hard"),
         func.sum(pd.c.soft).label("bounced_soft"),

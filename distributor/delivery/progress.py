@@ -23,27 +23,35 @@ from distributor.delivery.models import DeliveryStatus, SendStatus
 D = DeliveryStatus
 
 _SENDING = {D.SENDING}
-_ACCEPT_GUARD = DELIVERY_MACHINE.sql_guard(D.SENT, _SENDING, column="d.status")
 _FENCE = "EXISTS (SELECT 1 FROM delivery_claims c WHERE c.id = {claim} AND c.recovered_at IS NULL)"
+
+
+def acceptance_sql(*, many: bool) -> str:
+    """The acceptance (sending -> sent) of one row, or of several through ``unnest``; its
+    status guard comes from the machine, so the statement cannot exist without the move."""
+    guard = DELIVERY_MACHINE.sql_guard(D.SENT, _SENDING, column="d.status")
+    fence = _FENCE.format(claim="$4::bigint")
+    if not many:
+        return (
+            f"UPDATE deliveries AS d SET status = '{D.SENT}', sent_at = clock_timestamp(), "
+            "message_id = $1, smtp_code = 250, smtp_response = $2, attempts = d.attempts + 1, "
+            "next_attempt_at = NULL, updated_at = clock_timestamp() "
+            f"WHERE d.id = $3::bigint AND d.claim_id = $4::bigint AND {guard} AND {fence}"
+        )
+    return (
+        f"UPDATE deliveries AS d SET status = '{D.SENT}', sent_at = clock_timestamp(), "
+        "message_id = v.message_id, smtp_code = 250, smtp_response = v.response, "
+        "attempts = d.attempts + 1, next_attempt_at = NULL, updated_at = clock_timestamp() "
+        "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, message_id, response) "
+        f"WHERE d.id = v.id AND d.claim_id = $4::bigint AND {guard} AND {fence} RETURNING d.id"
+    )
+
 
 # The acceptance is the one statement per message: prepared once, run through libpq directly.
 _MARK_NAME = b"distributor_delivery_accepted_v2"
-_MARK_PG = (
-    f"UPDATE deliveries AS d SET status = '{D.SENT}', sent_at = clock_timestamp(), "
-    "message_id = $1, smtp_code = 250, smtp_response = $2, attempts = d.attempts + 1, "
-    "next_attempt_at = NULL, updated_at = clock_timestamp() "
-    f"WHERE d.id = $3::bigint AND d.claim_id = $4::bigint AND {_ACCEPT_GUARD} "
-    f"AND {_FENCE.format(claim='$4::bigint')}"
-).encode()
+_MARK_PG = acceptance_sql(many=False).encode()
 _MARK_MANY_NAME = b"distributor_delivery_accepted_many_v2"
-_MARK_MANY_PG = (
-    f"UPDATE deliveries AS d SET status = '{D.SENT}', sent_at = clock_timestamp(), "
-    "message_id = v.message_id, smtp_code = 250, smtp_response = v.response, "
-    "attempts = d.attempts + 1, next_attempt_at = NULL, updated_at = clock_timestamp() "
-    "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, message_id, response) "
-    f"WHERE d.id = v.id AND d.claim_id = $4::bigint AND {_ACCEPT_GUARD} "
-    f"AND {_FENCE.format(claim='$4::bigint')} RETURNING d.id"
-).encode()
+_MARK_MANY_PG = acceptance_sql(many=True).encode()
 # The same acceptance as plain SQL (tests run it inside a transaction of their own).
 ACCEPT_MANY_SQL = _MARK_MANY_PG.decode()
 _COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
@@ -362,11 +370,18 @@ class ProgressWriter:
             == 1
         )
 
-    def end_claim(self) -> None:
-        """Every row of the claim is settled: recovery has nothing to look at here."""
-        self._run(
-            "UPDATE delivery_claims SET ended_at = {now} WHERE id = ? AND recovered_at IS NULL",
-            (self.claim_id,),
+    def end_claim(self, send_id: int) -> bool:
+        """Every row of the claim is settled: recovery has nothing to look at here. A claim
+        that still has a row in ``sending`` (the batch lost track of one) stays open, so
+        recovery settles that row once the heartbeat stops."""
+        return (
+            self._run(
+                "UPDATE delivery_claims SET ended_at = {now} WHERE id = ? "
+                "AND recovered_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries d "
+                f"WHERE d.send_id = ? AND d.status = '{D.SENDING}' AND d.claim_id = ?)",
+                (self.claim_id, send_id, self.claim_id),
+            )
+            == 1
         )
 
     def touch_send(self, send_id: int) -> None:

@@ -491,8 +491,8 @@ def _settle_held(batch: Batch, engine: Engine, claim_id: int, *, end_claim: bool
                     message_id=message_id,
                 ):
                     batch.result.sent += 1
-        if end_claim:
-            writer.end_claim()
+        if end_claim and not writer.end_claim(batch.send_id):
+            log.warning("delivery.claim_left_open", claim_id=claim_id, send_id=batch.send_id)
 
     if held or end_claim:
         _with_database(batch, engine, claim_id, write)

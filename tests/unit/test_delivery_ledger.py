@@ -274,3 +274,25 @@ def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn
         row = session.get(Delivery, c[0])
         assert row is not None and row.status is D.SENT and row.message_id == "<a@x>"
         assert row.smtp_response == 'queued as "A\\B" é'
+
+
+def test_a_claim_with_a_row_still_sending_is_not_ended(live_db: Database) -> None:
+    """A batch that lost track of a row must leave its claim to recovery."""
+    with live_db.session() as session, session.begin():
+        send, _ = _send(session, 2)
+        send_id = send.id
+    with live_db.session() as session, session.begin():
+        claim = claim_batch(session.connection(), send_id=send_id, worker="me", limit=5)
+    assert claim is not None
+    writer = ProgressWriter(live_db.engine, claim.id)
+    try:
+        assert writer.record_accepted(claim.rows[0].id, "<a@x>", "2.0.0 Ok")
+        assert not writer.end_claim(send_id)  # rows[1] is still sending
+        assert writer.release([claim.rows[1].id], status=D.QUEUED, next_attempt_at=None) == 1
+        assert writer.end_claim(send_id)
+        assert writer.heartbeat()  # ended, not recovered: still ours to touch
+    finally:
+        writer.close()
+    with live_db.session() as session:
+        stored = session.get(DeliveryClaim, claim.id)
+        assert stored is not None and stored.ended_at is not None and stored.recovered_at is None

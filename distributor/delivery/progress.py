@@ -10,6 +10,7 @@ a crash of the database server, so the lane may send its next final dot.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from select import select as wait_readable
@@ -115,20 +116,17 @@ class ProgressWriter:
         self._record_sql: dict[DeliveryStatus, str] = {}
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # callers settle what they hold separately
             self._sync()
-        except Exception:  # noqa: S110 - callers settle what they hold separately
-            pass
+        try:
+            if self.is_postgres:
+                self._conn.execute("RESET plan_cache_mode")
+                self._conn.autocommit = False
+            self._cur.close()
+        except Exception:
+            self._raw.invalidate()
         finally:
-            try:
-                if self.is_postgres and not self._conn.closed:
-                    self._conn.execute("RESET plan_cache_mode")
-                    self._conn.autocommit = False
-                self._cur.close()
-            except Exception:  # noqa: S110 - a broken connection is closed below anyway
-                pass
-            finally:
-                self._raw.close()
+            self._raw.close()
 
     def _t(self, value: dt.datetime | None) -> Any:
         if value is None or self.is_postgres:

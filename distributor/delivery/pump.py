@@ -331,7 +331,8 @@ class Pump:
         if reply.is_positive:
             if not self.accepted:
                 self.first_accepted_at = time.monotonic()
-            self.accepted.append((lane, row, message[0], reply.text))
+            # Stored as the reply that decided the row: "dot 250 2.0.0 Ok: queued as ...".
+            self.accepted.append((lane, row, message[0], reply.describe()))
             lane.reconnects = 0
             lane.phase, lane.row, lane.message = IDLE, None, None
             return

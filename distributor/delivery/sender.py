@@ -435,7 +435,7 @@ def _salvage(
         if reply is None:
             doubt.append((row, IN_DOUBT_NOTE.format(why=f"batch interrupted: {why}")))
         elif reply.is_positive:
-            held.append((row, message_id, reply.text))
+            held.append((row, message_id, reply.describe()))
         else:
             refused.append((row, reply))
         if lane.client is not None:
@@ -487,7 +487,7 @@ def _settle_held(batch: Batch, engine: Engine, claim_id: int, *, end_claim: bool
                 if writer.settle_late(
                     row.id,
                     D.SENT,
-                    response=Reply(Stage.DOT, 250, f"{text} [{note}]").describe(2000),
+                    response=f"{text} [{note}]",
                     message_id=message_id,
                 ):
                     batch.result.sent += 1

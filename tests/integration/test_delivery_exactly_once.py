@@ -146,6 +146,7 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
         pq.exec_(b"COMMIT")  # type: ignore[attr-defined]
     finally:
         sweeper.join(10)
+        raw.invalidate()  # type: ignore[attr-defined]  # autocommit: never back to the pool
         raw.close()  # type: ignore[attr-defined]
     assert outcome and (outcome[0].in_doubt, outcome[0].requeued) == (1, 1)
     assert _status(live_db, ids) == [D.SENT, D.IN_DOUBT, D.QUEUED]
@@ -341,6 +342,7 @@ def test_losing_the_database_mid_batch_keeps_every_250_and_records_it_when_it_an
         if counts[email]:
             # Handed over: recorded sent (the 250 was held while the database was away).
             assert row.status is D.SENT, (email, row.status, row.smtp_response)
+            assert row.smtp_response.startswith("dot 250")
         else:
             assert row.status is D.QUEUED and row.attempts == 0
     assert result.salvaged

@@ -253,6 +253,8 @@ def test_temporary_permanent_and_lost_replies(
         others = set(emails) - set(busy) - set(bad) - {lost}
         assert all(rows[e].status is D.SENT and counts[e] == 1 for e in others)
         assert all(rows[e].message_id for e in others)
+        # Each row keeps the reply that decided it, with its stage.
+        assert all(rows[e].smtp_response.startswith("dot 250 2.0.0") for e in others)
     assert _send_status(live_db, send_id) == (SendStatus.FINISHED, ReleaseStatus.SENT)
 
 

@@ -98,17 +98,25 @@ class PrivatePostgres:
         )  # fmt: skip
 
     def kill_9(self) -> int:
-        """SIGKILL the postmaster and every process it started: a crash, not a shutdown."""
+        """SIGKILL the postmaster and every process it started: a crash, not a shutdown.
+
+        The WAL writer is stopped for a second first: a commit that did not flush its own WAL
+        (``synchronous_commit = off``) then sits in shared memory and dies with the server,
+        while a durable commit has flushed it itself before it returned."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
         children = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
                     stat = (entry / "stat").read_text()
+                    command = (entry / "cmdline").read_bytes()
                 except OSError:
                     continue
                 if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                     children.append(int(entry.name))
+                    if b"walwriter" in command:
+                        os.kill(int(entry.name), signal.SIGSTOP)
+        time.sleep(1.0)
         for victim in [pid, *children]:
             with suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)

@@ -130,8 +130,10 @@ class Settings:
         default=4000, metadata={"env": "DELIVERY_RETRY_MAX_SECONDS"}
     )
     delivery_batch_size: int = field(default=1000, metadata={"env": "DELIVERY_BATCH_SIZE"})
+    # A claim whose heartbeat (moved every few seconds by its batch) is older than this
+    # belongs to a dead worker and is recovered.
     delivery_claim_timeout_seconds: int = field(
-        default=300, metadata={"env": "DELIVERY_CLAIM_TIMEOUT_SECONDS"}
+        default=20, metadata={"env": "DELIVERY_CLAIM_TIMEOUT_SECONDS"}
     )
     delivery_rate_per_second: int = field(
         default=10000, metadata={"env": "DELIVERY_RATE_PER_SECOND"}

@@ -18,7 +18,10 @@ class DeliveryStatus(enum.StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"  # waits for next_attempt_at, then back to queued
     FAILED = "failed"
-    UNKNOWN = "unknown"  # connection lost after DATA's final dot: never resent by itself
+    # The final dot was written and no reply was read (RFC 1047), or a worker died with the
+    # row on a connection: the server may or may not have it. Never resent by itself; the only
+    # state that needs a person.
+    IN_DOUBT = "in_doubt"
     CANCELLED = "cancelled"
     DIGEST = "digest"  # goes out in the journalist's next daily digest
 
@@ -56,9 +59,38 @@ class Send(Base):
     # busy workers are not enqueued a second time by the sweep.
     dispatched_at: Mapped[dt.datetime | None]
     cancelled_at: Mapped[dt.datetime | None]
+    # Why the send paused itself (e.g. the relay refused our envelope sender); empty when staff
+    # paused it or it is not paused.
+    pause_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     release: Mapped[Release] = relationship()
+
+
+class DeliveryClaim(Base):
+    """One batch's hold on the rows it claimed. Times are the database's clock, never a
+    worker's. A live batch moves ``heartbeat_at`` every few seconds; recovery takes a claim
+    whose heartbeat is older than ``DELIVERY_CLAIM_TIMEOUT_SECONDS`` by setting
+    ``recovered_at``, and every write of the batch checks in its own statement that it is
+    still unset (the fence)."""
+
+    __tablename__ = "delivery_claims"
+    __table_args__ = (
+        Index(
+            "ix_delivery_claims_live",
+            "heartbeat_at",
+            postgresql_where=text("recovered_at IS NULL AND ended_at IS NULL"),
+            sqlite_where=text("recovered_at IS NULL AND ended_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
+    worker: Mapped[str] = mapped_column(String(120), default="")
+    claimed_at: Mapped[dt.datetime]
+    heartbeat_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]  # the batch finished and settled every row
+    recovered_at: Mapped[dt.datetime | None]  # the sweep took it: the batch must stop
 
 
 class Delivery(Base):
@@ -98,6 +130,9 @@ class Delivery(Base):
     next_attempt_at: Mapped[dt.datetime | None]
     claimed_at: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(120))
+    # The ``delivery_claims`` row of the batch holding it (no foreign key: the claim UPDATE of
+    # every row would pay for the check; both go with their send).
+    claim_id: Mapped[int | None]
     # The SMTP connection of the batch that carries the row (one message in doubt per lane).
     claim_lane: Mapped[int | None] = mapped_column(SmallInteger)
     sent_at: Mapped[dt.datetime | None]

@@ -34,7 +34,8 @@ class Limits:
             domain_rate_per_second=settings.delivery_domain_rate_per_second,
             domain_concurrency=settings.delivery_domain_concurrency,
             domain_backoff_seconds=settings.delivery_domain_backoff_seconds,
-            lease_seconds=settings.delivery_claim_timeout_seconds,
+            # Batches renew their lease every round; a dead one's slot frees itself.
+            lease_seconds=max(300, settings.delivery_claim_timeout_seconds),
         )
 
 

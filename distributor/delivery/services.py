@@ -17,8 +17,10 @@ from distributor.celery_app import enqueue_after_commit
 from distributor.db import utcnow
 from distributor.delivery import recipients
 from distributor.delivery.ledger import (
+    DELIVERY_MACHINE,
     FINAL_STATUSES,
     PENDING_STATUSES,
+    SEND_MACHINE,
     has_due,
     has_pending,
     move_send,
@@ -29,7 +31,74 @@ from distributor.releases.models import Release, ReleaseStatus
 from distributor.releases.services import transition
 
 D = DeliveryStatus
+S = SendStatus
+R = ReleaseStatus
 _RATE_WINDOW_SECONDS = 20
+
+
+# -- a send and its release move together ----------------------------------------------------
+
+# The release statuses a send in each status may sit beside. A send that was reopened after
+# it finished (retry failed, resend in doubt) runs beside a release already ``sent``.
+RELEASE_BESIDE_SEND: dict[SendStatus, frozenset[ReleaseStatus]] = {
+    S.SCHEDULED: frozenset({R.SCHEDULED}),
+    S.RUNNING: frozenset({R.SENDING, R.SENT}),
+    S.PAUSED: frozenset({R.SENDING, R.SENT}),
+    S.FINISHED: frozenset({R.SENT, R.WITHDRAWN}),
+    S.CANCELLED: frozenset({R.APPROVED, R.SENT, R.WITHDRAWN, R.DRAFT, R.IN_REVIEW}),
+}
+
+_RELEASE_COMMENTS = {
+    S.SCHEDULED: "Send scheduled",
+    S.RUNNING: "Send started",
+    S.FINISHED: "Every message sent",
+    S.CANCELLED: "Send cancelled",
+}
+
+
+def release_status_for(send: SendStatus, release: ReleaseStatus) -> ReleaseStatus:
+    """Where the release goes when its send moves to ``send`` (the one place that decides)."""
+    if release in RELEASE_BESIDE_SEND[send]:
+        return release
+    return {
+        S.SCHEDULED: R.SCHEDULED,
+        S.RUNNING: R.SENDING,
+        S.PAUSED: R.SENDING,
+        S.FINISHED: R.SENT,
+        S.CANCELLED: R.APPROVED,
+    }[send]
+
+
+def move_send_and_release(
+    session: Session,
+    send: Send,
+    target: SendStatus,
+    release: Release,
+    *,
+    by: User | None,
+    comment: str = "",
+) -> None:
+    """Move a send through ``SEND_MACHINE`` and its release through the release workflow in
+    one step, so the two never drift apart (both raise on a move they do not allow)."""
+    if send.status is not target:
+        move_send(send, target)
+    _follow(session, send, release, by=by, comment=comment)
+
+
+def _follow(
+    session: Session, send: Send, release: Release, *, by: User | None, comment: str = ""
+) -> None:
+    wanted = release_status_for(send.status, release.status)
+    if wanted is not release.status:
+        if wanted is R.APPROVED and release.status is R.SCHEDULED:
+            release.scheduled_send_at = None
+        transition(
+            session,
+            release,
+            wanted,
+            by=by,
+            comment=comment or _RELEASE_COMMENTS.get(send.status, ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -115,12 +184,9 @@ def start_send(
     elif send.status is SendStatus.CANCELLED:
         send.requested_by_id = requested_by_id
     if is_future:
-        if send.status is SendStatus.CANCELLED:
-            move_send(send, SendStatus.SCHEDULED)
         send.scheduled_for = scheduled_for
+        move_send_and_release(session, send, SendStatus.SCHEDULED, release, by=by)
         release.scheduled_send_at = scheduled_for
-        if release.status is not ReleaseStatus.SCHEDULED:
-            transition(session, release, ReleaseStatus.SCHEDULED, by=by, comment="Send scheduled")
         session.flush()
         return send
     return _begin(session, send, release, by=by, now=now)
@@ -130,18 +196,19 @@ def _begin(
     session: Session, send: Send, release: Release, *, by: User | None, now: dt.datetime
 ) -> Send:
     """Freeze the recipients and start delivering (one transaction)."""
-    if release.status is not ReleaseStatus.SENDING:
-        transition(session, release, ReleaseStatus.SENDING, by=by, comment="Send started")
     if send.status is SendStatus.CANCELLED:
         # Started again: rows cancelled last time go back in the queue.
         session.execute(
             update(Delivery)
-            .where(Delivery.send_id == send.id, Delivery.status == D.CANCELLED)
+            .where(
+                Delivery.send_id == send.id,
+                DELIVERY_MACHINE.guard(Delivery.status, D.QUEUED, {D.CANCELLED}),
+            )
             .values(status=D.QUEUED, next_attempt_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         send.cancelled_at = None
-    move_send(send, SendStatus.RUNNING)
+    move_send_and_release(session, send, SendStatus.RUNNING, release, by=by)
     send.started_at = send.started_at or now
     session.flush()
     recipients.freeze_recipients(session, send_id=send.id, release_id=release.id, now=now)
@@ -171,11 +238,10 @@ def start_due_scheduled(session: Session, send_id: int, now: dt.datetime) -> boo
 
 
 def _finish(session: Session, send: Send, now: dt.datetime) -> None:
-    move_send(send, SendStatus.FINISHED)
     send.finished_at = now
     release = session.get(Release, send.release_id)
-    if release is not None and release.status is ReleaseStatus.SENDING:
-        transition(session, release, ReleaseStatus.SENT, by=None, comment="Every message sent")
+    assert release is not None
+    move_send_and_release(session, send, SendStatus.FINISHED, release, by=None)
     session.flush()
 
 
@@ -186,7 +252,10 @@ def finish_if_done(session: Session, send_id: int) -> bool:
     # Only one caller wins the guarded update, so the release moves once.
     won = session.execute(
         update(Send)
-        .where(Send.id == send_id, Send.status == SendStatus.RUNNING)
+        .where(
+            Send.id == send_id,
+            SEND_MACHINE.guard(Send.status, SendStatus.FINISHED, {SendStatus.RUNNING}),
+        )
         .values(status=SendStatus.FINISHED, finished_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
@@ -194,10 +263,8 @@ def finish_if_done(session: Session, send_id: int) -> bool:
         return False
     send = session.get(Send, send_id, populate_existing=True)
     assert send is not None
-    session.execute(select(Release.id).where(Release.id == send.release_id).with_for_update())
-    release = session.get(Release, send.release_id, populate_existing=True)
-    if release is not None and release.status is ReleaseStatus.SENDING:
-        transition(session, release, ReleaseStatus.SENT, by=None, comment="Every message sent")
+    release = _release_for_update(session, send.release_id)
+    _follow(session, send, release, by=None)
     session.flush()
     return True
 
@@ -209,8 +276,10 @@ def pause_send(session: Session, release_id: int) -> Send:
         return send
     if send.status is not SendStatus.RUNNING:
         raise Conflict(f"A {send.status.value} send cannot be paused.")
-    move_send(send, SendStatus.PAUSED)
+    release = _release_for_update(session, release_id)
+    move_send_and_release(session, send, SendStatus.PAUSED, release, by=None)
     send.paused_at = utcnow()
+    send.pause_reason = ""
     session.flush()
     return send
 
@@ -221,8 +290,10 @@ def resume_send(session: Session, release_id: int) -> Send:
         return send
     if send.status is not SendStatus.PAUSED:
         raise Conflict(f"A {send.status.value} send cannot be resumed.")
-    move_send(send, SendStatus.RUNNING)
+    release = _release_for_update(session, release_id)
+    move_send_and_release(session, send, SendStatus.RUNNING, release, by=None)
     send.paused_at = None
+    send.pause_reason = ""
     session.flush()
     _enqueue_dispatch(session, send)
     return send
@@ -238,26 +309,32 @@ def cancel_send(session: Session, release_id: int) -> Send:
         raise Conflict("This send has finished; there is nothing left to cancel.")
     session.execute(
         update(Delivery)
-        .where(Delivery.send_id == send.id, Delivery.status.in_([D.QUEUED, D.DEFERRED]))
+        .where(
+            Delivery.send_id == send.id,
+            DELIVERY_MACHINE.guard(Delivery.status, D.CANCELLED, {D.QUEUED, D.DEFERRED}),
+        )
         .values(status=D.CANCELLED, next_attempt_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     was_scheduled = send.status is SendStatus.SCHEDULED
-    move_send(send, SendStatus.CANCELLED)
     send.cancelled_at = now
     release = _release_for_update(session, release_id)
-    if was_scheduled and release.status is ReleaseStatus.SCHEDULED:
-        release.scheduled_send_at = None
-        transition(session, release, ReleaseStatus.APPROVED, by=None, comment="Schedule cancelled")
-    elif release.status is ReleaseStatus.SENDING:
-        transition(session, release, ReleaseStatus.APPROVED, by=None, comment="Send cancelled")
+    move_send_and_release(
+        session,
+        send,
+        SendStatus.CANCELLED,
+        release,
+        by=None,
+        comment="Schedule cancelled" if was_scheduled else "Send cancelled",
+    )
     session.flush()
     return send
 
 
 def _reopen(session: Session, send: Send) -> None:
     if send.status is SendStatus.FINISHED:
-        move_send(send, SendStatus.RUNNING)
+        release = _release_for_update(session, send.release_id)
+        move_send_and_release(session, send, SendStatus.RUNNING, release, by=None)
         send.finished_at = None
     session.flush()
     if send.status is SendStatus.RUNNING:
@@ -286,21 +363,22 @@ def retry_failed(session: Session, release_id: int) -> int:
     return count
 
 
-def resend_unknown(session: Session, release_id: int, delivery_ids: list[int]) -> int:
-    """Staff decided these unknown rows should go out again."""
+def resend_in_doubt(session: Session, release_id: int, delivery_ids: list[int]) -> int:
+    """Staff checked with these journalists (or decided to risk a second copy): send the
+    selected in-doubt rows again."""
     send = _send_for(session, release_id)
     ids = list(
         session.scalars(
             select(Delivery.id).where(
                 Delivery.send_id == send.id,
-                Delivery.status == D.UNKNOWN,
+                Delivery.status == D.IN_DOUBT,
                 Delivery.id.in_(delivery_ids),
             )
         )
     )
     if not ids:
         return 0
-    count = _requeue(session, ids, from_status=D.UNKNOWN)
+    count = _requeue(session, ids, from_status=D.IN_DOUBT)
     _reopen(session, send)
     return count
 
@@ -312,7 +390,10 @@ def _requeue(session: Session, ids: list[int], *, from_status: DeliveryStatus) -
         chunk = ids[start : start + 1000]
         result = session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(chunk), Delivery.status == from_status)
+            .where(
+                Delivery.id.in_(chunk),
+                DELIVERY_MACHINE.guard(Delivery.status, D.QUEUED, {from_status}),
+            )
             .values(
                 status=D.QUEUED,
                 next_attempt_at=None,
@@ -371,12 +452,12 @@ def send_progress(session: Session, release_id: int) -> SendProgress:
     return SendProgress(send.status.value, counts, total, done, round(rate, 1), eta)
 
 
-def list_unknown(session: Session, release_id: int) -> list[Delivery]:
-    """Rows whose outcome nobody knows (connection lost after the final dot)."""
+def list_in_doubt(session: Session, release_id: int) -> list[Delivery]:
+    """Rows that may or may not have arrived: the only ones that need a person."""
     return list(
         session.scalars(
             select(Delivery)
-            .where(Delivery.release_id == release_id, Delivery.status == D.UNKNOWN)
+            .where(Delivery.release_id == release_id, Delivery.status == D.IN_DOUBT)
             .order_by(Delivery.id)
         )
     )

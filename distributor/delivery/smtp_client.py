@@ -17,24 +17,12 @@ import re
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from distributor.delivery.classify import Stage
+from distributor.mail.outcomes import Reply, Stage
 from distributor.mail.transport import SMTPConfig
 from distributor.settings import default_helo_name
 
-
-@dataclass(frozen=True)
-class Reply:
-    code: int
-    text: str
-
-    @property
-    def is_positive(self) -> bool:
-        return 200 <= self.code < 400
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}"
+__all__ = ["Reply", "SMTPClient", "SMTPConnectionLost", "SMTPRefused", "Stage", "choose_relay"]
 
 
 class SMTPConnectionLost(OSError):
@@ -47,10 +35,11 @@ class SMTPConnectionLost(OSError):
 
 
 class SMTPRefused(OSError):
-    """The server refused the session itself (greeting, EHLO, STARTTLS or AUTH)."""
+    """The server refused the session itself: the greeting (stage CONNECT) or EHLO, STARTTLS
+    or AUTH (stage HELO); ``reply.stage`` says which."""
 
     def __init__(self, reply: Reply) -> None:
-        super().__init__(f"SMTP session refused: {reply}")
+        super().__init__(f"SMTP session refused at {reply.stage.value}: {reply}")
         self.reply = reply
 
 
@@ -107,11 +96,14 @@ class SMTPClient:
 
     # -- session ---------------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Open the connection, EHLO, STARTTLS and AUTH as configured."""
+    def connect(self, timeout: float | None = None) -> None:
+        """Open the connection, EHLO, STARTTLS and AUTH as configured. ``timeout`` bounds each
+        step of the session setup (a blackholed relay must not stall the caller for long);
+        replies afterwards wait up to the relay's own timeout."""
         cfg = self.config
+        setup_timeout = min(cfg.timeout, timeout) if timeout else cfg.timeout
         try:
-            sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout)
+            sock = socket.create_connection((cfg.host, cfg.port), timeout=setup_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if cfg.use_ssl:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=cfg.host)
@@ -127,22 +119,25 @@ class SMTPClient:
         if cfg.starttls and not cfg.use_ssl:
             if "STARTTLS" not in self.extensions:
                 self.close()
-                raise SMTPRefused(Reply(554, "5.7.0 STARTTLS required but not offered"))
-            self._command(b"STARTTLS", Stage.CONNECT, expect=220)
+                raise SMTPRefused(Reply(Stage.HELO, 554, "5.7.0 STARTTLS required but not offered"))
+            self._command(b"STARTTLS", Stage.HELO, expect=220)
             context = ssl.create_default_context()
             try:
+                assert self._sock is not None
                 self._sock = context.wrap_socket(self._sock, server_hostname=cfg.host)
             except OSError as exc:
                 self.close()
-                raise SMTPConnectionLost(Stage.CONNECT, f"TLS: {exc}") from exc
+                raise SMTPConnectionLost(Stage.HELO, f"TLS: {exc}") from exc
             self._buffer = b""
             self._ehlo()
         if cfg.username:
             self._login(cfg.username, cfg.password or "")
         self.is_pipelining = "PIPELINING" in self.extensions
+        if self._sock is not None:
+            self._sock.settimeout(cfg.timeout)
 
     def _ehlo(self) -> None:
-        reply = self._command(b"EHLO " + self.local_hostname.encode(), Stage.CONNECT, expect=250)
+        reply = self._command(b"EHLO " + self.local_hostname.encode(), Stage.HELO, expect=250)
         self.extensions = {}
         for line in reply.text.split("\n")[1:]:
             keyword, _, params = line.strip().partition(" ")
@@ -152,11 +147,11 @@ class SMTPClient:
         mechanisms = self.extensions.get("AUTH", "").upper().split()
         if "PLAIN" in mechanisms or not mechanisms:
             token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
-            self._command(f"AUTH PLAIN {token}".encode(), Stage.CONNECT, expect=235)
+            self._command(f"AUTH PLAIN {token}".encode(), Stage.HELO, expect=235)
             return
-        self._command(b"AUTH LOGIN", Stage.CONNECT, expect=334)
-        self._command(base64.b64encode(username.encode()), Stage.CONNECT, expect=334)
-        self._command(base64.b64encode(password.encode()), Stage.CONNECT, expect=235)
+        self._command(b"AUTH LOGIN", Stage.HELO, expect=334)
+        self._command(base64.b64encode(username.encode()), Stage.HELO, expect=334)
+        self._command(base64.b64encode(password.encode()), Stage.HELO, expect=235)
 
     def _command(self, line: bytes, stage: Stage, *, expect: int) -> Reply:
         self._write(line + b"\r\n", stage)
@@ -171,8 +166,8 @@ class SMTPClient:
         if self._sock is None:
             return
         try:
-            self._write(b"QUIT\r\n", Stage.CONNECT)
-            self._read_reply(Stage.CONNECT)
+            self._write(b"QUIT\r\n", Stage.HELO)
+            self._read_reply(Stage.HELO)
         except OSError:
             pass
         self.close()
@@ -342,7 +337,9 @@ class SMTPClient:
         end = buffer.find(b"\n")
         if end >= 4 and buffer[3:4] == b" " and buffer[:3].isdigit():
             self._buffer = buffer[end + 1 :]
-            return Reply(int(buffer[:3]), buffer[4:end].decode("utf-8", "replace").rstrip("\r"))
+            return Reply(
+                stage, int(buffer[:3]), buffer[4:end].decode("utf-8", "replace").rstrip("\r")
+            )
         lines: list[str] = []
         while True:
             raw = self._read_line(stage)
@@ -351,4 +348,4 @@ class SMTPClient:
                 raise SMTPConnectionLost(stage, f"malformed reply {raw[:80]!r}")
             lines.append(raw[4:].decode("utf-8", "replace").rstrip("\r\n"))
             if raw[3:4] != b"-":
-                return Reply(int(raw[:3]), "\n".join(lines))
+                return Reply(stage, int(raw[:3]), "\n".join(lines))

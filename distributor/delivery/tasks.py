@@ -2,7 +2,7 @@
 
 ``delivery.sweep`` runs every few seconds (BEAT_SCHEDULE). It is what makes the broker
 disposable: it starts scheduled sends, puts due deferred rows back in the queue, settles rows
-left by dead workers, restarts sends that went quiet with work left, and finishes sends.
+left by dead workers (claims whose heartbeat stopped), restarts sends that went quiet with work left, and finishes sends.
 """
 
 from __future__ import annotations
@@ -92,14 +92,17 @@ def sweep() -> None:
             start_due_scheduled(session, send_id, now)
     with task_session() as session:
         ledger.promote_due_deferred(session, now)
+    with task_session() as session:
+        # Its own transaction: the claims and their rows stay locked only while deciding.
         recovered = ledger.recover_stale_claims(
-            session, now=now, timeout_seconds=settings.delivery_claim_timeout_seconds
+            session, stale_seconds=settings.delivery_claim_timeout_seconds
         )
-        if recovered.requeued or recovered.unknown:
+        if recovered.claims:
             log.warning(
                 "delivery.recovered_stale_claims",
+                claims=recovered.claims,
                 requeued=recovered.requeued,
-                unknown=recovered.unknown,
+                in_doubt=recovered.in_doubt,
             )
     with task_session() as session:
         running = list(session.scalars(select(Send.id).where(Send.status == SendStatus.RUNNING)))

@@ -153,7 +153,7 @@ def send_page(release_id: int) -> str:
         send=send,
         audience=services.audience_breakdown(session, release_id),
         progress=services.send_progress(session, release_id),
-        unknown=services.list_unknown(session, release_id),
+        in_doubt=services.list_in_doubt(session, release_id),
         checklist=checklist,
         html_size=compiled.html_size,
         can_send=current_user.role in EDITORS,
@@ -305,16 +305,16 @@ def retry_failed(release_id: int) -> Response:
     )
 
 
-@bp.post("/<int:release_id>/send/resend-unknown")
+@bp.post("/<int:release_id>/send/resend-in-doubt")
 @editor_required
-def resend_unknown(release_id: int) -> Response:
+def resend_in_doubt(release_id: int) -> Response:
     ids = [int(v) for v in request.form.getlist("delivery_id") if v.isdigit()]
     if not ids:
         flash("Tick the messages to send again.", "warning")
         return _back(release_id)
     return _control(
         release_id,
-        lambda s: services.resend_unknown(s, release_id, ids),
+        lambda s: services.resend_in_doubt(s, release_id, ids),
         "{result} messages queued again.",
     )
 

@@ -90,6 +90,14 @@ class Reply:
     def enhanced(self) -> str | None:
         return enhanced_status(self.text)
 
+    @property
+    def is_positive(self) -> bool:
+        """2yz or 3yz (RFC 5321 4.2.1): the server goes on with us."""
+        return 200 <= self.code < 400
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
     def describe(self, limit: int = 300) -> str:
         """``"rcpt 550 5.1.1 <x@y>: Recipient address rejected"`` for the delivery row."""
         if self.code == 0:

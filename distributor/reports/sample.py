@@ -130,7 +130,7 @@ def seed_sent_release(
 
     # A finished send: every message went out, was refused at RCPT, or is in doubt (nothing
     # is still deferred days later: the retry lifetime is over).
-    statuses = [DeliveryStatus.SENT] * 17 + [DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN]
+    statuses = [DeliveryStatus.SENT] * 17 + [DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT]
     deliveries: list[Delivery] = []
     for n in range(recipients):
         beat = beats[n % len(beats)]
@@ -168,7 +168,7 @@ def seed_sent_release(
                 DeliveryStatus.SENT: "2.0.0 Ok: queued",
                 DeliveryStatus.FAILED: f"5.1.1 <{email}>: Recipient address rejected: "
                 "User unknown in virtual mailbox table",
-                DeliveryStatus.UNKNOWN: "connection lost after the final dot, no reply",
+                DeliveryStatus.IN_DOUBT: "connection lost after the final dot, no reply",
             }[status],
             attempts=1,
             # Dated with the send, not with the moment the demo was seeded.

@@ -161,7 +161,7 @@ def test_pause_resume_cancel_are_safe_twice(
     assert "cannot be paused" in client.get(response.location).get_data(as_text=True)
 
 
-def test_retry_failed_and_resend_unknown(
+def test_retry_failed_and_resend_in_doubt(
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
@@ -176,7 +176,7 @@ def test_retry_failed_and_resend_unknown(
         .order_by(Delivery.id)
     ).all()
     rows[0].status = DeliveryStatus.FAILED
-    rows[1].status = DeliveryStatus.UNKNOWN
+    rows[1].status = DeliveryStatus.IN_DOUBT
     rows[1].smtp_response = "connection lost after DATA"
     rows[2].status = DeliveryStatus.SENT
     session.flush()
@@ -186,16 +186,16 @@ def test_retry_failed_and_resend_unknown(
     session.commit()
 
     html = page(client, release)
-    assert "Outcome unknown (1)" in html and rows[1].email in html
+    assert "In doubt (1)" in html and rows[1].email in html
     assert "Retry 1 failed" in html
     assert post(client, release, "retry-failed").status_code == 303
     assert post(client, release, "retry-failed").status_code == 303
     session.expire_all()
     assert session.get(Delivery, rows[0].id).status is DeliveryStatus.QUEUED  # type: ignore[union-attr]
 
-    assert post(client, release, "resend-unknown").status_code == 303  # nothing ticked
-    assert session.get(Delivery, rows[1].id).status is DeliveryStatus.UNKNOWN  # type: ignore[union-attr]
-    post(client, release, "resend-unknown", delivery_id=str(rows[1].id))
+    assert post(client, release, "resend-in-doubt").status_code == 303  # nothing ticked
+    assert session.get(Delivery, rows[1].id).status is DeliveryStatus.IN_DOUBT  # type: ignore[union-attr]
+    post(client, release, "resend-in-doubt", delivery_id=str(rows[1].id))
     session.expire_all()
     assert session.get(Delivery, rows[1].id).status is DeliveryStatus.QUEUED  # type: ignore[union-attr]
     assert session.get(Delivery, rows[2].id).status is DeliveryStatus.SENT  # type: ignore[union-attr]

@@ -132,8 +132,8 @@ def test_editor_sends_and_watches_progress(
             _shot(page, "send-progress")
 
             # A double click on Pause sends one request and leaves the send paused.
-            page.dblclick("text=Pause")
-            page.wait_for_selector("text=Resume")
+            page.dblclick("button:has-text('Pause')")  # the page also explains pausing
+            page.wait_for_selector("button:has-text('Resume')")
             browser.close()
         with live_db.session() as session:
             sends = session.scalars(select(Send).where(Send.release_id == release_id)).all()

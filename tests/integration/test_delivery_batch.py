@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from distributor.db import Database
-from distributor.delivery import sender
+from distributor.delivery import pump, sender
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
 from distributor.delivery.ratelimit import Limits, LocalRateLimiter
 from distributor.delivery.recipients import freeze_recipients
@@ -68,7 +68,7 @@ def test_a_domain_that_says_slow_down_waits_while_others_go_out(
 ) -> None:
     send_id, emails = _running_send(live_db, 30, domains=3)  # d0, d1, d2.example
     slow = next(e for e in emails if e.endswith("@d1.example"))
-    with FaultySMTPServer(Script(throttle={slow})) as server:
+    with FaultySMTPServer(Script(greylist={slow})) as server:
         result = run_batch(
             live_db,
             settings,
@@ -79,7 +79,8 @@ def test_a_domain_that_says_slow_down_waits_while_others_go_out(
         counts = server.counts()
     rows = _statuses(live_db, send_id)
     assert result.claimed == 30
-    assert rows[slow].status is D.DEFERRED and rows[slow].smtp_code == 421
+    assert rows[slow].status is D.DEFERRED and rows[slow].smtp_code == 451
+    assert rows[slow].smtp_response.startswith("rcpt 451 4.7.1")
     for email, row in rows.items():
         if email.endswith("@d1.example") and email != slow:
             # Not tried after the 421: back in the queue for after the domain's pause.
@@ -187,7 +188,7 @@ def test_a_batch_over_starttls_with_auth_uses_all_its_connections(
         url = f"smtp://user:pw@127.0.0.1:{relay.port}?starttls=1"
         result = run_batch(live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(url))
         received = relay.wait_for(60)
-    assert (result.sent, result.deferred, result.unknown) == (60, 0, 0)
+    assert (result.sent, result.deferred, result.in_doubt) == (60, 0, 0)
     assert sorted(r.rcpt_tos[0] for r in received) == sorted(emails)
     assert 1 < len(logins) <= 4  # one login per connection
 
@@ -199,7 +200,7 @@ def test_pausing_mid_batch_stops_every_connection_and_returns_what_was_not_hande
     import threading
     import time
 
-    monkeypatch.setattr(sender, "_STATUS_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr(pump, "_STATUS_CHECK_SECONDS", 0.05)
     lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
     send_id, _ = _running_send(live_db, 200, domains=8)
     results = []

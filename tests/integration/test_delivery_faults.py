@@ -152,7 +152,7 @@ def _assert_exactly_once(ledger: dict[str, DeliveryStatus], counts: dict[str, in
             assert counts.get(email) == 1, (
                 f"{email} is recorded sent but arrived {counts.get(email, 0)} times"
             )
-        elif status is D.UNKNOWN:
+        elif status is D.IN_DOUBT:
             unknown += 1
         else:
             raise AssertionError(f"{email} ended {status.value}")
@@ -236,20 +236,25 @@ def test_temporary_permanent_and_lost_replies(
         rows = {
             d.email: d for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id))
         }
-        for email in busy:  # 451 the first time: delivered on a later attempt
-            assert (rows[email].status, rows[email].attempts, counts[email]) == (D.SENT, 2, 1)
+        for email in busy:  # 451 4.3.0 the first time: delivered on a later attempt; the
+            # relay's own trouble (RFC 3463 class 3) costs the recipient no attempt.
+            assert (rows[email].status, rows[email].attempts, counts[email]) == (D.SENT, 1, 1)
         for email in bad:  # 550 5.1.1: failed and suppressed
             assert rows[email].status is D.FAILED
-            assert rows[email].smtp_code == 550 and "5.1.1" in rows[email].smtp_response
+            assert rows[email].smtp_code == 550
+            assert rows[email].smtp_response.startswith("rcpt 550 5.1.1")
             assert counts[email] == 0
             hashed = address_hash(email)
             assert session.scalar(select(Suppression).where(Suppression.address_hash == hashed))
-        # Dropped after the final dot: unknown, listed for staff, not resent.
-        assert rows[lost].status is D.UNKNOWN and counts[lost] == 1
-        assert [d.email for d in services.list_unknown(session, release_id)] == [lost]
+        # Dropped after the final dot: in doubt, listed for staff, not resent.
+        assert rows[lost].status is D.IN_DOUBT and counts[lost] == 1
+        assert rows[lost].smtp_response.startswith("dot: in doubt: the final dot was written")
+        assert [d.email for d in services.list_in_doubt(session, release_id)] == [lost]
         others = set(emails) - set(busy) - set(bad) - {lost}
         assert all(rows[e].status is D.SENT and counts[e] == 1 for e in others)
         assert all(rows[e].message_id for e in others)
+        # Each row keeps the reply that decided it, with its stage.
+        assert all(rows[e].smtp_response.startswith("dot 250 2.0.0") for e in others)
     assert _send_status(live_db, send_id) == (SendStatus.FINISHED, ReleaseStatus.SENT)
 
 

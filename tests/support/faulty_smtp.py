@@ -20,9 +20,11 @@ from tests.support.services import free_port
 class Script:
     temp_fail_once: set[str] = field(default_factory=set)
     hard_fail: set[str] = field(default_factory=set)
-    throttle: set[str] = field(default_factory=set)
+    throttle: set[str] = field(default_factory=set)  # 421: the relay closes the session
+    greylist: set[str] = field(default_factory=set)  # 451 4.7.1 at RCPT: the domain says wait
     drop_after_dot: set[str] = field(default_factory=set)
     reply_delay: float = 0.0  # seconds before each reply to the final dot
+    refuse_sender: bool = False  # 550 5.1.8 at MAIL FROM (e.g. the bounce domain's DNS is down)
 
 
 class FaultySMTPServer:
@@ -128,9 +130,16 @@ class FaultySMTPServer:
             elif verb == b"MAIL":
                 sender = line[10:].strip().strip(b"<>").decode()
                 rcpt = None
-                writer.write(b"250 2.1.0 Ok\r\n")
+                if script.refuse_sender:
+                    sender = ""
+                    writer.write(b"550 5.1.8 Sender address rejected: Domain not found\r\n")
+                else:
+                    writer.write(b"250 2.1.0 Ok\r\n")
             elif verb == b"RCPT":
                 address = line[8:].strip().strip(b"<>").decode()
+                if not sender:
+                    writer.write(b"503 5.5.1 Error: need MAIL command\r\n")
+                    continue
                 reply = self._rcpt_reply(address)
                 if reply.startswith(b"250"):
                     rcpt = address
@@ -178,6 +187,9 @@ class FaultySMTPServer:
             if address in script.throttle:
                 self.refused[address] += 1
                 return b"421 4.7.0 Try again later, slow down\r\n"
+            if address in script.greylist:
+                self.refused[address] += 1
+                return b"451 4.7.1 <" + address.encode() + b">: Greylisted, try later\r\n"
             if address in script.temp_fail_once and address not in self._tempfailed:
                 self._tempfailed.add(address)
                 self.refused[address] += 1

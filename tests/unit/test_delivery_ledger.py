@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from distributor.audience.models import Beat, Journalist
 from distributor.db import Database, utcnow
 from distributor.delivery import ledger
-from distributor.delivery.ledger import ProgressWriter, claim_batch, move_delivery
-from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
+from distributor.delivery.ledger import claim_batch, move_delivery
+from distributor.delivery.models import Delivery, DeliveryClaim, DeliveryStatus, Send, SendStatus
+from distributor.delivery.progress import ProgressWriter
 from distributor.errors import IllegalTransition
 from distributor.releases.models import Release, ReleaseKind
 from tests.support import delivery_factories as f
@@ -32,6 +33,15 @@ def _send(session: Session, n: int) -> tuple[Send, list[Delivery]]:
         for i in range(n)
     ]
     return send, rows
+
+
+def _claim(session: Session, send: Send, worker: str, *, age_seconds: float) -> DeliveryClaim:
+    """A claim whose last heartbeat was ``age_seconds`` ago."""
+    beat = utcnow() - dt.timedelta(seconds=age_seconds)
+    claim = DeliveryClaim(send_id=send.id, worker=worker, claimed_at=beat, heartbeat_at=beat)
+    session.add(claim)
+    session.flush()
+    return claim
 
 
 def test_illegal_moves_raise() -> None:
@@ -61,80 +71,83 @@ def test_two_workers_claim_disjoint_rows(live_db: Database) -> None:
     with live_db.session() as session, session.begin():
         send, _ = _send(session, 30)
         send_id = send.id
-    now = utcnow()
     first, second = live_db.session(), live_db.session()
     try:
         first.begin()
         second.begin()
         # The first claim holds its row locks (uncommitted) while the second one runs:
         # on PostgreSQL SKIP LOCKED hands the second worker other rows instead of waiting.
-        a = claim_batch(first.connection(), send_id=send_id, worker="a", limit=20, now=now)
+        a = claim_batch(first.connection(), send_id=send_id, worker="a", limit=20)
         if live_db.engine.dialect.name != "postgresql":
             first.commit()  # SQLite has one writer: the second claim runs after the first
-        b = claim_batch(second.connection(), send_id=send_id, worker="b", limit=20, now=now)
+        b = claim_batch(second.connection(), send_id=send_id, worker="b", limit=20)
         first.commit() if first.in_transaction() else None
         second.commit()
     finally:
         first.close()
         second.close()
-    assert a is not None and b is not None
-    ids_a, ids_b = {r.id for r in a}, {r.id for r in b}
+    assert a is not None and b is not None and a.id != b.id
+    ids_a, ids_b = {r.id for r in a.rows}, {r.id for r in b.rows}
     assert len(ids_a) == 20 and len(ids_b) == 10
     assert not ids_a & ids_b
-    assert all(r.name.startswith("J") and r.email for r in a)
+    assert all(r.name.startswith("J") and r.email for r in a.rows)
     with live_db.session() as session:
         owners = dict(
             session.execute(
-                select(Delivery.id, Delivery.claimed_by).where(Delivery.send_id == send_id)
+                select(Delivery.id, Delivery.claim_id).where(Delivery.send_id == send_id)
             ).all()
         )
-    assert {owners[i] for i in ids_a} == {"a"} and {owners[i] for i in ids_b} == {"b"}
+    assert {owners[i] for i in ids_a} == {a.id} and {owners[i] for i in ids_b} == {b.id}
 
 
 def test_a_paused_send_yields_no_claims(session: Session) -> None:
     send, _ = _send(session, 3)
     send.status = SendStatus.PAUSED
     session.flush()
-    assert (
-        claim_batch(session.connection(), send_id=send.id, worker="w", limit=10, now=utcnow())
-        is None
-    )
+    assert claim_batch(session.connection(), send_id=send.id, worker="w", limit=10) is None
 
 
 def test_rows_due_later_are_not_claimed(session: Session) -> None:
     send, rows = _send(session, 3)
     rows[0].next_attempt_at = utcnow() + dt.timedelta(minutes=5)
     session.flush()
-    claimed = claim_batch(session.connection(), send_id=send.id, worker="w", limit=10, now=utcnow())
+    claimed = claim_batch(session.connection(), send_id=send.id, worker="w", limit=10)
     assert claimed is not None
-    assert {r.id for r in claimed} == {rows[1].id, rows[2].id}
+    assert {r.id for r in claimed.rows} == {rows[1].id, rows[2].id}
 
 
-def test_recovery_requeues_unsent_rows_and_marks_only_the_in_flight_one_unknown(
+def test_recovery_requeues_unsent_rows_and_marks_only_the_in_flight_one_in_doubt(
     session: Session,
 ) -> None:
-    _send_row, rows = _send(session, 8)
-    long_ago = utcnow() - dt.timedelta(hours=1)
-    # Worker "w1" died after recording rows 0..1 (row 2 in flight, 3..4 not reached).
-    # Worker "w2" died with rows 5..6. Row 7 belongs to a live worker.
+    send, rows = _send(session, 8)
+    # Worker "w1" stopped beating after recording rows 0..1 (row 2 next on its connection,
+    # 3..4 not reached). Worker "w2" stopped with rows 5..6. Row 7 belongs to a live worker.
+    w1 = _claim(session, send, "w1", age_seconds=3600)
+    w2 = _claim(session, send, "w2", age_seconds=60)
+    live = _claim(session, send, "live", age_seconds=2)
     for i, row in enumerate(rows):
-        row.claimed_at = long_ago if i < 7 else utcnow()
-        row.claimed_by = "w1" if i < 5 else ("w2" if i < 7 else "live")
+        row.claim_id = w1.id if i < 5 else (w2.id if i < 7 else live.id)
+        row.claim_lane = 0
         row.status = D.SENT if i < 2 else D.SENDING
     session.flush()
-    result = ledger.recover_stale_claims(session, now=utcnow(), timeout_seconds=300)
-    assert (result.requeued, result.unknown) == (3, 2)
+    result = ledger.recover_stale_claims(session, stale_seconds=20)
+    assert (result.claims, result.requeued, result.in_doubt) == (2, 3, 2)
     statuses = [session.scalar(select(Delivery.status).where(Delivery.id == r.id)) for r in rows]
     assert statuses == [
         D.SENT,
         D.SENT,
-        D.UNKNOWN,
+        D.IN_DOUBT,
         D.QUEUED,
         D.QUEUED,
-        D.UNKNOWN,
+        D.IN_DOUBT,
         D.QUEUED,
         D.SENDING,
     ]
+    session.expire_all()
+    assert session.get(DeliveryClaim, w1.id).recovered_at is not None  # type: ignore[union-attr]
+    assert session.get(DeliveryClaim, live.id).recovered_at is None  # type: ignore[union-attr]
+    # A second sweep finds nothing more to do.
+    assert ledger.recover_stale_claims(session, stale_seconds=20).claims == 0
 
 
 def test_due_deferred_rows_go_back_to_the_queue(session: Session) -> None:
@@ -154,23 +167,21 @@ def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
         send, rows = _send(session, 2)
         send_id, ids = send.id, [r.id for r in rows]
     with live_db.session() as session, session.begin():
-        claimed = claim_batch(
-            session.connection(), send_id=send_id, worker="me", limit=5, now=utcnow()
-        )
-    assert claimed is not None and len(claimed) == 2
-    mine, stranger = ProgressWriter(live_db.engine, "me"), ProgressWriter(live_db.engine, "other")
+        claimed = claim_batch(session.connection(), send_id=send_id, worker="me", limit=5)
+    assert claimed is not None and len(claimed.rows) == 2
+    mine = ProgressWriter(live_db.engine, claimed.id)
+    stranger = ProgressWriter(live_db.engine, claimed.id + 1000)
     try:
         assert mine.is_claimed(ids[0]) and not stranger.is_claimed(ids[0])
-        assert not stranger.record_accepted(ids[0], "<x@y>", "2.0.0 Ok", utcnow())
-        assert mine.record_accepted(ids[0], "<m0@y>", "2.0.0 Ok", utcnow())
-        assert not mine.record_accepted(ids[0], "<m0@y>", "2.0.0 Ok", utcnow())  # once only
+        assert not stranger.record_accepted(ids[0], "<x@y>", "2.0.0 Ok")
+        assert mine.record_accepted(ids[0], "<m0@y>", "2.0.0 Ok")
+        assert not mine.record_accepted(ids[0], "<m0@y>", "2.0.0 Ok")  # once only
         assert not mine.is_claimed(ids[0])  # sent: no longer ours to send
         mine.record(
             ids[1],
             D.DEFERRED,
             code=451,
             response="4.3.0 later",
-            now=utcnow(),
             next_attempt_at=utcnow() + dt.timedelta(minutes=5),
         )
     finally:
@@ -197,10 +208,9 @@ def test_a_claim_stores_each_rows_lane_from_its_domain(live_db: Database) -> Non
         send_id = session.scalar(select(Send.id).where(Send.release_id == release.id))
         assert send_id is not None
     with live_db.session() as session, session.begin():
-        claimed = claim_batch(
-            session.connection(), send_id=send_id, worker="w", limit=100, now=utcnow(), lanes=5
-        )
-    assert claimed is not None and len(claimed) == 24
+        claim = claim_batch(session.connection(), send_id=send_id, worker="w", limit=100, lanes=5)
+    assert claim is not None and len(claim.rows) == 24
+    claimed = claim.rows
     for row in claimed:
         assert row.lane == ledger.lane_of(row.domain, 5)  # SQL and Python agree
     with live_db.session() as session:
@@ -209,22 +219,24 @@ def test_a_claim_stores_each_rows_lane_from_its_domain(live_db: Database) -> Non
     assert len({stored[r.id] for r in claimed}) > 1
 
 
-def test_recovery_marks_one_row_unknown_per_lane_of_a_dead_claim(session: Session) -> None:
-    _send_row, rows = _send(session, 9)
-    long_ago = utcnow() - dt.timedelta(hours=1)
+def test_recovery_marks_one_row_in_doubt_per_lane_of_a_dead_claim(session: Session) -> None:
+    send, rows = _send(session, 9)
+    dead = _claim(session, send, "dead", age_seconds=3600)
     # One dead batch with three lanes: lane 0 sent rows 0-1 and had row 2 in flight; lane 1
     # had row 4 in flight (row 3 was refused), row 5 not reached; lane 2 finished (rows 6-8).
     lanes = [0, 0, 0, 1, 1, 1, 2, 2, 2]
     final = {0: D.SENT, 1: D.SENT, 3: D.FAILED, 6: D.SENT, 7: D.SENT, 8: D.SENT}
     for i, row in enumerate(rows):
-        row.claimed_at, row.claimed_by, row.claim_lane = long_ago, "dead", lanes[i]
+        row.claim_id, row.claim_lane = dead.id, lanes[i]
         row.status = final.get(i, D.SENDING)
     session.flush()
-    result = ledger.recover_stale_claims(session, now=utcnow(), timeout_seconds=300)
-    assert (result.unknown, result.requeued) == (2, 1)
+    result = ledger.recover_stale_claims(session, stale_seconds=20)
+    assert (result.in_doubt, result.requeued) == (2, 1)
     session.expire_all()
     statuses = [session.get(Delivery, r.id).status for r in rows]  # type: ignore[union-attr]
-    assert statuses[2] is D.UNKNOWN and statuses[4] is D.UNKNOWN and statuses[5] is D.QUEUED
+    assert statuses[2] is D.IN_DOUBT and statuses[4] is D.IN_DOUBT and statuses[5] is D.QUEUED
+    row = session.get(Delivery, rows[2].id)
+    assert row is not None and "final dot may have been written" in row.smtp_response
 
 
 def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn(
@@ -234,24 +246,22 @@ def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn
         send, rows = _send(session, 5)
         send_id, ids = send.id, [r.id for r in rows]
     with live_db.session() as session, session.begin():
-        claimed = claim_batch(
-            session.connection(), send_id=send_id, worker="me", limit=4, now=utcnow(), lanes=2
-        )
-    assert claimed is not None and len(claimed) == 4
-    c = [r.id for r in claimed]  # sorted by id
-    mine = ProgressWriter(live_db.engine, "me")
+        claim = claim_batch(session.connection(), send_id=send_id, worker="me", limit=4, lanes=2)
+    assert claim is not None and len(claim.rows) == 4
+    c = [r.id for r in claim.rows]  # sorted by id
+    mine = ProgressWriter(live_db.engine, claim.id)
     awkward = 'queued as "A\\B"\x00 é'  # quotes, a backslash, a NUL and non-ASCII
     unclaimed = next(i for i in ids if i not in c)
     try:
         mine.submit_accepted([(c[0], "<a@x>", awkward), (unclaimed, "<u@x>", "Ok")])
         # Every other write finishes the submission first, and its result is kept.
         assert mine.send_status(send_id) == "running"
-        mine.heartbeat(send_id, utcnow())
-        mine.touch_send(send_id, utcnow())
+        assert mine.heartbeat()
+        mine.touch_send(send_id)
         assert mine.take_confirmed(wait=False) == {c[0]}  # not the row we never claimed
         assert mine.take_confirmed(wait=True) is None  # nothing in flight any more
         mine.submit_accepted([(c[1], "<b@x>", "Ok")])
-        assert mine.record(c[2], D.FAILED, code=550, response="5.1.1 no such user", now=utcnow())
+        assert mine.record(c[2], D.FAILED, code=550, response="5.1.1 no such user")
         assert mine.take_confirmed(wait=True) == {c[1]}
         mine.submit_accepted([(i, f"<{i}@x>", "Ok") for i in c[2:]])
         confirmed = None
@@ -264,3 +274,25 @@ def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn
         row = session.get(Delivery, c[0])
         assert row is not None and row.status is D.SENT and row.message_id == "<a@x>"
         assert row.smtp_response == 'queued as "A\\B" é'
+
+
+def test_a_claim_with_a_row_still_sending_is_not_ended(live_db: Database) -> None:
+    """A batch that lost track of a row must leave its claim to recovery."""
+    with live_db.session() as session, session.begin():
+        send, _ = _send(session, 2)
+        send_id = send.id
+    with live_db.session() as session, session.begin():
+        claim = claim_batch(session.connection(), send_id=send_id, worker="me", limit=5)
+    assert claim is not None
+    writer = ProgressWriter(live_db.engine, claim.id)
+    try:
+        assert writer.record_accepted(claim.rows[0].id, "<a@x>", "2.0.0 Ok")
+        assert not writer.end_claim(send_id)  # rows[1] is still sending
+        assert writer.release([claim.rows[1].id], status=D.QUEUED, next_attempt_at=None) == 1
+        assert writer.end_claim(send_id)
+        assert writer.heartbeat()  # ended, not recovered: still ours to touch
+    finally:
+        writer.close()
+    with live_db.session() as session:
+        stored = session.get(DeliveryClaim, claim.id)
+        assert stored is not None and stored.ended_at is not None and stored.recovered_at is None

@@ -160,17 +160,17 @@ def test_retry_failed_skips_suppressed_and_policy_rejections(
     assert send.status is SendStatus.RUNNING
 
 
-def test_unknown_rows_are_listed_and_resent_only_when_staff_ask(
+def test_in_doubt_rows_are_listed_and_resent_only_when_staff_ask(
     session: Session, editor: User
 ) -> None:
     release = _release(session, 3)
     services.start_send(session, release.id, requested_by_id=editor.id)
-    _set(session, release.id, DeliveryStatus.UNKNOWN)
-    unknown = services.list_unknown(session, release.id)
+    _set(session, release.id, DeliveryStatus.IN_DOUBT)
+    unknown = services.list_in_doubt(session, release.id)
     assert len(unknown) == 3
-    assert services.resend_unknown(session, release.id, [unknown[0].id, 999_999]) == 1
-    assert services.resend_unknown(session, release.id, [unknown[0].id]) == 0
-    assert len(services.list_unknown(session, release.id)) == 2
+    assert services.resend_in_doubt(session, release.id, [unknown[0].id, 999_999]) == 1
+    assert services.resend_in_doubt(session, release.id, [unknown[0].id]) == 0
+    assert len(services.list_in_doubt(session, release.id)) == 2
 
 
 def test_progress_counts_states_and_estimates_time_left(session: Session, editor: User) -> None:

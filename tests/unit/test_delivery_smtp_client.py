@@ -6,13 +6,13 @@ import random
 
 import pytest
 
-from distributor.delivery.classify import Stage
 from distributor.delivery.smtp_client import (
     SMTPClient,
     SMTPConnectionLost,
     choose_relay,
     dot_stuff,
 )
+from distributor.mail.outcomes import Stage
 from distributor.mail.transport import SMTPConfig, parse_smtp_urls
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 from tests.support.smtp import SMTPSink

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from distributor.delivery.classify import Stage
 from distributor.delivery.smtp_client import SMTPClient, SMTPConnectionLost, SMTPRefused
+from distributor.mail.outcomes import Stage
 from distributor.mail.transport import SMTPConfig
 from tests.support.smtp import SMTPSink
 from tests.support.tls import make_certificate, server_context
@@ -98,7 +98,7 @@ def test_an_untrusted_certificate_stops_the_session_before_any_mail(
     config = SMTPConfig("127.0.0.1", starttls_relay.port, starttls=True)
     with pytest.raises(SMTPConnectionLost) as lost:
         SMTPClient(config).connect()
-    assert lost.value.stage is Stage.CONNECT and "TLS" in lost.value.reason
+    assert lost.value.stage is Stage.HELO and "TLS" in lost.value.reason
     assert starttls_relay.received == []
 
 

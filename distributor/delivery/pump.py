@@ -1,0 +1,460 @@
+"""The event loop of one batch: its SMTP connections ("lanes") driven together.
+
+A lane's message goes: envelope written (MAIL, RCPT, DATA pipelined, RFC 2920) -> replies
+read -> body and final dot written once the lane is fenced -> reply read. Acceptances of all
+lanes are committed together in one statement per turn of the loop, while the next envelopes'
+replies travel; a lane's next final dot waits for that commit (group commit: one commit in
+flight, durable). The loop also moves the claim's heartbeat every few seconds, waits for
+sockets at most that long, and gives up on a silent server after the relay's timeout, so a
+live batch never looks dead to recovery.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from select import select as wait_readable
+from typing import TYPE_CHECKING, Any
+
+from distributor.delivery.ledger import ClaimedRow
+from distributor.delivery.smtp_client import (
+    SMTPClient,
+    SMTPConnectionLost,
+    SMTPRefused,
+    choose_relay,
+)
+from distributor.logs import get_logger
+from distributor.mail.outcomes import Reply, Stage, classify_reply
+from distributor.mail.transport import SMTPConfig
+
+if TYPE_CHECKING:
+    from distributor.delivery.sender import Batch
+
+log = get_logger("distributor.delivery.pump")
+
+_STATUS_CHECK_SECONDS = 1.0  # how often a running batch looks for pause/cancel
+_MAX_RECONNECTS = 3
+# How long acceptances may wait for company before their commit goes out anyway.
+_COMMIT_GATHER_SECONDS = 0.001
+
+CLAIM_LOST = "claim lost"  # our rows were recovered by the sweep: stop touching them
+
+# Lane phases
+IDLE, ENVELOPE, READY, DOT = range(4)
+
+
+class Lane:
+    """One SMTP connection of a batch and the rows it carries, in id order."""
+
+    __slots__ = ("client", "fenced", "message", "phase", "queue", "reconnects", "row", "since")
+
+    def __init__(self) -> None:
+        self.queue: deque[ClaimedRow] = deque()
+        self.client: SMTPClient | None = None
+        self.reconnects = 0
+        self.phase = IDLE
+        self.row: ClaimedRow | None = None
+        self.message: tuple[str, bytes] | None = None  # (Message-ID, message bytes)
+        # Every earlier outcome of this lane is committed and the claim was ours then: the
+        # lane may send its next final dot.
+        self.fenced = False
+        self.since = 0.0  # when the lane began waiting for its current reply
+
+
+class Pump:
+    """Drives the lanes of a batch together, one event loop, one database connection."""
+
+    def __init__(
+        self, batch: Batch, compiled: object, relays: list[SMTPConfig], lane_count: int
+    ) -> None:
+        from distributor.delivery.rendering import Recipient
+
+        self.batch = batch
+        self.render: Callable[[Any], tuple[str, str, bytes]] = compiled.render  # type: ignore[attr-defined]
+        self.recipient = Recipient
+        # Built by mime.MessageTemplate: no line starts with a dot, no stuffing scan needed.
+        self.is_dot_safe = bool(getattr(compiled, "is_dot_safe", False))
+        self.relays = relays
+        self.lanes = [Lane() for _ in range(lane_count)]
+        self.accepted: list[tuple[Lane, ClaimedRow, str, str]] = []
+        # Acceptances whose commit is in flight (at most one statement at a time).
+        self.committing: list[tuple[Lane, ClaimedRow, str, str]] | None = None
+        self.first_accepted_at = 0.0
+        # Rows worth a statement of their own without waiting (see _time_to_commit).
+        self.commit_rows = max(1, lane_count // 4)
+        self.throttled: set[str] = set()
+        self.timeout = max((r.timeout for r in relays), default=30.0)
+        settings = batch.settings
+        stale = max(1.0, float(settings.delivery_claim_timeout_seconds))
+        # Heartbeat several times per stale period; never block longer than that in one wait.
+        self.heartbeat_every = max(0.25, min(2.0, stale / 5))
+        self.connect_timeout = max(1.0, min(self.timeout, stale / 3))
+        self.last_check = time.monotonic()
+        self.last_heartbeat = self.last_check
+        self.is_checked = False
+        self.claim_lost = False  # a fenced write found a row of ours taken back
+        self.stopping: str | None = None  # the send's new status once it is not running
+        self.commits = 0  # statements that committed acceptances
+
+    # -- one round -----------------------------------------------------------------------
+
+    def run(self, rows: list[ClaimedRow]) -> str | None:
+        """Send ``rows``; None when all are settled, else why the batch stops (the send's
+        new status, or CLAIM_LOST)."""
+        if not rows:
+            return None
+        n = len(self.lanes)
+        for row in rows:
+            self.lanes[row.lane % n].queue.append(row)
+        writer = self.batch.writer
+        if not self.is_checked:
+            # The claim was committed a moment ago; confirm it once before the first dots.
+            self.is_checked = True
+            if not writer.is_claimed(rows[0].id):
+                return self.abandon()
+            for lane in self.lanes:
+                lane.fenced = True
+        while True:
+            if self.claim_lost:
+                return self.abandon()
+            tick = time.monotonic()
+            if self.stopping is None and tick - self.last_check >= _STATUS_CHECK_SECONDS:
+                self.last_check = tick
+                status = writer.send_status(self.batch.send_id)
+                if status != "running":
+                    self._stop_lanes(status or "cancelled")
+            self.beat(tick)
+            if self.claim_lost:
+                return self.abandon()
+            if self.stopping is None:
+                for lane in self.lanes:
+                    if lane.phase == IDLE and lane.queue:
+                        self._start(lane)
+                        if self.stopping is not None or self.claim_lost:
+                            break
+            self._collect(wait=False)
+            if self.committing is None and self.accepted and self._time_to_commit(tick):
+                # One commit in flight at a time; acceptances gather while it runs.
+                self.committing, self.accepted = self.accepted, []
+                writer.submit_accepted(
+                    [(row.id, message_id, text) for _, row, message_id, text in self.committing]
+                )
+            if self.claim_lost:
+                return self.abandon()
+            if self.stopping is None:
+                for lane in self.lanes:
+                    if lane.phase == READY and lane.fenced:
+                        self._send_body(lane)
+            busy = [lane for lane in self.lanes if lane.phase in (ENVELOPE, DOT)]
+            if not busy:
+                if self.committing is not None:
+                    self._collect(wait=True)
+                    continue
+                if self.accepted:
+                    continue
+                if self.stopping is None and any(
+                    lane.queue or lane.phase == READY for lane in self.lanes
+                ):
+                    continue
+                return self.stopping
+            for lane in self._readable(busy):
+                if lane.phase == ENVELOPE:
+                    self._read_envelope(lane)
+                elif lane.phase == DOT:
+                    self._read_dot(lane)
+
+    def beat(self, tick: float | None = None) -> None:
+        """Move the claim's heartbeat when it is due; a recovered claim stops the batch."""
+        tick = time.monotonic() if tick is None else tick
+        if tick - self.last_heartbeat >= self.heartbeat_every:
+            self.last_heartbeat = tick
+            if not self.batch.writer.heartbeat():
+                self.claim_lost = True
+
+    def _time_to_commit(self, now: float) -> bool:
+        """Commit acceptances now, or let a few more gather first? Each statement costs the
+        database about as much as several rows in it, so a short wait (while other lanes
+        still have replies coming) buys fewer statements; lanes with nothing else to do never
+        wait for it."""
+        if len(self.accepted) >= self.commit_rows:
+            return True
+        if now - self.first_accepted_at >= _COMMIT_GATHER_SECONDS:
+            return True
+        return not any(lane.phase in (ENVELOPE, DOT) for lane in self.lanes)
+
+    def _readable(self, busy: list[Lane]) -> list[Lane]:
+        ready = [
+            lane for lane in busy if lane.client is not None and lane.client.has_buffered_reply
+        ]
+        if ready:
+            return ready
+        by_fd = {lane.client.fileno(): lane for lane in busy if lane.client is not None}
+        database = self.batch.writer.fileno()
+        # Never wait longer than a heartbeat period: the loop must keep the claim alive.
+        timeout = self.heartbeat_every
+        if self.accepted and self.committing is None:
+            # Wake up when the acceptances waiting are due to be committed.
+            due = self.first_accepted_at + _COMMIT_GATHER_SECONDS - time.monotonic()
+            timeout = max(0.0, min(timeout, due))
+        try:
+            readable, _, _ = wait_readable(
+                [*by_fd, database] if database >= 0 else list(by_fd), [], [], timeout
+            )
+        except (OSError, ValueError):
+            readable = []
+        if not readable:
+            now = time.monotonic()
+            for lane in busy:
+                if now - lane.since > self.timeout:
+                    self._expire(lane)
+            return []
+        return [by_fd[fd] for fd in readable if fd in by_fd]
+
+    def _expire(self, lane: Lane) -> None:
+        """The server stayed silent for the relay's whole timeout: the connection is lost."""
+        row, client = lane.row, lane.client
+        assert row is not None
+        stage = Stage.DOT if lane.phase == DOT else Stage.MAIL
+        if client is not None:
+            client.close()
+        self._settle(lane, self.batch.lost(row, SMTPConnectionLost(stage, "no reply in time")))
+
+    def _collect(self, *, wait: bool) -> None:
+        """Fence the lanes whose acceptances the database has confirmed."""
+        if self.committing is None:
+            return
+        confirmed = self.batch.writer.take_confirmed(wait=wait)
+        if confirmed is None:
+            return
+        committing, self.committing = self.committing, None
+        self.commits += 1
+        self.batch.result.sent += len(confirmed)
+        for lane, row, message_id, text in committing:
+            if row.id in confirmed:
+                lane.fenced = True
+            else:
+                lane.fenced = False
+                self.claim_lost = True
+                # We hold its 250: recovery made it in doubt, we know better.
+                self.batch.held_accepted.append((row, message_id, text))
+
+    # -- lane steps ----------------------------------------------------------------------
+
+    def _start(self, lane: Lane) -> None:
+        """Take the lane's next row: render it and write its envelope."""
+        batch = self.batch
+        while lane.queue:
+            row = lane.queue.popleft()
+            if row.domain in self.throttled:
+                # The domain asked us to slow down during this batch: leave it for later.
+                batch.release([row], batch.settings.delivery_domain_backoff_seconds)
+                continue
+            try:
+                envelope_from, message_id, data = self.render(
+                    self.recipient(
+                        row.id,
+                        row.journalist_id,
+                        row.email,
+                        row.name,
+                        row.verp_token,
+                        row.matched_beats,
+                        row.is_tracking_allowed,
+                    )
+                )
+            except Exception as exc:  # a bad row must not sink the batch
+                log.exception("delivery.render_failed", delivery_id=row.id)
+                if not batch.unbuildable(row, exc):
+                    self.claim_lost = True
+                    return
+                continue
+            client, refusal = self._client(lane)
+            if client is None:
+                lane.queue.appendleft(row)
+                if batch.pause_if_refused(refusal):
+                    self._stop_lanes("paused")  # every row not handed over goes back
+                    return
+                rows = list(lane.queue)
+                lane.queue.clear()
+                if not batch.no_relay(rows, refusal):
+                    self.claim_lost = True
+                return
+            try:
+                client.write_envelope(envelope_from, row.email)
+            except SMTPConnectionLost as exc:
+                client.close()
+                if not batch.lost(row, exc):
+                    self.claim_lost = True
+                    return
+                continue
+            lane.row = row
+            lane.message = (message_id, data)
+            lane.phase = ENVELOPE
+            lane.since = time.monotonic()
+            return
+
+    def _read_envelope(self, lane: Lane) -> None:
+        row, client = lane.row, lane.client
+        assert row is not None and client is not None
+        try:
+            refusal = client.read_envelope()
+        except SMTPConnectionLost as exc:
+            client.close()
+            self._settle(lane, self.batch.lost(row, exc))
+            return
+        if refusal is None:
+            lane.phase = READY
+            return
+        self._refused(lane, row, refusal[1])
+
+    def _send_body(self, lane: Lane) -> None:
+        row, client, message = lane.row, lane.client, lane.message
+        assert row is not None and client is not None and message is not None
+        lane.fenced = False  # until this message's outcome is committed
+        lane.phase = DOT  # from the first byte of the body on, the outcome may be in doubt
+        lane.since = time.monotonic()
+        try:
+            client.write_body(message[1], is_dot_safe=self.is_dot_safe)
+        except SMTPConnectionLost as exc:
+            client.close()
+            self._settle(lane, self.batch.lost(row, exc))
+
+    def _read_dot(self, lane: Lane) -> None:
+        row, client, message = lane.row, lane.client, lane.message
+        assert row is not None and client is not None and message is not None
+        try:
+            reply = client.read_body_reply()
+        except SMTPConnectionLost as exc:
+            client.close()
+            self._settle(lane, self.batch.lost(row, exc))
+            return
+        if reply.is_positive:
+            if not self.accepted:
+                self.first_accepted_at = time.monotonic()
+            # Stored as the reply that decided the row: "dot 250 2.0.0 Ok: queued as ...".
+            self.accepted.append((lane, row, message[0], reply.describe()))
+            lane.reconnects = 0
+            lane.phase, lane.row, lane.message = IDLE, None, None
+            return
+        self._refused(lane, row, reply)
+
+    def _refused(self, lane: Lane, row: ClaimedRow, reply: Reply) -> None:
+        verdict = classify_reply(reply)
+        self._settle(lane, self.batch.outcome(row, reply, verdict))
+        if verdict.is_domain_throttle:
+            self.throttled.add(row.domain)
+        if self.batch.stop_reason is not None and self.stopping is None:
+            self._stop_lanes("paused")
+
+    def _settle(self, lane: Lane, ours: bool) -> None:
+        """The lane's message has its outcome written; ``ours`` fences the next one."""
+        lane.fenced = ours
+        if not ours:
+            self.claim_lost = True
+        lane.phase, lane.row, lane.message = IDLE, None, None
+
+    def _client(self, lane: Lane) -> tuple[SMTPClient | None, Reply | None]:
+        if lane.client is not None and lane.client.is_connected:
+            return lane.client, None
+        if lane.client is not None:
+            lane.reconnects += 1
+        lane.client, refusal = self._connect(lane.reconnects)
+        return lane.client, refusal
+
+    def _connect(self, reconnects: int) -> tuple[SMTPClient | None, Reply | None]:
+        """A session with one of the relays; None and the last refusal when none would."""
+        if reconnects > _MAX_RECONNECTS:
+            return None, Reply(Stage.CONNECT, 0, "gave up reconnecting to the relay")
+        last: Reply | None = None
+        for _ in range(max(2, len(self.relays))):
+            self.beat()  # a blackholed relay takes a whole connect timeout per try
+            client = SMTPClient(choose_relay(self.relays))
+            try:
+                client.connect(timeout=self.connect_timeout)
+                return client, None
+            except SMTPRefused as exc:
+                last = exc.reply
+            except SMTPConnectionLost as exc:
+                last = Reply(exc.stage, 0, exc.reason)
+            log.warning("delivery.connect_failed", relay=client.config.host, error=str(last))
+            if last is not None and classify_reply(last).stops_the_send:
+                break  # the relay refuses us for good: trying again will not help
+        return None, last
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def unsent_rows(self) -> list[ClaimedRow]:
+        """Rows of the lanes whose final dot was not written: never handed over."""
+        back: list[ClaimedRow] = []
+        for lane in self.lanes:
+            if lane.phase in (ENVELOPE, READY):
+                assert lane.row is not None
+                back.append(lane.row)
+                if lane.client is not None:
+                    lane.client.close()  # no final dot was sent: nothing was handed over
+                lane.phase, lane.row, lane.message = IDLE, None, None
+            back.extend(lane.queue)
+            lane.queue.clear()
+        return sorted(back, key=lambda r: r.id)
+
+    def _stop_lanes(self, status: str) -> None:
+        """Paused or cancelled: messages not handed over yet go back; dots out are awaited."""
+        self.stopping = status
+        self.batch.give_back(self.unsent_rows(), status)
+
+    def abandon(self) -> str:
+        """Our claim was recovered by someone else: drop the connections, touch nothing
+        except what we know for sure about rows recovery made in doubt."""
+        for lane in self.lanes:
+            if lane.client is not None:
+                lane.client.close()
+            lane.queue.clear()
+            lane.phase, lane.row, lane.message = IDLE, None, None
+        if self.committing is not None:
+            committing, self.committing = self.committing, None
+            confirmed = self.batch.writer.take_confirmed(wait=True) or set()
+            self.batch.result.sent += len(confirmed)
+            self.batch.held_accepted.extend(
+                (row, message_id, text)
+                for _, row, message_id, text in committing
+                if row.id not in confirmed
+            )
+        self.batch.held_accepted.extend((row, m, t) for _, row, m, t in self.accepted)
+        self.accepted = []
+        return CLAIM_LOST
+
+    def dots_out(self) -> list[tuple[Lane, ClaimedRow]]:
+        """Lanes whose final dot went out and whose reply was not read yet."""
+        return [(lane, lane.row) for lane in self.lanes if lane.phase == DOT and lane.row]
+
+    def close(self) -> None:
+        """Say goodbye on every connection; commit what was accepted (also after an error).
+        Only an idle session can take QUIT: one in the middle of a message is dropped (no
+        final dot went out on it, or its reply was never read)."""
+        for lane in self.lanes:
+            if lane.client is not None:
+                if lane.phase == IDLE:
+                    lane.client.quit()
+                else:
+                    lane.client.close()
+        self._collect(wait=True)
+        if self.accepted:
+            accepted, self.accepted = self.accepted, []
+            confirmed = self.batch.writer.record_accepted_many(
+                [(row.id, message_id, text) for _, row, message_id, text in accepted]
+            )
+            self.batch.result.sent += len(confirmed)
+            self.batch.held_accepted.extend(
+                (row, m, t) for _, row, m, t in accepted if row.id not in confirmed
+            )
+
+
+def reply_of(lane: Lane) -> Reply | None:
+    """Read the reply to a final dot already written (after the batch stopped otherwise)."""
+    client = lane.client
+    if client is None:
+        return None
+    try:
+        return client.read_body_reply()
+    except SMTPConnectionLost:
+        return None

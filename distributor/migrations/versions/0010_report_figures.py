@@ -1,7 +1,7 @@
 """reports: per-day counts of settled sends for the 30-day dashboard
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 
 The dashboard read every delivery of the last 30 days on each view (about 500,000 rows at
 1M deliveries). A send whose messages can no longer change (finished two days ago, no digest
@@ -18,7 +18,7 @@ from alembic import op
 import distributor.db
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -21,11 +21,12 @@ from distributor.delivery.ledger import (
     FINAL_STATUSES,
     PENDING_STATUSES,
     SEND_MACHINE,
+    db_now,
     has_due,
     has_pending,
     move_send,
 )
-from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
+from distributor.delivery.models import Delivery, DeliveryClaim, DeliveryStatus, Send, SendStatus
 from distributor.errors import Conflict, NotFound
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.releases.services import transition
@@ -472,19 +473,22 @@ QUIET_SECONDS = 5.0
 def has_live_batch(
     session: Session, send_id: int, now: dt.datetime, *, claim_timeout_seconds: int
 ) -> bool:
-    """Whether a batch is working on the send: a claimed row whose heartbeat is fresh.
+    """Whether a batch is working on the send: an open claim whose heartbeat is fresh.
 
-    A batch refreshes ``claimed_at`` every third of the claim timeout; a claim missed by two
-    of those heartbeats belongs to a worker that is probably gone.
+    The batch loop moves its claim's ``heartbeat_at`` every few seconds, on the database's
+    clock; a claim that missed heartbeats for two thirds of the claim timeout belongs to a
+    worker that is probably gone (recovery takes it at the full timeout). ``now`` is unused:
+    the comparison is made with the database's own clock, like recovery's.
     """
-    fresh_since = now - dt.timedelta(seconds=claim_timeout_seconds * 2 / 3)
+    fresh_since = db_now(session) - dt.timedelta(seconds=claim_timeout_seconds * 2 / 3)
     return (
         session.scalar(
-            select(Delivery.id)
+            select(DeliveryClaim.id)
             .where(
-                Delivery.send_id == send_id,
-                Delivery.status == D.SENDING,
-                Delivery.claimed_at >= fresh_since,
+                DeliveryClaim.send_id == send_id,
+                DeliveryClaim.recovered_at.is_(None),
+                DeliveryClaim.ended_at.is_(None),
+                DeliveryClaim.heartbeat_at >= fresh_since,
             )
             .limit(1)
         )

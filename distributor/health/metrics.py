@@ -31,7 +31,13 @@ from sqlalchemy.orm import Session
 from distributor.audience.models import ImportJob, ImportStatus
 from distributor.db import utcnow
 from distributor.delivery.ledger import FINAL_STATUSES
-from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
+from distributor.delivery.models import (
+    Delivery,
+    DeliveryClaim,
+    DeliveryStatus,
+    Send,
+    SendStatus,
+)
 from distributor.logs import get_logger
 from distributor.reports.health import dashboard
 from distributor.settings import Settings
@@ -217,10 +223,11 @@ def _running_sends(session: Session, settings: Settings, now: dt.datetime) -> li
             last_claim.add(max(0.0, (now - last_claim_at).total_seconds()), label)
         live.add(
             session.scalar(
-                select(func.count(func.distinct(Delivery.claimed_by))).where(
-                    Delivery.send_id == send_id,
-                    Delivery.status == DeliveryStatus.SENDING,
-                    Delivery.claimed_at >= fresh_since,
+                select(func.count(DeliveryClaim.id)).where(
+                    DeliveryClaim.send_id == send_id,
+                    DeliveryClaim.recovered_at.is_(None),
+                    DeliveryClaim.ended_at.is_(None),
+                    DeliveryClaim.heartbeat_at >= fresh_since,
                 )
             )
             or 0,
@@ -231,11 +238,17 @@ def _running_sends(session: Session, settings: Settings, now: dt.datetime) -> li
 
 def _claims_and_backlog(session: Session, settings: Settings, now: dt.datetime) -> list[Gauge]:
     unfinished = select(Send.id).where(Send.status != SendStatus.FINISHED)
-    sending, oldest = session.execute(
-        select(func.count(), func.min(Delivery.claimed_at)).where(
+    sending = session.scalar(
+        select(func.count()).where(
             Delivery.send_id.in_(unfinished), Delivery.status == DeliveryStatus.SENDING
         )
-    ).one()
+    )
+    # Each batch's claim carries its heartbeat (the database's clock, moved every few seconds).
+    oldest = session.scalar(
+        select(func.min(DeliveryClaim.heartbeat_at)).where(
+            DeliveryClaim.recovered_at.is_(None), DeliveryClaim.ended_at.is_(None)
+        )
+    )
     claimed = Gauge("claimed_messages", "Messages claimed by a batch (status sending).")
     claimed.add(sending or 0)
     age = Gauge(

@@ -14,7 +14,7 @@ from distributor.accounts.models import Role, User
 from distributor.db import utcnow
 from distributor.delivery import services
 from distributor.delivery import tasks as delivery_tasks
-from distributor.delivery.models import Delivery, DeliveryStatus, Send
+from distributor.delivery.models import Delivery, DeliveryClaim, DeliveryStatus, Send
 from tests.support import delivery_factories as f
 from tests.support.delivery_seed import approved_release, person, subscribe
 
@@ -61,15 +61,25 @@ def _state(
         .values(last_claim_at=ago(last_claim_ago), dispatched_at=ago(dispatched_ago))
     )
     if claim_heartbeat_ago is not None:
-        # One batch holds one row in ``sending``; the rest are still queued.
+        # One batch holds one row in ``sending``; the rest are still queued. Its claim's
+        # heartbeat was last moved ``claim_heartbeat_ago`` seconds ago.
+        claim = DeliveryClaim(
+            send_id=send.id,
+            worker="worker-1",
+            claimed_at=ago(last_claim_ago or claim_heartbeat_ago),
+            heartbeat_at=ago(claim_heartbeat_ago),
+        )
+        session.add(claim)
+        session.flush()
         first = min(d.id for d in session.query(Delivery).filter_by(send_id=send.id))
         session.execute(
             update(Delivery)
             .where(Delivery.id == first)
             .values(
                 status=DeliveryStatus.SENDING,
+                claim_id=claim.id,
                 claimed_by="worker-1",
-                claimed_at=ago(claim_heartbeat_ago),
+                claimed_at=ago(last_claim_ago or claim_heartbeat_ago),
                 claim_lane=0,
             )
         )
@@ -86,7 +96,7 @@ def test_a_long_batch_behind_a_slow_relay_gets_no_extra_tasks(
     app: Flask, session: Session, running_send: Send, enqueued: list[int]
 ) -> None:
     # The batch claimed a minute ago and keeps its heartbeat; rows are still due.
-    _state(session, running_send, last_claim_ago=60, dispatched_ago=600, claim_heartbeat_ago=60)
+    _state(session, running_send, last_claim_ago=60, dispatched_ago=600, claim_heartbeat_ago=1)
     _sweep(app, times=10)
     assert enqueued == []
 
@@ -94,8 +104,8 @@ def test_a_long_batch_behind_a_slow_relay_gets_no_extra_tasks(
 def test_tasks_waiting_in_the_broker_are_not_enqueued_again(
     app: Flask, session: Session, running_send: Send, enqueued: list[int]
 ) -> None:
-    # Enqueued 30 s ago, no worker free to claim yet: they are still on their way.
-    _state(session, running_send, last_claim_ago=None, dispatched_ago=30)
+    # Enqueued 5 s ago, no worker free to claim yet: they are still on their way.
+    _state(session, running_send, last_claim_ago=None, dispatched_ago=5)
     _sweep(app, times=5)
     assert enqueued == []
     # Still nothing claimed after the claim timeout: given up on, enqueued once more.

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select  # noqa: E402
 
+from benchmarks.private_redis import start_private_redis, stop_private_redis  # noqa: E402
 from benchmarks.sinks import Sink, raw_smtp_rate, start_sink  # noqa: E402
 from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
 from distributor.app import create_app  # noqa: E402
@@ -259,7 +261,16 @@ def main() -> int:
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
+    # A broker of our own, so no task of an earlier run is waiting in it (a shared Redis is
+    # never flushed); REDIS_URL only when redis-server is not installed.
+    private_redis = (
+        start_private_redis("bench-send-redis-") if shutil.which("redis-server") else None
+    )
+    redis_url = (
+        private_redis[1]
+        if private_redis is not None
+        else os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
+    )
     data_dir = Path(os.environ.get("BENCH_DIR", "/tmp/bench-send"))
     data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -268,9 +279,6 @@ def main() -> int:
     sink: Sink | None = None
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
         sink = start_sink(data_dir)
         log(f"sink: {sink.kind} on port {sink.port}")
         settings = Settings(
@@ -449,6 +457,8 @@ def main() -> int:
             sink.stop()
         if not args.keep:
             drop_database(server, db_name)
+        if private_redis is not None:
+            stop_private_redis(private_redis[0])
 
 
 def _sample_recipient():  # type: ignore[no-untyped-def]

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select  # noqa: E402
 
+from benchmarks.private_redis import start_private_redis  # noqa: E402
 from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
 from distributor.app import create_app  # noqa: E402
 from distributor.audience.models import Journalist  # noqa: E402
@@ -409,24 +410,6 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"gunicorn did not listen on {host}:{port}")
 
 
-def start_private_redis() -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server of our own on a free loopback port, nothing kept on disk."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="bench-tracking-redis-")
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for_port("127.0.0.1", port)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -456,7 +439,9 @@ def main() -> int:
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    private_redis = start_private_redis() if shutil.which("redis-server") else None
+    private_redis = (
+        start_private_redis("bench-tracking-redis-") if shutil.which("redis-server") else None
+    )
     if private_redis is not None:
         redis_url = private_redis[1]
     else:  # a shared server: the buffer's keys are deleted before and after the run

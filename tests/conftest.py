@@ -27,7 +27,14 @@ from distributor.mail.transport import InMemoryTransport
 from distributor.migrate import upgrade
 from distributor.settings import Settings
 from tests.support.forms import csrf_token
-from tests.support.services import need
+from tests.support.services import (
+    flush_private_redis,
+    need,
+    redis_available,
+    redis_url,
+    start_private_redis,
+    stop_private_redis,
+)
 
 TEST_PASSWORD = "correct horse battery staple"
 
@@ -199,3 +206,21 @@ def logged_in(client: FlaskClient, make_user: Callable[..., User]) -> Callable[[
         return user
 
     return as_role
+
+
+# -- a private Redis for broker tests ---------------------------------------------------------
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    start_private_redis()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_private_redis()
+
+
+@pytest.fixture()
+def broker() -> str:
+    """An empty Redis for a test that runs real workers (the session's private server)."""
+    need(redis_available(), f"Redis is not reachable at {redis_url()}")
+    return flush_private_redis()

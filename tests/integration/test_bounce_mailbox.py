@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -27,7 +26,7 @@ from distributor.errors import ValidationFailed
 from distributor.releases.models import Release
 from distributor.settings import Settings
 from tests.support.bounces import delivery, sample
-from tests.support.services import need, redis_available, redis_url
+from tests.support.services import flush_private_redis, need, redis_available, redis_url
 from tests.support.worker import celery_worker, service_env
 
 pytestmark = pytest.mark.integration
@@ -294,7 +293,7 @@ def test_the_periodic_poll_task_runs_in_a_real_worker(
     engine: Engine, settings: Settings, pop3_port: int, box: Mailbox
 ) -> None:
     need(redis_available(), f"Redis is not reachable at {redis_url()}")
-    redis.Redis.from_url(redis_url()).flushdb()
+    flush_private_redis()
     live = Database(engine)
     with live.session() as session, session.begin():
         d = delivery(session, email="m.okafor@northwind-news.example", token="pfx7Qk2LmN9v")

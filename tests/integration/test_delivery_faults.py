@@ -30,7 +30,6 @@ from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
 from tests.support.delivery_seed import bulk_release, wipe_delivery_data
 from tests.support.faulty_smtp import FaultySMTPServer, Script
-from tests.support.services import need, redis_available, redis_url
 from tests.support.worker import celery_worker, service_env
 
 pytestmark = pytest.mark.integration
@@ -43,13 +42,6 @@ def live_db(engine: Engine) -> Iterator[Database]:
     db = Database(engine)
     yield db
     wipe_delivery_data(engine)
-
-
-@pytest.fixture()
-def broker() -> str:
-    need(redis_available(), f"Redis is not reachable at {redis_url()}")
-    redis.Redis.from_url(redis_url()).flushdb()
-    return redis_url()
 
 
 def _env(settings: Settings, broker: str, smtp_url: str, **extra: str) -> dict[str, str]:

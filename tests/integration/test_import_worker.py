@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
@@ -30,7 +29,6 @@ from distributor.audience.services import address_hash
 from distributor.db import Database
 from distributor.settings import Settings
 from tests.support.forms import csrf_token
-from tests.support.services import need, redis_available, redis_url
 from tests.support.smtp import SMTPSink
 from tests.support.worker import celery_worker, service_env
 
@@ -40,13 +38,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture()
 def live_db(engine: Engine) -> Iterator[Database]:
     yield Database(engine)
-
-
-@pytest.fixture()
-def broker() -> str:
-    need(redis_available(), f"Redis is not reachable at {redis_url()}")
-    redis.Redis.from_url(redis_url()).flushdb()
-    return redis_url()
 
 
 def _wait(predicate: object, timeout: float = 90.0) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
-import redis
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
@@ -30,7 +29,6 @@ from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
 from tests.support import delivery_factories as f
 from tests.support.forms import csrf_token
-from tests.support.services import need, redis_available, redis_url
 from tests.support.smtp import Received, SMTPSink
 from tests.support.worker import celery_worker, service_env
 
@@ -47,13 +45,6 @@ def live_db(engine: Engine) -> Iterator[Database]:
     with engine.begin() as conn:
         for table in (Release, Journalist, Beat, ReleaseKind, PressContact, Organisation, User):
             conn.execute(delete(table))
-
-
-@pytest.fixture()
-def broker() -> str:
-    need(redis_available(), f"Redis is not reachable at {redis_url()}")
-    redis.Redis.from_url(redis_url()).flushdb()
-    return redis_url()
 
 
 def _setup(db: Database, settings: Settings) -> tuple[int, str]:

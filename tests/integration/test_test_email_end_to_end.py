@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
@@ -19,7 +18,7 @@ from distributor.devinbox.server import make_controller
 from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
 from tests.support.forms import csrf_token
-from tests.support.services import free_port, need, redis_available, redis_url
+from tests.support.services import free_port
 from tests.support.smtp import SMTPSink
 from tests.support.worker import celery_worker, service_env
 
@@ -34,13 +33,6 @@ def live_db(engine: Engine) -> Iterator[Database]:
     with engine.begin() as conn:
         conn.execute(delete(DevMessage))
         conn.execute(delete(User))
-
-
-@pytest.fixture()
-def broker() -> str:
-    need(redis_available(), f"Redis is not reachable at {redis_url()}")
-    redis.Redis.from_url(redis_url()).flushdb()
-    return redis_url()
 
 
 def _admin(db: Database) -> User:

@@ -63,6 +63,10 @@ _HEADER_GUESSES = {
 # -- reading the upload --------------------------------------------------------------------------
 
 
+# More columns than anyone maps (we import a dozen fields); wider files are refused at upload.
+MAX_COLUMNS = 200
+
+
 @dataclass(frozen=True)
 class CsvShape:
     delimiter: str
@@ -89,10 +93,18 @@ def inspect_csv(data: bytes, *, max_bytes: int) -> tuple[str, CsvShape]:
         raise ValidationFailed(
             f"The file is not UTF-8 text (byte {exc.start}). Export it as 'CSV UTF-8'."
         ) from exc
-    first_line = text.split("\n", 1)[0]
+    end = text.find("\n")
+    first_line = text if end < 0 else text[:end]
     delimiter = max(",;\t", key=first_line.count)
     if first_line.count(delimiter) == 0:
         delimiter = ","
+    columns = first_line.count(delimiter) + 1
+    if columns > MAX_COLUMNS:
+        # A mapping page with a select per column would be built in the request: refuse early.
+        raise ValidationFailed(
+            f"The file has {columns:,} columns; at most {MAX_COLUMNS} can be mapped. Keep the "
+            "columns you import (address, name, outlet, ...) and save it again."
+        )
     try:
         headers = next(csv.reader(io.StringIO(text), delimiter=delimiter))
     except (csv.Error, StopIteration) as exc:

@@ -53,7 +53,7 @@ from distributor.notifications.services import recent_staff_mails
 from distributor.organisation.services import get_organisation
 from distributor.releases.forms import local_to_utc, utc_to_local
 from distributor.releases.models import Release
-from distributor.releases.services import can_edit
+from distributor.releases.services import can_edit, may_see
 from distributor.releases.views import media_list_picker
 from distributor.security import EDITORS, editor_required, staff_required
 from distributor.settings import Settings
@@ -83,8 +83,10 @@ def _org_zone() -> ZoneInfo:
 
 
 def _release(release_id: int) -> Release:
+    """The release, if this user may see it: another press officer's draft is a 404 here as
+    on the release pages (OWASP ASVS V4.2.1, object-level access)."""
     release = request_session().get(Release, release_id)
-    if release is None:
+    if release is None or not may_see(current_user, release):
         abort(404)
     return release
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from flask import current_app, render_template, request
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -40,6 +41,8 @@ def _draft() -> SimpleNamespace:
     release_id = form.get("release_id", "")
     if release_id.isdigit():
         saved = session.get(Release, int(release_id))
+        if saved is not None and not services.may_see(current_user, saved):
+            saved = None  # another press officer's draft lends nothing (photo, files, token)
     kind_id = form.get("kind_id", "")
     kind = session.get(ReleaseKind, int(kind_id)) if kind_id.isdigit() else None
     credit = form.get("photo_credit", "")[:300]

@@ -71,3 +71,27 @@ def test_the_owner_and_editors_see_it_and_an_editor_takes_it_over(
     session.expire_all()
     assert services.get_release(session, release_id).owner_id == eve.id
     assert owner.get(f"/staff/releases/{release_id}").status_code == 404
+
+
+def test_another_press_officers_draft_is_hidden_on_the_send_and_preview_pages(
+    client: FlaskClient, make_user: Callable[..., User], session: Session
+) -> None:
+    pat, sam = make_user(Role.PRESS_OFFICER), make_user(Role.PRESS_OFFICER)
+    release_id = _draft(session, pat)
+    token = services.get_release(session, release_id).preview_token
+    login(client, sam)
+    for path in (
+        f"/staff/releases/{release_id}/send",
+        f"/staff/releases/{release_id}/send/progress.json",
+        f"/staff/releases/{release_id}/email-preview",
+        f"/staff/releases/{release_id}/email-preview/html",
+    ):
+        assert client.get(path).status_code == 404, path
+    # The compose page's live previews lend nothing of a draft named by its id.
+    csrf = csrf_token(client, "/staff/releases/")
+    for path in ("/staff/releases/preview-page", "/staff/releases/preview-mail"):
+        response = client.post(
+            path, data={"csrf_token": csrf, "release_id": str(release_id), "title": "Mine"}
+        )
+        assert response.status_code == 200, path
+        assert token not in response.get_data(as_text=True), path

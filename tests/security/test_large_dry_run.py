@@ -66,3 +66,22 @@ def test_a_small_file_is_still_checked_at_once(session: Session, settings: Setti
         media_list_id=None,
     )
     assert job.status is ImportStatus.PREVIEWED and job.valid_rows == 50
+
+
+def test_a_file_wider_than_anyone_maps_is_refused_at_upload(
+    session: Session, settings: Settings
+) -> None:
+    """A 100,000-column header would otherwise become a mapping page built in the request."""
+    from distributor.audience.csv_io import MAX_COLUMNS
+    from distributor.errors import ValidationFailed
+
+    wide = ",".join(f"c{i}" for i in range(100_000)).encode() + b"\n" + b"x," * 10 + b"\n"
+    with pytest.raises(ValidationFailed, match="100,000 columns"):
+        imports.create_import_job(
+            session, filename="wide.csv", data=wide, settings=settings, by=None
+        )
+    just = ",".join(["email"] + [f"c{i}" for i in range(MAX_COLUMNS - 1)]).encode() + b"\n"
+    job = imports.create_import_job(
+        session, filename="ok.csv", data=just + b"a@example.org\n", settings=settings, by=None
+    )
+    assert job.status is ImportStatus.UPLOADED

@@ -18,6 +18,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 
+from distributor.mail.addresses import wire_address
 from distributor.mail.outcomes import Reply, Stage
 from distributor.mail.transport import SMTPConfig
 from distributor.settings import default_helo_name
@@ -76,6 +77,10 @@ def wire_parts(message: bytes, *, is_dot_safe: bool = False) -> tuple[bytes, byt
 def _address(value: str) -> bytes:
     if any(c in value for c in "\r\n<>"):
         raise ValueError(f"unsafe address {value!r}")
+    if not value.isascii():
+        # The domain goes out in its IDNA form (RFC 5890), also for addresses stored before
+        # input was normalised that way.
+        value = wire_address(value)
     return value.encode("utf-8")
 
 

@@ -126,3 +126,11 @@ def test_a_dot_safe_message_goes_out_without_a_copy() -> None:
     assert body is message and end == b".\r\n"
     body, end = wire_parts(b"a\r\n.b", is_dot_safe=False)
     assert body + end == b"a\r\n..b\r\n.\r\n"
+
+
+def test_an_internationalised_domain_goes_into_rcpt_in_idna_form() -> None:
+    """Addresses stored with a Unicode domain still reach the relay in punycode (RFC 5890)."""
+    from distributor.delivery.smtp_client import _address
+
+    assert _address("anna@bücher.example") == b"anna@xn--bcher-kva.example"
+    assert _address("desk@example.org") == b"desk@example.org"

@@ -198,11 +198,18 @@ def _bucket_expr(session: Session, column: Any, unit: str) -> Any:
 def _timeline(
     session: Session, release_id: int, send: Send | None
 ) -> tuple[list[TimelineBucket], str]:
-    bounds = session.execute(
-        select(func.min(TrackingEvent.occurred_at), func.max(TrackingEvent.occurred_at)).where(
-            TrackingEvent.release_id == release_id
-        )
-    ).one()
+    # Per kind, so each bound comes from the (release_id, kind, occurred_at) index: a bare
+    # min()/max() let PostgreSQL walk the occurred_at index of every release instead
+    # (316 ms of a 553 ms report at 1M deliveries, EXPLAIN ANALYZE).
+    per_kind = session.execute(
+        select(func.min(TrackingEvent.occurred_at), func.max(TrackingEvent.occurred_at))
+        .where(TrackingEvent.release_id == release_id)
+        .group_by(TrackingEvent.kind)
+    ).all()
+    bounds = (
+        min((row[0] for row in per_kind), default=None),
+        max((row[1] for row in per_kind), default=None),
+    )
     start = (send.started_at if send and send.started_at else None) or bounds[0]
     end = bounds[1]
     if start is None or end is None:

@@ -210,8 +210,8 @@ ALL_FIGURES: dict[str, Figure] = {
 
 # -- delivery statuses --------------------------------------------------------------------------
 
-# The in-doubt status is being renamed from "unknown" to "in_doubt": both mean the same thing.
-IN_DOUBT_STATUSES = frozenset({"unknown", "in_doubt"})
+# The final dot went out and no reply came (migration 0009 renamed the old "unknown").
+IN_DOUBT_STATUSES = frozenset({"in_doubt"})
 SENT_STATUSES = frozenset({"sent"})
 IN_PROGRESS_STATUSES = frozenset({"queued", "sending"})
 DIGEST_STATUSES = frozenset({"digest"})

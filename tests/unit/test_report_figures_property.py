@@ -74,7 +74,7 @@ REPLIES: list[tuple[int | None, str, str]] = [
 ]
 KNOWN_KINDS = {kind.value for kind in BounceKind}
 RANK = {"": 0, "relay": 1, "message": 2, "policy": 3, "soft": 4, "hard": 5}
-STATUSES = ["queued", "sending", "sent", "deferred", "failed", "unknown", "in_doubt", "cancelled"]
+STATUSES = ["queued", "sending", "sent", "deferred", "failed", "in_doubt", "cancelled"]
 STATUSES += ["digest"]
 
 
@@ -225,7 +225,7 @@ def _write(session: Session, history: History) -> None:
         for j, spec in deliveries.items():
             at = _went_out_at(start, spec)
             code, reply, _ = REPLIES[spec.reply]
-            status = spec.status if spec.status != "in_doubt" else "unknown"
+            status = spec.status
             delivery = Delivery(
                 send_id=send.id,
                 release_id=release.id,
@@ -349,9 +349,7 @@ def _figures(history: History, r: int, spec: DeliverySpec) -> dict[str, int]:
     kind = _kind(spec)
     human = any(not machine for _, machine, _ in spec.events)
     human_click = any(k == "click" and not m for k, m, _ in spec.events)
-    status = {"unknown": "in_doubt", "queued": "in_progress", "sending": "in_progress"}.get(
-        spec.status, spec.status
-    )
+    status = {"queued": "in_progress", "sending": "in_progress"}.get(spec.status, spec.status)
     figures = {
         "recipients": 1,
         "sent": 0,

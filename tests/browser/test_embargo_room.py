@@ -192,6 +192,11 @@ def _journey(  # type: ignore[no-untyped-def]
     when = (utcnow() + dt.timedelta(minutes=5)).astimezone(settings.tz)
     editor.fill("#scheduled_for", when.strftime("%Y-%m-%dT%H:%M"))
     editor.click("button:has-text('Schedule')")
+    # The confirmation restates the send first (issue 11); red checklist items need the tick.
+    editor.wait_for_selector("text=Confirm the schedule")
+    if editor.locator("[data-testid=override]").count():
+        editor.check("[data-testid=override]")
+    editor.click("button:has-text('Schedule for')")
     editor.wait_for_selector("text=Scheduled for")
 
     # -- the time comes: the sweep starts the send, a worker's batch delivers it ----------------

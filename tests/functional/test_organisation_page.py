@@ -6,6 +6,7 @@ import io
 from collections.abc import Callable
 
 from flask.testing import FlaskClient
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role, User
@@ -38,6 +39,9 @@ def _form(**overrides: object) -> dict[str, object]:
 def test_environment_values_are_only_first_run_defaults(
     session: Session, settings: Settings
 ) -> None:
+    # First run: no organisation row yet (another test's committed one is gone with this
+    # test's savepoint).
+    session.execute(delete(Organisation))
     org = ensure_organisation(session, settings)
     assert org.name == settings.org_name and org.press_email == settings.press_email
     assert org.brand_colour == "#0d5b74" and org.boilerplate == ""

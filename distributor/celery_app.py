@@ -27,6 +27,7 @@ TASK_MODULES = [
     "distributor.delivery.mail_tasks",
     "distributor.audience.tasks",
     "distributor.embargo.tasks",
+    "distributor.media.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).
@@ -40,6 +41,8 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "delivery-sweep": ("delivery.sweep", 2.0),
     "delivery-digests": ("delivery.send_digests", 900.0),
     "embargo-sweep": ("embargo.sweep", 60.0),
+    # Daily in the words; hourly costs nothing and pages check the time themselves.
+    "media-expire-rights": ("media.expire_rights", 3600.0),
 }
 
 

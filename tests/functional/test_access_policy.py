@@ -20,6 +20,7 @@ EXPECTED_PUBLIC_PREFIXES = (
     "newsroom.",
     "organisation.logo",
     "organisation.brand_css",
+    "media.download",  # library files of public releases, while their rights last
     "audience_public.",
     "embargo_room.",  # the personal room links journalists get by mail
     "tracking.",

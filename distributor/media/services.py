@@ -118,7 +118,8 @@ def _record(
     actor_id: int | None,
     now: dt.datetime,
 ) -> None:
-    asset.events.append(MediaAssetEvent(action=action, detail=detail, actor_id=actor_id, at=now))
+    # Newest first, as the relationship loads them.
+    asset.events.insert(0, MediaAssetEvent(action=action, detail=detail, actor_id=actor_id, at=now))
 
 
 def _move(asset: MediaAsset, target: RightsState) -> None:
@@ -446,7 +447,7 @@ def expire_due(session: Session, now: dt.datetime) -> list[int]:
             select(MediaAsset)
             .where(MediaAsset.rights_state == RightsState.ACTIVE)
             .where(MediaAsset.rights_until.is_not(None), MediaAsset.rights_until <= now)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=MediaAsset)
         )
     )
     for asset in due:

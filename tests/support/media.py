@@ -79,7 +79,7 @@ def moto_s3_server() -> Iterator[str]:
     """moto's standalone S3-compatible server on a free loopback port; yields its URL."""
     need(shutil.which("moto_server") is not None or _has_moto(), "moto[server] is not installed")
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+    process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -113,7 +113,7 @@ def exiftool(data: bytes, suffix: str) -> dict[str, object]:
     tool = shutil.which("exiftool")
     need(tool is not None, "exiftool is not installed (apt-get install libimage-exiftool-perl)")
     assert tool is not None
-    result = subprocess.run(  # noqa: S603 - fixed tool, data on stdin
+    result = subprocess.run(
         [tool, "-j", "-G1", "-struct", "-"],
         input=data,
         capture_output=True,

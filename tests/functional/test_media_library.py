@@ -1,0 +1,147 @@
+"""The media library through the Flask test client: upload with rights, use in a release, public
+gallery and downloads with the credit inside, expiry hiding the asset and blocking the send."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from distributor.accounts.models import Role, User
+from distributor.db import utcnow
+from distributor.delivery import tasks as engine_tasks
+from distributor.delivery.checklist import DnsUnavailable
+from distributor.delivery.models import Send
+from distributor.media import services
+from distributor.media.models import MediaAsset, RightsState
+from distributor.releases.models import ReleaseStatus
+from distributor.settings import Settings
+from tests.support import delivery_factories as f
+from tests.support.forms import csrf_token
+from tests.support.media import exiftool, photo_with_exif
+
+
+class OfflineResolver:
+    def txt(self, name: str) -> list[str]:
+        raise DnsUnavailable("no network in tests")
+
+
+def _upload(client: FlaskClient, **fields: Any) -> Any:
+    data: dict[str, Any] = {
+        "csrf_token": csrf_token(client, "/staff/media/new"),
+        "file": (io.BytesIO(photo_with_exif()), "harbour wall.jpg"),
+        "title": "Harbour wall at dawn",
+        "caption": "The new flood wall at Portmere harbour.",
+        "alt_text": "A concrete wall along a harbour at sunrise",
+        "creator": "Jane Doe",
+        "agency": "Coastline Pictures",
+        "copyright_holder": "Coastline Pictures Ltd",
+        "licence": "licensed_until",
+        "rights_until": (utcnow() + dt.timedelta(days=3)).date().isoformat(),
+        "usage_notes": "Not for advertising.",
+        "has_consent": "y",
+        "tags": "flood, harbour",
+    }
+    data.update(fields)
+    return client.post("/staff/media/new", data=data, content_type="multipart/form-data")
+
+
+def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
+    app: Flask,
+    client: FlaskClient,
+    session: Session,
+    settings: Settings,
+    logged_in: Callable[[Role], User],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app.extensions["distributor.dns_resolver"] = OfflineResolver()
+    monkeypatch.setattr(engine_tasks.dispatch_send, "delay", lambda *a: None)
+    logged_in(Role.EDITOR)
+    f.organisation(session, settings)
+    release = f.release(session)
+    release.status = ReleaseStatus.APPROVED
+    release.published_at = utcnow() - dt.timedelta(minutes=1)
+    f.audience(session, release, count=2)
+    session.commit()
+
+    # A file without alt text is refused and nothing is stored.
+    refused = _upload(client, alt_text="")
+    assert refused.status_code == 200 and "alt text" in refused.get_data(as_text=True)
+
+    response = _upload(client)
+    assert response.status_code == 303
+    asset_id = int(re.search(r"/staff/media/(\d+)$", response.headers["Location"]).group(1))  # type: ignore[union-attr]
+    page = client.get(f"/staff/media/{asset_id}").get_data(as_text=True)
+    assert "Photo: Jane Doe/Coastline Pictures" in page and "Uploaded" in page
+
+    library = client.get("/staff/media/?q=coastline&consent=yes&rights=expiring").get_data(
+        as_text=True
+    )
+    assert "Harbour wall at dawn" in library
+    assert "Harbour wall at dawn" not in client.get("/staff/media/?rights=expired").get_data(
+        as_text=True
+    )
+
+    # Into the release as its lead image, from the release page.
+    show = f"/staff/releases/{release.id}"
+    added = client.post(
+        f"{show}/gallery/lead",
+        data={"csrf_token": csrf_token(client, show), "asset_id": asset_id},
+    )
+    assert added.status_code == 303
+    assert f"/staff/media/{asset_id}" in client.get(show).get_data(as_text=True)
+    assert release.title in client.get(f"/staff/media/{asset_id}").get_data(as_text=True)
+
+    # The public page shows it with its credit and both downloads.
+    asset = session.get(MediaAsset, asset_id)
+    assert asset is not None
+    public = client.get(f"/releases/{release.slug}").get_data(as_text=True)
+    assert "Photo: Jane Doe/Coastline Pictures" in public
+    original_url = f"/media/library/{asset.key}/original"
+    assert original_url in public
+    original = client.get(original_url)
+    assert original.status_code == 200 and original.mimetype == "image/jpeg"
+    assert 'filename="harbour wall.jpg"' in original.headers["Content-Disposition"]
+    tags = exiftool(original.data, ".jpg")
+    assert tags["XMP-photoshop:Credit"] == "Photo: Jane Doe/Coastline Pictures"
+    assert "Not to be used after" in str(tags["XMP-xmpRights:UsageTerms"])
+    assert not any(k.startswith("GPS") for k in tags)
+
+    # The checklist warns: rights end within the next days.
+    confirm = client.get(f"{show}/send/confirm").get_data(as_text=True)
+    assert "Image rights" in confirm and "rights end" in confirm
+
+    # The rights end; the sweep hides the asset everywhere and records it.
+    later = utcnow() + dt.timedelta(days=5)
+    assert services.expire_due(session, later) == [asset_id]
+    session.commit()
+    assert asset.rights_state is RightsState.EXPIRED
+    assert "Photo: Jane Doe" not in client.get(f"/releases/{release.slug}").get_data(as_text=True)
+    assert client.get(original_url).status_code == 404
+    assert client.get(f"/media/library/{asset.key}/web").status_code == 404
+    page = client.get(f"/staff/media/{asset_id}").get_data(as_text=True)
+    assert "Rights ended" in page and "Expired" in page
+
+    # The send is blocked, whatever the override says.
+    confirm = client.get(f"{show}/send/confirm").get_data(as_text=True)
+    assert "its rights have ended" in confirm
+    blocked = client.post(
+        f"{show}/send/now",
+        data={"csrf_token": csrf_token(client, f"{show}/send"), "confirmed": "yes"},
+    )
+    assert blocked.status_code == 303
+    assert session.scalar(select(Send).where(Send.release_id == release.id)) is None
+    assert "rights have ended" in client.get(f"{show}/send").get_data(as_text=True)
+
+
+def test_library_pages_are_staff_only(client: FlaskClient) -> None:
+    assert client.get("/staff/media/").status_code in (302, 303)
+    assert client.get("/media/library/" + "0" * 24 + "/web").status_code == 404

@@ -28,6 +28,8 @@ MAX_DOCUMENT_BYTES = 40 * 1024 * 1024
 MAX_IMAGE_PIXELS = 60_000_000
 MIN_IMAGE_WIDTH = 300
 WEB_WIDTH = 1600
+# Reduced JPEG sizes by name; "original" keeps the upload's resolution and format.
+WIDTHS = {"web": WEB_WIDTH, "email": 600}
 IMAGE_FORMATS = {"JPEG": ("image/jpeg", ".jpg"), "PNG": ("image/png", ".png"),
                  "WEBP": ("image/webp", ".webp")}  # fmt: skip
 DOCUMENT_SIGNATURES = [(b"%PDF-", "application/pdf", ".pdf")]
@@ -192,7 +194,7 @@ def _flatten(image: Image.Image) -> Image.Image:
 
 
 def render_download(original: bytes, size: str, credit: Credit) -> tuple[bytes, str, str]:
-    """The image at ``web`` width (JPEG) or ``original`` resolution (its own format), with
+    """The image at a ``WIDTHS`` size (JPEG) or ``original`` resolution (its own format), with
     EXIF dropped and the credit written in; returns (bytes, content type, extension)."""
     with Image.open(io.BytesIO(original)) as opened:
         opened.load()
@@ -202,12 +204,14 @@ def render_download(original: bytes, size: str, credit: Credit) -> tuple[bytes, 
     # A fresh image: nothing of the upload's metadata (EXIF, comments, text chunks) rides along.
     clean = Image.new(image.mode, image.size)
     clean.paste(image)
-    if size == "web" or fmt not in IMAGE_FORMATS:
+    reduced = size != "original"
+    if reduced or fmt not in IMAGE_FORMATS:
         fmt = "JPEG"
         clean = _flatten(clean)
-        if clean.width > WEB_WIDTH:
-            height = max(1, round(clean.height * WEB_WIDTH / clean.width))
-            clean = clean.resize((WEB_WIDTH, height), Image.Resampling.LANCZOS)
+        width = WIDTHS.get(size, WEB_WIDTH)
+        if clean.width > width:
+            height = max(1, round(clean.height * width / clean.width))
+            clean = clean.resize((width, height), Image.Resampling.LANCZOS)
     elif fmt == "JPEG" and clean.mode not in ("RGB", "L", "CMYK"):
         clean = _flatten(clean)
     packet = xmp_packet(credit)
@@ -215,9 +219,9 @@ def render_download(original: bytes, size: str, credit: Credit) -> tuple[bytes, 
     if icc:
         options["icc_profile"] = icc
     if fmt == "JPEG":
-        options.update(quality=88 if size == "web" else 95, optimize=True, progressive=True)
+        options.update(quality=85 if reduced else 95, optimize=True, progressive=True)
     elif fmt == "WEBP":
-        options.update(quality=90 if size == "web" else 100, lossless=size != "web")
+        options.update(quality=100, lossless=True)
     elif fmt == "PNG":
         # XMP Specification Part 3: an uncompressed iTXt chunk named "XML:com.adobe.xmp".
         info = PngImagePlugin.PngInfo()

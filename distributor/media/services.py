@@ -553,7 +553,7 @@ def credit_for(asset: MediaAsset) -> images.Credit:
     )
 
 
-DOWNLOAD_SIZES = ("web", "original")
+DOWNLOAD_SIZES = ("web", "email", "original")
 
 
 @dataclass(frozen=True)
@@ -570,13 +570,14 @@ def prepare_download(storage: MediaStorage, asset: MediaAsset, size: str) -> Dow
         return Download(original_key(asset), asset.content_type, asset.filename)
     if size not in DOWNLOAD_SIZES:
         raise NotFound("No such size.")
-    ext = ".jpg" if size == "web" else _ext(asset)
+    reduced = size != "original"
+    ext = ".jpg" if reduced else _ext(asset)
     key = f"downloads/{asset.key}/r{asset.revision}-{size}{ext}"
-    content_type = "image/jpeg" if size == "web" else asset.content_type
+    content_type = "image/jpeg" if reduced else asset.content_type
     if not storage.exists(key):
         data, content_type, ext = images.render_download(
             storage.read(original_key(asset)), size, credit_for(asset)
         )
         storage.put(key, data, content_type)
-    suffix = "-web" if size == "web" else ""
+    suffix = f"-{size}" if reduced else ""
     return Download(key, content_type, f"{stem}{suffix}{ext}")

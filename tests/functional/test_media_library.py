@@ -4,9 +4,12 @@ gallery and downloads with the credit inside, expiry hiding the asset and blocki
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import io
 import re
 from collections.abc import Callable
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from distributor.db import utcnow
 from distributor.delivery import tasks as engine_tasks
 from distributor.delivery.checklist import DnsUnavailable
 from distributor.delivery.models import Send
+from distributor.delivery.rendering import compile_release, staff_recipient
 from distributor.media import services
 from distributor.media.models import MediaAsset, RightsState
 from distributor.releases.models import ReleaseStatus
@@ -32,6 +36,16 @@ from tests.support.media import exiftool, photo_with_exif
 class OfflineResolver:
     def txt(self, name: str) -> list[str]:
         raise DnsUnavailable("no network in tests")
+
+
+def _mail(session: Session, release_id: int, settings: Settings) -> tuple[str, str]:
+    compiled = compile_release(session, release_id, settings)
+    raw = compiled.render(staff_recipient(email="m@example.org", name="M", label="test"))[2]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    html, text = message.get_body(("html",)), message.get_body(("plain",))
+    assert html is not None and text is not None
+    return html.get_content(), text.get_content()
 
 
 def _upload(client: FlaskClient, **fields: Any) -> Any:
@@ -69,6 +83,7 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
     release = f.release(session)
     release.status = ReleaseStatus.APPROVED
     release.published_at = utcnow() - dt.timedelta(minutes=1)
+    release.photo_key = None  # no uploaded lead photo: the library's lead image is the one
     f.audience(session, release, count=2)
     session.commit()
 
@@ -115,6 +130,12 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
     assert "Not to be used after" in str(tags["XMP-xmpRights:UsageTerms"])
     assert not any(k.startswith("GPS") for k in tags)
 
+    # The mail shows the lead image (600 px, credit written in) and links the pictures.
+    html, text = _mail(session, release.id, settings)
+    assert f"/media/library/{asset.key}/email" in html and "Photo: Jane Doe" in html
+    assert "PICTURES AND DOCUMENTS" in text and "Harbour wall at dawn (Photo: Jane Doe" in text
+    assert client.get(f"/media/library/{asset.key}/email").status_code == 200
+
     # The checklist warns: rights end within the next days.
     confirm = client.get(f"{show}/send/confirm").get_data(as_text=True)
     assert "Image rights" in confirm and "rights end" in confirm
@@ -129,6 +150,8 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
     assert client.get(f"/media/library/{asset.key}/web").status_code == 404
     page = client.get(f"/staff/media/{asset_id}").get_data(as_text=True)
     assert "Rights ended" in page and "Expired" in page
+    html, text = _mail(session, release.id, settings)
+    assert asset.key not in html and "PICTURES AND DOCUMENTS" not in text
 
     # The send is blocked, whatever the override says.
     confirm = client.get(f"{show}/send/confirm").get_data(as_text=True)

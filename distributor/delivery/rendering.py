@@ -21,6 +21,7 @@ import nh3
 from sqlalchemy.orm import Session
 
 from distributor.audience import tokens
+from distributor.db import utcnow
 from distributor.delivery.dkim import DkimSigner, load_signer
 from distributor.delivery.link_tokens import FastToken
 from distributor.delivery.mime import (
@@ -32,7 +33,6 @@ from distributor.delivery.mime import (
     html_value,
     text_value,
 )
-from distributor.db import utcnow
 from distributor.delivery.release_context import LibraryItem, release_context
 from distributor.delivery.signals import RoomLinks, compiling_release
 from distributor.errors import NotFound

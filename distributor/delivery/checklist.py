@@ -24,7 +24,7 @@ from distributor.releases.models import Release
 from distributor.settings import Settings
 
 if TYPE_CHECKING:
-    from distributor.media.services import RightsProblem
+    from distributor.media.rights import RightsProblem
 
 SUBJECT_COMFORTABLE = 78  # beyond this most clients cut the subject in the inbox list
 SUBJECT_LIMIT = 150

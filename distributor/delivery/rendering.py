@@ -39,6 +39,7 @@ from distributor.errors import NotFound
 from distributor.logs import get_logger
 from distributor.mail import verp
 from distributor.mail.rendering import EmailRenderer, compile_mjml
+from distributor.media import downloads as media_downloads
 from distributor.media import services as media_services
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release
@@ -291,7 +292,7 @@ def _library_items(session: Session, release: Release) -> list[LibraryItem]:
             title=m.asset.title,
             caption=m.asset.caption,
             alt=m.asset.alt_text,
-            credit=media_services.credit_line(m.asset),
+            credit=media_downloads.credit_line(m.asset),
             is_image=m.asset.is_image,
             is_lead=m.is_lead,
         )

@@ -48,7 +48,7 @@ from distributor.delivery.rendering import (
     staff_recipient,
 )
 from distributor.errors import DomainError
-from distributor.media import services as media_services
+from distributor.media import rights as media_rights
 from distributor.notifications.models import StaffMailKind
 from distributor.notifications.services import recent_staff_mails
 from distributor.organisation.services import get_organisation
@@ -118,7 +118,7 @@ def _checklist(release: Release, compiled: CompiledRelease | None = None) -> Che
         org=get_organisation(session, settings),
         settings=settings,
         resolver=_resolver(),
-        rights=media_services.rights_problems(
+        rights=media_rights.rights_problems(
             session, release, now=utcnow(), warn_days=settings.media_rights_warn_days
         ),
     )
@@ -127,7 +127,7 @@ def _checklist(release: Release, compiled: CompiledRelease | None = None) -> Che
 def _require_confirmation(release: Release) -> None:
     """The POST must come from the confirmation page, with today's red items overridden."""
     # Expired image rights are the one red item no override lifts: sending would breach them.
-    media_services.refuse_expired_rights(request_session(), release, now=utcnow())
+    media_rights.refuse_expired_rights(request_session(), release, now=utcnow())
     check_confirmed(
         _checklist(release),
         confirmed=request.form.get("confirmed") == "yes",

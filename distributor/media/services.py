@@ -110,7 +110,7 @@ def _apply(session: Session, asset: MediaAsset, data: AssetInput) -> list[str]:
     return changed
 
 
-def _record(
+def record(
     session: Session,
     asset: MediaAsset,
     action: str,
@@ -122,7 +122,7 @@ def _record(
     asset.events.insert(0, MediaAssetEvent(action=action, detail=detail, actor_id=actor_id, at=now))
 
 
-def _move(asset: MediaAsset, target: RightsState) -> None:
+def move_rights(asset: MediaAsset, target: RightsState) -> None:
     RIGHTS_MACHINE.check(asset.rights_state, target)
     asset.rights_state = target
 
@@ -135,10 +135,10 @@ def is_available(asset: MediaAsset, now: dt.datetime) -> bool:
 
 
 def original_key(asset: MediaAsset) -> str:
-    return f"originals/{asset.key}{_ext(asset)}"
+    return f"originals/{asset.key}{file_ext(asset)}"
 
 
-def _ext(asset: MediaAsset) -> str:
+def file_ext(asset: MediaAsset) -> str:
     for content_type, ext in images.IMAGE_FORMATS.values():
         if content_type == asset.content_type:
             return ext
@@ -162,7 +162,7 @@ def upload_asset(
     asset = MediaAsset(
         key=secrets.token_hex(12),
         kind=kind,
-        filename=_safe_filename(filename, checked.ext),
+        filename=safe_filename(filename, checked.ext),
         content_type=checked.content_type,
         size=len(data),
         width=checked.width,
@@ -178,7 +178,7 @@ def upload_asset(
     if asset.rights_until is not None and asset.rights_until <= now:
         raise ValidationFailed("The rights of this file have already ended.")
     session.add(asset)
-    _record(session, asset, "uploaded", asset.filename, owner_id, now)
+    record(session, asset, "uploaded", asset.filename, owner_id, now)
     session.flush()
     # Stored before the commit: a rolled-back upload leaves an orphan file, never a row
     # without its file.
@@ -186,7 +186,7 @@ def upload_asset(
     return asset
 
 
-def _safe_filename(name: str, ext: str) -> str:
+def safe_filename(name: str, ext: str) -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     stem = base.rsplit(".", 1)[0] if "." in base else base
     cleaned = re.sub(r"[^\w .()-]+", "", stem).strip(" .")[:200] or "file"
@@ -208,7 +208,7 @@ def update_asset(
         return []
     asset.revision += 1  # downloads carry the new credit
     asset.updated_at = now
-    _record(
+    record(
         session,
         asset,
         "edited",
@@ -219,8 +219,8 @@ def update_asset(
     if asset.rights_state is RightsState.EXPIRED and (
         asset.rights_until is None or asset.rights_until > now
     ):
-        _move(asset, RightsState.ACTIVE)
-        _record(
+        move_rights(asset, RightsState.ACTIVE)
+        record(
             session, asset, "renewed", "Rights renewed: shown and sendable again.", actor_id, now
         )
     session.flush()
@@ -373,7 +373,7 @@ def add_to_release(
         )
         item.asset = asset
         session.add(item)
-        _record(
+        record(
             session,
             asset,
             "used",
@@ -397,7 +397,7 @@ def remove_from_release(
             ReleaseMedia.release_id == release.id, ReleaseMedia.asset_id == asset.id
         )
     )
-    _record(
+    record(
         session,
         asset,
         "removed",
@@ -435,149 +435,3 @@ def is_public_asset(session: Session, asset: MediaAsset, now: dt.datetime) -> bo
             )
         )
     )
-
-
-# -- rights over time --------------------------------------------------------------------------
-
-
-def expire_due(session: Session, now: dt.datetime) -> list[int]:
-    """The daily sweep: assets whose rights ended are hidden everywhere; returns their ids."""
-    due = list(
-        session.scalars(
-            select(MediaAsset)
-            .where(MediaAsset.rights_state == RightsState.ACTIVE)
-            .where(MediaAsset.rights_until.is_not(None), MediaAsset.rights_until <= now)
-            .with_for_update(skip_locked=True, of=MediaAsset)
-        )
-    )
-    for asset in due:
-        _move(asset, RightsState.EXPIRED)
-        _record(
-            session,
-            asset,
-            "expired",
-            "Rights ended: hidden from the newsroom, feeds and downloads.",
-            None,
-            now,
-        )
-    session.flush()
-    return [a.id for a in due]
-
-
-@dataclass(frozen=True)
-class RightsProblem:
-    asset: MediaAsset
-    is_blocking: bool  # expired: the send must not go
-    detail: str
-
-
-def rights_problems(
-    session: Session, release: Release, *, now: dt.datetime, warn_days: int
-) -> list[RightsProblem]:
-    """What a send of this release would carry whose rights end too soon."""
-    horizon = now + dt.timedelta(days=warn_days)
-    if release.embargo_until is not None and release.embargo_until > horizon:
-        horizon = release.embargo_until
-    problems = []
-    for item in release_media(session, release.id):
-        asset = item.asset
-        if not is_available(asset, now):
-            problems.append(
-                RightsProblem(asset, True, f"“{asset.title}”: its rights have ended. Remove it.")
-            )
-        elif asset.rights_until is not None and asset.rights_until <= horizon:
-            when = asset.rights_until.strftime("%d %b %Y %H:%M UTC")
-            why = (
-                "before the embargo lifts"
-                if release.embargo_until is not None and asset.rights_until <= release.embargo_until
-                else f"within {warn_days} days"
-            )
-            problems.append(
-                RightsProblem(asset, False, f"“{asset.title}”: rights end {when}, {why}.")
-            )
-    return problems
-
-
-def refuse_expired_rights(session: Session, release: Release, *, now: dt.datetime) -> None:
-    """Raise when a send of this release would carry an asset whose rights have ended."""
-    blocking = [p for p in rights_problems(session, release, now=now, warn_days=0) if p.is_blocking]
-    if blocking:
-        raise ValidationFailed(
-            "This release carries library assets whose rights have ended; remove them first: "
-            + " ".join(p.detail for p in blocking)
-        )
-
-
-# -- what a download says ----------------------------------------------------------------------
-
-
-def credit_line(asset: MediaAsset) -> str:
-    """The credit a journalist prints, e.g. "Photo: Jane Doe/Agency" (IPTC Credit Line)."""
-    who = "/".join(p for p in (asset.creator, asset.agency) if p) or asset.copyright_holder
-    return f"Photo: {who}" if asset.is_image else who
-
-
-def copyright_notice(asset: MediaAsset) -> str:
-    holder = asset.copyright_holder or asset.agency or asset.creator
-    return f"© {asset.created_at.year} {holder}"
-
-
-def usage_terms(asset: MediaAsset) -> str:
-    """The licence in words (IPTC Rights Usage Terms)."""
-    if asset.licence is LicenceKind.OWN:
-        terms = f"Free to use with the credit “{credit_line(asset)}”."
-    elif asset.licence is LicenceKind.EDITORIAL:
-        terms = f"Editorial use only, with the credit “{credit_line(asset)}”."
-    elif asset.licence is LicenceKind.CREATIVE_COMMONS:
-        terms = f"Licensed under {asset.licence_version}; credit “{credit_line(asset)}”."
-    elif asset.licence is LicenceKind.LICENSED_UNTIL:
-        terms = f"Licensed for use with the credit “{credit_line(asset)}”."
-    else:
-        terms = asset.licence_text
-    if asset.rights_until is not None:
-        terms += f" Not to be used after {asset.rights_until.strftime('%d %B %Y')}."
-    if asset.usage_notes:
-        terms += " " + asset.usage_notes
-    return terms.strip()
-
-
-def credit_for(asset: MediaAsset) -> images.Credit:
-    return images.Credit(
-        title=asset.title,
-        caption=asset.caption,
-        alt_text=asset.alt_text,
-        creator=asset.creator or asset.agency,
-        credit_line=credit_line(asset),
-        copyright_notice=copyright_notice(asset),
-        usage_terms=usage_terms(asset),
-    )
-
-
-DOWNLOAD_SIZES = ("web", "email", "original")
-
-
-@dataclass(frozen=True)
-class Download:
-    key: str
-    content_type: str
-    filename: str
-
-
-def prepare_download(storage: MediaStorage, asset: MediaAsset, size: str) -> Download:
-    """The stored file to send: images are built once per metadata revision and cached."""
-    stem = _safe_filename(asset.filename, "").rstrip(".") or "file"
-    if not asset.is_image:
-        return Download(original_key(asset), asset.content_type, asset.filename)
-    if size not in DOWNLOAD_SIZES:
-        raise NotFound("No such size.")
-    reduced = size != "original"
-    ext = ".jpg" if reduced else _ext(asset)
-    key = f"downloads/{asset.key}/r{asset.revision}-{size}{ext}"
-    content_type = "image/jpeg" if reduced else asset.content_type
-    if not storage.exists(key):
-        data, content_type, ext = images.render_download(
-            storage.read(original_key(asset)), size, credit_for(asset)
-        )
-        storage.put(key, data, content_type)
-    suffix = f"-{size}" if reduced else ""
-    return Download(key, content_type, f"{stem}{suffix}{ext}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from distributor.db import task_session, utcnow
-from distributor.media import services
+from distributor.media import rights
 
 
 @shared_task(name="media.expire_rights")
 def expire_rights() -> int:
     """Periodic: mark assets whose rights ended as expired (hidden, blocking sends)."""
     with task_session() as session:
-        return len(services.expire_due(session, utcnow()))
+        return len(rights.expire_due(session, utcnow()))

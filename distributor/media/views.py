@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from distributor.audience.models import Beat
 from distributor.db import request_session, utcnow
 from distributor.errors import DomainError, NotFound
-from distributor.media import images, services
+from distributor.media import downloads, images, services
 from distributor.media.forms import AssetForm, ReleaseItemForm, UploadForm, UseInReleaseForm
 from distributor.media.models import AssetKind, LicenceKind, MediaAsset
 from distributor.media.storage import MediaFileMissing, MediaStorage
@@ -86,7 +86,7 @@ def index() -> str:
         rights_filters=[r for r in services.RightsFilter if r.value],
         now=utcnow(),
         is_available=services.is_available,
-        credit_line=services.credit_line,
+        credit_line=downloads.credit_line,
     )
 
 
@@ -158,9 +158,9 @@ def show(asset_id: int) -> str | Response:
         use_form=use_form,
         used_in=services.where_used(session, asset.id),
         is_available=services.is_available(asset, utcnow()),
-        credit_line=services.credit_line(asset),
-        copyright_notice=services.copyright_notice(asset),
-        usage_terms=services.usage_terms(asset),
+        credit_line=downloads.credit_line(asset),
+        copyright_notice=downloads.copyright_notice(asset),
+        usage_terms=downloads.usage_terms(asset),
     )
 
 
@@ -259,7 +259,7 @@ def download(key: str, size: str) -> Response:
 def _send(asset: MediaAsset, size: str, *, cache: str) -> Response:
     storage = _storage()
     try:
-        prepared = services.prepare_download(storage, asset, size)
+        prepared = downloads.prepare_download(storage, asset, size)
         body = storage.stream(prepared.key)
     except (NotFound, MediaFileMissing):
         abort(404)

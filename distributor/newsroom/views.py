@@ -173,12 +173,13 @@ def release(slug: str) -> Response:
 
 def _gallery_context(session: Session, release: Release, now: dt.datetime) -> dict[str, Any]:
     """The release's library images and documents whose rights are in force (distributor/media)."""
+    from distributor.media import downloads as media_downloads
     from distributor.media import services as media_services
 
     return {
         "gallery": media_services.visible_release_media(session, release.id, now),
-        "media_credit": media_services.credit_line,
-        "media_terms": media_services.usage_terms,
+        "media_credit": media_downloads.credit_line,
+        "media_terms": media_downloads.usage_terms,
     }
 
 

@@ -264,6 +264,7 @@ def show(release_id: int) -> str:
 
 def _gallery_context(session: Session, release: Release) -> dict[str, Any]:
     """The library section of the release page (see distributor/media)."""
+    from distributor.media import downloads as media_downloads
     from distributor.media import services as media_services
     from distributor.media.views import EDITABLE
 
@@ -278,7 +279,7 @@ def _gallery_context(session: Session, release: Release) -> dict[str, Any]:
         ),
         "can_edit_gallery": release.status in EDITABLE,
         "media_available": lambda asset: media_services.is_available(asset, now),
-        "media_credit": media_services.credit_line,
+        "media_credit": media_downloads.credit_line,
     }
 
 

@@ -27,7 +27,7 @@ from distributor.db import Database, utcnow
 from distributor.delivery.checklist import DnsUnavailable
 from distributor.delivery.models import Send
 from distributor.mail.transport import InMemoryTransport
-from distributor.media import services as media_services
+from distributor.media import rights as media_rights
 from distributor.media.models import MediaAsset, MediaAssetEvent, ReleaseMedia
 from distributor.media.storage import LocalStorage
 from distributor.releases.models import Release, ReleaseStatus
@@ -216,7 +216,7 @@ def test_media_library_journey(
 
             # -- the sweep: the newsroom and the download no longer offer it ------------------
             with live_db.session() as session, session.begin():
-                assert len(media_services.expire_due(session, utcnow())) == 1
+                assert len(media_rights.expire_due(session, utcnow())) == 1
             reader.goto(f"{base}/releases/{release.slug}")
             assert reader.locator("#gallery .gallery-card").count() == 1
             assert AGENCY_PICTURE not in reader.content()

@@ -71,7 +71,7 @@ def release() -> dict[str, Any]:
             "attachments": [
                 {"filename": "plan.pdf", "url": f"{base}/attachments/ab12.pdf", "size": "471 KB"}
             ],
-            "gallery": [],  # tests/functional/test_media_library.py renders a gallery
+            "gallery": [],  # tests/functional/test_media_library_pages.py renders a gallery
         },
         "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
         "room": None,  # tests/unit/test_embargo_mail.py renders the embargo-room variants

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
 from distributor.errors import IllegalTransition, ValidationFailed
-from distributor.media import services
+from distributor.media import downloads, rights, services
 from distributor.media.models import LicenceKind, RightsState
 from distributor.media.storage import LocalStorage
 from distributor.releases.models import ReleaseStatus
@@ -32,9 +32,9 @@ def test_upload_stores_the_original_once_and_records_history(
     assert storage.exists(services.original_key(asset))
     assert asset.tag_list == ["flood", "harbour"]
     assert [e.action for e in asset.events] == ["uploaded"]
-    assert services.credit_line(asset) == "Photo: Jane Doe/Coastline Pictures"
-    assert services.copyright_notice(asset) == "© 2026 Coastline Pictures Ltd"
-    assert "Editorial use only" in services.usage_terms(asset)
+    assert downloads.credit_line(asset) == "Photo: Jane Doe/Coastline Pictures"
+    assert downloads.copyright_notice(asset) == "© 2026 Coastline Pictures Ltd"
+    assert "Editorial use only" in downloads.usage_terms(asset)
 
 
 @pytest.mark.parametrize(
@@ -94,12 +94,12 @@ def test_sweep_expires_rights_and_hides_the_asset(session: Session, storage: Loc
     release = factories.make_release(session, status=ReleaseStatus.APPROVED, now=NOW)
     services.add_to_release(session, release, asset, as_lead=True, actor_id=None, now=NOW)
     assert services.visible_release_media(session, release.id, NOW) != []
-    assert services.expire_due(session, NOW) == []
+    assert rights.expire_due(session, NOW) == []
 
     later = NOW + dt.timedelta(days=2)
     assert services.visible_release_media(session, release.id, later) == []  # before the sweep
-    assert services.expire_due(session, later) == [asset.id]
-    assert services.expire_due(session, later) == []  # a second run finds nothing
+    assert rights.expire_due(session, later) == [asset.id]
+    assert rights.expire_due(session, later) == []  # a second run finds nothing
     assert asset.rights_state is RightsState.EXPIRED
     assert asset.events[0].action == "expired"
     with pytest.raises(ValidationFailed):
@@ -116,7 +116,7 @@ def test_sweep_expires_rights_and_hides_the_asset(session: Session, storage: Loc
     assert asset.rights_state is RightsState.ACTIVE
     assert [e.action for e in asset.events][:2] == ["renewed", "edited"]
     with pytest.raises(IllegalTransition):
-        services._move(asset, RightsState.ACTIVE)
+        services.move_rights(asset, RightsState.ACTIVE)
 
 
 def test_rights_problems_block_expired_and_warn_before_the_embargo(
@@ -128,17 +128,17 @@ def test_rights_problems_block_expired_and_warn_before_the_embargo(
     release = factories.make_release(session, now=NOW)
     release.embargo_until = NOW + dt.timedelta(days=30)
     services.add_to_release(session, release, soon, as_lead=False, actor_id=None, now=NOW)
-    problems = services.rights_problems(session, release, now=NOW, warn_days=7)
+    problems = rights.rights_problems(session, release, now=NOW, warn_days=7)
     assert [(p.is_blocking, "before the embargo lifts" in p.detail) for p in problems] == [
         (False, True)
     ]
-    services.refuse_expired_rights(session, release, now=NOW)  # a warning does not block
+    rights.refuse_expired_rights(session, release, now=NOW)  # a warning does not block
 
     after = NOW + dt.timedelta(days=21)
-    problems = services.rights_problems(session, release, now=after, warn_days=7)
+    problems = rights.rights_problems(session, release, now=after, warn_days=7)
     assert [p.is_blocking for p in problems] == [True]
     with pytest.raises(ValidationFailed, match="rights have ended"):
-        services.refuse_expired_rights(session, release, now=after)
+        rights.refuse_expired_rights(session, release, now=after)
 
 
 def test_gallery_order_lead_and_where_used(session: Session, storage: LocalStorage) -> None:
@@ -159,13 +159,13 @@ def test_downloads_are_built_once_per_revision_with_the_current_credit(
     session: Session, storage: LocalStorage
 ) -> None:
     asset = add_asset(session, storage, now=utcnow())
-    first = services.prepare_download(storage, asset, "original")
+    first = downloads.prepare_download(storage, asset, "original")
     assert first.filename == "harbour.jpg" and storage.exists(first.key)
-    assert services.prepare_download(storage, asset, "original").key == first.key
+    assert downloads.prepare_download(storage, asset, "original").key == first.key
     services.update_asset(
         session, asset, details(agency="Harbour Agency"), actor_id=None, now=utcnow()
     )
-    second = services.prepare_download(storage, asset, "web")
+    second = downloads.prepare_download(storage, asset, "web")
     assert second.key != first.key and second.filename == "harbour-web.jpg"
     tags = exiftool(storage.read(second.key), ".jpg")
     assert tags["XMP-photoshop:Credit"] == "Photo: Jane Doe/Harbour Agency"

@@ -24,7 +24,7 @@ from distributor.delivery import tasks as engine_tasks
 from distributor.delivery.checklist import DnsUnavailable
 from distributor.delivery.models import Send
 from distributor.delivery.rendering import compile_release, staff_recipient
-from distributor.media import services
+from distributor.media import rights
 from distributor.media.models import MediaAsset, RightsState
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
@@ -142,7 +142,7 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
 
     # The rights end; the sweep hides the asset everywhere and records it.
     later = utcnow() + dt.timedelta(days=5)
-    assert services.expire_due(session, later) == [asset_id]
+    assert rights.expire_due(session, later) == [asset_id]
     session.commit()
     assert asset.rights_state is RightsState.EXPIRED
     assert "Photo: Jane Doe" not in client.get(f"/releases/{release.slug}").get_data(as_text=True)

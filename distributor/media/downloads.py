@@ -6,13 +6,19 @@ page, the mail and the metadata written into each file (see ``images``).
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from html import escape
 
 from distributor.errors import NotFound
 from distributor.media import images
 from distributor.media.models import LicenceKind, MediaAsset
 from distributor.media.services import file_ext, original_key, safe_filename
 from distributor.media.storage import MediaStorage
+from distributor.releases.models import Release
 
 # -- what a download says ----------------------------------------------------------------------
 
@@ -87,3 +93,94 @@ def prepare_download(storage: MediaStorage, asset: MediaAsset, size: str) -> Dow
         storage.put(key, data, content_type)
     suffix = f"-{size}" if reduced else ""
     return Download(key, content_type, f"{stem}{suffix}{ext}")
+
+
+# -- the press kit -----------------------------------------------------------------------------
+
+PRESS_KIT_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body>
+<p>{kind} · {org}</p>
+<h1>{title}</h1>
+<p><strong>{summary}</strong></p>
+{body}
+<h2>Pictures and documents</h2>
+<ul>
+{items}
+</ul>
+<p>Online: <a href="{url}">{url}</a></p>
+</body></html>
+"""
+
+
+def _fingerprint(release: Release, assets: Sequence[MediaAsset]) -> str:
+    """Changes whenever the text or any carried asset (or its credit) changes."""
+    parts = [str(release.id), release.updated_at.isoformat(), release.title]
+    parts += [f"{a.key}:{a.revision}" for a in assets]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def press_kit(
+    storage: MediaStorage,
+    release: Release,
+    assets: Sequence[MediaAsset],
+    *,
+    org_name: str,
+    release_url: str,
+) -> Download:
+    """A zip of the release as text and HTML, its pictures and documents (originals, credit
+    written in) and CREDITS.txt; built once per version of all of them and cached."""
+    key = f"presskits/{release.id}/{_fingerprint(release, assets)}.zip"
+    filename = f"{release.slug}-press-kit.zip"
+    if storage.exists(key):
+        return Download(key, "application/zip", filename)
+    used: set[str] = set()
+    files: list[tuple[str, bytes]] = []
+    credits = [f"Credits and usage terms: {release.title}", f"{release_url}", ""]
+    items_html = []
+    for asset in assets:
+        prepared = prepare_download(storage, asset, "original")
+        folder = "images" if asset.is_image else "documents"
+        name = f"{folder}/{prepared.filename}"
+        stem, dot, ext = name.rpartition(".")
+        n = 2
+        while name in used:
+            name = f"{stem}-{n}{dot}{ext}"
+            n += 1
+        used.add(name)
+        files.append((name, storage.read(prepared.key)))
+        credits += [
+            name,
+            f"  Title: {asset.title}",
+            *([f"  Caption: {asset.caption}"] if asset.caption else []),
+            f"  Credit: {credit_line(asset)}",
+            f"  Copyright: {copyright_notice(asset)}",
+            f"  Usage terms: {usage_terms(asset)}",
+            "",
+        ]
+        items_html.append(
+            f"<li>{escape(name)}: {escape(asset.title)} ({escape(credit_line(asset))}). "
+            f"{escape(usage_terms(asset))}</li>"
+        )
+    text = "\n\n".join(
+        p for p in (release.title, release.summary, release.body_markdown.strip()) if p
+    )
+    html = PRESS_KIT_HTML.format(
+        title=escape(release.title),
+        kind=escape(release.kind.name if release.kind else "Press release"),
+        org=escape(org_name),
+        summary=escape(release.summary),
+        body=release.body_html,  # sanitised with nh3 when the release was saved
+        items="\n".join(items_html),
+        url=escape(release_url),
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{release.slug}.txt", text + f"\n\n{release_url}\n")
+        archive.writestr(f"{release.slug}.html", html)
+        archive.writestr("CREDITS.txt", "\n".join(credits))
+        for name, data in files:
+            # Pictures are compressed already; storing them saves the server's time.
+            archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+    storage.put(key, buffer.getvalue(), "application/zip")
+    return Download(key, "application/zip", filename)

@@ -17,6 +17,8 @@ from distributor.media import downloads, images, services
 from distributor.media.forms import AssetForm, ReleaseItemForm, UploadForm, UseInReleaseForm
 from distributor.media.models import AssetKind, LicenceKind, MediaAsset
 from distributor.media.storage import MediaFileMissing, MediaStorage
+from distributor.newsroom.services import get_public_release as public_release
+from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.security import public, staff_required
 from distributor.settings import Settings
@@ -256,12 +258,40 @@ def download(key: str, size: str) -> Response:
     return _send(asset, size, cache="public, max-age=300")
 
 
-def _send(asset: MediaAsset, size: str, *, cache: str) -> Response:
-    storage = _storage()
+@bp.get("/releases/<slug>/press-kit.zip")
+@public
+def press_kit(slug: str) -> Response:
+    """The public release as a zip: text, HTML, pictures and documents, CREDITS.txt."""
+    session = request_session()
+    now = utcnow()
     try:
-        prepared = downloads.prepare_download(storage, asset, size)
-        body = storage.stream(prepared.key)
+        release = public_release(session, slug, now)
+    except NotFound:
+        abort(404)
+    settings = _settings()
+    assets = [m.asset for m in services.visible_release_media(session, release.id, now)]
+    prepared = downloads.press_kit(
+        _storage(),
+        release,
+        assets,
+        org_name=get_organisation(session, settings).name,
+        release_url=f"{settings.public_base_url}/releases/{release.slug}",
+    )
+    return _respond(prepared, cache="public, max-age=300")
+
+
+def _send(asset: MediaAsset, size: str, *, cache: str) -> Response:
+    try:
+        prepared = downloads.prepare_download(_storage(), asset, size)
     except (NotFound, MediaFileMissing):
+        abort(404)
+    return _respond(prepared, cache=cache)
+
+
+def _respond(prepared: downloads.Download, *, cache: str) -> Response:
+    try:
+        body = _storage().stream(prepared.key)
+    except MediaFileMissing:
         abort(404)
     ascii_name = prepared.filename.encode("ascii", "replace").decode().replace('"', "")
     response = Response(body, mimetype=prepared.content_type, direct_passthrough=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,6 +191,13 @@ def test_media_library_journey(
             assert "Not to be used after" in str(tags["XMP-xmpRights:UsageTerms"])
             assert not any(k.startswith("GPS") for k in tags)
             original_url = card.locator("a:has-text('Original')").get_attribute("href")
+            with reader.expect_download() as info:
+                reader.click("a.press-kit")
+            with zipfile.ZipFile(info.value.path()) as archive:
+                assert "images/dawn.jpg" in archive.namelist()
+                assert "images/volunteers.png" in archive.namelist()
+                credits = archive.read("CREDITS.txt").decode()
+                assert "Credit: Photo: Jane Doe/Coastline Pictures" in credits
 
             # -- the agency licence ends: the send is blocked ---------------------------------
             with live_db.session() as session, session.begin():

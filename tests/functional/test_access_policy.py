@@ -21,6 +21,7 @@ EXPECTED_PUBLIC_PREFIXES = (
     "organisation.logo",
     "organisation.brand_css",
     "media.download",  # library files of public releases, while their rights last
+    "media.press_kit",  # a public release's zip
     "audience_public.",
     "embargo_room.",  # the personal room links journalists get by mail
     "tracking.",

@@ -8,6 +8,7 @@ import email
 import email.policy
 import io
 import re
+import zipfile
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
@@ -130,6 +131,22 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
     assert "Not to be used after" in str(tags["XMP-xmpRights:UsageTerms"])
     assert not any(k.startswith("GPS") for k in tags)
 
+    # The press kit: the text, the picture with its credit inside, and the credits file.
+    kit_url = f"/releases/{release.slug}/press-kit.zip"
+    assert kit_url in public
+    kit = client.get(kit_url)
+    assert kit.status_code == 200 and kit.mimetype == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(kit.data)) as archive:
+        names = archive.namelist()
+        assert {f"{release.slug}.txt", f"{release.slug}.html", "CREDITS.txt"} <= set(names)
+        assert "images/harbour wall.jpg" in names
+        credits = archive.read("CREDITS.txt").decode()
+        assert "Credit: Photo: Jane Doe/Coastline Pictures" in credits
+        assert "Copyright: ©" in credits and "Not for advertising." in credits
+        picture = exiftool(archive.read("images/harbour wall.jpg"), ".jpg")
+        assert picture["XMP-photoshop:Credit"] == "Photo: Jane Doe/Coastline Pictures"
+    assert client.get(kit_url).data == kit.data  # built once, then served from storage
+
     # The mail shows the lead image (600 px, credit written in) and links the pictures.
     html, text = _mail(session, release.id, settings)
     assert f"/media/library/{asset.key}/email" in html and "Photo: Jane Doe" in html
@@ -152,6 +169,9 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
     assert "Rights ended" in page and "Expired" in page
     html, text = _mail(session, release.id, settings)
     assert asset.key not in html and "PICTURES AND DOCUMENTS" not in text
+    with zipfile.ZipFile(io.BytesIO(client.get(kit_url).data)) as archive:
+        assert "images/harbour wall.jpg" not in archive.namelist()
+        assert "Coastline" not in archive.read("CREDITS.txt").decode()
 
     # The send is blocked, whatever the override says.
     confirm = client.get(f"{show}/send/confirm").get_data(as_text=True)

@@ -175,6 +175,8 @@ class Settings:
     media_storage_url: str = field(default="", metadata={"env": "MEDIA_STORAGE_URL"})
     # The checklist warns about an asset whose rights end within this many days of a send.
     media_rights_warn_days: int = field(default=7, metadata={"env": "MEDIA_RIGHTS_WARN_DAYS"})
+    # An asset's owner is mailed this many days before its rights end (0: never).
+    media_expiry_notice_days: int = field(default=14, metadata={"env": "MEDIA_EXPIRY_NOTICE_DAYS"})
 
     # -- what operators watch (see distributor/health/metrics.py) --------------------------------
     metrics_token: str = field(default="", metadata={"env": "METRICS_TOKEN"})

@@ -84,6 +84,8 @@ class MediaAsset(Base):
     rights_state: Mapped[RightsState] = mapped_column(
         enum_column(RightsState), default=RightsState.ACTIVE
     )
+    # The rights end date the owner was last warned about (a renewed date warns again).
+    expiry_notice_for: Mapped[dt.datetime | None]
     has_consent: Mapped[bool] = mapped_column(default=False)  # people shown have consented
     tags: Mapped[str] = mapped_column(String(500), default="")  # comma-separated, lower case
     filename: Mapped[str] = mapped_column(String(255))

@@ -142,7 +142,20 @@ def _embargo_notice() -> dict[str, Any]:
     }
 
 
+def media_rights_ending() -> dict[str, Any]:
+    return {
+        "org": ORG,
+        "name": "Pat <Press>",
+        "title": "Boats at low tide & dawn",
+        "credit": "Photo: Ade Mensah/Westcoast Pictures",
+        "ends": "5 December 2026",
+        "used_in": ["Sea wall <to be> raised before winter"],
+        "asset_url": "https://news.harbourlight.example/staff/media/7",
+    }
+
+
 CONTEXTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "media_rights_ending": media_rights_ending,
     "embargo_correction": _embargo_notice,
     "embargo_lifted": _embargo_notice,
     "embargo_new_browser": _embargo_notice,

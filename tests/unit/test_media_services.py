@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from distributor.media import downloads, rights, services
 from distributor.media.models import LicenceKind, RightsState
 from distributor.media.storage import LocalStorage
 from distributor.releases.models import ReleaseStatus
+from distributor.settings import Settings
 from tests.support import releases as factories
 from tests.support.media import add_asset, details, exiftool
 
@@ -169,3 +171,48 @@ def test_downloads_are_built_once_per_revision_with_the_current_credit(
     assert second.key != first.key and second.filename == "harbour-web.jpg"
     tags = exiftool(storage.read(second.key), ".jpg")
     assert tags["XMP-photoshop:Credit"] == "Photo: Jane Doe/Harbour Agency"
+
+
+def test_owner_is_warned_once_per_rights_end_date(
+    session: Session, storage: LocalStorage, settings: Settings
+) -> None:
+    from contextlib import contextmanager
+
+    from distributor.accounts.models import Role
+    from distributor.mail.rendering import EmailRenderer
+    from distributor.mail.transport import InMemoryTransport
+    from tests.support.delivery_factories import organisation
+    from tests.support.releases import staff
+
+    @contextmanager
+    def same() -> Iterator[Session]:
+        yield session
+        session.flush()
+
+    organisation(session, settings)
+    owner = staff(session, Role.PRESS_OFFICER)
+    now = utcnow()
+    asset = add_asset(session, storage, now=now, rights_until=now + dt.timedelta(days=10))
+    asset.owner_id = owner.id
+    far = add_asset(session, storage, now=now, rights_until=now + dt.timedelta(days=60))
+    far.owner_id = owner.id
+    session.flush()
+    transport = InMemoryTransport()
+
+    def sweep() -> int:
+        return rights.send_expiry_notices(
+            same, settings=settings, renderer=EmailRenderer(), transport=transport, now=lambda: now
+        )
+
+    assert sweep() == 1
+    mail = transport.sent[0]
+    assert mail.recipients == [owner.email]
+    text = mail.message.decode("utf-8", "replace")
+    assert "Rights end" in text and "Harbour wall at dawn" in text
+    assert sweep() == 0  # once per date
+    assert asset.events[0].action == "owner warned"
+    # A renewed licence with a new end date, ending soon again, warns again.
+    services.update_asset(
+        session, asset, details(rights_until=now + dt.timedelta(days=12)), actor_id=None, now=now
+    )
+    assert sweep() == 1

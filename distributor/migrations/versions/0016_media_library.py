@@ -56,6 +56,7 @@ def upgrade() -> None:
             sa.Enum("active", "expired", name="rightsstate", native_enum=False, length=32),
             nullable=False,
         ),
+        sa.Column("expiry_notice_for", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("has_consent", sa.Boolean(), nullable=False),
         sa.Column("tags", sa.String(length=500), nullable=False),
         sa.Column("filename", sa.String(length=255), nullable=False),

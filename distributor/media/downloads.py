@@ -95,6 +95,22 @@ def prepare_download(storage: MediaStorage, asset: MediaAsset, size: str) -> Dow
     return Download(key, content_type, f"{stem}{suffix}{ext}")
 
 
+def prepare_rendition(storage: MediaStorage, asset: MediaAsset, width: int, ext: str) -> Download:
+    """A page picture (``srcset``), built once per metadata revision and cached."""
+    if not asset.is_image or width not in images.RENDITION_WIDTHS:
+        raise NotFound("No such picture.")
+    if ext not in images.RENDITION_FORMATS:
+        raise NotFound("No such picture.")
+    key = f"renditions/{asset.key}/r{asset.revision}-{width}.{ext}"
+    content_type = "image/webp" if ext == "webp" else "image/jpeg"
+    if not storage.exists(key):
+        data = images.render_rendition(
+            storage.read(original_key(asset)), width, ext, credit_for(asset)
+        )
+        storage.put(key, data, content_type)
+    return Download(key, content_type, f"{asset.key}-{width}.{ext}")
+
+
 # -- the press kit -----------------------------------------------------------------------------
 
 PRESS_KIT_HTML = """<!doctype html>

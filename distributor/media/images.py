@@ -193,6 +193,29 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# Widths of the pictures pages show (``srcset``), each as WebP and as JPEG for older browsers.
+RENDITION_WIDTHS = (480, 960, 1600)
+RENDITION_FORMATS = {"webp": "WEBP", "jpg": "JPEG"}
+
+
+def render_rendition(original: bytes, width: int, ext: str, credit: Credit) -> bytes:
+    """A picture for pages: at most ``width`` wide, WebP or JPEG, credit in its XMP."""
+    with Image.open(io.BytesIO(original)) as opened:
+        opened.load()
+        image = _flatten(ImageOps.exif_transpose(opened))
+    clean = Image.new("RGB", image.size)
+    clean.paste(image)
+    if clean.width > width:
+        height = max(1, round(clean.height * width / clean.width))
+        clean = clean.resize((width, height), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if RENDITION_FORMATS[ext] == "WEBP":
+        clean.save(out, "WEBP", quality=80, method=4, xmp=xmp_packet(credit))
+    else:
+        clean.save(out, "JPEG", quality=82, optimize=True, progressive=True, xmp=xmp_packet(credit))
+    return out.getvalue()
+
+
 def render_download(original: bytes, size: str, credit: Credit) -> tuple[bytes, str, str]:
     """The image at a ``WIDTHS`` size (JPEG) or ``original`` resolution (its own format), with
     EXIF dropped and the credit written in; returns (bytes, content type, extension)."""

@@ -258,6 +258,26 @@ def download(key: str, size: str) -> Response:
     return _send(asset, size, cache="public, max-age=300")
 
 
+@bp.get("/media/library/<key>/r<int:revision>/<int:width>.<ext>")
+@public
+def rendition(key: str, revision: int, width: int, ext: str) -> Response:
+    """A page picture. Its URL names the metadata revision, so it never changes and may be
+    cached for a year; pages stop naming it when its rights end, and it answers 404 then."""
+    session = request_session()
+    asset = services.asset_by_key(session, key) if len(key) == 24 else None
+    if asset is None or asset.revision != revision:
+        abort(404)
+    if not services.is_public_asset(session, asset, utcnow()):
+        abort(404)
+    try:
+        prepared = downloads.prepare_rendition(_storage(), asset, width, ext)
+    except NotFound:
+        abort(404)
+    response = _respond(prepared, cache="public, max-age=31536000, immutable")
+    response.headers.pop("Content-Disposition", None)
+    return response
+
+
 @bp.get("/releases/<slug>/press-kit.zip")
 @public
 def press_kit(slug: str) -> Response:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -131,6 +132,20 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
     assert "Not to be used after" in str(tags["XMP-xmpRights:UsageTerms"])
     assert not any(k.startswith("GPS") for k in tags)
 
+    # Pages show pictures at three widths, WebP with a JPEG fallback, cached for a year.
+    webp = f"/media/library/{asset.key}/r{asset.revision}/960.webp"
+    assert webp in public and f"/media/library/{asset.key}/r{asset.revision}/480.jpg" in public
+    shown = client.get(webp)
+    assert shown.status_code == 200 and shown.mimetype == "image/webp"
+    assert shown.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert "Content-Disposition" not in shown.headers
+    with Image.open(io.BytesIO(shown.data)) as opened:
+        assert opened.width == 960
+    assert (
+        client.get(f"/media/library/{asset.key}/r{asset.revision + 1}/960.webp").status_code == 404
+    )
+    assert client.get(f"/media/library/{asset.key}/r{asset.revision}/777.webp").status_code == 404
+
     # The press kit: the text, the picture with its credit inside, and the credits file.
     kit_url = f"/releases/{release.slug}/press-kit.zip"
     assert kit_url in public
@@ -165,6 +180,7 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
     assert "Photo: Jane Doe" not in client.get(f"/releases/{release.slug}").get_data(as_text=True)
     assert client.get(original_url).status_code == 404
     assert client.get(f"/media/library/{asset.key}/web").status_code == 404
+    assert client.get(webp).status_code == 404
     page = client.get(f"/staff/media/{asset_id}").get_data(as_text=True)
     assert "Rights ended" in page and "Expired" in page
     html, text = _mail(session, release.id, settings)

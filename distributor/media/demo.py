@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
 from distributor.media import services
-from distributor.media.models import LicenceKind, MediaAsset
+from distributor.media.models import LicenceKind, MediaAsset, MediaPageSection
 from distributor.media.storage import storage_for
 from distributor.releases.demo import draw_scene, ensure_demo_beats
 from distributor.releases.models import Release
@@ -67,6 +67,7 @@ def seed_media(session: Session, settings: Settings) -> list[str]:
             alt_text="A small grey sensor box on a harbour wall above the water",
             creator="Kerensa Lowe", copyright_holder="Harbour Light Foundation",
             licence=LicenceKind.OWN, has_consent=True, tags=f"{DEMO_TAG}, tide gauges, estuary",
+            media_page=MediaPageSection.PICTURES,
             beat_ids=[beats["climate"].id],
         )),
         ("boats", "Boats at low tide (agency)", services.AssetInput(
@@ -119,6 +120,7 @@ def seed_media(session: Session, settings: Settings) -> list[str]:
                 copyright_holder="Harbour Light Foundation",
                 licence=LicenceKind.OWN,
                 tags=f"{DEMO_TAG}, fact sheet",
+                media_page=MediaPageSection.FACT_SHEETS,
             ),
             owner_id=None,
             now=now,

@@ -15,7 +15,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
-from distributor.media.models import LicenceKind, MediaAsset
+from distributor.media.models import LicenceKind, MediaAsset, MediaPageSection
 from distributor.media.services import AssetInput
 from distributor.releases.forms import CheckboxListField
 
@@ -45,6 +45,9 @@ class AssetForm(FlaskForm):
     rights_until = DateField("Rights end on", validators=[Optional()])
     has_consent = BooleanField("People shown have consented")
     tags = StringField("Tags (comma-separated)", validators=[Length(max=500)])
+    media_page = SelectField(
+        "Public media page", choices=[(s.value, s.label) for s in MediaPageSection], default=""
+    )
     beat_ids = CheckboxListField("Beats", coerce=int)
 
     def to_input(self, zone: ZoneInfo) -> AssetInput:
@@ -62,6 +65,7 @@ class AssetForm(FlaskForm):
             rights_until=end_of_day_utc(self.rights_until.data, zone),
             has_consent=bool(self.has_consent.data),
             tags=self.tags.data or "",
+            media_page=MediaPageSection(self.media_page.data or ""),
             beat_ids=list(self.beat_ids.data or []),
         )
 
@@ -72,6 +76,7 @@ class AssetForm(FlaskForm):
         ):  # fmt: skip
             getattr(self, name).data = getattr(asset, name)
         self.licence.data = asset.licence.value
+        self.media_page.data = asset.media_page.value
         self.rights_until.data = (
             asset.rights_until.astimezone(zone).date() if asset.rights_until else None
         )

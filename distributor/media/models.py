@@ -37,6 +37,26 @@ class LicenceKind(enum.StrEnum):
         }[self]
 
 
+class MediaPageSection(enum.StrEnum):
+    """Where an asset appears on the public media page ("" : not there)."""
+
+    NONE = ""
+    LOGOS = "logos"
+    SPOKESPEOPLE = "spokespeople"
+    FACT_SHEETS = "fact_sheets"
+    PICTURES = "pictures"
+
+    @property
+    def label(self) -> str:
+        return {
+            "": "Not on the media page",
+            "logos": "Logos",
+            "spokespeople": "Spokespeople",
+            "fact_sheets": "Fact sheets",
+            "pictures": "Pictures",
+        }[self.value]
+
+
 class RightsState(enum.StrEnum):
     """Whether an asset may still be shown and sent."""
 
@@ -88,6 +108,9 @@ class MediaAsset(Base):
     expiry_notice_for: Mapped[dt.datetime | None]
     has_consent: Mapped[bool] = mapped_column(default=False)  # people shown have consented
     tags: Mapped[str] = mapped_column(String(500), default="")  # comma-separated, lower case
+    media_page: Mapped[MediaPageSection] = mapped_column(
+        enum_column(MediaPageSection), default=MediaPageSection.NONE
+    )
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(default=0)

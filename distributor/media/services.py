@@ -25,6 +25,7 @@ from distributor.media.models import (
     LicenceKind,
     MediaAsset,
     MediaAssetEvent,
+    MediaPageSection,
     ReleaseMedia,
     RightsState,
 )
@@ -50,6 +51,7 @@ class AssetInput:
     rights_until: dt.datetime | None = None
     has_consent: bool = False
     tags: str = ""
+    media_page: MediaPageSection = MediaPageSection.NONE
     beat_ids: list[int] = field(default_factory=list)
 
 
@@ -95,6 +97,7 @@ def _apply(session: Session, asset: MediaAsset, data: AssetInput) -> list[str]:
         "rights_until": data.rights_until,
         "has_consent": data.has_consent,
         "tags": _clean_tags(data.tags),
+        "media_page": data.media_page,
     }
     changed = [name for name, value in values.items() if getattr(asset, name, None) != value]
     for name, value in values.items():
@@ -423,9 +426,11 @@ def move_in_release(session: Session, release: Release, asset_id: int, offset: i
 
 
 def is_public_asset(session: Session, asset: MediaAsset, now: dt.datetime) -> bool:
-    """Published through a public release, with rights in force: anyone may download it."""
+    """On the media page or in a public release, with rights in force: anyone may have it."""
     if not is_available(asset, now):
         return False
+    if asset.media_page is not MediaPageSection.NONE:
+        return True
     return bool(
         session.scalar(
             select(
@@ -435,3 +440,19 @@ def is_public_asset(session: Session, asset: MediaAsset, now: dt.datetime) -> bo
             )
         )
     )
+
+
+def media_page(
+    session: Session, now: dt.datetime
+) -> list[tuple[MediaPageSection, list[MediaAsset]]]:
+    """The public media page: its sections in order, each with its assets in force."""
+    assets = session.scalars(
+        select(MediaAsset)
+        .where(MediaAsset.media_page != MediaPageSection.NONE)
+        .order_by(MediaAsset.title, MediaAsset.id)
+    ).unique()
+    by_section: dict[MediaPageSection, list[MediaAsset]] = {}
+    for asset in assets:
+        if is_available(asset, now):
+            by_section.setdefault(asset.media_page, []).append(asset)
+    return [(s, by_section[s]) for s in MediaPageSection if s in by_section]

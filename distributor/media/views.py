@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
@@ -275,6 +285,26 @@ def rendition(key: str, revision: int, width: int, ext: str) -> Response:
         abort(404)
     response = _respond(prepared, cache="public, max-age=31536000, immutable")
     response.headers.pop("Content-Disposition", None)
+    return response
+
+
+@bp.get("/media")
+@public
+def page() -> Response:
+    """The newsroom's media page: logos, spokespeople, fact sheets, with credits and terms."""
+    from distributor.newsroom.views import public_context
+
+    session = request_session()
+    response = make_response(
+        render_template(
+            "newsroom/media.html",
+            sections=services.media_page(session, utcnow()),
+            media_credit=downloads.credit_line,
+            media_terms=downloads.usage_terms,
+            **public_context(),
+        )
+    )
+    response.headers["Cache-Control"] = "no-cache"
     return response
 
 

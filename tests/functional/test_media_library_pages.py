@@ -204,3 +204,40 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
 def test_library_pages_are_staff_only(client: FlaskClient) -> None:
     assert client.get("/staff/media/").status_code in (302, 303)
     assert client.get("/media/library/" + "0" * 24 + "/web").status_code == 404
+
+
+def test_media_page_offers_fact_sheets_and_pictures_while_their_rights_last(
+    client: FlaskClient, session: Session, settings: Settings, logged_in: Callable[[Role], User]
+) -> None:
+    logged_in(Role.PRESS_OFFICER)
+    f.organisation(session, settings)
+    session.commit()
+    assert "Nothing here yet" in client.get("/media").get_data(as_text=True)
+    response = _upload(client, title="Spokesperson Morwenna Pike", media_page="spokespeople")
+    assert response.status_code == 303
+    sheet = client.post(
+        "/staff/media/new",
+        data={
+            "csrf_token": csrf_token(client, "/staff/media/new"),
+            "file": (io.BytesIO(b"%PDF-1.4 facts"), "facts.pdf"),
+            "title": "Fact sheet 2026",
+            "copyright_holder": "Harbour Light Foundation",
+            "licence": "own",
+            "media_page": "fact_sheets",
+        },
+        content_type="multipart/form-data",
+    )
+    assert sheet.status_code == 303
+    page = client.get("/media").get_data(as_text=True)
+    assert "Spokespeople" in page and "Fact sheets" in page
+    assert "Photo: Jane Doe/Coastline Pictures" in page
+    portrait = session.scalar(select(MediaAsset).where(MediaAsset.title.like("Spokesperson%")))
+    assert portrait is not None
+    # In no release, yet public: it is on the media page.
+    assert client.get(f"/media/library/{portrait.key}/original").status_code == 200
+    assert client.get(f"/media/library/{portrait.key}/r1/480.webp").status_code == 200
+    rights.expire_due(session, utcnow() + dt.timedelta(days=5))
+    session.commit()
+    page = client.get("/media").get_data(as_text=True)
+    assert "Spokesperson Morwenna Pike" not in page and "Fact sheet 2026" in page
+    assert client.get(f"/media/library/{portrait.key}/original").status_code == 404

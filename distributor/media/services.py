@@ -328,7 +328,7 @@ def where_used(session: Session, asset_id: int) -> list[tuple[Release, ReleaseMe
         .where(ReleaseMedia.asset_id == asset_id)
         .order_by(Release.id.desc())
     )
-    return [(r, m) for r, m in rows.tuples()]
+    return [(r, m) for r, m in rows]
 
 
 # -- releases' galleries --------------------------------------------------------------------

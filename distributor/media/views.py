@@ -30,6 +30,7 @@ from distributor.media.storage import MediaFileMissing, MediaStorage
 from distributor.newsroom.services import get_public_release as public_release
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release, ReleaseStatus
+from distributor.releases.services import can_edit
 from distributor.security import public, staff_required
 from distributor.settings import Settings
 
@@ -162,6 +163,7 @@ def show(asset_id: int) -> str | Response:
             .order_by(Release.id.desc())
             .limit(100)
         )
+        if can_edit(current_user, r)
     ]
     return render_template(
         "staff/media/show.html",
@@ -217,9 +219,9 @@ def _editable_release(release_id: int) -> Release:
     release = request_session().get(Release, release_id)
     if release is None:
         abort(404)
-    if release.status not in EDITABLE:
-        flash("This release is being sent or withdrawn; its gallery is fixed.", "error")
-        abort(409)
+    # The release's own rule (press officers: drafts, and their own release in review).
+    if release.status not in EDITABLE or not can_edit(current_user, release):
+        abort(403)
     return release
 
 

@@ -277,7 +277,7 @@ def _gallery_context(session: Session, release: Release) -> dict[str, Any]:
             now=now,
             warn_days=_settings().media_rights_warn_days,
         ),
-        "can_edit_gallery": release.status in EDITABLE,
+        "can_edit_gallery": release.status in EDITABLE and services.can_edit(current_user, release),
         "media_available": lambda asset: media_services.is_available(asset, now),
         "media_credit": media_downloads.credit_line,
     }

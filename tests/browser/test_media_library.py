@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.engine import Engine
 from werkzeug.serving import make_server
 
@@ -31,7 +31,13 @@ from distributor.mail.transport import InMemoryTransport
 from distributor.media import rights as media_rights
 from distributor.media.models import MediaAsset, MediaAssetEvent, ReleaseMedia
 from distributor.media.storage import LocalStorage
-from distributor.releases.models import Release, ReleaseStatus
+from distributor.releases.models import (
+    PressContact,
+    Release,
+    ReleaseKind,
+    ReleaseStatus,
+    release_contacts,
+)
 from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
 from tests.support import delivery_factories as f
@@ -70,6 +76,13 @@ def live_db(engine: Engine) -> Iterator[Database]:
         releases = select(Release.id).where(Release.title == TITLE)
         conn.execute(delete(Send).where(Send.release_id.in_(releases)))
         conn.execute(delete(Release).where(Release.title == TITLE))
+        # What the release factory committed with it, now used by no release.
+        conn.execute(delete(ReleaseKind).where(~exists().where(Release.kind_id == ReleaseKind.id)))
+        conn.execute(
+            delete(PressContact).where(
+                ~exists().where(release_contacts.c.press_contact_id == PressContact.id)
+            )
+        )
         conn.execute(delete(User).where(User.email.like(f"%@{DOMAIN}")))
 
 
@@ -103,9 +116,9 @@ def _seed(db: Database, settings: Settings) -> Release:
                 session, email=f"{name}@{DOMAIN}", name=name.title(), password=TEST_PASSWORD,
                 role=role,
             )  # fmt: skip
+        # A draft: press officers build drafts; editors approve them.
         release = f.release(session, title=TITLE, photo=False, attachments=False)
-        release.status = ReleaseStatus.APPROVED
-        release.published_at = utcnow() - dt.timedelta(minutes=5)
+        release.published_at = None
     return release
 
 
@@ -173,6 +186,17 @@ def test_media_library_journey(
             officer.screenshot(path="/tmp/media-release-gallery.png", full_page=True)
             officer.goto(f"{base}/staff/media/?rights=expiring")
             assert AGENCY_PICTURE in officer.content() and OWN_PICTURE not in officer.content()
+
+            # The editor approves it (that journey has its own test: test_release_journey).
+            with live_db.session() as session, session.begin():
+                session.execute(
+                    update(Release)
+                    .where(Release.id == release.id)
+                    .values(
+                        status=ReleaseStatus.APPROVED,
+                        published_at=utcnow() - dt.timedelta(minutes=1),
+                    )
+                )
 
             # -- a journalist on the newsroom: gallery, credit, original with its XMP ---------
             reader = browser.new_page()

@@ -241,3 +241,23 @@ def test_media_page_offers_fact_sheets_and_pictures_while_their_rights_last(
     page = client.get("/media").get_data(as_text=True)
     assert "Spokesperson Morwenna Pike" not in page and "Fact sheet 2026" in page
     assert client.get(f"/media/library/{portrait.key}/original").status_code == 404
+
+
+def test_gallery_follows_the_release_edit_rules(
+    client: FlaskClient, session: Session, settings: Settings, logged_in: Callable[[Role], User]
+) -> None:
+    logged_in(Role.PRESS_OFFICER)
+    assert _upload(client).status_code == 303
+    asset = session.scalar(select(MediaAsset).order_by(MediaAsset.id.desc()))
+    assert asset is not None
+    release = f.release(session, photo=False, attachments=False)
+    release.status = ReleaseStatus.APPROVED
+    session.commit()
+    show = f"/staff/releases/{release.id}"
+    token = csrf_token(client, "/staff/media/new")
+    refused = client.post(f"{show}/gallery/add", data={"csrf_token": token, "asset_id": asset.id})
+    assert refused.status_code == 403  # press officers edit drafts only
+    release.status = ReleaseStatus.DRAFT
+    session.commit()
+    added = client.post(f"{show}/gallery/add", data={"csrf_token": token, "asset_id": asset.id})
+    assert added.status_code == 303

@@ -153,12 +153,15 @@ def release_context(
                 {
                     "title": i.title,
                     "credit": i.credit,
-                    "url": link(library_url(settings, i.key, "original")),
+                    # Under embargo through the recipient's room, like the attachments.
+                    "url": f"{room['url']}/library/{i.key}/original"
+                    if room is not None
+                    else link(library_url(settings, i.key, "original")),
                     "kind": "Image" if i.is_image else "Document",
                 }
                 # The lead too: its mail picture is small, the link gives the original.
                 for i in library
-                if room is None
+                if not (room is not None and room["requires_terms"])
             ],
             "contacts": [
                 {"name": c.name, "title": c.title, "email": c.email, "phone": c.phone}

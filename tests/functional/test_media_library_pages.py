@@ -26,7 +26,7 @@ from distributor.delivery import tasks as engine_tasks
 from distributor.delivery.checklist import DnsUnavailable
 from distributor.delivery.models import Send
 from distributor.delivery.rendering import compile_release, staff_recipient
-from distributor.media import rights
+from distributor.media import rights, services
 from distributor.media.models import MediaAsset, RightsState
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
@@ -261,3 +261,34 @@ def test_gallery_follows_the_release_edit_rules(
     session.commit()
     added = client.post(f"{show}/gallery/add", data={"csrf_token": token, "asset_id": asset.id})
     assert added.status_code == 303
+
+
+def test_embargoed_library_files_go_through_the_journalists_room(
+    app: Flask, client: FlaskClient, session: Session, settings: Settings
+) -> None:
+    from distributor.embargo import tokens
+    from distributor.media.storage import MediaStorage
+    from tests.support.embargo import embargoed_world
+    from tests.support.media import add_asset
+
+    world = embargoed_world(session, settings, requires_terms=False)
+    storage: MediaStorage = app.extensions["distributor.media_storage"]
+    asset = add_asset(session, storage, title="Sea wall at night")
+    services.add_to_release(
+        session, world.release, asset, as_lead=False, actor_id=None, now=utcnow()
+    )
+    session.commit()
+    room = f"/embargo/{tokens.room_token(settings, world.release.id, world.alice.id)}"
+    url = f"{room}/library/{asset.key}/original"
+    assert client.get(url).status_code == 303  # not entered yet: the room's front door
+    assert client.get(f"/media/library/{asset.key}/original").status_code == 404  # not public
+    client.post(f"{room}/enter", data={"csrf_token": csrf_token(client, room)})
+    assert "Sea wall at night" in client.get(room).get_data(as_text=True)
+    got = client.get(url)
+    assert got.status_code == 200 and got.mimetype == "image/jpeg"
+    tags = exiftool(got.data, ".jpg")
+    assert tags["XMP-photoshop:Credit"] == "Photo: Jane Doe/Coastline Pictures"
+    # The embargoed mail links the file through the recipient's room, never publicly.
+    _, text = _mail(session, world.release.id, settings)
+    assert f"/library/{asset.key}/original" in text
+    assert f"/media/library/{asset.key}" not in text

@@ -88,7 +88,10 @@ def prepare_download(storage: MediaStorage, asset: MediaAsset, size: str) -> Dow
     content_type = "image/jpeg" if reduced else asset.content_type
     if not storage.exists(key):
         data, content_type, ext = images.render_download(
-            storage.read(original_key(asset)), size, credit_for(asset)
+            storage.read(original_key(asset)),
+            size,
+            credit_for(asset),
+            max_width=asset.max_download_width,
         )
         storage.put(key, data, content_type)
     suffix = f"-{size}" if reduced else ""
@@ -105,7 +108,11 @@ def prepare_rendition(storage: MediaStorage, asset: MediaAsset, width: int, ext:
     content_type = "image/webp" if ext == "webp" else "image/jpeg"
     if not storage.exists(key):
         data = images.render_rendition(
-            storage.read(original_key(asset)), width, ext, credit_for(asset)
+            storage.read(original_key(asset)),
+            width,
+            ext,
+            credit_for(asset),
+            max_width=asset.max_download_width,
         )
         storage.put(key, data, content_type)
     return Download(key, content_type, f"{asset.key}-{width}.{ext}")

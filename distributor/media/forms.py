@@ -43,6 +43,9 @@ class AssetForm(FlaskForm):
     licence_text = TextAreaField("Licence (other)", render_kw={"rows": 2})
     usage_notes = TextAreaField("Usage notes", render_kw={"rows": 2})
     rights_until = DateField("Rights end on", validators=[Optional()])
+    max_download_width = IntegerField(
+        "Largest width the licence allows (pixels)", validators=[Optional()]
+    )
     has_consent = BooleanField("People shown have consented")
     tags = StringField("Tags (comma-separated)", validators=[Length(max=500)])
     media_page = SelectField(
@@ -62,6 +65,7 @@ class AssetForm(FlaskForm):
             licence_version=self.licence_version.data or "",
             licence_text=self.licence_text.data or "",
             usage_notes=self.usage_notes.data or "",
+            max_download_width=self.max_download_width.data,
             rights_until=end_of_day_utc(self.rights_until.data, zone),
             has_consent=bool(self.has_consent.data),
             tags=self.tags.data or "",
@@ -73,6 +77,7 @@ class AssetForm(FlaskForm):
         for name in (
             "title", "caption", "alt_text", "creator", "agency", "copyright_holder",
             "licence_version", "licence_text", "usage_notes", "has_consent", "tags",
+            "max_download_width",
         ):  # fmt: skip
             getattr(self, name).data = getattr(asset, name)
         self.licence.data = asset.licence.value

@@ -198,13 +198,16 @@ RENDITION_WIDTHS = (480, 960, 1600)
 RENDITION_FORMATS = {"webp": "WEBP", "jpg": "JPEG"}
 
 
-def render_rendition(original: bytes, width: int, ext: str, credit: Credit) -> bytes:
+def render_rendition(
+    original: bytes, width: int, ext: str, credit: Credit, *, max_width: int | None = None
+) -> bytes:
     """A picture for pages: at most ``width`` wide, WebP or JPEG, credit in its XMP."""
     with Image.open(io.BytesIO(original)) as opened:
         opened.load()
         image = _flatten(ImageOps.exif_transpose(opened))
     clean = Image.new("RGB", image.size)
     clean.paste(image)
+    width = min(width, max_width or width)
     if clean.width > width:
         height = max(1, round(clean.height * width / clean.width))
         clean = clean.resize((width, height), Image.Resampling.LANCZOS)
@@ -216,9 +219,12 @@ def render_rendition(original: bytes, width: int, ext: str, credit: Credit) -> b
     return out.getvalue()
 
 
-def render_download(original: bytes, size: str, credit: Credit) -> tuple[bytes, str, str]:
-    """The image at a ``WIDTHS`` size (JPEG) or ``original`` resolution (its own format), with
-    EXIF dropped and the credit written in; returns (bytes, content type, extension)."""
+def render_download(
+    original: bytes, size: str, credit: Credit, *, max_width: int | None = None
+) -> tuple[bytes, str, str]:
+    """The image at a ``WIDTHS`` size (JPEG) or ``original`` resolution (its own format, at
+    most ``max_width`` wide when the licence says so), with EXIF dropped and the credit
+    written in; returns (bytes, content type, extension)."""
     with Image.open(io.BytesIO(original)) as opened:
         opened.load()
         fmt = opened.format or "JPEG"
@@ -231,12 +237,16 @@ def render_download(original: bytes, size: str, credit: Credit) -> tuple[bytes, 
     if reduced or fmt not in IMAGE_FORMATS:
         fmt = "JPEG"
         clean = _flatten(clean)
-        width = WIDTHS.get(size, WEB_WIDTH)
+        width = min(WIDTHS.get(size, WEB_WIDTH), max_width or WEB_WIDTH)
         if clean.width > width:
             height = max(1, round(clean.height * width / clean.width))
             clean = clean.resize((width, height), Image.Resampling.LANCZOS)
-    elif fmt == "JPEG" and clean.mode not in ("RGB", "L", "CMYK"):
-        clean = _flatten(clean)
+    else:
+        if fmt == "JPEG" and clean.mode not in ("RGB", "L", "CMYK"):
+            clean = _flatten(clean)
+        if max_width is not None and clean.width > max_width:
+            height = max(1, round(clean.height * max_width / clean.width))
+            clean = clean.resize((max_width, height), Image.Resampling.LANCZOS)
     packet = xmp_packet(credit)
     options: dict[str, object] = {"xmp": packet}
     if icc:

@@ -100,6 +100,8 @@ class MediaAsset(Base):
     licence_version: Mapped[str] = mapped_column(String(60), default="")  # e.g. CC BY 4.0
     licence_text: Mapped[str] = mapped_column(Text, default="")  # for "other"
     usage_notes: Mapped[str] = mapped_column(Text, default="")
+    # The largest width the licence allows to hand out (None: the original's).
+    max_download_width: Mapped[int | None]
     rights_until: Mapped[dt.datetime | None]
     rights_state: Mapped[RightsState] = mapped_column(
         enum_column(RightsState), default=RightsState.ACTIVE

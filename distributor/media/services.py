@@ -48,6 +48,7 @@ class AssetInput:
     licence_version: str = ""
     licence_text: str = ""
     usage_notes: str = ""
+    max_download_width: int | None = None
     rights_until: dt.datetime | None = None
     has_consent: bool = False
     tags: str = ""
@@ -77,6 +78,8 @@ def _validate(data: AssetInput, kind: AssetKind) -> None:
         raise ValidationFailed("Name the Creative Commons licence and version, e.g. CC BY 4.0.")
     if data.licence is LicenceKind.LICENSED_UNTIL and data.rights_until is None:
         raise ValidationFailed("A licence for a period needs the date the rights end.")
+    if data.max_download_width is not None and not 300 <= data.max_download_width <= 20000:
+        raise ValidationFailed("The largest size allowed must be 300 to 20,000 pixels wide.")
     if data.licence is LicenceKind.OTHER and not data.licence_text.strip():
         raise ValidationFailed("Describe the licence.")
 
@@ -94,6 +97,7 @@ def _apply(session: Session, asset: MediaAsset, data: AssetInput) -> list[str]:
         "licence_version": data.licence_version.strip()[:60],
         "licence_text": data.licence_text.strip(),
         "usage_notes": data.usage_notes.strip(),
+        "max_download_width": data.max_download_width,
         "rights_until": data.rights_until,
         "has_consent": data.has_consent,
         "tags": _clean_tags(data.tags),

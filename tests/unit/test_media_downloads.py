@@ -61,3 +61,13 @@ def test_uploads_are_checked() -> None:
     for bad in (b"", b"GIF89a not allowed", b"<svg/>", photo_with_exif(width=200, height=100)):
         with pytest.raises(ValidationFailed):
             images.check_upload(bad)
+
+
+def test_the_largest_size_the_licence_allows_caps_the_original() -> None:
+    data, _, _ = render_download(photo_with_exif(), "original", CREDIT, max_width=1000)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert opened.size == (1000, 667)
+    web, _, _ = render_download(photo_with_exif(), "web", CREDIT, max_width=800)
+    with Image.open(io.BytesIO(web)) as opened:
+        assert opened.width == 800
+    assert exiftool(data, ".jpg")["XMP-photoshop:Credit"] == CREDIT.credit_line

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("licence_version", sa.String(length=60), nullable=False),
         sa.Column("licence_text", sa.Text(), nullable=False),
         sa.Column("usage_notes", sa.Text(), nullable=False),
+        sa.Column("max_download_width", sa.Integer(), nullable=True),
         sa.Column("rights_until", distributor.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column(
             "rights_state",

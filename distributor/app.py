@@ -19,6 +19,7 @@ from distributor.logs import configure_logging, get_logger, redact_path
 from distributor.mail.relay_check import CachedRelayCheck
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport, SMTPTransport, parse_smtp_urls
+from distributor.media.storage import MediaStorage, storage_for
 from distributor.settings import PROJECT_ROOT, Settings
 
 log = get_logger("distributor.web")
@@ -29,6 +30,7 @@ def create_app(
     *,
     db: Database | None = None,
     mail_transport: MailTransport | None = None,
+    media_storage: MediaStorage | None = None,
 ) -> Flask:
     """Build the Flask app (and its Celery app) from settings and optional collaborators."""
     settings = settings or Settings.from_env()
@@ -73,6 +75,8 @@ def create_app(
     app.extensions["distributor.db"] = db
     app.extensions["distributor.mail_transport"] = mail_transport
     app.extensions["distributor.email_renderer"] = EmailRenderer()
+    # Media files: a local folder by default, an S3-compatible store with MEDIA_STORAGE_URL.
+    app.extensions["distributor.media_storage"] = media_storage or storage_for(settings)
     # Staff pages warn when mail cannot reach its relay (None with an injected transport).
     app.extensions["distributor.relay_check"] = relay_check
 
@@ -150,6 +154,7 @@ def _register_blueprints(app: Flask) -> None:
     from distributor.embargo.staff_views import bp as embargo_bp
     from distributor.embargo.views import bp as embargo_room_bp
     from distributor.health.views import bp as health_bp
+    from distributor.media.views import bp as media_bp
     from distributor.newsroom.views import bp as newsroom_bp
     from distributor.notifications.views import bp as notifications_bp
     from distributor.organisation.views import bp as organisation_bp
@@ -176,6 +181,7 @@ def _register_blueprints(app: Flask) -> None:
         embargo_room_bp,
         organisation_bp,
         notifications_bp,
+        media_bp,
     ):
         app.register_blueprint(bp)
     embargo_handlers.connect()

@@ -29,6 +29,7 @@ TASK_MODULES = [
     "distributor.embargo.tasks",
     "distributor.notifications.tasks",
     "distributor.reports.tasks",
+    "distributor.media.tasks",
 ]
 
 # Periodic sweeps run by Celery beat: name -> (task, seconds).
@@ -43,6 +44,8 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "delivery-digests": ("delivery.send_digests", 900.0),
     "embargo-sweep": ("embargo.sweep", 60.0),
     "reports-count-settled-sends": ("reports.count_settled_sends", 600.0),
+    # Daily in the words; hourly costs nothing and pages check the time themselves.
+    "media-expire-rights": ("media.expire_rights", 3600.0),
 }
 
 

@@ -29,6 +29,9 @@ def demo_seeders() -> list[Seeder]:
 
     seeders.append(seed_audience)
     seeders.append(seed_releases)
+    from distributor.media.demo import seed_media
+
+    seeders.append(seed_media)
     from distributor.reports.sample import seed_reports_demo
 
     seeders.append(seed_reports_demo)

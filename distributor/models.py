@@ -8,6 +8,7 @@ from distributor.db import Base
 from distributor.delivery import models as delivery_models
 from distributor.devinbox import models as devinbox_models
 from distributor.embargo import models as embargo_models
+from distributor.media import models as media_models
 from distributor.notifications import models as notifications_models
 from distributor.organisation import models as organisation_models
 from distributor.releases import models as releases_models
@@ -24,6 +25,7 @@ __all__ = [
     "delivery_models",
     "devinbox_models",
     "embargo_models",
+    "media_models",
     "metadata",
     "notifications_models",
     "organisation_models",

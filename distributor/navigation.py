@@ -18,6 +18,7 @@ class NavItem:
 STAFF_NAV: list[NavItem] = [
     NavItem("Home", "admin.home", ALL_STAFF),
     NavItem("Releases", "releases.index", ALL_STAFF),
+    NavItem("Media library", "media.index", ALL_STAFF),
     NavItem("Journalists", "audience.journalists", ALL_STAFF),
     NavItem("Beats", "audience.beats", ALL_STAFF),
     NavItem("Media lists", "audience.media_lists", ALL_STAFF),

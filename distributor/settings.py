@@ -192,6 +192,15 @@ class Settings:
         default="", metadata={"env": "MAILGUN_WEBHOOK_SIGNING_KEY"}
     )
 
+    # -- media library (see distributor/media) ------------------------------------------------
+    # Empty: files under DATA_DIR/media/library. Or s3://bucket?endpoint=...&region=... for an
+    # S3-compatible store shared by every web machine and worker.
+    media_storage_url: str = field(default="", metadata={"env": "MEDIA_STORAGE_URL"})
+    # The checklist warns about an asset whose rights end within this many days of a send.
+    media_rights_warn_days: int = field(default=7, metadata={"env": "MEDIA_RIGHTS_WARN_DAYS"})
+    # An asset's owner is mailed this many days before its rights end (0: never).
+    media_expiry_notice_days: int = field(default=14, metadata={"env": "MEDIA_EXPIRY_NOTICE_DAYS"})
+
     # -- what operators watch (see distributor/health/metrics.py) --------------------------------
     metrics_token: str = field(default="", metadata={"env": "METRICS_TOKEN"})
 
@@ -321,5 +330,7 @@ class Settings:
             raise SettingsError("MAIL_FROM must be an email address")
         if not self.public_base_url.startswith(("http://", "https://")):
             raise SettingsError("PUBLIC_BASE_URL must start with http:// or https://")
+        if self.media_storage_url and not self.media_storage_url.startswith(("s3://", "file://")):
+            raise SettingsError("MEDIA_STORAGE_URL must be empty, file:///path or s3://bucket")
         if not 1 <= self.delivery_connections_per_batch <= 64:
             raise SettingsError("DELIVERY_CONNECTIONS_PER_BATCH must be between 1 and 64")

@@ -13,14 +13,18 @@ import email.policy
 import enum
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from distributor.delivery.rendering import HTML_SIZE_WARNING, CompiledRelease, staff_recipient
 from distributor.organisation.models import Organisation
 from distributor.releases.models import Release
 from distributor.settings import Settings
+
+if TYPE_CHECKING:
+    from distributor.media.rights import RightsProblem
 
 SUBJECT_COMFORTABLE = 78  # beyond this most clients cut the subject in the inbox list
 SUBJECT_LIMIT = 150
@@ -128,8 +132,9 @@ def run_checklist(
     org: Organisation,
     settings: Settings,
     resolver: TxtResolver,
+    rights: Sequence[RightsProblem] = (),
 ) -> Checklist:
-    """Check the compiled release mail and the From domain's DNS."""
+    """Check the compiled release mail, its library assets' rights and the From domain's DNS."""
     items: list[CheckItem] = []
     subject = compiled.subject
     if len(subject) <= SUBJECT_COMFORTABLE:
@@ -214,8 +219,23 @@ def run_checklist(
             address if has_address else "Set the organisation's postal address (CAN-SPAM).",
         )
     )
+    items.append(rights_item(rights))
     items.extend(dns_checks(settings, resolver))
     return Checklist(items)
+
+
+def rights_item(problems: Sequence[RightsProblem]) -> CheckItem:
+    """Expired rights on a carried asset are red; rights ending soon are a warning."""
+    if not problems:
+        return CheckItem(
+            "Image rights", CheckStatus.OK, "Every library asset's rights are in force."
+        )
+    blocking = [p for p in problems if p.is_blocking]
+    return CheckItem(
+        "Image rights",
+        CheckStatus.BAD if blocking else CheckStatus.WARN,
+        " ".join(p.detail for p in (blocking or problems)[:5]),
+    )
 
 
 def dns_checks(settings: Settings, resolver: TxtResolver) -> list[CheckItem]:

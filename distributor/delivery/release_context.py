@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -36,6 +37,24 @@ def attachment_url(settings: Settings, release: Release, attachment: Attachment)
     goes into a mail."""
     name = quote(attachment.filename)
     return f"{settings.public_base_url}/releases/{release.slug}/attachments/{attachment.id}/{name}"
+
+
+@dataclass(frozen=True)
+class LibraryItem:
+    """A media library asset the mail carries (built by ``rendering`` from distributor/media)."""
+
+    key: str
+    title: str
+    caption: str
+    alt: str
+    credit: str
+    is_image: bool
+    is_lead: bool
+
+
+def library_url(settings: Settings, key: str, size: str) -> str:
+    """``media.download``: the file with its credit written in, while its rights last."""
+    return f"{settings.public_base_url}/media/library/{key}/{size}"
 
 
 def size_label(size: int) -> str:
@@ -78,6 +97,7 @@ def release_context(
     pixel: str,
     body_html: str,
     room: dict[str, Any] | None = None,
+    library: Sequence[LibraryItem] = (),
 ) -> dict[str, Any]:
     """Everything ``templates/email/release`` needs; ``link`` rewrites a URL for tracking.
 
@@ -86,6 +106,26 @@ def release_context(
     not work yet, and the "read online" button opens the room.
     """
     photo_url = None if room is not None else photo_email_url(settings, release)
+    photo: dict[str, Any] | None = (
+        {
+            "url": photo_url,
+            "alt": release.photo_alt or release.title,
+            "credit": release.credit_line,
+            "caption": release.photo_caption,
+        }
+        if photo_url
+        else None
+    )
+    # The library's lead image stands in for a release without an uploaded lead photo; the
+    # rest are links (journalists want pictures as links, not as heavy attachments).
+    lead = next((i for i in library if i.is_lead), None)
+    if photo is None and lead is not None and room is None:
+        photo = {
+            "url": library_url(settings, lead.key, "email"),
+            "alt": lead.alt or lead.title,
+            "credit": lead.credit,
+            "caption": lead.caption,
+        }
 
     def file_url(a: Attachment) -> str:
         if room is not None:
@@ -108,14 +148,21 @@ def release_context(
             .lstrip("0"),
             "url": room["url"] if room is not None else link(public_release_url(settings, release)),
             "has_photo": bool(release.photo_key),
-            "photo": {
-                "url": photo_url,
-                "alt": release.photo_alt or release.title,
-                "credit": release.credit_line,
-                "caption": release.photo_caption,
-            }
-            if photo_url
-            else None,
+            "photo": photo,
+            "gallery": [
+                {
+                    "title": i.title,
+                    "credit": i.credit,
+                    # Under embargo through the recipient's room, like the attachments.
+                    "url": f"{room['url']}/library/{i.key}/original"
+                    if room is not None
+                    else link(library_url(settings, i.key, "original")),
+                    "kind": "Image" if i.is_image else "Document",
+                }
+                # The lead too: its mail picture is small, the link gives the original.
+                for i in library
+                if not (room is not None and room["requires_terms"])
+            ],
             "contacts": [
                 {"name": c.name, "title": c.title, "email": c.email, "phone": c.phone}
                 for c in release.contacts

@@ -21,6 +21,7 @@ import nh3
 from sqlalchemy.orm import Session
 
 from distributor.audience import tokens
+from distributor.db import utcnow
 from distributor.delivery.dkim import DkimSigner, load_signer
 from distributor.delivery.link_tokens import FastToken
 from distributor.delivery.mime import (
@@ -32,12 +33,14 @@ from distributor.delivery.mime import (
     html_value,
     text_value,
 )
-from distributor.delivery.release_context import release_context
+from distributor.delivery.release_context import LibraryItem, release_context
 from distributor.delivery.signals import RoomLinks, compiling_release
 from distributor.errors import NotFound
 from distributor.logs import get_logger
 from distributor.mail import verp
 from distributor.mail.rendering import EmailRenderer, compile_mjml
+from distributor.media import downloads as media_downloads
+from distributor.media import services as media_services
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release
 from distributor.settings import Settings
@@ -281,6 +284,22 @@ def _room_links(session: Session, release: Release, settings: Settings) -> RoomL
     return None
 
 
+def _library_items(session: Session, release: Release) -> list[LibraryItem]:
+    """The release's media library assets whose rights are in force (see distributor/media)."""
+    return [
+        LibraryItem(
+            key=m.asset.key,
+            title=m.asset.title,
+            caption=m.asset.caption,
+            alt=m.asset.alt_text,
+            credit=media_downloads.credit_line(m.asset),
+            is_image=m.asset.is_image,
+            is_lead=m.is_lead,
+        )
+        for m in media_services.visible_release_media(session, release.id, utcnow())
+    ]
+
+
 def compile_release(session: Session, release_id: int, settings: Settings) -> CompiledRelease:
     """Compile the release mail once: MJML, the text part and every static header."""
     release = session.get(Release, release_id)
@@ -325,6 +344,7 @@ def compile_release(session: Session, release_id: int, settings: Settings) -> Co
             "requires_terms": room.requires_terms,
             "terms_summary": room.terms_summary,
         },
+        library=_library_items(session, release),
     )
     renderer = _renderer()
     subject = renderer.render_subject("release", context)

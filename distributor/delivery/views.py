@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from distributor.db import request_session
+from distributor.db import request_session, utcnow
 from distributor.delivery import services, test_sends
 from distributor.delivery.checklist import (
     Checklist,
@@ -48,6 +48,7 @@ from distributor.delivery.rendering import (
     staff_recipient,
 )
 from distributor.errors import DomainError
+from distributor.media import rights as media_rights
 from distributor.notifications.models import StaffMailKind
 from distributor.notifications.services import recent_staff_mails
 from distributor.organisation.services import get_organisation
@@ -121,11 +122,16 @@ def _checklist(release: Release, compiled: CompiledRelease | None = None) -> Che
         org=get_organisation(session, settings),
         settings=settings,
         resolver=_resolver(),
+        rights=media_rights.rights_problems(
+            session, release, now=utcnow(), warn_days=settings.media_rights_warn_days
+        ),
     )
 
 
 def _require_confirmation(release: Release) -> None:
     """The POST must come from the confirmation page, with today's red items overridden."""
+    # Expired image rights are the one red item no override lifts: sending would breach them.
+    media_rights.refuse_expired_rights(request_session(), release, now=utcnow())
     check_confirmed(
         _checklist(release),
         confirmed=request.form.get("confirmed") == "yes",

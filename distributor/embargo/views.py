@@ -7,6 +7,7 @@ A room page is never cached, never indexed and sends no referrer.
 from __future__ import annotations
 
 import secrets
+from urllib.parse import quote
 
 from flask import (
     Blueprint,
@@ -27,7 +28,10 @@ from distributor.db import request_session, utcnow
 from distributor.embargo import notices, room
 from distributor.embargo.models import AccessEventKind
 from distributor.embargo.room import Outcome, RoomView
-from distributor.errors import ValidationFailed
+from distributor.errors import NotFound, ValidationFailed
+from distributor.media import downloads as media_downloads
+from distributor.media import services as media_services
+from distributor.media.storage import MediaFileMissing, MediaStorage
 from distributor.newsroom.views import public_context, send_attachment
 from distributor.releases.media import PHOTO_WIDTHS, photo_path
 from distributor.security import public
@@ -67,6 +71,16 @@ def _private(response: Response, browser_key: str | None = None) -> Response:
 
 
 def _page(view: RoomView, token: str, status: int = 200) -> Response:
+    library = (
+        [
+            m.asset
+            for m in media_services.visible_release_media(
+                request_session(), view.release.id, utcnow()
+            )
+        ]
+        if view.outcome is Outcome.ROOM
+        else []
+    )
     html = render_template(
         "embargo/room.html",
         view=view,
@@ -74,6 +88,9 @@ def _page(view: RoomView, token: str, status: int = 200) -> Response:
         token=token,
         release=view.release,
         photo_widths=PHOTO_WIDTHS,
+        library=library,
+        media_credit=media_downloads.credit_line,
+        media_terms=media_downloads.usage_terms,
         **public_context(),
     )
     return _private(make_response(html, status))
@@ -206,3 +223,35 @@ def attachment(token: str, attachment_id: int, filename: str) -> Response:
         abort(404)
     room.log(session, view.access, AccessEventKind.DOWNLOAD, now, found.filename)
     return _private(send_attachment(found, _settings()))
+
+
+@bp.get("/embargo/<token>/library/<key>/<size>")
+@public
+def library(token: str, key: str, size: str) -> Response:
+    """A media library file of the release (credit written in), through the room until the
+    lift, then from its public URL; never once its rights have ended."""
+    session = request_session()
+    now = utcnow()
+    view = room.look(session, _settings(), token, _browser_key(), now, logs_view=False)
+    items = media_services.visible_release_media(session, view.release.id, now)
+    asset = next((m.asset for m in items if m.asset.key == key), None)
+    if asset is None:
+        abort(404)
+    if view.outcome is Outcome.PUBLIC:
+        return redirect(url_for("media.download", key=key, size=size), 302)
+    if view.outcome in (Outcome.LANDING, Outcome.OTHER_BROWSER):
+        return _private(redirect(url_for("embargo_room.room_page", token=token), 303))
+    if view.outcome is not Outcome.ROOM:
+        abort(404)
+    storage: MediaStorage = current_app.extensions["distributor.media_storage"]
+    try:
+        prepared = media_downloads.prepare_download(storage, asset, size)
+        body = storage.stream(prepared.key)
+    except (NotFound, MediaFileMissing):
+        abort(404)
+    room.log(session, view.access, AccessEventKind.DOWNLOAD, now, prepared.filename)
+    response = Response(body, mimetype=prepared.content_type, direct_passthrough=True)
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename*=UTF-8''{quote(prepared.filename)}"
+    )
+    return _private(response)

@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from sqlalchemy.orm import Session
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
@@ -162,11 +163,24 @@ def release(slug: str) -> Response:
         release=item,
         subscribe_url=_subscribe_url,
         is_preview=False,
+        **_gallery_context(session, item, now),
         **public_context(),
     )
     response = make_response(html)
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+def _gallery_context(session: Session, release: Release, now: dt.datetime) -> dict[str, Any]:
+    """The release's library images and documents whose rights are in force (distributor/media)."""
+    from distributor.media import downloads as media_downloads
+    from distributor.media import services as media_services
+
+    return {
+        "gallery": media_services.visible_release_media(session, release.id, now),
+        "media_credit": media_downloads.credit_line,
+        "media_terms": media_downloads.usage_terms,
+    }
 
 
 @bp.get("/preview/<token>")

@@ -264,7 +264,29 @@ def show(release_id: int) -> str:
         has_test_send="delivery.test_send" in views,
         has_send_page="delivery.send_page" in views,
         ReleaseStatus=ReleaseStatus,
+        **_gallery_context(session, release),
     )
+
+
+def _gallery_context(session: Session, release: Release) -> dict[str, Any]:
+    """The library section of the release page (see distributor/media)."""
+    from distributor.media import downloads as media_downloads
+    from distributor.media import services as media_services
+    from distributor.media.views import EDITABLE
+
+    now = utcnow()
+    return {
+        "gallery": media_services.release_media(session, release.id),
+        "library": media_services.search_assets(
+            session,
+            media_services.AssetQuery(rights=media_services.RightsFilter.ACTIVE),
+            now=now,
+            warn_days=_settings().media_rights_warn_days,
+        ),
+        "can_edit_gallery": release.status in EDITABLE and services.can_edit(current_user, release),
+        "media_available": lambda asset: media_services.is_available(asset, now),
+        "media_credit": media_downloads.credit_line,
+    }
 
 
 @bp.post("/<int:release_id>/transition")

@@ -20,6 +20,10 @@ EXPECTED_PUBLIC_PREFIXES = (
     "newsroom.",
     "organisation.logo",
     "organisation.brand_css",
+    "media.download",  # library files of public releases, while their rights last
+    "media.press_kit",  # a public release's zip
+    "media.rendition",  # the pictures a public release page shows
+    "media.page",  # the newsroom's media page
     "audience_public.",
     "embargo_room.",  # the personal room links journalists get by mail
     "tracking.",

@@ -71,6 +71,7 @@ def release() -> dict[str, Any]:
             "attachments": [
                 {"filename": "plan.pdf", "url": f"{base}/attachments/ab12.pdf", "size": "471 KB"}
             ],
+            "gallery": [],  # tests/functional/test_media_library_pages.py renders a gallery
         },
         "embargo": "25 Nov 2026 09:00 UTC (09:00 GMT)",
         "room": None,  # tests/unit/test_embargo_mail.py renders the embargo-room variants
@@ -158,7 +159,20 @@ def notification() -> dict[str, Any]:
     }
 
 
+def media_rights_ending() -> dict[str, Any]:
+    return {
+        "org": ORG,
+        "name": "Pat <Press>",
+        "title": "Boats at low tide & dawn",
+        "credit": "Photo: Ade Mensah/Westcoast Pictures",
+        "ends": "5 December 2026",
+        "used_in": ["Sea wall <to be> raised before winter"],
+        "asset_url": "https://news.harbourlight.example/staff/media/7",
+    }
+
+
 CONTEXTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "media_rights_ending": media_rights_ending,
     "embargo_correction": _embargo_notice,
     "embargo_lifted": _embargo_notice,
     "embargo_new_browser": _embargo_notice,

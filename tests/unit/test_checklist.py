@@ -68,6 +68,7 @@ def test_a_good_release_with_good_dns_passes(session: Session, settings: Setting
         "Links": CheckStatus.OK,
         "Unsubscribe": CheckStatus.OK,
         "Postal address": CheckStatus.OK,
+        "Image rights": CheckStatus.OK,
         "SPF": CheckStatus.OK,
         "DKIM": CheckStatus.OK,
         "DMARC": CheckStatus.OK,

@@ -77,3 +77,13 @@ def test_readme_commands_exist_in_the_makefile() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in re.findall(r"^\s*make ([a-z-]+)", README, flags=re.MULTILINE):
         assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.MULTILINE), target
+
+
+def test_app_containers_share_a_named_volume_for_data_dir() -> None:
+    """Uploads must survive a redeploy and be seen by every web machine and worker."""
+    named = set(COMPOSE.get("volumes") or {})
+    for name in ("web", "worker", "beat", "bounces", "smtp"):
+        service = _services()[name]
+        data_dir = service["environment"]["DATA_DIR"]
+        mounts = [str(v).split(":") for v in service.get("volumes", [])]
+        assert any(src in named and dst == data_dir for src, dst, *_ in mounts), name

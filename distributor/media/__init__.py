@@ -1,0 +1,1 @@
+"""The media library: images and documents with their credit, licence and rights expiry."""

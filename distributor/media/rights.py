@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from distributor.errors import ValidationFailed
 from distributor.logs import get_logger
-from distributor.mail.message import build_message
+from distributor.mail import outgoing as outgoing_mail
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.media.models import MediaAsset, RightsState
@@ -135,8 +135,7 @@ def due_expiry_notices(session: Session, now: dt.datetime, days: int) -> list[in
 class OutgoingNotice:
     asset_id: int
     rights_until: dt.datetime
-    to_address: str
-    message: bytes
+    mail: outgoing_mail.OutgoingMail
 
 
 def build_expiry_notice(
@@ -161,15 +160,16 @@ def build_expiry_notice(
         "used_in": [r.title for r, _ in where_used(session, asset.id)],
         "asset_url": f"{settings.public_base_url}/staff/media/{asset.id}",
     }
-    message = build_message(
+    # The one road every mail takes: VERP sender, DKIM when on, our header rules.
+    mail = outgoing_mail.build_transactional(
+        settings,
         rendered=renderer.render("media_rights_ending", context),
         from_name=org.name,
-        from_address=settings.mail_from,
         to_address=asset.owner.email,
         reply_to=org.press_email,
         extra_headers={"Auto-Submitted": "auto-generated"},
     )
-    return OutgoingNotice(asset.id, asset.rights_until, asset.owner.email, message.as_bytes())
+    return OutgoingNotice(asset.id, asset.rights_until, mail)
 
 
 def send_expiry_notices(
@@ -190,7 +190,7 @@ def send_expiry_notices(
         if outgoing is None:
             continue
         try:
-            transport.send(settings.mail_from, [outgoing.to_address], outgoing.message)
+            outgoing_mail.send(transport, outgoing.mail)
         except (smtplib.SMTPException, OSError) as exc:
             log.warning("rights notice not sent", asset_id=asset_id, error=str(exc))
             continue
@@ -203,7 +203,7 @@ def send_expiry_notices(
                     session,
                     asset,
                     "owner warned",
-                    f"Mail to {outgoing.to_address}: rights end soon.",
+                    f"Mail to {outgoing.mail.recipient}: rights end soon.",
                     None,
                     now(),
                 )

@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from distributor.db import Database
 from distributor.delivery import pump, sender
-from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
-from distributor.delivery.ratelimit import Limits, LocalRateLimiter
-from distributor.delivery.recipients import freeze_recipients
+from distributor.delivery.models import DeliveryStatus, Send, SendStatus
 from distributor.delivery.sender import run_batch
 from distributor.mail.transport import parse_smtp_urls
 from distributor.settings import Settings
-from tests.support.delivery_seed import bulk_release, wipe_delivery_data
+from tests.support.delivery_seed import (
+    open_limiter,
+    rows_by_email,
+    running_send,
+    wipe_delivery_data,
+)
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
@@ -31,53 +33,21 @@ def live_db(engine: Engine) -> Iterator[Database]:
     wipe_delivery_data(engine)
 
 
-def _running_send(db: Database, n: int, domains: int) -> tuple[int, list[str]]:
-    from distributor.db import utcnow
-
-    with db.session() as session, session.begin():
-        release_id, emails = bulk_release(session, n, domains=domains)
-        send = Send(release_id=release_id, status=SendStatus.RUNNING, started_at=utcnow())
-        session.add(send)
-        session.flush()
-        freeze_recipients(session, send_id=send.id, release_id=release_id, now=utcnow())
-        return send.id, emails
-
-
-def _statuses(db: Database, send_id: int) -> dict[str, Delivery]:
-    with db.session() as session:
-        return {
-            str(d.email): d
-            for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id))
-        }
-
-
-def _limiter(**overrides: int) -> LocalRateLimiter:
-    values = {
-        "rate_per_second": 0,
-        "domain_rate_per_second": 0,
-        "domain_concurrency": 0,
-        "domain_backoff_seconds": 600,
-        "lease_seconds": 60,
-        **overrides,
-    }
-    return LocalRateLimiter(Limits(**values))
-
-
 def test_a_domain_that_says_slow_down_waits_while_others_go_out(
     settings: Settings, live_db: Database
 ) -> None:
-    send_id, emails = _running_send(live_db, 30, domains=3)  # d0, d1, d2.example
+    send_id, emails = running_send(live_db, 30, domains=3)  # d0, d1, d2.example
     slow = next(e for e in emails if e.endswith("@d1.example"))
     with FaultySMTPServer(Script(greylist={slow})) as server:
         result = run_batch(
             live_db,
             settings,
             send_id,
-            limiter=_limiter(),
+            limiter=open_limiter(),
             relays=parse_smtp_urls(server.url),
         )
         counts = server.counts()
-    rows = _statuses(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert result.claimed == 30
     assert rows[slow].status is D.DEFERRED and rows[slow].smtp_code == 451
     assert rows[slow].smtp_response.startswith("rcpt 451 4.7.1")
@@ -95,35 +65,35 @@ def test_a_domain_that_says_slow_down_waits_while_others_go_out(
 def test_a_batch_waits_for_the_domain_rate_instead_of_giving_up(
     settings: Settings, live_db: Database
 ) -> None:
-    send_id, _ = _running_send(live_db, 12, domains=1)
+    send_id, _ = running_send(live_db, 12, domains=1)
     with FaultySMTPServer() as server:
         result = run_batch(
             live_db,
             settings,
             send_id,
-            limiter=_limiter(domain_rate_per_second=6),
+            limiter=open_limiter(domain_rate_per_second=6),
             relays=parse_smtp_urls(server.url),
         )
         total = server.total
     assert (result.sent, result.released, total) == (12, 0, 12)
-    assert all(r.status is D.SENT for r in _statuses(live_db, send_id).values())
+    assert all(r.status is D.SENT for r in rows_by_email(live_db, send_id).values())
 
 
 def test_rows_still_over_the_rate_after_a_while_go_back_to_the_queue_unsent(
     settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sender, "_RATE_PATIENCE_SECONDS", 0.0)
-    send_id, _ = _running_send(live_db, 20, domains=1)
+    send_id, _ = running_send(live_db, 20, domains=1)
     with FaultySMTPServer() as server:
         result = run_batch(
             live_db,
             settings,
             send_id,
-            limiter=_limiter(domain_rate_per_second=5),
+            limiter=open_limiter(domain_rate_per_second=5),
             relays=parse_smtp_urls(server.url),
         )
         total = server.total
-    rows = _statuses(live_db, send_id).values()
+    rows = rows_by_email(live_db, send_id).values()
     assert (result.sent, result.released, total) == (5, 15, 5)
     queued = [r for r in rows if r.status is D.QUEUED]
     assert len(queued) == 15
@@ -136,10 +106,10 @@ def test_a_batch_spreads_over_its_connections_and_keeps_each_domain_on_one(
     import dataclasses
 
     lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
-    send_id, emails = _running_send(live_db, 120, domains=12)
+    send_id, emails = running_send(live_db, 120, domains=12)
     with FaultySMTPServer(Script(reply_delay=0.002)) as server:
         result = run_batch(
-            live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+            live_db, lanes, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url)
         )
         connection_of = dict(server.connection_of)
         most_at_once = server.max_open_connections
@@ -152,7 +122,7 @@ def test_a_batch_spreads_over_its_connections_and_keeps_each_domain_on_one(
         by_domain.setdefault(email.rpartition("@")[2], set()).update(connection_of[email])
     assert all(len(used) == 1 for used in by_domain.values())
     assert len(set().union(*by_domain.values())) == most_at_once
-    rows = _statuses(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert all(r.status is D.SENT and r.claim_lane is not None for r in rows.values())
 
 
@@ -179,14 +149,16 @@ def test_a_batch_over_starttls_with_auth_uses_all_its_connections(
         return AuthResult(success=True)
 
     lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
-    send_id, emails = _running_send(live_db, 60, domains=12)
+    send_id, emails = running_send(live_db, 60, domains=12)
     with SMTPSink(
         tls_context=server_context(certificate),
         require_starttls=True,
         authenticator=authenticate,
     ) as relay:
         url = f"smtp://user:pw@127.0.0.1:{relay.port}?starttls=1"
-        result = run_batch(live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(url))
+        result = run_batch(
+            live_db, lanes, send_id, limiter=open_limiter(), relays=parse_smtp_urls(url)
+        )
         received = relay.wait_for(60)
     assert (result.sent, result.deferred, result.in_doubt) == (60, 0, 0)
     assert sorted(r.rcpt_tos[0] for r in received) == sorted(emails)
@@ -202,13 +174,17 @@ def test_pausing_mid_batch_stops_every_connection_and_returns_what_was_not_hande
 
     monkeypatch.setattr(pump, "_STATUS_CHECK_SECONDS", 0.05)
     lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
-    send_id, _ = _running_send(live_db, 200, domains=8)
+    send_id, _ = running_send(live_db, 200, domains=8)
     results = []
     with FaultySMTPServer(Script(reply_delay=0.01)) as server:
         worker = threading.Thread(
             target=lambda: results.append(
                 run_batch(
-                    live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+                    live_db,
+                    lanes,
+                    send_id,
+                    limiter=open_limiter(),
+                    relays=parse_smtp_urls(server.url),
                 )
             )
         )
@@ -225,21 +201,21 @@ def test_pausing_mid_batch_stops_every_connection_and_returns_what_was_not_hande
     assert not result.is_send_running
     assert result.sent + result.released == result.claimed == 200
     assert 20 <= result.sent < 200
-    rows = _statuses(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     sent = {e for e, r in rows.items() if r.status is D.SENT}
     assert sent == set(received) and all(n == 1 for n in received.values())
     assert all(r.status is D.QUEUED for e, r in rows.items() if e not in sent)
 
 
 def test_a_paused_send_is_not_claimed(settings: Settings, live_db: Database) -> None:
-    send_id, _ = _running_send(live_db, 5, domains=1)
+    send_id, _ = running_send(live_db, 5, domains=1)
     with live_db.session() as session, session.begin():
         send = session.get(Send, send_id)
         assert send is not None
         send.status = SendStatus.PAUSED
     with FaultySMTPServer() as server:
         result = run_batch(
-            live_db, settings, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+            live_db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url)
         )
         assert server.total == 0
     assert (result.claimed, result.is_send_running) == (0, False)

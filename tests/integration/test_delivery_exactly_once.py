@@ -25,11 +25,15 @@ from distributor.delivery.ledger import claim_batch
 from distributor.delivery.models import Delivery, DeliveryClaim, DeliveryStatus, Send, SendStatus
 from distributor.delivery.progress import ACCEPT_MANY_SQL, ProgressWriter
 from distributor.delivery.ratelimit import Grant, Limits, LocalRateLimiter
-from distributor.delivery.recipients import freeze_recipients
 from distributor.delivery.sender import run_batch
 from distributor.mail.transport import parse_smtp_urls
 from distributor.settings import Settings
-from tests.support.delivery_seed import bulk_release, wipe_delivery_data
+from tests.support.delivery_seed import (
+    open_limiter,
+    rows_by_email,
+    running_send,
+    wipe_delivery_data,
+)
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
@@ -49,31 +53,9 @@ def _postgres_only(db: Database) -> None:
         pytest.skip("needs PostgreSQL: row locks between two connections")
 
 
-def _running_send(db: Database, n: int, domains: int) -> tuple[int, list[str]]:
-    with db.session() as session, session.begin():
-        release_id, emails = bulk_release(session, n, domains=domains)
-        send = Send(release_id=release_id, status=SendStatus.RUNNING, started_at=utcnow())
-        session.add(send)
-        session.flush()
-        freeze_recipients(session, send_id=send.id, release_id=release_id, now=utcnow())
-        return send.id, emails
-
-
-def _rows(db: Database, send_id: int) -> dict[str, Delivery]:
-    with db.session() as session:
-        return {
-            str(d.email): d
-            for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id))
-        }
-
-
-def _limiter() -> LocalRateLimiter:
-    return LocalRateLimiter(Limits(0, 0, 0, 600, 60))
-
-
 def _claim_three(db: Database) -> tuple[int, list[int]]:
     """One claim holding three rows of one lane, its heartbeat stopped an hour ago."""
-    send_id, _ = _running_send(db, 3, domains=1)
+    send_id, _ = running_send(db, 3, domains=1)
     with db.session() as session, session.begin():
         claim = claim_batch(session.connection(), send_id=send_id, worker="live", limit=3)
         assert claim is not None and len(claim.rows) == 3
@@ -203,7 +185,7 @@ def test_a_worker_whose_clock_is_two_minutes_behind_is_not_taken_for_dead(
     quick = dataclasses.replace(
         settings, delivery_claim_timeout_seconds=30, delivery_connections_per_batch=4
     )
-    send_id, emails = _running_send(live_db, 300, domains=8)
+    send_id, emails = running_send(live_db, 300, domains=8)
     recovered: list[ledger.Recovery] = []
     done = threading.Event()
 
@@ -221,7 +203,7 @@ def test_a_worker_whose_clock_is_two_minutes_behind_is_not_taken_for_dead(
                 live_db,
                 quick,
                 send_id,
-                limiter=_limiter(),
+                limiter=open_limiter(),
                 relays=parse_smtp_urls(server.url),
                 clock=lambda: utcnow() - dt.timedelta(minutes=2),
             )
@@ -231,21 +213,21 @@ def test_a_worker_whose_clock_is_two_minutes_behind_is_not_taken_for_dead(
         counts = server.counts()
     assert len(recovered) > 3 and sum(r.claims for r in recovered) == 0
     assert result.sent == 300
-    rows = _rows(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert all(rows[e].status is D.SENT and counts[e] == 1 for e in emails)
 
 
 def test_a_relay_refusing_our_envelope_sender_pauses_the_send_and_blames_nobody(
     settings: Settings, live_db: Database
 ) -> None:
-    send_id, _ = _running_send(live_db, 40, domains=4)
+    send_id, _ = running_send(live_db, 40, domains=4)
     with FaultySMTPServer(Script(refuse_sender=True)) as server:
         result = run_batch(
-            live_db, settings, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+            live_db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url)
         )
         assert server.total == 0
     assert not result.is_send_running
-    rows = _rows(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert {r.status for r in rows.values()} == {D.QUEUED}  # pending, not failed
     assert all(r.attempts == 0 for r in rows.values())  # nobody charged an attempt
     with live_db.session() as session:
@@ -258,14 +240,14 @@ def test_a_relay_refusing_our_envelope_sender_pauses_the_send_and_blames_nobody(
 def test_relay_trouble_defers_without_charging_an_attempt(
     settings: Settings, live_db: Database
 ) -> None:
-    send_id, emails = _running_send(live_db, 10, domains=1)
+    send_id, emails = running_send(live_db, 10, domains=1)
     closing = emails[3]
     with FaultySMTPServer(Script(throttle={closing})) as server:
         run_batch(
-            live_db, settings, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+            live_db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url)
         )
         counts = server.counts()
-    rows = _rows(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert rows[closing].status is D.DEFERRED and rows[closing].attempts == 0
     assert rows[closing].smtp_response.startswith("rcpt 421 4.7.0")
     assert all(rows[e].status is D.SENT and counts[e] == 1 for e in emails if e != closing)
@@ -288,13 +270,13 @@ class _RedisGoesAway(LocalRateLimiter):
 def test_losing_redis_gives_back_what_was_never_handed_over(
     settings: Settings, live_db: Database
 ) -> None:
-    send_id, _ = _running_send(live_db, 60, domains=3)
+    send_id, _ = running_send(live_db, 60, domains=3)
     with FaultySMTPServer() as server:
         result = run_batch(
             live_db, settings, send_id, limiter=_RedisGoesAway(), relays=parse_smtp_urls(server.url)
         )
         counts = server.counts()
-    rows = _rows(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     statuses = Counter(r.status for r in rows.values())
     assert statuses[D.IN_DOUBT] == 0
     assert statuses[D.SENT] == result.sent == sum(counts.values()) == 15
@@ -311,7 +293,7 @@ def test_losing_the_database_mid_batch_keeps_every_250_and_records_it_when_it_an
 ) -> None:
     _postgres_only(live_db)
     lanes = dataclasses.replace(settings, delivery_connections_per_batch=4)
-    send_id, _ = _running_send(live_db, 400, domains=8)
+    send_id, _ = running_send(live_db, 400, domains=8)
     cut = threading.Event()
 
     def cut_the_writer_off(server: FaultySMTPServer) -> None:
@@ -331,12 +313,12 @@ def test_losing_the_database_mid_batch_keeps_every_250_and_records_it_when_it_an
         cutter = threading.Thread(target=cut_the_writer_off, args=(server,))
         cutter.start()
         result = run_batch(
-            live_db, lanes, send_id, limiter=_limiter(), relays=parse_smtp_urls(server.url)
+            live_db, lanes, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url)
         )
         cutter.join(30)
         counts = server.counts()
     assert cut.is_set()
-    rows = _rows(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert max(counts.values()) == 1, "a recipient got the release twice"
     for email, row in rows.items():
         if counts[email]:

@@ -15,14 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from distributor.audience.models import Suppression
-from distributor.db import Database, utcnow
-from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
-from distributor.delivery.ratelimit import Limits, LocalRateLimiter
-from distributor.delivery.recipients import freeze_recipients
+from distributor.db import Database
+from distributor.delivery.models import DeliveryStatus
 from distributor.delivery.sender import run_batch
 from distributor.mail.transport import parse_smtp_urls
 from distributor.settings import Settings
-from tests.support.delivery_seed import bulk_release, wipe_delivery_data
+from tests.support.delivery_seed import (
+    open_limiter,
+    rows_by_email,
+    running_send,
+    wipe_delivery_data,
+)
 from tests.support.postfix import PrivatePostfix, unavailable_reason
 from tests.support.services import need
 from tests.support.smtp import SMTPSink
@@ -51,40 +54,10 @@ def _postfix(sink: SMTPSink, **options: Any) -> PrivatePostfix:
     return PrivatePostfix(sink.port, **options)
 
 
-def _running_send(db: Database, n: int, domains: int) -> tuple[int, list[str]]:
-    with db.session() as session, session.begin():
-        release_id, emails = bulk_release(session, n, domains=domains)
-        send = Send(release_id=release_id, status=SendStatus.RUNNING, started_at=utcnow())
-        session.add(send)
-        session.flush()
-        freeze_recipients(session, send_id=send.id, release_id=release_id, now=utcnow())
-        return send.id, emails
-
-
-def _rows(db: Database, send_id: int) -> dict[str, Delivery]:
-    with db.session() as session:
-        return {
-            str(d.email): d
-            for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id))
-        }
-
-
-def _limiter() -> LocalRateLimiter:
-    return LocalRateLimiter(
-        Limits(
-            rate_per_second=0,
-            domain_rate_per_second=0,
-            domain_concurrency=0,
-            domain_backoff_seconds=600,
-            lease_seconds=60,
-        )
-    )
-
-
 def _drain(db: Database, settings: Settings, send_id: int, relay: PrivatePostfix) -> None:
     for _ in range(20):
         result = run_batch(
-            db, settings, send_id, limiter=_limiter(), relays=parse_smtp_urls(relay.url)
+            db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(relay.url)
         )
         if result.claimed == 0:
             return
@@ -97,12 +70,12 @@ def _sink_message_ids(sink: SMTPSink) -> Counter[str]:
 def test_every_message_goes_through_postfix_exactly_once(
     settings: Settings, live_db: Database, sink: SMTPSink
 ) -> None:
-    send_id, _ = _running_send(live_db, 300, domains=7)
+    send_id, _ = running_send(live_db, 300, domains=7)
     with _postfix(sink) as relay:
         _drain(live_db, settings, send_id, relay)
         relay.wait_until_idle()
         passed_on = relay.delivered()
-    rows = _rows(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert {r.status for r in rows.values()} == {D.SENT}
     ours = Counter(str(r.message_id).strip("<>") for r in rows.values())
     assert len(ours) == 300
@@ -116,18 +89,20 @@ def test_every_message_goes_through_postfix_exactly_once(
 def test_postfix_recipient_refusals_are_sorted_by_what_they_say(
     settings: Settings, live_db: Database, sink: SMTPSink
 ) -> None:
-    send_id, emails = _running_send(live_db, 40, domains=4)
+    send_id, emails = running_send(live_db, 40, domains=4)
     gone, later = emails[5], emails[6]
     access = {
         gone: "550 5.1.1 Recipient address rejected: User unknown",
         later: "450 4.2.0 Recipient address rejected: try again later",
     }
     with _postfix(sink, recipient_access=access) as relay:
-        run_batch(live_db, settings, send_id, limiter=_limiter(), relays=parse_smtp_urls(relay.url))
+        run_batch(
+            live_db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(relay.url)
+        )
         relay.wait_until_idle()
         refusals = relay.smtpd_replies()
         passed_on = relay.delivered()
-    rows = _rows(live_db, send_id)
+    rows = rows_by_email(live_db, send_id)
     assert rows[gone].status is D.FAILED
     assert "5.1.1" in (rows[gone].smtp_response or "")
     assert rows[later].status is D.DEFERRED

@@ -19,6 +19,10 @@ from distributor.audience.models import (
     Suppression,
     media_list_members,
 )
+from distributor.db import Database, utcnow
+from distributor.delivery.models import Delivery, Send, SendStatus
+from distributor.delivery.ratelimit import Limits, LocalRateLimiter
+from distributor.delivery.recipients import freeze_recipients
 from distributor.releases.models import (
     Release,
     ReleaseKind,
@@ -141,3 +145,36 @@ def wipe_delivery_data(engine: Engine) -> None:
         conn.execute(delete(Journalist))
         conn.execute(delete(Beat))
         conn.execute(delete(Suppression))
+
+
+def running_send(db: Database, n: int, *, domains: int) -> tuple[int, list[str]]:
+    """A running send of a bulk release to ``n`` journalists, frozen: (send id, addresses)."""
+    with db.session() as session, session.begin():
+        release_id, emails = bulk_release(session, n, domains=domains)
+        send = Send(release_id=release_id, status=SendStatus.RUNNING, started_at=utcnow())
+        session.add(send)
+        session.flush()
+        freeze_recipients(session, send_id=send.id, release_id=release_id, now=utcnow())
+        return send.id, emails
+
+
+def rows_by_email(db: Database, send_id: int) -> dict[str, Delivery]:
+    """The send's ledger rows, by recipient address."""
+    with db.session() as session:
+        return {
+            str(d.email): d
+            for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id))
+        }
+
+
+def open_limiter(**overrides: int) -> LocalRateLimiter:
+    """An in-process rate limiter with no limits unless ``overrides`` set some."""
+    values = {
+        "rate_per_second": 0,
+        "domain_rate_per_second": 0,
+        "domain_concurrency": 0,
+        "domain_backoff_seconds": 600,
+        "lease_seconds": 60,
+        **overrides,
+    }
+    return LocalRateLimiter(Limits(**values))

@@ -260,9 +260,13 @@ def _register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> Any:
         if exc.code is None or exc.code < 400:
             return exc
+        # The exception's own headers stay: ``Allow`` on 405 (RFC 9110 section 15.5.6 says
+        # MUST), ``Retry-After`` on 429 and 503.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if _wants_json():
-            return jsonify(error=exc.description), exc.code
-        return render_template("error.html", code=exc.code, message=exc.description), exc.code
+            return jsonify(error=exc.description), exc.code, headers
+        page = render_template("error.html", code=exc.code, message=exc.description)
+        return page, exc.code, headers
 
 
 def _register_template_globals(app: Flask, settings: Settings) -> None:

@@ -178,3 +178,38 @@ def test_staff_create_and_revoke_their_tokens(
     response = client.post(f"/staff/api-tokens/{stored.id}/revoke", data={"csrf_token": token})
     assert response.status_code == 302
     assert client.get("/api/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+
+def test_a_wrong_method_is_refused_with_the_methods_allowed(client: FlaskClient) -> None:
+    # RFC 9110 section 15.5.6: a 405 response MUST carry Allow.
+    refused = client.delete("/api/releases")
+    assert refused.status_code == 405 and refused.is_json
+    assert set(refused.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    page = client.post("/newsroom/")
+    assert page.status_code == 405 and "GET" in page.headers["Allow"]
+
+
+def test_the_openapi_document_states_the_bounds_the_api_enforces(
+    client: FlaskClient, session: Session, make_user: Callable[..., User]
+) -> None:
+    document = client.get("/api/openapi.json").json
+    params = {p["name"]: p for p in document["paths"]["/api/journalists"]["get"]["parameters"]}
+    assert params["per_page"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 200}
+    assert params["outlet_id"]["schema"]["minimum"] == 1
+    headers = _bearer(session, make_user(Role.EDITOR))
+    for query in ("per_page=201", "outlet_id=0", "page=0", "colour=blue", "outlet_id=x"):
+        refused = client.get(f"/api/journalists?{query}", headers=headers)
+        assert refused.status_code == 422, query
+        assert refused.json["error"].split(":")[0] in query
+    new = document["components"]["schemas"]["NewJournalist"]["properties"]
+    assert {"type": "null"} in new["role"]["anyOf"]  # role: null is documented and accepted
+    created = client.post(
+        "/api/journalists",
+        json={"email": "amal.haddad@example.org", "role": None, "name": "Amal Haddad"},
+        headers=headers,
+    )
+    assert created.status_code == 201 and created.json["role"] == ""
+    wrong_type = client.post(
+        "/api/journalists", json={"email": "x@example.org", "name": 7}, headers=headers
+    )
+    assert wrong_type.status_code == 422 and wrong_type.json["error"].startswith("name:")

@@ -54,6 +54,9 @@ def _whole_number(value: Any) -> Any:
 
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_whole_number)]
+# Text without NUL: every request carrying one is refused whole (distributor.input_guard);
+# the schema says so, so the document and the server agree.
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 class Output(BaseModel):
@@ -70,9 +73,10 @@ class Query(BaseModel):
 
 
 class Body(BaseModel):
-    """A JSON request body, validated strictly; unknown members are ignored."""
+    """A JSON request body, validated strictly; an unknown member is refused (a misspelt field
+    must not be dropped silently)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 # -- queries -----------------------------------------------------------------------------------
@@ -88,7 +92,7 @@ class ReleaseQuery(PageQuery):
 
 
 class JournalistQuery(PageQuery):
-    q: str = Field("", max_length=200, description="Search text")
+    q: Text = Field("", max_length=200, description="Search text")
     outlet_id: Id | None = None
 
 
@@ -117,12 +121,12 @@ class AcceptanceQuery(PageQuery):
 class NewJournalist(Body):
     # The address rules (syntax, IDNA, what we can deliver) live in distributor.mail.addresses;
     # the schema only bounds the length (RFC 5321 section 4.5.3.1).
-    email: str = Field(max_length=320, json_schema_extra={"format": "email"})
-    name: str | None = Field(None, max_length=200)
-    outlet: str | None = Field(None, max_length=200)
-    role: str | None = Field(None, max_length=120)
-    country: str | None = Field(None, max_length=2)
-    language: str | None = Field(None, max_length=12)
+    email: Text = Field(max_length=320, json_schema_extra={"format": "email"})
+    name: Text | None = Field(None, max_length=200)
+    outlet: Text | None = Field(None, max_length=200)
+    role: Text | None = Field(None, max_length=120)
+    country: Text | None = Field(None, max_length=2)
+    language: Text | None = Field(None, max_length=12)
     lawful_basis: LawfulBasis = LawfulBasis.LEGITIMATE_INTEREST
 
 

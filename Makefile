@@ -7,7 +7,7 @@ N      ?= 100000
 
 .PHONY: help install run test test-fast lint format typecheck lock clean \
         bench-send bench-relay bench-newsroom bench-import bench-tracking bench-render chaos \
-        bounce-accuracy bench-reports bench-audience
+        bounce-accuracy bench-reports bench-audience bench-scale
 
 help:
 	@echo "make run      - install, migrate, seed demo data, start web+worker+beat+dev SMTP inbox"
@@ -57,6 +57,11 @@ clean:
 
 bench-send: install
 	$(BIN)/python benchmarks/bench_send.py -n $(N)
+
+# make bench-scale [SIZES=10000,100000,1000000]: bench-send at each size, then a table of rate,
+# freeze time and CPU per message (PostgreSQL, workers, Redis) and worker RSS.
+bench-scale: install
+	$(BIN)/python benchmarks/bench_send_scale.py $(if $(SIZES),--sizes $(SIZES))
 
 bench-relay: install
 	$(BIN)/python benchmarks/bench_relay.py -n $(or $(RELAY_N),20000)

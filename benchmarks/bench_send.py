@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -149,6 +151,42 @@ def _named(name: str) -> list[int]:
     except FileNotFoundError:
         return []
     return [int(p) for p in found]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline")
+            .read_bytes()
+            .replace(b"\0", b" ")
+            .decode("utf-8", "replace")
+        )
+    except OSError:
+        return ""
+
+
+def postgres_pids(engine: Any, db_name: str) -> Callable[[], list[int]]:
+    """The processes of the PostgreSQL server that holds ``db_name`` and work for it: its
+    backends for this database and the server's background processes (WAL writer,
+    checkpointer, autovacuum). Backends of other databases on a shared server (someone
+    else's tests) are left out; without access to the server's data directory every local
+    ``postgres`` process is a candidate."""
+    postmaster: int | None = None
+    with contextlib.suppress(Exception), engine.connect() as conn:
+        data_dir = conn.exec_driver_sql("SHOW data_directory").scalar()
+        postmaster = int((Path(str(data_dir)) / "postmaster.pid").read_text().split()[0])
+
+    def pids() -> list[int]:
+        candidates = _tree(postmaster)[1:] if postmaster else _named("postgres")
+        out = []
+        for pid in candidates:
+            cmd = _cmdline(pid)
+            is_backend = "(" in cmd or "[local]" in cmd or " idle" in cmd
+            if db_name in cmd or (cmd.startswith("postgres: ") and not is_backend):
+                out.append(pid)
+        return out
+
+    return pids
 
 
 def cpu_seconds(pids: list[int]) -> tuple[float, float]:
@@ -324,8 +362,13 @@ def main() -> int:
         meter = CpuMeter(
             {
                 "workers": lambda: [p for w in workers for p in _tree(w.pid)],
-                "postgres": lambda: _named("postgres"),
-                "redis": lambda: _named("redis-server"),
+                "postgres": postgres_pids(engine, db_name),
+                # Our own redis-server when we started one (others' are not ours to count).
+                "redis": (
+                    (lambda: [private_redis[0].pid])
+                    if private_redis is not None
+                    else (lambda: _named("redis-server"))
+                ),
                 "sink": lambda: [running_sink.process.pid],
                 "bench": lambda: [os.getpid()],
             }
@@ -348,13 +391,14 @@ def main() -> int:
             # A raw connection and a prepared statement: the poll should not take CPU from the
             # send it measures.
             poll = engine.raw_connection()
+            # Autocommit: one statement per look, no BEGIN/ROLLBACK around it.
+            poll.driver_connection.autocommit = True  # type: ignore[union-attr]
             poll_cursor = poll.driver_connection.cursor()  # type: ignore[union-attr]
             while True:
                 poll_cursor.execute(
                     "SELECT status FROM sends WHERE id = %s", (send_id,), prepare=True
                 )
                 row = poll_cursor.fetchone()
-                poll.driver_connection.rollback()  # type: ignore[union-attr]
                 if row is not None and row[0] == SendStatus.FINISHED.value:
                     break
                 now = time.perf_counter()
@@ -379,7 +423,7 @@ def main() -> int:
                             peak[pid] = max(peak.get(pid, 0.0), mb)
                     if any(w.poll() is not None for w in workers):
                         raise SystemExit("a worker died; see its log in " + str(data_dir))
-                if now - last_report > 5:
+                if now - last_report > 10:
                     last_report = now
                     with db.session() as session:
                         pending = session.scalar(
@@ -389,9 +433,10 @@ def main() -> int:
                             )
                         )
                     log(f"{args.n - (pending or 0)} done after {now - started:.1f}s")
-                time.sleep(0.02)
+                time.sleep(0.05)
             elapsed = time.perf_counter() - started
             meter.stop()
+            poll.driver_connection.autocommit = False  # type: ignore[union-attr]
             poll.close()
             with db.session() as session:
                 counts = dict(
@@ -435,6 +480,14 @@ def main() -> int:
             + f"{(os.cpu_count() or 1) / rate * 1e6:.0f} us per message at this rate)"
         )
         log("worker RSS MB (peak per process): " + ", ".join(f"{v:.0f}" for v in peak.values()))
+        figures: dict[str, Any] = {
+            "n": args.n,
+            "seconds": round(elapsed, 2),
+            "rate": round(rate, 1),
+            "freeze_seconds": round(frozen, 2),
+            "cpu_us": {k: round(v / args.n * 1e6, 1) for k, v in meter.used.items()},
+            "worker_rss_mb": round(max(peak.values(), default=0.0), 1),
+        }
         for w in workers:
             os.killpg(w.pid, signal.SIGTERM)
         for w in workers:
@@ -443,6 +496,9 @@ def main() -> int:
         raw_count = min(args.n, 50_000)
         raw = raw_smtp_rate(sink, len(sample), raw_count, sessions=4)
         log(f"raw SMTP: {raw_count} messages of {len(sample)} bytes, {raw.method}")
+        figures.update(raw_rate=round(raw.rate, 1), ratio=round(rate / raw.rate, 3))
+        # One line for tools (bench_send_scale): the figures above as JSON.
+        log("figures " + json.dumps(figures, sort_keys=True))
         print(
             f"send: {args.n} messages, {rate:.0f} msg/s end to end, "
             f"raw SMTP {raw.rate:.0f} msg/s, ratio {rate / raw.rate:.2f}",

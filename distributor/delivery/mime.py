@@ -96,8 +96,16 @@ def _soft_end(encoded: bytes) -> bytes:
     return encoded + SOFT_BREAK
 
 
+# Printable ASCII but "=" (and spaces), short enough for one line with its soft break: such a
+# value is its own quoted-printable (RFC 2045 6.7 rules 2 and 3) unless it starts with a dot
+# or ends with a space, so most names, addresses and URLs need no encoder.
+_QP_PLAIN = re.compile(rb"[ !-<>-~]{1,72}")
+
+
 def _qp_line(data: bytes) -> bytes:
     # ``data`` has no line break, so the only newlines in the output are soft breaks.
+    if _QP_PLAIN.fullmatch(data) and data[0] != 0x2E and data[-1] != 0x20:
+        return data + SOFT_BREAK
     encoded = binascii.b2a_qp(data, istext=True)
     if len(encoded) >= _QP_LINE_MAX:
         encoded = encoded.replace(b"=\n", SOFT_BREAK)

@@ -112,7 +112,9 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"))
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    # The send's release (no foreign key of its own: ``send_id`` cascades from the send, and
+    # the send from its release; a second key would cost a check per frozen row).
+    release_id: Mapped[int]
     journalist_id: Mapped[int | None] = mapped_column(
         ForeignKey("journalists.id", ondelete="SET NULL")  # erasure anonymises history
     )

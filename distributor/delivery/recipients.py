@@ -216,7 +216,10 @@ def freeze_recipients(session: Session, *, send_id: int, release_id: int, now: d
     """Insert one delivery row per recipient in one statement; returns the rows added.
 
     Journalists who already have a row for this release (a cancelled send started again)
-    keep it: the unique (release_id, journalist_id) makes this safe to run twice.
+    keep it. The caller holds the release's row lock (``services.start_send``), so a plain
+    anti-join finds those rows; the unique (release_id, journalist_id) still stands behind it.
+    No ``ON CONFLICT``: its speculative insertion costs every frozen row an extra pass over the
+    arbiter index and an extra WAL record, even when nothing conflicts.
     """
     prepare_sqlite(session)
     if is_postgres(session):
@@ -237,7 +240,9 @@ def freeze_recipients(session: Session, *, send_id: int, release_id: int, now: d
                :false, :now, :now
         FROM classified c
         WHERE c.kind IN ('now', 'digest')
-        ON CONFLICT (release_id, journalist_id) DO NOTHING
+          AND NOT EXISTS (
+              SELECT 1 FROM deliveries x WHERE x.release_id = :release_id AND x.journalist_id = c.jid
+          )
         """  # noqa: S608
     statement = text(_matched_cte(session) + insert).bindparams(
         bindparam("send_id", type_=Integer()),

@@ -273,8 +273,13 @@ class Batch:
         if not rows:
             return
         status = D.CANCELLED if send_status == "cancelled" else D.QUEUED
+        # When the send paused itself, each row says why it was not sent.
+        why = f"the send paused itself: {self.stop_reason}" if self.stop_reason else ""
         self.result.released += self.writer.release(
-            [r.id for r in rows], status=status, next_attempt_at=None
+            [r.id for r in rows],
+            status=status,
+            next_attempt_at=None,
+            note=NEVER_HANDED_OVER.format(why=why) if why and status is D.QUEUED else "",
         )
 
     def release(self, rows: list[ClaimedRow], wait_seconds: float, why: str = "") -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from distributor.delivery.ratelimit import Grant
 from tests.support.services import free_port
 
 
@@ -159,3 +161,26 @@ def _declared_size(line: bytes) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class StallingLimiter:
+    """Grants one message per domain, then nothing for ``stall`` seconds (every lane's session
+    sits idle), then everything."""
+
+    def __init__(self, stall: float) -> None:
+        self.stall = stall
+        self.resume_at: float | None = None
+
+    def acquire(self, lease_id: str, wanted: Mapping[str, int]) -> Grant:
+        if self.resume_at is None:
+            self.resume_at = time.monotonic() + self.stall
+            return Grant({domain: min(count, 1) for domain, count in wanted.items()})
+        if time.monotonic() < self.resume_at:
+            return Grant(dict.fromkeys(wanted, 0))
+        return Grant(dict(wanted))
+
+    def release(self, lease_id: str, domains: list[str]) -> None:
+        pass
+
+    def back_off(self, domain: str) -> None:
+        pass

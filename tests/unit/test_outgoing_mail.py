@@ -121,7 +121,7 @@ def test_the_transactional_transport_needs_smtputf8_for_such_an_address() -> Non
     from distributor.mail.transport import SMTPTransport
     from tests.support.smtp import SMTPSink
 
-    with SMTPSink() as relay:  # aiosmtpd offers no SMTPUTF8 unless asked to
+    with SMTPSink(enable_SMTPUTF8=False) as relay:
         transport = SMTPTransport(SMTPConfig(host="127.0.0.1", port=relay.port))
         with pytest.raises(smtplib.SMTPNotSupportedError):
             transport.send("bounces+x@b.example", ["jörg@example.org"], b"Subject: x\r\n\r\nx")

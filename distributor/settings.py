@@ -148,6 +148,11 @@ class Settings:
         default=300, metadata={"env": "DELIVERY_DOMAIN_BACKOFF_SECONDS"}
     )
     delivery_parallel_batches: int = field(default=8, metadata={"env": "DELIVERY_PARALLEL_BATCHES"})
+    # The same permanent content or policy refusal (5.3.x, 5.6.x, 5.7.x) for this many
+    # recipients in a row pauses the send with the reason (0: never).
+    delivery_pause_after_same_refusals: int = field(
+        default=5, metadata={"env": "DELIVERY_PAUSE_AFTER_SAME_REFUSALS"}
+    )
     delivery_connections_per_batch: int = field(
         default=8, metadata={"env": "DELIVERY_CONNECTIONS_PER_BATCH"}
     )

@@ -25,7 +25,7 @@ from distributor.delivery.smtp_client import (
     choose_relay,
 )
 from distributor.logs import get_logger
-from distributor.mail.outcomes import Reply, Stage, classify_reply
+from distributor.mail.outcomes import Reply, Stage, classify_reply, says_session_timed_out
 from distributor.mail.transport import SMTPConfig
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ log = get_logger("distributor.delivery.pump")
 
 _STATUS_CHECK_SECONDS = 1.0  # how often a running batch looks for pause/cancel
 _MAX_RECONNECTS = 3
+# A lane's connection idle this long is checked before reuse (the server may have closed it).
+_IDLE_CHECK_SECONDS = 0.5
 # How long acceptances may wait for company before their commit goes out anyway.
 _COMMIT_GATHER_SECONDS = 0.001
 
@@ -47,7 +49,17 @@ IDLE, ENVELOPE, READY, DOT = range(4)
 class Lane:
     """One SMTP connection of a batch and the rows it carries, in id order."""
 
-    __slots__ = ("client", "fenced", "message", "phase", "queue", "reconnects", "row", "since")
+    __slots__ = (
+        "client",
+        "fenced",
+        "message",
+        "phase",
+        "queue",
+        "reconnects",
+        "resent",
+        "row",
+        "since",
+    )
 
     def __init__(self) -> None:
         self.queue: deque[ClaimedRow] = deque()
@@ -60,6 +72,7 @@ class Lane:
         # lane may send its next final dot.
         self.fenced = False
         self.since = 0.0  # when the lane began waiting for its current reply
+        self.resent = 0  # the row last put on a new connection after an idle one died
 
 
 class Pump:
@@ -279,10 +292,17 @@ class Pump:
                 if not batch.no_relay(rows, refusal):
                     self.claim_lost = True
                 return
+            oversize = client.refuse_oversize(len(data))
+            if oversize is not None:
+                # RFC 1870: over the relay's SIZE; not a byte of it goes out.
+                self._refused(lane, row, oversize)
+                return
             try:
-                client.write_envelope(envelope_from, row.email)
+                client.write_envelope(envelope_from, row.email, len(data))
             except SMTPConnectionLost as exc:
                 client.close()
+                if self._resend(lane, row):
+                    continue
                 if not batch.lost(row, exc):
                     self.claim_lost = True
                     return
@@ -300,12 +320,31 @@ class Pump:
             refusal = client.read_envelope()
         except SMTPConnectionLost as exc:
             client.close()
+            if self._resend(lane, row):
+                return
             self._settle(lane, self.batch.lost(row, exc))
             return
         if refusal is None:
             lane.phase = READY
             return
+        if says_session_timed_out(refusal[1]) and self._resend(lane, row):
+            return
         self._refused(lane, row, refusal[1])
+
+    def _resend(self, lane: Lane, row: ClaimedRow) -> bool:
+        """The connection died before the message's body went out (a server that timed out
+        an idle session, a reset): nothing was handed over, so send it again at once on a new
+        connection, with no attempt charged and no delay. Once per row; never after a final
+        dot was written (RFC 1047)."""
+        if lane.resent == row.id:
+            return False
+        lane.resent = row.id
+        if lane.client is not None:
+            lane.client.close()
+        lane.phase, lane.row, lane.message = IDLE, None, None
+        lane.queue.appendleft(row)  # first again: the lane keeps id order
+        log.info("delivery.resent_on_new_connection", delivery_id=row.id)
+        return True
 
     def _send_body(self, lane: Lane) -> None:
         row, client, message = lane.row, lane.client, lane.message
@@ -333,6 +372,7 @@ class Pump:
                 self.first_accepted_at = time.monotonic()
             # Stored as the reply that decided the row: "dot 250 2.0.0 Ok: queued as ...".
             self.accepted.append((lane, row, message[0], reply.describe()))
+            self.batch.count_refusal(None)  # an acceptance ends a run of the same refusal
             lane.reconnects = 0
             lane.phase, lane.row, lane.message = IDLE, None, None
             return
@@ -354,9 +394,15 @@ class Pump:
         lane.phase, lane.row, lane.message = IDLE, None, None
 
     def _client(self, lane: Lane) -> tuple[SMTPClient | None, Reply | None]:
-        if lane.client is not None and lane.client.is_connected:
-            return lane.client, None
-        if lane.client is not None:
+        client = lane.client
+        if client is not None and client.is_connected:
+            idle = time.monotonic() - client.last_used
+            if idle < _IDLE_CHECK_SECONDS or not client.has_gone_away():
+                return client, None
+            # The server closed the session while it sat idle (e.g. Postfix smtpd_timeout):
+            # a new one is no failure and costs the next message nothing.
+            log.info("delivery.idle_connection_closed", relay=client.config.host, idle=idle)
+        elif client is not None:
             lane.reconnects += 1
         lane.client, refusal = self._connect(lane.reconnects)
         return lane.client, refusal

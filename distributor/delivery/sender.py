@@ -34,7 +34,15 @@ from distributor.delivery.ratelimit import RateLimiter
 from distributor.delivery.retry import plan_retry
 from distributor.delivery.smtp_client import SMTPConnectionLost
 from distributor.logs import get_logger
-from distributor.mail.outcomes import Outcome, Reply, Stage, Verdict, classify_reply
+from distributor.mail.outcomes import (
+    Outcome,
+    Reply,
+    Stage,
+    Subject,
+    Verdict,
+    classify_reply,
+    repeated_refusal,
+)
 from distributor.mail.transport import SMTPConfig
 from distributor.releases.models import Release
 from distributor.settings import Settings
@@ -116,6 +124,8 @@ class Batch:
         self.stop_reason: str | None = None  # the send paused itself, and why
         # 250s we hold but could not record under our claim (recovered, or database lost).
         self.held_accepted: list[tuple[ClaimedRow, str, str]] = []
+        # The same content or policy refusal for recipients in a row: (its key, how many).
+        self.same_refusals: tuple[str | None, int] = (None, 0)
 
     def transient(self, row: ClaimedRow, reply: Reply, verdict: Verdict, note: str = "") -> bool:
         """Try again later; relay trouble costs the recipient no attempt."""
@@ -191,7 +201,25 @@ class Batch:
         if verdict.is_suppressing:
             digest = hashlib.sha256(row.email.strip().lower().encode("utf-8")).hexdigest()
             self.writer.suppress(digest, row.email, reply.describe(2000))
+        self.count_refusal(reply)
         return ours
+
+    def count_refusal(self, reply: Reply | None) -> None:
+        """The same content or policy refusal for ``DELIVERY_PAUSE_AFTER_SAME_REFUSALS``
+        recipients in a row (``outcomes.repeated_refusal``) pauses the send; anything else
+        between them (an acceptance: ``reply`` None) starts the count again."""
+        key = repeated_refusal(reply) if reply is not None else None
+        last, count = self.same_refusals
+        count = count + 1 if key is not None and key == last else (1 if key else 0)
+        self.same_refusals = (key, count)
+        limit = self.settings.delivery_pause_after_same_refusals
+        if key is not None and limit > 0 and count >= limit:
+            assert reply is not None
+            self.pause(
+                reply,
+                f"The same refusal came for {count} recipients in a row, so it is about the "
+                f"message or about us, not them: {reply.describe()}",
+            )
 
     def lost(self, row: ClaimedRow, exc: SMTPConnectionLost) -> bool:
         """The connection broke: in doubt after the final dot (RFC 1047), else never handed
@@ -227,8 +255,14 @@ class Batch:
         verdict = classify_reply(reply)
         return all([self.transient(row, reply, verdict, note="never handed over") for row in rows])
 
-    def pause(self, reply: Reply) -> None:
-        reason = f"The mail relay refused us, not the recipients: {reply.describe()}"
+    def pause(self, reply: Reply, reason: str = "") -> None:
+        if not reason and reply.stage is Stage.TLS:
+            reason = f"Mail cannot go to the relay safely: {reply.describe()}"
+        if not reason and classify_reply(reply).subject is Subject.MESSAGE:
+            reason = (
+                f"Every recipient would get the same refusal of this message: {reply.describe()}"
+            )
+        reason = reason or f"The mail relay refused us, not the recipients: {reply.describe()}"
         if self.stop_reason is None:
             self.stop_reason = reason
             self.writer.pause_send(self.send_id, reason)
@@ -239,8 +273,13 @@ class Batch:
         if not rows:
             return
         status = D.CANCELLED if send_status == "cancelled" else D.QUEUED
+        # When the send paused itself, each row says why it was not sent.
+        why = f"the send paused itself: {self.stop_reason}" if self.stop_reason else ""
         self.result.released += self.writer.release(
-            [r.id for r in rows], status=status, next_attempt_at=None
+            [r.id for r in rows],
+            status=status,
+            next_attempt_at=None,
+            note=NEVER_HANDED_OVER.format(why=why) if why and status is D.QUEUED else "",
         )
 
     def release(self, rows: list[ClaimedRow], wait_seconds: float, why: str = "") -> None:

@@ -10,38 +10,23 @@ recording the in-flight marker in the database, while the envelope replies trave
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import random
 import re
-import socket
+import select
 import ssl
+import time
 from collections.abc import Sequence
 
 from distributor.mail.addresses import wire_address
-from distributor.mail.outcomes import Reply, Stage
-from distributor.mail.transport import SMTPConfig
-from distributor.settings import default_helo_name
+from distributor.mail.outcomes import Reply, Stage, size_refusal
+from distributor.mail.smtp_session import (
+    SMTPConfig,
+    SMTPConnectionLost,
+    SMTPRefused,
+    SMTPSession,
+)
 
 __all__ = ["Reply", "SMTPClient", "SMTPConnectionLost", "SMTPRefused", "Stage", "choose_relay"]
-
-
-class SMTPConnectionLost(OSError):
-    """The connection broke, timed out or spoke nonsense while waiting at ``stage``."""
-
-    def __init__(self, stage: Stage, reason: str) -> None:
-        super().__init__(f"SMTP connection lost at {stage.value}: {reason}")
-        self.stage = stage
-        self.reason = reason
-
-
-class SMTPRefused(OSError):
-    """The server refused the session itself: the greeting (stage CONNECT) or EHLO, STARTTLS
-    or AUTH (stage HELO); ``reply.stage`` says which."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(f"SMTP session refused at {reply.stage.value}: {reply}")
-        self.reply = reply
 
 
 def choose_relay(relays: Sequence[SMTPConfig], rng: random.Random | None = None) -> SMTPConfig:
@@ -84,115 +69,50 @@ def _address(value: str) -> bytes:
     return value.encode("utf-8")
 
 
-class SMTPClient:
-    """One SMTP session. Not thread-safe; one per batch."""
+class SMTPClient(SMTPSession):
+    """One bulk SMTP session (connect, TLS and AUTH are ``SMTPSession``'s). One per lane."""
 
     def __init__(self, config: SMTPConfig, *, local_hostname: str | None = None) -> None:
-        self.config = config
-        self.local_hostname = (
-            local_hostname or config.helo_name or default_helo_name("") or socket.gethostname()
-        )
-        self._sock: socket.socket | None = None
-        self._buffer = b""
+        super().__init__(config, local_hostname=local_hostname)
         self._pending_rcpt = b""
-        self.extensions: dict[str, str] = {}
-        self.is_pipelining = False
         self.messages_sent = 0
+        self.last_used = time.monotonic()  # when the server last answered us
 
-    # -- session ---------------------------------------------------------------------------
+    def connect(self, timeout: float | None = None, *, authenticate: bool = True) -> None:
+        super().connect(timeout, authenticate=authenticate)
+        self.last_used = time.monotonic()
 
-    def connect(self, timeout: float | None = None) -> None:
-        """Open the connection, EHLO, STARTTLS and AUTH as configured. ``timeout`` bounds each
-        step of the session setup (a blackholed relay must not stall the caller for long);
-        replies afterwards wait up to the relay's own timeout."""
-        cfg = self.config
-        setup_timeout = min(cfg.timeout, timeout) if timeout else cfg.timeout
-        try:
-            sock = socket.create_connection((cfg.host, cfg.port), timeout=setup_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if cfg.use_ssl:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=cfg.host)
-        except OSError as exc:
-            raise SMTPConnectionLost(Stage.CONNECT, str(exc)) from exc
-        self._sock = sock
-        self._buffer = b""
-        greeting = self._read_reply(Stage.CONNECT)
-        if greeting.code != 220:
+    def refuse_oversize(self, size: int) -> Reply | None:
+        """RFC 1870: a message larger than the server's advertised SIZE is refused here,
+        before a byte of it goes out; None when it may go."""
+        return size_refusal(size, self.size_limit)
+
+    def has_gone_away(self) -> bool:
+        """Between messages: did the server close the session while we were idle (a timeout
+        ``421``, a reset, EOF)? Answered without waiting: a server that has something to say
+        while no command is outstanding is saying goodbye. Such a session is closed here."""
+        sock = self._sock
+        if sock is None:
+            return True
+        if self._buffer or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0):
             self.close()
-            raise SMTPRefused(greeting)
-        self._ehlo()
-        if cfg.starttls and not cfg.use_ssl:
-            if "STARTTLS" not in self.extensions:
-                self.close()
-                raise SMTPRefused(Reply(Stage.HELO, 554, "5.7.0 STARTTLS required but not offered"))
-            self._command(b"STARTTLS", Stage.HELO, expect=220)
-            context = ssl.create_default_context()
-            try:
-                assert self._sock is not None
-                self._sock = context.wrap_socket(self._sock, server_hostname=cfg.host)
-            except OSError as exc:
-                self.close()
-                raise SMTPConnectionLost(Stage.HELO, f"TLS: {exc}") from exc
-            self._buffer = b""
-            self._ehlo()
-        if cfg.username:
-            self._login(cfg.username, cfg.password or "")
-        self.is_pipelining = "PIPELINING" in self.extensions
-        if self._sock is not None:
-            self._sock.settimeout(cfg.timeout)
-
-    def _ehlo(self) -> None:
-        reply = self._command(b"EHLO " + self.local_hostname.encode(), Stage.HELO, expect=250)
-        self.extensions = {}
-        for line in reply.text.split("\n")[1:]:
-            keyword, _, params = line.strip().partition(" ")
-            self.extensions[keyword.upper()] = params
-
-    def _login(self, username: str, password: str) -> None:
-        mechanisms = self.extensions.get("AUTH", "").upper().split()
-        if "PLAIN" in mechanisms or not mechanisms:
-            token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
-            self._command(f"AUTH PLAIN {token}".encode(), Stage.HELO, expect=235)
-            return
-        self._command(b"AUTH LOGIN", Stage.HELO, expect=334)
-        self._command(base64.b64encode(username.encode()), Stage.HELO, expect=334)
-        self._command(base64.b64encode(password.encode()), Stage.HELO, expect=235)
-
-    def _command(self, line: bytes, stage: Stage, *, expect: int) -> Reply:
-        self._write(line + b"\r\n", stage)
-        reply = self._read_reply(stage)
-        if reply.code != expect:
-            self.close()
-            raise SMTPRefused(reply)
-        return reply
-
-    def quit(self) -> None:
-        """Say goodbye politely; never raises."""
-        if self._sock is None:
-            return
+            return True
         try:
-            self._write(b"QUIT\r\n", Stage.HELO)
-            self._read_reply(Stage.HELO)
-        except OSError:
-            pass
-        self.close()
-
-    def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-        self._sock = None
-        self._buffer = b""
-
-    @property
-    def is_connected(self) -> bool:
-        return self._sock is not None
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            readable = [sock]
+        if readable:
+            self.close()
+            return True
+        return False
 
     # -- one message ------------------------------------------------------------------------
 
-    def write_envelope(self, envelope_from: str, recipient: str) -> None:
-        """Send MAIL FROM, RCPT TO and DATA in one write (or MAIL FROM only without PIPELINING)."""
-        mail = b"MAIL FROM:<" + _address(envelope_from) + b">\r\n"
+    def write_envelope(self, envelope_from: str, recipient: str, size: int = 0) -> None:
+        """Send MAIL FROM, RCPT TO and DATA in one write (or MAIL FROM only without PIPELINING).
+        ``size``: the message's size in bytes, declared when the server offers SIZE (RFC 1870)."""
+        declared = b" SIZE=%d" % size if size and "SIZE" in self.extensions else b""
+        mail = b"MAIL FROM:<" + _address(envelope_from) + b">" + declared + b"\r\n"
         rcpt = b"RCPT TO:<" + _address(recipient) + b">\r\n"
         if self.is_pipelining:
             self._write(mail + rcpt + b"DATA\r\n", Stage.MAIL)
@@ -202,11 +122,18 @@ class SMTPClient:
 
     def read_envelope(self) -> tuple[Stage, Reply] | None:
         """Read the envelope replies. None when the server waits for the body (354);
-        otherwise the stage and the reply that refused the message (the session is RSET)."""
+        otherwise the stage and the reply that refused the message (the session is RSET, or
+        closed after a ``421``, which closes the channel: RFC 5321 3.8)."""
         if self.is_pipelining:
-            mail = self._read_reply(Stage.MAIL)
-            rcpt = self._read_reply(Stage.RCPT)
-            data = self._read_reply(Stage.DATA)
+            mail = self._reply_or_closing(Stage.MAIL)
+            if mail.code == 421:
+                return (Stage.MAIL, mail)
+            rcpt = self._reply_or_closing(Stage.RCPT)
+            if rcpt.code == 421:
+                return (Stage.RCPT, rcpt)
+            data = self._reply_or_closing(Stage.DATA)
+            if data.code == 421:
+                return (Stage.DATA, data)
             if mail.code != 250:
                 refusal = (Stage.MAIL, mail)
             elif rcpt.code not in (250, 251):
@@ -222,21 +149,32 @@ class SMTPClient:
                 self._read_reply(Stage.DATA)
             self.reset()
             return refusal
-        mail = self._read_reply(Stage.MAIL)
+        mail = self._reply_or_closing(Stage.MAIL)
         if mail.code != 250:
-            self.reset()
+            self._reset_unless_closed(mail)
             return (Stage.MAIL, mail)
         self._write(self._pending_rcpt, Stage.RCPT)
-        rcpt = self._read_reply(Stage.RCPT)
+        rcpt = self._reply_or_closing(Stage.RCPT)
         if rcpt.code not in (250, 251):
-            self.reset()
+            self._reset_unless_closed(rcpt)
             return (Stage.RCPT, rcpt)
         self._write(b"DATA\r\n", Stage.DATA)
-        data = self._read_reply(Stage.DATA)
+        data = self._reply_or_closing(Stage.DATA)
         if data.code != 354:
-            self.reset()
+            self._reset_unless_closed(data)
             return (Stage.DATA, data)
         return None
+
+    def _reply_or_closing(self, stage: Stage) -> Reply:
+        reply = self._read_reply(stage)
+        self.last_used = time.monotonic()
+        if reply.code == 421:
+            self.close()  # RFC 5321 3.8: the server closes the channel after a 421
+        return reply
+
+    def _reset_unless_closed(self, reply: Reply) -> None:
+        if reply.code != 421:
+            self.reset()
 
     def abort_data(self) -> None:
         """We got 354 but decided not to send this message: end DATA without content is not
@@ -256,45 +194,23 @@ class SMTPClient:
 
     def read_body_reply(self) -> Reply:
         reply = self._read_reply(Stage.DOT)
+        self.last_used = time.monotonic()
         if reply.is_positive:
             self.messages_sent += 1
         return reply
 
-    def fileno(self) -> int:
-        """The socket, for ``select``; -1 when closed."""
-        return self._sock.fileno() if self._sock is not None else -1
-
-    @property
-    def has_buffered_reply(self) -> bool:
-        """A whole reply line is already read from the socket, or TLS holds decrypted bytes
-        (select would not say so in either case)."""
-        if b"\n" in self._buffer:
-            return True
-        sock = self._sock
-        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-
-    def reset(self) -> None:
-        self._write(b"RSET\r\n", Stage.MAIL)
-        self._read_reply(Stage.MAIL)
-
     def send(self, envelope_from: str, recipient: str, message: bytes) -> tuple[Stage, Reply]:
         """Convenience for single messages: the stage and reply that decided the message."""
-        self.write_envelope(envelope_from, recipient)
+        oversize = self.refuse_oversize(len(message))
+        if oversize is not None:
+            return Stage.MAIL, oversize
+        self.write_envelope(envelope_from, recipient, len(message))
         refusal = self.read_envelope()
         if refusal is not None:
             return refusal
         return Stage.DOT, self.send_body(message)
 
     # -- wire ---------------------------------------------------------------------------------
-
-    def _write(self, data: bytes, stage: Stage) -> None:
-        if self._sock is None:
-            raise SMTPConnectionLost(stage, "not connected")
-        try:
-            self._sock.sendall(data)
-        except OSError as exc:
-            self.close()
-            raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc
 
     def _write_parts(self, first: bytes, second: bytes, stage: Stage) -> None:
         """Write two buffers with one system call where the socket allows (no joined copy)."""
@@ -314,43 +230,3 @@ class SMTPClient:
         except OSError as exc:
             self.close()
             raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc
-
-    def _read_line(self, stage: Stage) -> bytes:
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
-                return line
-            if self._sock is None:
-                raise SMTPConnectionLost(stage, "not connected")
-            try:
-                chunk = self._sock.recv(65536)
-            except OSError as exc:
-                self.close()
-                raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc
-            if not chunk:
-                self.close()
-                raise SMTPConnectionLost(stage, "connection closed by server")
-            self._buffer += chunk
-            if len(self._buffer) > 1_000_000:
-                self.close()
-                raise SMTPConnectionLost(stage, "reply too long")
-
-    def _read_reply(self, stage: Stage) -> Reply:
-        # Fast path: a complete one-line reply already in the buffer (the usual case).
-        buffer = self._buffer
-        end = buffer.find(b"\n")
-        if end >= 4 and buffer[3:4] == b" " and buffer[:3].isdigit():
-            self._buffer = buffer[end + 1 :]
-            return Reply(
-                stage, int(buffer[:3]), buffer[4:end].decode("utf-8", "replace").rstrip("\r")
-            )
-        lines: list[str] = []
-        while True:
-            raw = self._read_line(stage)
-            if len(raw) < 4 or not raw[:3].isdigit():
-                self.close()
-                raise SMTPConnectionLost(stage, f"malformed reply {raw[:80]!r}")
-            lines.append(raw[4:].decode("utf-8", "replace").rstrip("\r\n"))
-            if raw[3:4] != b"-":
-                return Reply(stage, int(raw[:3]), "\n".join(lines))

@@ -40,6 +40,7 @@ class Stage(enum.StrEnum):
     """Where in the conversation the answer came (RFC 5321 section 3)."""
 
     CONNECT = "connect"  # TCP connect and the greeting
+    TLS = "tls"  # the relay's certificate or TLS version refused by us (RFC 3207, RFC 8446)
     HELO = "helo"  # EHLO/HELO, STARTTLS, AUTH: the session, before any message
     MAIL = "mail"  # MAIL FROM: our envelope sender and the message's declared size
     RCPT = "rcpt"  # RCPT TO: the recipient
@@ -140,7 +141,7 @@ class Verdict:
         """
         return (
             self.is_permanent
-            and self.subject in {Subject.SENDER, Subject.RELAY}
+            and self.subject in {Subject.SENDER, Subject.RELAY, Subject.MESSAGE}
             and (self.outcome is Outcome.DEFERRED)
         )
 
@@ -233,9 +234,11 @@ def classify_reply(reply: Reply) -> Verdict:
 
     if stage is Stage.MAIL:
         if code == 552 or status == "5.3.4" or status == "4.3.4":
-            # RFC 1870: the declared SIZE exceeds what the server takes: about the message.
+            # RFC 1870: the declared SIZE exceeds what the server takes: about the message,
+            # and every copy of it is about that size. No recipient was named yet (RFC 5321
+            # 4.1.1.3), so the row keeps its place and the send stops (``stops_the_send``).
             if code >= 500:
-                return _verdict(Outcome.FAILED, Subject.MESSAGE, BounceKind.MESSAGE, code)
+                return _verdict(Outcome.DEFERRED, Subject.MESSAGE, BounceKind.MESSAGE, code)
             return _verdict(Outcome.DEFERRED, Subject.RELAY, None, code)
         if subject_digit == "5" or code in (500, 501, 502, 503, 504, 555):
             # A syntax or sequence error in our own command: our bug or the relay's.
@@ -311,7 +314,54 @@ def classify_connection_lost(stage: Stage) -> Verdict:
     """
     if stage is Stage.DOT:
         return Verdict(Outcome.IN_DOUBT, Subject.RELAY)
+    if stage is Stage.TLS:
+        # We refused the relay's certificate or TLS version: no wait will change that, only
+        # a setting (``ca_file``, ``tls_min``) or the relay's certificate. Stop the send.
+        return Verdict(Outcome.DEFERRED, Subject.RELAY, BounceKind.RELAY, is_permanent=True)
     return Verdict(Outcome.DEFERRED, Subject.RELAY)
+
+
+def size_refusal(size: int, limit: int | None) -> Reply | None:
+    """RFC 1870: a message larger than the server's advertised ``SIZE`` would be refused;
+    refuse it ourselves, before sending it, in the words the server would use (552 5.3.4,
+    classified like the server's own answer to ``MAIL FROM ... SIZE=``). None when it fits."""
+    if not limit or size <= limit:
+        return None
+    return Reply(
+        Stage.MAIL,
+        552,
+        f"5.3.4 not sent: the message is {size} bytes, over the relay's limit of {limit} "
+        "bytes (its SIZE, RFC 1870)",
+    )
+
+
+def says_session_timed_out(reply: Reply) -> bool:
+    """``421 4.4.2 Error: timeout exceeded``: the server closed a session we left idle
+    (Postfix ``smtpd_timeout``); nothing about the message or the relay's health."""
+    text = reply.text.lower()
+    return reply.code == 421 and (reply.enhanced == "4.4.2" or "timeout" in text)
+
+
+def repeated_refusal(reply: Reply) -> str | None:
+    """The content or policy refusal this reply is, as a key to compare with the next
+    recipient's (``"554 5.7.1"``), or None when it is not one.
+
+    A permanent refusal of the message's content or size (5.3.x, 5.6.x) or of us by policy
+    (5.7.x, or a bare 5yz that says spam/blocked) at RCPT or after the dot may be one
+    recipient's server, but the same one for several recipients in a row is the message or
+    our reputation: the caller pauses the send rather than try every recipient. A mailbox
+    that does not exist (5.1.x, 5.2.1, "unknown user") is never one.
+    """
+    verdict = classify_reply(reply)
+    if not verdict.is_permanent or verdict.outcome is not Outcome.FAILED:
+        return None
+    if verdict.kind is BounceKind.HARD:
+        return None
+    status = reply.enhanced or ""
+    subject_digit = status.split(".")[1] if status else ""
+    if subject_digit in {"3", "6", "7"} or verdict.kind in {BounceKind.MESSAGE, BounceKind.POLICY}:
+        return f"{reply.code} {status}".strip()
+    return None
 
 
 def classify_report(status: str, diagnostic: str = "", *, action: str = "failed") -> Verdict:

@@ -1,19 +1,25 @@
 """Can mail reach its relay? A quick check run at startup and on the staff pages.
 
-Opening a connection and reading the server's greeting (RFC 5321 section 4.2: a ``220``
-reply) is enough to catch the common mistakes: nothing listening on the port, a wrong host,
-a firewall. It sends nothing and logs in to nothing, so it is cheap to repeat.
+It opens a session the way every sender does (``smtp_session.SMTPSession``: the greeting,
+RFC 5321 section 4.2, EHLO, and STARTTLS with the relay's TLS policy from ``SMTP_URL``), so
+the common mistakes show up before any mail: nothing listening on the port, a wrong host, a
+firewall, and a certificate we do not trust (said as such, with the CA file used). It sends
+nothing and logs in to nothing, so it is cheap to repeat.
 """
 
 from __future__ import annotations
 
-import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 
-from distributor.mail.transport import SMTPConfig, parse_smtp_urls
+from distributor.mail.smtp_session import (
+    SMTPConfig,
+    SMTPConnectionLost,
+    SMTPRefused,
+    SMTPSession,
+    parse_smtp_urls,
+)
 
 
 @dataclass(frozen=True)
@@ -29,22 +35,18 @@ class RelayStatus:
 
 
 def probe_relay(config: SMTPConfig, timeout: float = 3.0) -> RelayStatus:
-    """Connect to one relay and read its greeting."""
+    """Open a session with one relay (TLS included, no login) and say goodbye."""
+    session = SMTPSession(config)
     try:
-        with socket.create_connection((config.host, config.port), timeout=timeout) as raw:
-            sock: socket.socket = raw
-            if config.use_ssl:
-                context = ssl.create_default_context()
-                sock = context.wrap_socket(raw, server_hostname=config.host)
-            sock.settimeout(timeout)
-            greeting = sock.recv(512).decode("ascii", "replace").strip()
-    except (OSError, ssl.SSLError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return RelayStatus(config.host, config.port, False, reason or type(exc).__name__)
-    if not greeting.startswith("220"):
-        first = greeting.splitlines()[0] if greeting else "no greeting"
-        return RelayStatus(config.host, config.port, False, f"answered {first[:120]!r}")
-    return RelayStatus(config.host, config.port, True, greeting.splitlines()[0][:120])
+        session.connect(timeout, authenticate=False)
+    except SMTPRefused as exc:
+        first = str(exc.reply).splitlines()[0]
+        return RelayStatus(config.host, config.port, False, f"answered {first[:200]!r}")
+    except SMTPConnectionLost as exc:
+        return RelayStatus(config.host, config.port, False, exc.reason or "connection lost")
+    session.quit()
+    tls = ", TLS certificate trusted" if config.uses_tls else ""
+    return RelayStatus(config.host, config.port, True, f"{session.greeting[:120]}{tls}")
 
 
 def check_relays(smtp_url: str, timeout: float = 3.0) -> list[RelayStatus]:

@@ -1,13 +1,33 @@
-"""Sending bytes to an SMTP server, behind a small protocol with a test fake."""
+"""Sending bytes to an SMTP server, behind a small protocol with a test fake.
+
+The session itself (connect, STARTTLS, AUTH, the relay's TLS policy from ``SMTP_URL``) is
+``smtp_session.SMTPSession``, the same code the bulk sender uses; this transport sends one
+message at a time over it and speaks ``smtplib``'s exceptions to its callers.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import smtplib
-import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+
+from distributor.mail.outcomes import Stage
+from distributor.mail.smtp_session import (
+    SMTPConfig,
+    SMTPConnectionLost,
+    SMTPRefused,
+    SMTPSession,
+    parse_smtp_urls,
+)
+
+__all__ = [
+    "InMemoryTransport",
+    "MailTransport",
+    "SMTPConfig",
+    "SMTPTransport",
+    "SentMessage",
+    "parse_smtp_urls",
+]
 
 
 class MailTransport(Protocol):
@@ -15,68 +35,10 @@ class MailTransport(Protocol):
         """Deliver one message; raise ``smtplib.SMTPException`` or ``OSError`` on failure."""
 
 
-@dataclass(frozen=True)
-class SMTPConfig:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    use_ssl: bool = False  # implicit TLS (smtps://, port 465)
-    starttls: bool = False
-    timeout: float = 30.0
-    weight: int = 1
-    helo_name: str = ""  # SMTP_HELO_NAME (Settings.helo_name); set by parse_smtp_urls
-
-    @classmethod
-    def from_url(cls, url: str) -> SMTPConfig:
-        """Parse ``smtp://user:pass@host:port?starttls=1&weight=3`` or ``smtps://...``."""
-        parts = urlsplit(url)
-        if parts.scheme not in {"smtp", "smtps"}:
-            raise ValueError(f"SMTP_URL must start with smtp:// or smtps://, got {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"SMTP_URL has no host: {url!r}")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        use_ssl = parts.scheme == "smtps"
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (465 if use_ssl else 25),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            use_ssl=use_ssl,
-            starttls=query.get("starttls", "0").lower() in {"1", "true", "yes"},
-            timeout=float(query.get("timeout", "30")),
-            weight=int(query.get("weight", "1")),
-        )
-
-
-def parse_smtp_urls(value: str, *, helo_name: str = "") -> list[SMTPConfig]:
-    """``SMTP_URL`` may list several relays separated by commas or whitespace."""
-    return [
-        dataclasses.replace(SMTPConfig.from_url(u), helo_name=helo_name)
-        for u in value.replace(",", " ").split()
-        if u
-    ]
-
-
-def open_smtp(config: SMTPConfig) -> smtplib.SMTP:
-    """Connect, say EHLO, upgrade to TLS and log in as the configuration asks."""
-    context = ssl.create_default_context()
-    client: smtplib.SMTP
-    # RFC 5321 4.1.4: EHLO with our fully qualified name (smtplib would send getfqdn()).
-    name = config.helo_name or None
-    if config.use_ssl:
-        client = smtplib.SMTP_SSL(
-            config.host, config.port, local_hostname=name, timeout=config.timeout, context=context
-        )
-    else:
-        client = smtplib.SMTP(config.host, config.port, local_hostname=name, timeout=config.timeout)
-    client.ehlo()
-    if config.starttls:
-        client.starttls(context=context)
-        client.ehlo()
-    if config.username:
-        client.login(config.username, config.password or "")
-    return client
+def _wire(value: str) -> bytes:
+    if any(c in value for c in "\r\n<>"):
+        raise ValueError(f"unsafe address {value!r}")
+    return value.encode("utf-8")
 
 
 class SMTPTransport:
@@ -86,20 +48,56 @@ class SMTPTransport:
         self.config = config
 
     def send(self, envelope_from: str, recipients: list[str], message: bytes) -> None:
-        client = open_smtp(self.config)
+        session = SMTPSession(self.config)
         try:
-            options: list[str] = []
-            if not all(a.isascii() for a in (envelope_from, *recipients)):
-                # RFC 6531: an internationalised mailbox goes only to a relay that offers it.
-                if not client.has_extn("smtputf8"):
-                    raise smtplib.SMTPNotSupportedError("the relay does not offer SMTPUTF8")
-                options.append("SMTPUTF8")
-            client.sendmail(envelope_from, recipients, message, mail_options=options)
+            session.connect()
+            self._transaction(session, envelope_from, recipients, message)
+        except SMTPRefused as exc:
+            raise smtplib.SMTPConnectError(exc.reply.code, exc.reply.text) from exc
+        except SMTPConnectionLost as exc:
+            if exc.stage is Stage.DOT:
+                # RFC 1047: the server may have the message; callers leave it unknown.
+                raise smtplib.SMTPServerDisconnected(exc.reason) from exc
+            # Never handed over (TLS refusals included): safe to try again.
+            raise ConnectionError(exc.reason) from exc
         finally:
-            try:
-                client.quit()
-            except smtplib.SMTPException:
-                client.close()
+            session.quit()
+
+    def _transaction(
+        self, session: SMTPSession, envelope_from: str, recipients: list[str], message: bytes
+    ) -> None:
+        options = b""
+        if not all(a.isascii() for a in (envelope_from, *recipients)):
+            # RFC 6531: an internationalised mailbox goes only to a relay that offers it.
+            if "SMTPUTF8" not in session.extensions:
+                raise smtplib.SMTPNotSupportedError("the relay does not offer SMTPUTF8")
+            options += b" SMTPUTF8"
+        if "SIZE" in session.extensions:
+            options += b" SIZE=%d" % len(message)  # RFC 1870
+        reply = session.command(b"MAIL FROM:<" + _wire(envelope_from) + b">" + options, Stage.MAIL)
+        if reply.code != 250:
+            session.reset()
+            raise smtplib.SMTPSenderRefused(reply.code, reply.text.encode(), envelope_from)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for rcpt in recipients:
+            reply = session.command(b"RCPT TO:<" + _wire(rcpt) + b">", Stage.RCPT)
+            if reply.code not in (250, 251):
+                refused[rcpt] = (reply.code, reply.text.encode())
+        if len(refused) == len(recipients):
+            session.reset()
+            raise smtplib.SMTPRecipientsRefused(refused)
+        reply = session.command(b"DATA", Stage.DATA)
+        if reply.code != 354:
+            session.reset()
+            raise smtplib.SMTPDataError(reply.code, reply.text.encode())
+        data = message.replace(b"\r\n.", b"\r\n..")
+        if data.startswith(b"."):
+            data = b"." + data
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        reply = session.command(data + b".", Stage.DOT)
+        if reply.code != 250:
+            raise smtplib.SMTPDataError(reply.code, reply.text.encode())
 
 
 @dataclass

@@ -119,27 +119,16 @@ def test_an_internationalised_local_part_is_refused_at_input_with_a_reason() -> 
 
 def test_the_transactional_transport_needs_smtputf8_for_such_an_address() -> None:
     from distributor.mail.transport import SMTPTransport
+    from tests.support.smtp import SMTPSink
 
-    class Relay:
-        def has_extn(self, name: str) -> bool:
-            return False
-
-        def sendmail(self, *args: object, **kwargs: object) -> None:
-            raise AssertionError("must not be handed over")
-
-        def quit(self) -> None:
-            pass
-
-    transport = SMTPTransport(SMTPConfig(host="127.0.0.1", port=25))
-    import distributor.mail.transport as module
-
-    original = module.open_smtp
-    module.open_smtp = lambda config: Relay()  # type: ignore[assignment,return-value]
-    try:
+    with SMTPSink(enable_SMTPUTF8=False) as relay:
+        transport = SMTPTransport(SMTPConfig(host="127.0.0.1", port=relay.port))
         with pytest.raises(smtplib.SMTPNotSupportedError):
             transport.send("bounces+x@b.example", ["jörg@example.org"], b"Subject: x\r\n\r\nx")
-    finally:
-        module.open_smtp = original
+        transport.send("bounces+x@b.example", ["desk@example.org"], b"Subject: x\r\n\r\n.x\r\n")
+        [received] = relay.wait_for(1)
+    assert received.rcpt_tos == ["desk@example.org"]
+    assert received.raw.endswith(b"\r\n.x\r\n")
 
 
 def test_the_helo_name_is_a_dotted_name_never_localhost(

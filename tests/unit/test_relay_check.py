@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,13 @@ def greeting_server() -> Iterator[int]:
                 continue
             with conn:
                 conn.sendall(b"220 relay.test ESMTP\r\n")
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    for line in conn.makefile("rb"):
+                        if line.upper().startswith(b"QUIT"):
+                            conn.sendall(b"221 bye\r\n")
+                            break
+                        conn.sendall(b"250-relay.test\r\n250 PIPELINING\r\n")
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -58,7 +58,7 @@ CASES = [
     (Stage.MAIL, 451, "4.3.0 Temporary lookup failure", D, Subject.RELAY, None),
     (Stage.MAIL, 454, "Throttling failure: Maximum sending rate exceeded.", D, Subject.RELAY, None),
     (Stage.MAIL, 421, "4.4.2 Timeout exceeded", D, Subject.RELAY, None),
-    (Stage.MAIL, 552, "5.3.4 Message size exceeds fixed limit", F, Subject.MESSAGE, MESSAGE),
+    (Stage.MAIL, 552, "5.3.4 Message size exceeds fixed limit", D, Subject.MESSAGE, MESSAGE),
     (Stage.MAIL, 555, "5.5.4 Unsupported option: SMTPUTF8", D, Subject.RELAY, BounceKind.RELAY),
     (Stage.MAIL, 503, "5.5.1 Error: nested MAIL command", D, Subject.RELAY, BounceKind.RELAY),
     (Stage.MAIL, 530, "5.7.0 Authentication required", D, Subject.RELAY, BounceKind.RELAY),
@@ -161,9 +161,8 @@ def test_nothing_before_rcpt_is_the_recipients_fault(stage: Stage, code: int, st
     verdict = classify_reply(Reply(stage, code, f"{status} Mailbox unavailable: user unknown"))
     assert verdict.subject is not Subject.RECIPIENT
     assert not verdict.is_suppressing
-    # Only a declared size the server refuses fails a row before RCPT; everything else keeps it.
-    if verdict.outcome is Outcome.FAILED:
-        assert verdict.subject is Subject.MESSAGE
+    # Nothing fails a row before RCPT: a declared size the server refuses stops the send.
+    assert verdict.outcome is not Outcome.FAILED
 
 
 def test_a_permanent_refusal_of_our_sender_stops_the_send() -> None:

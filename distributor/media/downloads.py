@@ -21,7 +21,7 @@ from distributor.errors import NotFound
 from distributor.media import images
 from distributor.media.models import LicenceKind, MediaAsset
 from distributor.media.services import file_ext, original_key, press_kit_prefix, safe_filename
-from distributor.media.storage import MediaStorage, delete_prefix
+from distributor.media.storage import MediaFileMissing, MediaStorage, delete_prefix
 from distributor.releases.models import Release
 
 # -- what a download says ----------------------------------------------------------------------
@@ -195,27 +195,33 @@ def press_kit(
             f"<li>{escape(name)}: {escape(asset.title)} ({escape(credit_line(asset))}). "
             f"{escape(usage_terms(asset))}</li>"
         )
-    # The release's own lead photo and attachments (uploaded with it, not from the library).
+    # The release's own lead photo and attachments (uploaded with it, not from the library);
+    # one whose file is missing is left out rather than failing the whole kit.
+    from distributor.releases.media import attachment_key, photo_key
+
     if release.photo_key:
-        from distributor.releases.media import photo_key
-
         name = f"images/{release.slug}-lead-photo.jpg"
-        files.append((name, storage.read(photo_key(release.photo_key, "web"))))
-        credits += [
-            name,
-            f"  Caption: {release.photo_caption or release.photo_alt}",
-            *([f"  Credit: {release.credit_line}"] if release.photo_credit else []),
-            "",
-        ]
-        items_html.append(f"<li>{escape(name)}: {escape(release.credit_line)}</li>")
+        try:
+            files.append((name, storage.read(photo_key(release.photo_key, "web"))))
+        except MediaFileMissing:
+            pass
+        else:
+            credits += [
+                name,
+                f"  Caption: {release.photo_caption or release.photo_alt}",
+                *([f"  Credit: {release.credit_line}"] if release.photo_credit else []),
+                "",
+            ]
+            items_html.append(f"<li>{escape(name)}: {escape(release.credit_line)}</li>")
     for attachment in release.attachments:
-        from distributor.releases.media import attachment_key
-
         name = f"documents/{attachment.filename}"
         if name in used:
             name = f"documents/{attachment.id}-{attachment.filename}"
+        try:
+            files.append((name, storage.read(attachment_key(attachment.stored_name))))
+        except MediaFileMissing:
+            continue
         used.add(name)
-        files.append((name, storage.read(attachment_key(attachment.stored_name))))
         items_html.append(f"<li>{escape(name)}</li>")
     text = "\n\n".join(
         p for p in (release.title, release.summary, release.body_markdown.strip()) if p

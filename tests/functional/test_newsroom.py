@@ -114,7 +114,7 @@ def test_the_preview_link_works_before_publication_with_an_embargo_banner(
         embargo_until=utcnow() + dt.timedelta(days=1),
     )
     attachment = media.add_attachment(
-        session, release, io.BytesIO(b"%PDF-1.4 plan"), "plan.pdf", settings
+        session, release, io.BytesIO(b"%PDF-1.4 plan"), "plan.pdf", storage_for(settings)
     )
     session.commit()
     response = client.get(f"/preview/{release.preview_token}")

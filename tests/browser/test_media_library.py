@@ -150,6 +150,9 @@ def _upload(page, base: str, path: Path, title: str, **rights: str) -> None:  # 
     page.wait_for_selector("#credit-line")
 
 
+# The whole journey (two uploads, a send, a sweep, a deletion) runs past the suite's default
+# five minutes on a loaded 2-core machine.
+@pytest.mark.timeout(600)
 def test_media_library_journey(
     server, live_db: Database, settings: Settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -208,6 +211,13 @@ def test_media_library_journey(
             assert gallery.locator(".gallery-card").count() == 2
             assert "Photo: Jane Doe/Coastline Pictures" in gallery.inner_text()
             reader.screenshot(path="/tmp/media-newsroom.png", full_page=True)
+            # Chromium takes the WebP from the <picture>; the JPEG is the fallback's.
+            reader.wait_for_function("document.querySelector('.lead-photo img').complete")
+            shown = reader.evaluate("document.querySelector('.lead-photo img').currentSrc")
+            assert shown.endswith(".webp"), shown
+            picture = reader.request.get(shown)
+            assert picture.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert picture.headers["content-type"] == "image/webp"
             card = gallery.locator(".gallery-card", has_text=AGENCY_PICTURE)
             with reader.expect_download() as info:
                 card.locator("a:has-text('Original')").click()

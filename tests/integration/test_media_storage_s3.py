@@ -163,3 +163,23 @@ def test_import_files_copies_a_local_folder_into_the_object_store(
     assert target.exists("originals/k1.jpg")
     assert sorted(target.keys("photos/")) == ["photos/abc-1200.jpg"]  # no half-written file
     assert import_local_files(tmp_path / "media", target) == (0, 4)  # safe to run again
+
+
+def test_the_import_files_command_backfills_the_configured_store(
+    settings: Settings, db: Database, s3_url: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "old-machine"
+    LocalStorage(data_dir / "media").put("logos/0123456789abcdef01234567.png", b"png", "image/png")
+    app = create_app(
+        dataclasses.replace(settings, media_storage_url=s3_url, data_dir=str(data_dir)),
+        db=db,
+        mail_transport=InMemoryTransport(),
+    )
+    result = app.test_cli_runner().invoke(args=["media", "import-files"])
+    assert result.exit_code == 0, result.output
+    assert "1 file(s) copied" in result.output
+    assert (
+        app.extensions["distributor.media_storage"].read("logos/0123456789abcdef01234567.png")
+        == b"png"
+    )
+    assert app.test_client().get("/media/logos/0123456789abcdef01234567.png").data == b"png"

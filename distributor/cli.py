@@ -18,6 +18,7 @@ db_cli = AppGroup("db", help="Database schema migrations.")
 users_cli = AppGroup("users", help="Create, list, enable and disable staff accounts.")
 demo_cli = AppGroup("demo", help="Demo organisation and content for a first start.")
 devinbox_cli = AppGroup("devinbox", help="The development SMTP inbox.")
+media_cli = AppGroup("media", help="Stored files: copy local files into MEDIA_STORAGE_URL.")
 
 
 def _settings() -> Settings:
@@ -121,6 +122,28 @@ def devinbox_serve(host: str | None, port: int | None) -> None:
     serve_forever(get_db(), host or settings.dev_smtp_host, port or settings.dev_smtp_port)
 
 
+@media_cli.command("import-files")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The local folder to copy (default: DATA_DIR/media).",
+)
+def media_import_files(source: str | None) -> None:
+    """Copy lead photos, attachments, logos and library files kept in a local folder into the
+    configured storage (run once after setting MEDIA_STORAGE_URL; safe to run again)."""
+    from pathlib import Path
+
+    from distributor.media.storage import app_storage, import_local_files, local_root
+
+    folder = Path(source) if source else local_root(_settings().data_dir)
+    if not folder.is_dir():
+        raise click.ClickException(f"no folder {folder}")
+    copied, skipped = import_local_files(folder, app_storage())
+    click.echo(f"{copied} file(s) copied, {skipped} already there or skipped")
+
+
 def register_cli(app: Flask) -> None:
-    for group in (db_cli, users_cli, demo_cli, devinbox_cli):
+    for group in (db_cli, users_cli, demo_cli, devinbox_cli, media_cli):
         app.cli.add_command(group)

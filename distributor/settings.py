@@ -198,7 +198,8 @@ class Settings:
     )
 
     # -- media library (see distributor/media) ------------------------------------------------
-    # Empty: files under DATA_DIR/media/library. Or s3://bucket?endpoint=...&region=... for an
+    # Every stored file (lead photos, attachments, logos, the library). Empty: files under
+    # DATA_DIR/media. Or s3://bucket?endpoint=...&region=... for an
     # S3-compatible store shared by every web machine and worker.
     media_storage_url: str = field(default="", metadata={"env": "MEDIA_STORAGE_URL"})
     # The checklist warns about an asset whose rights end within this many days of a send.

@@ -18,7 +18,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from werkzeug.wrappers import Response
@@ -31,9 +30,9 @@ from distributor.embargo.room import Outcome, RoomView
 from distributor.errors import NotFound, ValidationFailed
 from distributor.media import downloads as media_downloads
 from distributor.media import services as media_services
-from distributor.media.storage import MediaFileMissing, MediaStorage
+from distributor.media.storage import MediaFileMissing, MediaStorage, app_storage, stored_response
 from distributor.newsroom.views import public_context, send_attachment
-from distributor.releases.media import PHOTO_WIDTHS, photo_path
+from distributor.releases.media import PHOTO_WIDTHS, photo_key
 from distributor.security import public
 from distributor.settings import Settings
 
@@ -187,12 +186,12 @@ def photo(token: str, size: str) -> Response:
         return redirect(url_for("newsroom.photo", name=name), 302)
     if view.outcome is not Outcome.ROOM:
         abort(404)
-    path = photo_path(_settings(), release.photo_key, size)
-    if not path.is_file():
+    key = photo_key(release.photo_key, size)
+    storage = app_storage()
+    if not storage.exists(key):
         abort(404)
     room.log(session, view.access, AccessEventKind.PHOTO, now, f"photo ({size})")
-
-    return _private(send_file(path, mimetype="image/jpeg", conditional=False))
+    return _private(stored_response(storage, key, "image/jpeg", cache="private, no-store"))
 
 
 @bp.get("/embargo/<token>/attachments/<int:attachment_id>/<filename>")
@@ -222,7 +221,7 @@ def attachment(token: str, attachment_id: int, filename: str) -> Response:
     if view.outcome is not Outcome.ROOM:
         abort(404)
     room.log(session, view.access, AccessEventKind.DOWNLOAD, now, found.filename)
-    return _private(send_attachment(found, _settings()))
+    return _private(send_attachment(found))
 
 
 @bp.get("/embargo/<token>/library/<key>/<size>")

@@ -6,6 +6,7 @@ page, the mail and the metadata written into each file (see ``images``).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import zipfile
@@ -13,11 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from distributor.errors import NotFound
 from distributor.media import images
 from distributor.media.models import LicenceKind, MediaAsset
-from distributor.media.services import file_ext, original_key, safe_filename
-from distributor.media.storage import MediaStorage
+from distributor.media.services import file_ext, original_key, press_kit_prefix, safe_filename
+from distributor.media.storage import MediaFileMissing, MediaStorage, delete_prefix
 from distributor.releases.models import Release
 
 # -- what a download says ----------------------------------------------------------------------
@@ -140,7 +144,13 @@ def _fingerprint(release: Release, assets: Sequence[MediaAsset]) -> str:
     """Changes whenever the text or any carried asset (or its credit) changes."""
     parts = [str(release.id), release.updated_at.isoformat(), release.title]
     parts += [f"{a.key}:{a.revision}" for a in assets]
+    parts += [release.photo_key or "", release.photo_credit]
+    parts += [a.stored_name for a in release.attachments]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def press_kit_key(release: Release, assets: Sequence[MediaAsset]) -> str:
+    return f"{press_kit_prefix(release.id)}{_fingerprint(release, assets)}.zip"
 
 
 def press_kit(
@@ -153,7 +163,7 @@ def press_kit(
 ) -> Download:
     """A zip of the release as text and HTML, its pictures and documents (originals, credit
     written in) and CREDITS.txt; built once per version of all of them and cached."""
-    key = f"presskits/{release.id}/{_fingerprint(release, assets)}.zip"
+    key = press_kit_key(release, assets)
     filename = f"{release.slug}-press-kit.zip"
     if storage.exists(key):
         return Download(key, "application/zip", filename)
@@ -185,6 +195,34 @@ def press_kit(
             f"<li>{escape(name)}: {escape(asset.title)} ({escape(credit_line(asset))}). "
             f"{escape(usage_terms(asset))}</li>"
         )
+    # The release's own lead photo and attachments (uploaded with it, not from the library);
+    # one whose file is missing is left out rather than failing the whole kit.
+    from distributor.releases.media import attachment_key, photo_key
+
+    if release.photo_key:
+        name = f"images/{release.slug}-lead-photo.jpg"
+        try:
+            files.append((name, storage.read(photo_key(release.photo_key, "web"))))
+        except MediaFileMissing:
+            pass
+        else:
+            credits += [
+                name,
+                f"  Caption: {release.photo_caption or release.photo_alt}",
+                *([f"  Credit: {release.credit_line}"] if release.photo_credit else []),
+                "",
+            ]
+            items_html.append(f"<li>{escape(name)}: {escape(release.credit_line)}</li>")
+    for attachment in release.attachments:
+        name = f"documents/{attachment.filename}"
+        if name in used:
+            name = f"documents/{attachment.id}-{attachment.filename}"
+        try:
+            files.append((name, storage.read(attachment_key(attachment.stored_name))))
+        except MediaFileMissing:
+            continue
+        used.add(name)
+        items_html.append(f"<li>{escape(name)}</li>")
     text = "\n\n".join(
         p for p in (release.title, release.summary, release.body_markdown.strip()) if p
     )
@@ -206,4 +244,52 @@ def press_kit(
             # Pictures are compressed already; storing them saves the server's time.
             archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
     storage.put(key, buffer.getvalue(), "application/zip")
+    # Older kits of this release carry an older text or credit: they go.
+    delete_prefix(storage, press_kit_prefix(release.id), keep=key)
     return Download(key, "application/zip", filename)
+
+
+# -- cleaning up -------------------------------------------------------------------------------
+
+
+def sweep_built_files(session: Session, storage: MediaStorage, now: dt.datetime) -> int:
+    """The daily clean-up of built files: downloads and page pictures of assets that may no
+    longer be shown (rights ended, deleted) or of an older revision (an older credit), and
+    press kits that are not the current one of a public release. Returns how many went."""
+    from distributor.media.services import is_available, visible_release_media
+    from distributor.newsroom.services import public_release_filter
+
+    current = {
+        a.key: f"r{a.revision}-" if is_available(a, now) else None
+        for a in session.scalars(select(MediaAsset)).unique()
+    }
+    gone = 0
+    for top in ("downloads/", "renditions/"):
+        for key in list(storage.keys(top)):
+            parts = key.split("/")
+            keep = current.get(parts[1]) if len(parts) == 3 else None
+            if keep is None or not parts[2].startswith(keep):
+                storage.delete(key)
+                gone += 1
+    kits: dict[str, list[str]] = {}
+    for key in storage.keys("presskits/"):
+        kits.setdefault(key.split("/")[1], []).append(key)
+    for release_id, keys in kits.items():
+        release = (
+            session.scalar(
+                select(Release)
+                .where(Release.id == int(release_id))
+                .where(public_release_filter(now))
+            )
+            if release_id.isdigit()
+            else None
+        )
+        keep_key = ""
+        if release is not None:
+            assets = [m.asset for m in visible_release_media(session, release.id, now)]
+            keep_key = press_kit_key(release, assets)
+        for key in keys:
+            if key != keep_key:
+                storage.delete(key)
+                gone += 1
+    return gone

@@ -101,6 +101,12 @@ class UseInReleaseForm(FlaskForm):
     as_lead = BooleanField("Make it the lead image")
 
 
+class DeleteAssetForm(FlaskForm):
+    """Deleting an asset; one used in releases needs ``confirmed=yes`` as well."""
+
+    confirmed = BooleanField("Yes, delete it and remove it from those releases")
+
+
 class ReleaseItemForm(FlaskForm):
     """Buttons on a release's gallery: remove, move, make lead (the action is the button)."""
 

@@ -62,14 +62,16 @@ class RightsState(enum.StrEnum):
 
     ACTIVE = "active"
     EXPIRED = "expired"  # hidden from the newsroom, feeds and downloads; blocks sends
+    DELETED = "deleted"  # files gone from storage; the row stays for its history
 
 
 RIGHTS_MACHINE: StateMachine[RightsState] = StateMachine(
     "media asset rights",
     {
-        RightsState.ACTIVE: {RightsState.EXPIRED},
+        RightsState.ACTIVE: {RightsState.EXPIRED, RightsState.DELETED},
         # Renewed: staff moved the expiry date into the future.
-        RightsState.EXPIRED: {RightsState.ACTIVE},
+        RightsState.EXPIRED: {RightsState.ACTIVE, RightsState.DELETED},
+        RightsState.DELETED: set(),
     },
 )
 

@@ -17,6 +17,7 @@ from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from distributor.audience.models import Beat
+from distributor.db import after_commit
 from distributor.errors import NotFound, ValidationFailed
 from distributor.media import images
 from distributor.media.models import (
@@ -29,9 +30,9 @@ from distributor.media.models import (
     ReleaseMedia,
     RightsState,
 )
-from distributor.media.storage import MediaStorage
+from distributor.media.storage import MediaStorage, delete_prefix
 from distributor.newsroom.services import public_release_filter
-from distributor.releases.models import Release
+from distributor.releases.models import Release, ReleaseStatus
 
 MAX_TAGS = 20
 
@@ -145,6 +146,38 @@ def original_key(asset: MediaAsset) -> str:
     return f"originals/{asset.key}{file_ext(asset)}"
 
 
+# Files built from an original (downloads with the credit written in, page pictures) live
+# under the asset's key and name its revision; press kits live under their release's id.
+def derived_prefixes(asset_key: str) -> tuple[str, str]:
+    return f"downloads/{asset_key}/", f"renditions/{asset_key}/"
+
+
+def press_kit_prefix(release_id: int) -> str:
+    return f"presskits/{release_id}/"
+
+
+def forget_built_files(
+    storage: MediaStorage,
+    asset_key: str,
+    release_ids: list[int],
+    *,
+    keep_revision: int | None,
+) -> int:
+    """Remove what was built from an asset (all of it, or all but one revision's files) and
+    the press kits of the releases carrying it; they are built again on the next request."""
+    current = f"r{keep_revision}-"
+    gone = 0
+    for prefix in derived_prefixes(asset_key):
+        for key in list(storage.keys(prefix)):
+            if keep_revision is not None and key.removeprefix(prefix).startswith(current):
+                continue
+            storage.delete(key)
+            gone += 1
+    for release_id in release_ids:
+        gone += delete_prefix(storage, press_kit_prefix(release_id))
+    return gone
+
+
 def file_ext(asset: MediaAsset) -> str:
     for content_type, ext in images.IMAGE_FORMATS.values():
         if content_type == asset.content_type:
@@ -207,8 +240,11 @@ def update_asset(
     *,
     actor_id: int | None,
     now: dt.datetime,
+    storage: MediaStorage | None = None,
 ) -> list[str]:
     """Change an asset's description and rights; renewing expired rights shows it again."""
+    if asset.rights_state is RightsState.DELETED:
+        raise ValidationFailed("This asset was deleted.")
     _validate(details, asset.kind)
     changed = _apply(session, asset, details)
     if not changed:
@@ -231,7 +267,69 @@ def update_asset(
             session, asset, "renewed", "Rights renewed: shown and sendable again.", actor_id, now
         )
     session.flush()
+    if storage is not None:
+        # The old credit must not linger in cached files (nor in press kits).
+        release_ids = [r.id for r, _ in where_used(session, asset.id)]
+        key, revision = asset.key, asset.revision
+
+        def forget_older() -> None:
+            forget_built_files(storage, key, release_ids, keep_revision=revision)
+
+        after_commit(session, forget_older)
     return changed
+
+
+def delete_asset(
+    session: Session,
+    storage: MediaStorage,
+    asset: MediaAsset,
+    *,
+    confirmed: bool,
+    actor_id: int | None,
+    now: dt.datetime,
+) -> None:
+    """Delete an asset's files everywhere (original, downloads, page pictures, press kits);
+    the row stays, marked deleted, so its page keeps its history. An asset used in releases
+    is only deleted once staff confirm (it then leaves their galleries), and never while a
+    send carrying it is under way."""
+    if asset.rights_state is RightsState.DELETED:
+        raise ValidationFailed("This asset was deleted already.")
+    used = where_used(session, asset.id)
+    if used and not confirmed:
+        raise ValidationFailed(
+            f"“{asset.title}” is used in {len(used)} release(s): "
+            + "; ".join(f"#{r.id} {r.title}" for r, _ in used)
+            + ". Deleting it removes it from their galleries, newsroom pages and press kits, "
+            "and links in mail already sent stop working. Confirm to delete it anyway."
+        )
+    busy = [r for r, _ in used if r.status is ReleaseStatus.SENDING]
+    if busy:
+        raise ValidationFailed(
+            f"“{busy[0].title}” is being sent with this asset; delete it once the send is over."
+        )
+    for release, _ in used:
+        remove_from_release(session, release, asset, actor_id=actor_id, now=now)
+    move_rights(asset, RightsState.DELETED)
+    asset.media_page = MediaPageSection.NONE
+    asset.updated_at = now
+    record(
+        session,
+        asset,
+        "deleted",
+        "Deleted; its files were removed from storage"
+        + (f" and it left {len(used)} release(s)." if used else "."),
+        actor_id,
+        now,
+    )
+    session.flush()
+    release_ids = [r.id for r, _ in used]
+    key, original = asset.key, original_key(asset)
+
+    def remove_files() -> None:
+        forget_built_files(storage, key, release_ids, keep_revision=None)
+        storage.delete(original)
+
+    after_commit(session, remove_files)
 
 
 def get_asset(session: Session, asset_id: int) -> MediaAsset:
@@ -250,6 +348,7 @@ class RightsFilter(enum.StrEnum):
     ACTIVE = "active"
     EXPIRING = "expiring"
     EXPIRED = "expired"
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -307,6 +406,10 @@ def search_assets(
     available = (MediaAsset.rights_state == RightsState.ACTIVE) & (
         MediaAsset.rights_until.is_(None) | (MediaAsset.rights_until > now)
     )
+    if query.rights is RightsFilter.DELETED:
+        stmt = stmt.where(MediaAsset.rights_state == RightsState.DELETED)
+    else:
+        stmt = stmt.where(MediaAsset.rights_state != RightsState.DELETED)
     if query.rights is RightsFilter.ACTIVE:
         stmt = stmt.where(available)
     elif query.rights is RightsFilter.EXPIRED:

@@ -53,6 +53,9 @@ class MediaStorage(Protocol):
     def delete(self, key: str) -> None:
         """Remove the file; a missing file is not an error."""
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        """The keys under a folder-like ``prefix`` ("downloads/abc/"), in no set order."""
+
 
 class LocalStorage:
     """Files under one folder; writes go to a temporary file renamed into place."""
@@ -99,6 +102,14 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        folder = self.root / check_key(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                yield path.relative_to(self.root).as_posix()
 
 
 class S3Storage:
@@ -200,11 +211,62 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not delete {key}: {exc}") from exc
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self.prefix + check_key(prefix.rstrip("/")) + "/"
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])[len(self.prefix) :]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not list {prefix}: {exc}") from exc
+
+
+def delete_prefix(storage: MediaStorage, prefix: str, *, keep: str = "") -> int:
+    """Remove every file under ``prefix`` except ``keep``; returns how many went."""
+    gone = 0
+    for key in list(storage.keys(prefix)):
+        if key != keep:
+            storage.delete(key)
+            gone += 1
+    return gone
+
+
+def import_local_files(source: Path, storage: MediaStorage) -> tuple[int, int]:
+    """Copy files kept in a local folder (``DATA_DIR/media``) into ``storage``: the backfill
+    when moving to an object store. Lead photos, attachments and logos keep their keys; the
+    library's files, once under ``library/``, lose that folder. Files already stored are
+    skipped, so it can run again. Returns (copied, skipped)."""
+    import mimetypes
+
+    copied = skipped = 0
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or path.name.startswith((".tmp", ".")) or path.suffix == ".tmp":
+            continue
+        rel = path.relative_to(source).as_posix()
+        key = rel.removeprefix("library/")
+        try:
+            check_key(key)
+        except ValueError:
+            skipped += 1
+            continue
+        if storage.exists(key):
+            skipped += 1
+            continue
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        storage.put(key, path.read_bytes(), content_type)
+        copied += 1
+    return copied, skipped
+
 
 def storage_from_url(url: str, data_dir: str) -> MediaStorage:
     """``""`` or ``file:///path`` -> a local folder; ``s3://[key:secret@]bucket[/prefix]?...``."""
     if not url:
-        return LocalStorage(Path(data_dir) / "media" / "library")
+        return LocalStorage(local_root(data_dir))
     parts = urlsplit(url)
     if parts.scheme == "file":
         return LocalStorage(Path(unquote(parts.path)))
@@ -226,5 +288,54 @@ def storage_from_url(url: str, data_dir: str) -> MediaStorage:
     raise ValueError("MEDIA_STORAGE_URL must be empty, file:///path or s3://bucket?...")
 
 
+def local_root(data_dir: str) -> Path:
+    """The default folder of every stored file (lead photos, attachments, logos, library)."""
+    return Path(data_dir) / "media"
+
+
 def storage_for(settings: Settings) -> MediaStorage:
     return storage_from_url(settings.media_storage_url, settings.data_dir)
+
+
+def app_storage() -> MediaStorage:
+    """The running app's storage (``create_app`` builds it once, tests may inject one)."""
+    from flask import current_app
+
+    storage: MediaStorage = current_app.extensions["distributor.media_storage"]
+    return storage
+
+
+def stored_response(
+    storage: MediaStorage,
+    key: str,
+    content_type: str,
+    *,
+    cache: str,
+    download_name: str | None = None,
+) -> Any:
+    """A response streaming a stored file (404 when it is missing). Keys never change
+    content, so the key is the entity tag and a revalidation costs no read (RFC 9110 8.8.3)."""
+    import hashlib
+    from urllib.parse import quote
+
+    from flask import abort, request
+    from werkzeug.wrappers import Response
+
+    etag = hashlib.sha256(key.encode()).hexdigest()[:32]
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        try:
+            body = storage.stream(key)
+        except MediaFileMissing:
+            abort(404)
+        response = Response(body, mimetype=content_type, direct_passthrough=True)
+        if download_name is not None:
+            ascii_name = download_name.encode("ascii", "replace").decode().replace('"', "")
+            response.headers["Content-Disposition"] = (
+                f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(download_name)}"
+            )
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = cache
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from flask import (
     Blueprint,
     abort,
@@ -24,9 +22,15 @@ from distributor.audience.models import Beat
 from distributor.db import request_session, utcnow
 from distributor.errors import DomainError, NotFound
 from distributor.media import downloads, images, services
-from distributor.media.forms import AssetForm, ReleaseItemForm, UploadForm, UseInReleaseForm
-from distributor.media.models import AssetKind, LicenceKind, MediaAsset
-from distributor.media.storage import MediaFileMissing, MediaStorage
+from distributor.media.forms import (
+    AssetForm,
+    DeleteAssetForm,
+    ReleaseItemForm,
+    UploadForm,
+    UseInReleaseForm,
+)
+from distributor.media.models import AssetKind, LicenceKind, MediaAsset, RightsState
+from distributor.media.storage import MediaFileMissing, MediaStorage, stored_response
 from distributor.newsroom.services import get_public_release as public_release
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release, ReleaseStatus
@@ -146,7 +150,12 @@ def show(asset_id: int) -> str | Response:
     elif form.validate_on_submit():
         try:
             changed = services.update_asset(
-                session, asset, form.to_input(zone), actor_id=current_user.id, now=utcnow()
+                session,
+                asset,
+                form.to_input(zone),
+                actor_id=current_user.id,
+                now=utcnow(),
+                storage=_storage(),
             )
         except DomainError as exc:
             session.rollback()
@@ -175,7 +184,36 @@ def show(asset_id: int) -> str | Response:
         credit_line=downloads.credit_line(asset),
         copyright_notice=downloads.copyright_notice(asset),
         usage_terms=downloads.usage_terms(asset),
+        delete_form=DeleteAssetForm(prefix="delete"),
+        is_deleted=asset.rights_state is RightsState.DELETED,
     )
+
+
+@bp.post("/staff/media/<int:asset_id>/delete")
+@staff_required
+def delete(asset_id: int) -> Response:
+    """Delete an asset's files; its page stays with the history. Used in releases: staff
+    must confirm, having been told which releases lose it."""
+    session = request_session()
+    asset = _asset(asset_id)
+    form = DeleteAssetForm(prefix="delete")
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        services.delete_asset(
+            session,
+            _storage(),
+            asset,
+            confirmed=bool(form.confirmed.data),
+            actor_id=current_user.id,
+            now=utcnow(),
+        )
+    except DomainError as exc:
+        session.rollback()
+        flash(exc.message, "error")
+    else:
+        flash(f"“{asset.title}” was deleted; its history stays here.", "success")
+    return redirect(url_for("media.show", asset_id=asset_id) + "#delete-h", 303)
 
 
 @bp.post("/staff/media/<int:asset_id>/use")
@@ -341,15 +379,11 @@ def _send(asset: MediaAsset, size: str, *, cache: str) -> Response:
 
 
 def _respond(prepared: downloads.Download, *, cache: str) -> Response:
-    try:
-        body = _storage().stream(prepared.key)
-    except MediaFileMissing:
-        abort(404)
-    ascii_name = prepared.filename.encode("ascii", "replace").decode().replace('"', "")
-    response = Response(body, mimetype=prepared.content_type, direct_passthrough=True)
-    response.headers["Content-Disposition"] = (
-        f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(prepared.filename)}"
+    response: Response = stored_response(
+        _storage(),
+        prepared.key,
+        prepared.content_type,
+        cache=cache,
+        download_name=prepared.filename,
     )
-    response.headers["Cache-Control"] = cache
-    response.headers["X-Content-Type-Options"] = "nosniff"
     return response

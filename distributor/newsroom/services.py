@@ -141,6 +141,13 @@ def release_by_photo_key(session: Session, key: str) -> Release | None:
     return session.scalar(select(Release).where(Release.photo_key == key).limit(1))
 
 
+def is_spokesperson_photo(session: Session, key: str) -> bool:
+    """A spokesperson's photo: public, the newsroom page shows it."""
+    from distributor.organisation.models import Spokesperson
+
+    return session.scalar(select(Spokesperson.id).where(Spokesperson.photo_key == key)) is not None
+
+
 def feed_releases(
     session: Session, now: dt.datetime, *, beat: str | None = None, limit: int = 30
 ) -> list[Release]:

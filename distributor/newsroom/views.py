@@ -24,10 +24,11 @@ from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session, utcnow
+from distributor.media.storage import app_storage, stored_response
 from distributor.newsroom import services
 from distributor.organisation.models import Organisation
 from distributor.organisation.services import get_organisation
-from distributor.releases.media import PHOTO_WIDTHS, attachment_path, photo_path
+from distributor.releases.media import PHOTO_WIDTHS, attachment_key, photo_key
 from distributor.releases.models import Attachment, Release
 from distributor.releases.workflow import is_publicly_visible
 from distributor.security import editor_required, public
@@ -210,23 +211,26 @@ def preview(token: str) -> Response:
 @bp.get("/media/photos/<name>")
 @public
 def photo(name: str) -> Response:
-    """A lead photo by its random key, once its release is public. Before that only staff
-    see it here; journalists reach an embargoed photo through their personal embargo room."""
+    """A lead photo by its random key, once its release is public (a spokesperson's photo
+    always: the newsroom shows it). Before that only staff see it here; journalists reach an
+    embargoed photo through their personal embargo room."""
     match = _PHOTO_NAME.fullmatch(name)
     if match is None or int(match.group(2)) not in _SIZE_BY_WIDTH:
         abort(404)
     owner = services.release_by_photo_key(request_session(), match.group(1))
-    is_public = owner is not None and is_publicly_visible(owner, utcnow())
+    is_public = (
+        is_publicly_visible(owner, utcnow())
+        if owner is not None
+        else services.is_spokesperson_photo(request_session(), match.group(1))
+    )
     if not is_public and not current_user.is_authenticated:
         abort(404)
-    path = photo_path(_settings(), match.group(1), _SIZE_BY_WIDTH[int(match.group(2))])
-    if not path.is_file():
-        abort(404)
-    response = send_file(path, mimetype="image/jpeg", max_age=31_536_000, conditional=True)
-    if is_public:
-        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    else:
-        response.headers["Cache-Control"] = "private, no-store"
+    response: Response = stored_response(
+        app_storage(),
+        photo_key(match.group(1), _SIZE_BY_WIDTH[int(match.group(2))]),
+        "image/jpeg",
+        cache="public, max-age=31536000, immutable" if is_public else "private, no-store",
+    )
     return response
 
 
@@ -234,21 +238,17 @@ def _send_attachment(release: Release, attachment_id: int, filename: str) -> Res
     attachment = next((a for a in release.attachments if a.id == attachment_id), None)
     if attachment is None or attachment.filename != filename:
         abort(404)
-    return send_attachment(attachment, _settings())
+    return send_attachment(attachment)
 
 
-def send_attachment(attachment: Attachment, settings: Settings) -> Response:
-    path = attachment_path(settings, attachment.stored_name)
-    if not path.is_file():
-        abort(404)
-    response = send_file(
-        path,
-        mimetype=attachment.content_type,
-        as_attachment=True,
+def send_attachment(attachment: Attachment) -> Response:
+    response: Response = stored_response(
+        app_storage(),
+        attachment_key(attachment.stored_name),
+        attachment.content_type,
+        cache="private, max-age=300",
         download_name=attachment.filename,
-        conditional=True,
     )
-    response.headers["Cache-Control"] = "private, max-age=300"
     return response
 
 
@@ -269,10 +269,29 @@ def preview_attachment(token: str, attachment_id: int, filename: str) -> Respons
 
 
 def _atom(releases: list[Release], *, title: str, self_url: str, alt_url: str) -> Response:
+    from distributor.media import downloads as media_downloads
+    from distributor.media import services as media_services
+
     updated = max((r.published_at for r in releases if r.published_at), default=None)
+    session, now = request_session(), utcnow()
+    # A release's lead picture from the library, only while its rights are in force.
+    leads = {
+        r.id: next(
+            (
+                m.asset
+                for m in media_services.visible_release_media(session, r.id, now)
+                if m.is_lead
+            ),
+            None,
+        )
+        for r in releases
+        if not r.photo_key
+    }
     xml = render_template(
         "newsroom/feed.xml",
         releases=releases,
+        leads=leads,
+        media_credit=media_downloads.credit_line,
         title=title,
         self_url=self_url,
         alt_url=alt_url,

@@ -5,14 +5,12 @@ from __future__ import annotations
 import io
 import secrets
 import warnings
-from pathlib import Path
 from typing import IO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from distributor.errors import ValidationFailed
-from distributor.releases.media import media_root
-from distributor.settings import Settings
+from distributor.media.storage import MediaStorage
 
 MAX_LOGO_BYTES = 5 * 1024 * 1024
 MAX_LOGO_PIXELS = 25_000_000
@@ -21,11 +19,12 @@ LOGO_HEIGHT = 192  # drawn at 48-64 px; twice that (and more) stays sharp on den
 LOGO_FORMATS = {"PNG", "JPEG", "WEBP", "GIF"}
 
 
-def logo_path(settings: Settings, key: str) -> Path:
-    return media_root(settings) / "logos" / f"{key}.png"
+def logo_key(key: str) -> str:
+    """The storage key of a logo."""
+    return f"logos/{key}.png"
 
 
-def process_logo(stream: IO[bytes], settings: Settings) -> str:
+def process_logo(stream: IO[bytes], storage: MediaStorage) -> str:
     """Validate an uploaded logo and store it at a fixed height; return its random key."""
     data = stream.read(MAX_LOGO_BYTES + 1)
     if len(data) > MAX_LOGO_BYTES:
@@ -56,13 +55,11 @@ def process_logo(stream: IO[bytes], settings: Settings) -> str:
         width = max(1, round(image.width * LOGO_HEIGHT / image.height))
         image = image.resize((width, LOGO_HEIGHT), Image.Resampling.LANCZOS)
     key = secrets.token_hex(12)
-    path = logo_path(settings, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    image.save(tmp, "PNG", optimize=True)  # re-encoded: no metadata survives
-    tmp.replace(path)
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)  # re-encoded: no metadata survives
+    storage.put(logo_key(key), out.getvalue(), "image/png")
     return key
 
 
-def delete_logo(settings: Settings, key: str) -> None:
-    logo_path(settings, key).unlink(missing_ok=True)
+def delete_logo(storage: MediaStorage, key: str) -> None:
+    storage.delete(logo_key(key))

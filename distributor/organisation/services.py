@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from distributor.db import after_commit
 from distributor.errors import NotFound, ValidationFailed
+from distributor.media.storage import MediaStorage
 from distributor.organisation.media import delete_logo, process_logo
 from distributor.organisation.models import DEFAULT_BRAND_COLOUR, Organisation, Spokesperson
 from distributor.settings import Settings
@@ -85,6 +86,7 @@ def update_organisation(
     settings: Settings,
     data: OrganisationInput,
     *,
+    storage: MediaStorage,
     logo: IO[bytes] | None = None,
     remove_logo: bool = False,
 ) -> Organisation:
@@ -112,11 +114,11 @@ def update_organisation(
     org.social_links = _check_links(data.social_links)
     old_logo = org.logo_key
     if logo is not None:
-        org.logo_key = process_logo(logo, settings)
+        org.logo_key = process_logo(logo, storage)
     elif remove_logo:
         org.logo_key = None
     if old_logo and old_logo != org.logo_key:
-        after_commit(session, lambda: delete_logo(settings, old_logo))
+        after_commit(session, lambda: delete_logo(storage, old_logo))
     session.flush()
     return org
 
@@ -129,6 +131,7 @@ def add_spokesperson(
     title: str,
     email: str,
     phone: str,
+    storage: MediaStorage,
     photo: IO[bytes] | None = None,
 ) -> Spokesperson:
     """Add someone journalists may call; their photo is checked like a release photo."""
@@ -148,13 +151,13 @@ def add_spokesperson(
         position=len(org.spokespeople),
     )
     if photo is not None:
-        person.photo_key = process_photo(photo, settings).key
+        person.photo_key = process_photo(photo, storage).key
     session.add(person)
     session.flush()
     return person
 
 
-def remove_spokesperson(session: Session, settings: Settings, spokesperson_id: int) -> None:
+def remove_spokesperson(session: Session, storage: MediaStorage, spokesperson_id: int) -> None:
     from distributor.releases.media import delete_photo_files
 
     person = session.get(Spokesperson, spokesperson_id)
@@ -164,4 +167,4 @@ def remove_spokesperson(session: Session, settings: Settings, spokesperson_id: i
     session.delete(person)
     session.flush()
     if key:
-        after_commit(session, lambda: delete_photo_files(settings, key))
+        after_commit(session, lambda: delete_photo_files(storage, key))

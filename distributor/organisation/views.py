@@ -11,7 +11,6 @@ from flask import (
     flash,
     redirect,
     render_template,
-    send_file,
     url_for,
 )
 from werkzeug.datastructures import FileStorage
@@ -19,9 +18,10 @@ from werkzeug.wrappers import Response
 
 from distributor.db import request_session
 from distributor.errors import DomainError
+from distributor.media.storage import app_storage, stored_response
 from distributor.organisation import services
 from distributor.organisation.forms import OrganisationForm, RemoveForm, SpokespersonForm
-from distributor.organisation.media import logo_path
+from distributor.organisation.media import logo_key
 from distributor.organisation.models import DEFAULT_BRAND_COLOUR
 from distributor.security import admin_required, public
 from distributor.settings import Settings
@@ -64,6 +64,7 @@ def edit() -> str | Response:
                     boilerplate=form.boilerplate.data or "",
                     social_links=form.social_links.data or "",
                 ),
+                storage=app_storage(),
                 logo=logo.stream if logo else None,
                 remove_logo=bool(form.remove_logo.data),
             )
@@ -100,6 +101,7 @@ def add_spokesperson() -> Response:
             title=form.title.data or "",
             email=form.email.data or "",
             phone=form.phone.data or "",
+            storage=app_storage(),
             photo=photo.stream if photo else None,
         )
     except DomainError as exc:
@@ -115,7 +117,7 @@ def add_spokesperson() -> Response:
 def remove_spokesperson(spokesperson_id: int) -> Response:
     if not RemoveForm().validate_on_submit():
         abort(400)
-    services.remove_spokesperson(request_session(), _settings(), spokesperson_id)
+    services.remove_spokesperson(request_session(), app_storage(), spokesperson_id)
     flash("Spokesperson removed.", "success")
     return redirect(url_for("organisation.edit") + "#spokespeople", 303)
 
@@ -127,11 +129,12 @@ def logo(name: str) -> Response:
     match = _LOGO_NAME.fullmatch(name)
     if match is None:
         abort(404)
-    path = logo_path(_settings(), match.group(1))
-    if not path.is_file():
-        abort(404)
-    response = send_file(path, mimetype="image/png", max_age=31_536_000, conditional=True)
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response: Response = stored_response(
+        app_storage(),
+        logo_key(match.group(1)),
+        "image/png",
+        cache="public, max-age=31536000, immutable",
+    )
     return response
 
 

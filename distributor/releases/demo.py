@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from distributor.audience.models import Beat
 from distributor.db import utcnow
+from distributor.media.storage import storage_for
 from distributor.releases import media, services
 from distributor.releases.models import PressContact, Release, ReleaseKind, ReleaseStatus
 from distributor.settings import Settings
@@ -566,7 +567,9 @@ def _seed_one(
         now=at - dt.timedelta(hours=3),
     )
     release.slug = item.slug
-    media.set_photo(session, release, io.BytesIO(draw_scene(item.scene, index)), settings)
+    media.set_photo(
+        session, release, io.BytesIO(draw_scene(item.scene, index)), storage_for(settings)
+    )
     if item.state != "draft":
         services.transition(session, release, ReleaseStatus.IN_REVIEW, by=None, now=at)
     if item.state in ("published", "embargoed"):

@@ -1,4 +1,8 @@
-"""Lead photos and attachments: validated on upload, stored under ``<data_dir>/media``.
+"""Lead photos and attachments: validated on upload, kept in the media storage.
+
+Every file goes through ``distributor.media.storage`` (a local folder under ``DATA_DIR`` by
+default, an S3-compatible store with ``MEDIA_STORAGE_URL``), so several web machines serve
+the same photos.
 
 Photos are re-encoded (never served as uploaded: that drops EXIF location data and anything
 smuggled inside the file) to two JPEG widths: ``web`` for the newsroom and ``email`` for mail.
@@ -20,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from distributor.db import after_commit
 from distributor.errors import ValidationFailed
+from distributor.media.storage import MediaStorage
 from distributor.releases.models import Attachment, Release
-from distributor.settings import Settings
 
 MAX_PHOTO_BYTES = 15 * 1024 * 1024
 # Pillow's own bomb guard is ~89 Mpx with a warning; we refuse well below that, with an error.
@@ -40,16 +44,13 @@ _SIGNATURES: list[tuple[bytes, str, str]] = [
 ]
 
 
-def media_root(settings: Settings) -> Path:
-    return Path(settings.data_dir) / "media"
+def photo_key(key: str, size: str) -> str:
+    """The storage key of a photo (lead photos, spokespeople) at one of its widths."""
+    return f"photos/{key}-{PHOTO_WIDTHS[size]}.jpg"
 
 
-def photo_path(settings: Settings, key: str, size: str) -> Path:
-    return media_root(settings) / "photos" / f"{key}-{PHOTO_WIDTHS[size]}.jpg"
-
-
-def attachment_path(settings: Settings, stored_name: str) -> Path:
-    return media_root(settings) / "attachments" / stored_name
+def attachment_key(stored_name: str) -> str:
+    return f"attachments/{stored_name}"
 
 
 def _read_limited(stream: IO[bytes], limit: int, what: str) -> bytes:
@@ -68,7 +69,7 @@ class ProcessedPhoto:
     height: int
 
 
-def process_photo(stream: IO[bytes], settings: Settings) -> ProcessedPhoto:
+def process_photo(stream: IO[bytes], storage: MediaStorage) -> ProcessedPhoto:
     """Validate an uploaded image and store it re-encoded at web and email widths."""
     data = _read_limited(stream, MAX_PHOTO_BYTES, "photo")
     try:
@@ -96,17 +97,15 @@ def process_photo(stream: IO[bytes], settings: Settings) -> ProcessedPhoto:
     if rgb.width < MIN_PHOTO_WIDTH:
         raise ValidationFailed(f"The photo is too small: at least {MIN_PHOTO_WIDTH} pixels wide.")
     key = secrets.token_hex(12)
-    folder = media_root(settings) / "photos"
-    folder.mkdir(parents=True, exist_ok=True)
     for size, target in PHOTO_WIDTHS.items():
         copy = rgb.copy()
         if copy.width > target:
             copy = copy.resize(
                 (target, max(1, round(copy.height * target / copy.width))), Image.Resampling.LANCZOS
             )
-        tmp = photo_path(settings, key, size).with_suffix(".tmp")
-        copy.save(tmp, "JPEG", quality=84, optimize=True, progressive=True)
-        tmp.replace(photo_path(settings, key, size))
+        out = io.BytesIO()
+        copy.save(out, "JPEG", quality=84, optimize=True, progressive=True)
+        storage.put(photo_key(key, size), out.getvalue(), "image/jpeg")
     return ProcessedPhoto(key=key, width=rgb.width, height=rgb.height)
 
 
@@ -119,27 +118,27 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def delete_photo_files(settings: Settings, key: str) -> None:
+def delete_photo_files(storage: MediaStorage, key: str) -> None:
     for size in PHOTO_WIDTHS:
-        photo_path(settings, key, size).unlink(missing_ok=True)
+        storage.delete(photo_key(key, size))
 
 
-def set_photo(session: Session, release: Release, stream: IO[bytes], settings: Settings) -> None:
+def set_photo(session: Session, release: Release, stream: IO[bytes], storage: MediaStorage) -> None:
     """Replace a release's lead photo with an uploaded one."""
-    processed = process_photo(stream, settings)
+    processed = process_photo(stream, storage)
     old = release.photo_key
     release.photo_key = processed.key
     session.flush()
     if old:
-        after_commit(session, lambda: delete_photo_files(settings, old))
+        after_commit(session, lambda: delete_photo_files(storage, old))
 
 
-def remove_photo(session: Session, release: Release, settings: Settings) -> None:
+def remove_photo(session: Session, release: Release, storage: MediaStorage) -> None:
     old = release.photo_key
     release.photo_key = None
     session.flush()
     if old:
-        after_commit(session, lambda: delete_photo_files(settings, old))
+        after_commit(session, lambda: delete_photo_files(storage, old))
 
 
 def _sniff(data: bytes) -> tuple[str, str] | None:
@@ -159,7 +158,7 @@ def _safe_filename(name: str, ext: str) -> str:
 
 
 def add_attachment(
-    session: Session, release: Release, stream: IO[bytes], filename: str, settings: Settings
+    session: Session, release: Release, stream: IO[bytes], filename: str, storage: MediaStorage
 ) -> Attachment:
     """Store a PDF or image attached to a release."""
     if len(release.attachments) >= MAX_ATTACHMENTS:
@@ -170,9 +169,7 @@ def add_attachment(
         raise ValidationFailed("Attachments must be PDF documents or JPEG, PNG or WebP images.")
     content_type, ext = sniffed
     stored_name = f"{secrets.token_hex(16)}{ext}"
-    path = attachment_path(settings, stored_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    storage.put(attachment_key(stored_name), data, content_type)
     attachment = Attachment(
         filename=_safe_filename(filename, ext),
         stored_name=stored_name,
@@ -185,9 +182,9 @@ def add_attachment(
 
 
 def delete_attachment(
-    session: Session, release: Release, attachment: Attachment, settings: Settings
+    session: Session, release: Release, attachment: Attachment, storage: MediaStorage
 ) -> None:
     stored = attachment.stored_name
     release.attachments.remove(attachment)  # delete-orphan removes the row
     session.flush()
-    after_commit(session, lambda: attachment_path(settings, stored).unlink(missing_ok=True))
+    after_commit(session, lambda: storage.delete(attachment_key(stored)))

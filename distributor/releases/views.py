@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from distributor.audience.models import Beat, MediaList
 from distributor.db import request_session, utcnow
 from distributor.errors import DomainError, ValidationFailed
+from distributor.media.storage import app_storage
 from distributor.newsroom.views import org_zone, send_attachment
 from distributor.releases import media, services
 from distributor.releases.forms import (
@@ -140,16 +141,16 @@ def _uploads(field_data: Any) -> list[FileStorage]:
 
 
 def _save_files(session: Session, release: Release, form: ReleaseForm) -> None:
-    settings = _settings()
+    storage = app_storage()
     photo = form.photo.data
     if isinstance(photo, FileStorage) and photo.filename:
-        media.set_photo(session, release, photo.stream, settings)
+        media.set_photo(session, release, photo.stream, storage)
     elif form.remove_photo.data and release.photo_key:
-        media.remove_photo(session, release, settings)
+        media.remove_photo(session, release, storage)
     if release.photo_key and not release.photo_alt:
         raise ValidationFailed("Describe the lead photo for people who cannot see it (alt text).")
     for upload in _uploads(form.attachments.data):
-        media.add_attachment(session, release, upload.stream, upload.filename or "", settings)
+        media.add_attachment(session, release, upload.stream, upload.filename or "", storage)
 
 
 def _render_compose(form: ReleaseForm, release: Release | None, status: int = 200) -> Any:
@@ -406,7 +407,7 @@ def add_attachments(release_id: int) -> Response:
         abort(400)
     uploads = _uploads(form.attachments.data)
     for upload in uploads:
-        media.add_attachment(session, release, upload.stream, upload.filename or "", _settings())
+        media.add_attachment(session, release, upload.stream, upload.filename or "", app_storage())
     flash(f"{len(uploads)} attachment(s) added.", "success")
     return redirect(url_for("releases.show", release_id=release.id) + "#attachments")
 
@@ -421,7 +422,7 @@ def delete_attachment(release_id: int, attachment_id: int) -> Response:
         abort(404)
     if not services.can_edit(current_user, release):
         abort(403)
-    media.delete_attachment(session, release, attachment, _settings())
+    media.delete_attachment(session, release, attachment, app_storage())
     flash(f"Removed {attachment.filename}.", "success")
     return redirect(url_for("releases.show", release_id=release.id) + "#attachments")
 
@@ -433,7 +434,7 @@ def download_attachment(release_id: int, attachment_id: int) -> Response:
     attachment = next((a for a in release.attachments if a.id == attachment_id), None)
     if attachment is None:
         abort(404)
-    return send_attachment(attachment, _settings())
+    return send_attachment(attachment)
 
 
 # -- kinds (admins) ----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from distributor.delivery.sender import run_batch
 from distributor.embargo import services as embargo
 from distributor.embargo.models import EmbargoTerms, Standing, TermsAcceptance
 from distributor.mail.transport import InMemoryTransport, parse_smtp_urls
+from distributor.media.storage import storage_for
 from distributor.releases.media import add_attachment, set_photo
 from distributor.releases.models import Release, ReleaseStatus, release_beats
 from distributor.releases.tasks import lift_embargoes
@@ -112,9 +113,9 @@ def _seed(db: Database, settings: Settings) -> int:
         release.embargo_until = now + dt.timedelta(days=1)
         release.published_at = None
         session.execute(release_beats.insert().values(release_id=release.id, beat_id=beat.id))
-        set_photo(session, release, io.BytesIO(image_bytes(1400, 900)), settings)
+        set_photo(session, release, io.BytesIO(image_bytes(1400, 900)), storage_for(settings))
         release.photo_alt = "Seals on a sandbank at low tide"
-        add_attachment(session, release, io.BytesIO(PDF), "seal-count.pdf", settings)
+        add_attachment(session, release, io.BytesIO(PDF), "seal-count.pdf", storage_for(settings))
         return release.id
 
 

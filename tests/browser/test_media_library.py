@@ -3,8 +3,10 @@
 A press officer uploads two pictures with their credit and licence, builds a release from them
 (one as the lead image), and the newsroom shows the gallery; a journalist downloads an original
 that carries its credit and licence in XMP (read back with exiftool). The agency picture's
-licence ends: the editor's send is blocked, and after the sweep the newsroom and the download
-no longer offer it. Screenshots go to /tmp/media-*.png.
+licence ends: the editor's send is blocked, and after the sweep the newsroom, the feed, the
+download and the press kit no longer offer it, and what was built from it leaves the storage.
+The other picture, used in the release, is deleted only once the press officer confirms; its
+page keeps the history. Screenshots go to /tmp/media-*.png.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from distributor.db import Database, utcnow
 from distributor.delivery.checklist import DnsUnavailable
 from distributor.delivery.models import Send
 from distributor.mail.transport import InMemoryTransport
+from distributor.media import downloads as media_downloads
 from distributor.media import rights as media_rights
 from distributor.media.models import MediaAsset, MediaAssetEvent, ReleaseMedia
 from distributor.media.storage import LocalStorage
@@ -147,6 +150,9 @@ def _upload(page, base: str, path: Path, title: str, **rights: str) -> None:  # 
     page.wait_for_selector("#credit-line")
 
 
+# The whole journey (two uploads, a send, a sweep, a deletion) runs past the suite's default
+# five minutes on a loaded 2-core machine.
+@pytest.mark.timeout(600)
 def test_media_library_journey(
     server, live_db: Database, settings: Settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -154,7 +160,7 @@ def test_media_library_journey(
     need(Path(chromium).exists(), "Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright
 
-    base, _storage = server
+    base, storage = server
     release = _seed(live_db, settings)
     agency_file = tmp_path / "dawn.jpg"
     agency_file.write_bytes(photo_with_exif())
@@ -205,6 +211,13 @@ def test_media_library_journey(
             assert gallery.locator(".gallery-card").count() == 2
             assert "Photo: Jane Doe/Coastline Pictures" in gallery.inner_text()
             reader.screenshot(path="/tmp/media-newsroom.png", full_page=True)
+            # Chromium takes the WebP from the <picture>; the JPEG is the fallback's.
+            reader.wait_for_function("document.querySelector('.lead-photo img').complete")
+            shown = reader.evaluate("document.querySelector('.lead-photo img').currentSrc")
+            assert shown.endswith(".webp"), shown
+            picture = reader.request.get(shown)
+            assert picture.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert picture.headers["content-type"] == "image/webp"
             card = gallery.locator(".gallery-card", has_text=AGENCY_PICTURE)
             with reader.expect_download() as info:
                 card.locator("a:has-text('Original')").click()
@@ -222,6 +235,12 @@ def test_media_library_journey(
                 assert "images/volunteers.png" in archive.namelist()
                 credits = archive.read("CREDITS.txt").decode()
                 assert "Credit: Photo: Jane Doe/Coastline Pictures" in credits
+                assert f"{release.slug}.txt" in archive.namelist()
+                assert f"{release.slug}.html" in archive.namelist()
+            assert original_url is not None
+            agency_key = original_url.split("/")[3]
+            feed = reader.request.get(f"{base}/feed.atom").text()
+            assert f"/media/library/{agency_key}/email" in feed
 
             # -- the agency licence ends: the send is blocked ---------------------------------
             with live_db.session() as session, session.begin():
@@ -259,5 +278,40 @@ def test_media_library_journey(
             history = officer.inner_text("#asset-history")
             assert "Expired" in history and "Used" in history and "Uploaded" in history
             officer.screenshot(path="/tmp/media-asset-history.png", full_page=True)
+            # The sweep's clean-up: what was built from it (its downloads with the credit
+            # written in, its page pictures, the cached press kit) leaves the storage; the
+            # next press kit and the feed no longer carry it.
+            assert any(storage.keys(f"downloads/{agency_key}/"))
+            with live_db.session() as session:
+                assert media_downloads.sweep_built_files(session, storage, utcnow()) >= 2
+            assert not any(storage.keys(f"downloads/{agency_key}/"))
+            assert not any(storage.keys(f"renditions/{agency_key}/"))
+            assert agency_key not in reader.request.get(f"{base}/feed.atom").text()
+            with reader.expect_download() as info:
+                reader.click("a.press-kit")
+            with zipfile.ZipFile(info.value.path()) as archive:
+                assert "images/dawn.jpg" not in archive.namelist()
+                assert "Coastline" not in archive.read("CREDITS.txt").decode()
+            assert len(list(storage.keys("presskits/"))) == 1  # the stale kit went
+
+            # -- deleting an asset used in a release: it asks first, then its files go --------
+            with live_db.session() as session:
+                own = session.scalar(select(MediaAsset).where(MediaAsset.title == OWN_PICTURE))
+                assert own is not None
+                own_id, own_key = own.id, own.key
+            officer.goto(f"{base}/staff/media/{own_id}")
+            officer.click("#delete-asset button[type=submit]")
+            officer.wait_for_selector("text=is used in 1 release(s)")
+            assert storage.exists(f"originals/{own_key}.png")
+            officer.check("input[name=delete-confirmed]")
+            officer.click("#delete-asset button[type=submit]")
+            officer.wait_for_selector("#asset-deleted")
+            assert "Deleted" in officer.inner_text("#asset-history")
+            assert not storage.exists(f"originals/{own_key}.png")
+            assert not any(storage.keys(f"renditions/{own_key}/"))
+            assert not any(storage.keys("presskits/"))
+            reader.goto(f"{base}/releases/{release.slug}")
+            assert reader.locator("#gallery .gallery-card").count() == 0
+            officer.screenshot(path="/tmp/media-asset-deleted.png", full_page=True)
         finally:
             browser.close()

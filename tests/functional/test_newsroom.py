@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
+from distributor.media.storage import storage_for
 from distributor.releases import media, services
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
@@ -113,7 +114,7 @@ def test_the_preview_link_works_before_publication_with_an_embargo_banner(
         embargo_until=utcnow() + dt.timedelta(days=1),
     )
     attachment = media.add_attachment(
-        session, release, io.BytesIO(b"%PDF-1.4 plan"), "plan.pdf", settings
+        session, release, io.BytesIO(b"%PDF-1.4 plan"), "plan.pdf", storage_for(settings)
     )
     session.commit()
     response = client.get(f"/preview/{release.preview_token}")
@@ -136,7 +137,9 @@ def test_attachments_of_a_published_release_are_served_with_their_type(
     client: FlaskClient, session: Session, settings: Settings
 ) -> None:
     release = make_release(session, status=ReleaseStatus.APPROVED)
-    pdf = media.add_attachment(session, release, io.BytesIO(b"%PDF-1.4 x"), "Report.pdf", settings)
+    pdf = media.add_attachment(
+        session, release, io.BytesIO(b"%PDF-1.4 x"), "Report.pdf", storage_for(settings)
+    )
     session.commit()
     response = client.get(f"/releases/{release.slug}/attachments/{pdf.id}/Report.pdf")
     assert response.status_code == 200
@@ -157,7 +160,7 @@ def test_the_permalink_page_has_photo_credit_contacts_and_open_graph(
     client: FlaskClient, session: Session, settings: Settings
 ) -> None:
     release = make_release(session, title="Keyworker homes", status=ReleaseStatus.APPROVED)
-    media.set_photo(session, release, io.BytesIO(image_bytes()), settings)
+    media.set_photo(session, release, io.BytesIO(image_bytes()), storage_for(settings))
     release.photo_alt, release.photo_credit = "Homes by the quay", "Sam Pike"
     release.contacts = [services.save_contact(session, name="Ann Quay", email="ann@example.org")]
     session.commit()

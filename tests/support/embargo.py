@@ -14,6 +14,7 @@ from distributor.delivery.models import Delivery, Send, SendStatus
 from distributor.delivery.recipients import freeze_recipients
 from distributor.embargo import handlers, services
 from distributor.embargo.models import Standing
+from distributor.media.storage import storage_for
 from distributor.releases.media import add_attachment, set_photo
 from distributor.releases.models import Release
 from distributor.settings import Settings
@@ -68,8 +69,8 @@ def embargoed_world(
     release.embargo_until = now + dt.timedelta(days=1)
     release.published_at = None
     release.body_markdown = "The sea wall will be raised by 1.2 metres."
-    set_photo(session, release, io.BytesIO(image_bytes(1400, 900)), settings)
-    add_attachment(session, release, io.BytesIO(PDF), "plan.pdf", settings)
+    set_photo(session, release, io.BytesIO(image_bytes(1400, 900)), storage_for(settings))
+    add_attachment(session, release, io.BytesIO(PDF), "plan.pdf", storage_for(settings))
     if services.current_terms(session) is None:
         services.publish_terms(session, summary=TERMS_SUMMARY, body=TERMS_BODY, by=None, now=now)
     services.set_options(

@@ -216,3 +216,83 @@ def test_owner_is_warned_once_per_rights_end_date(
         session, asset, details(rights_until=now + dt.timedelta(days=12)), actor_id=None, now=now
     )
     assert sweep() == 1
+
+
+def test_deleting_a_used_asset_asks_first_then_removes_every_file(
+    session: Session, storage: LocalStorage
+) -> None:
+    now = utcnow()
+    asset = add_asset(session, storage, now=now)
+    release = factories.make_release(session, status=ReleaseStatus.APPROVED, now=now)
+    release.published_at = now - dt.timedelta(minutes=1)
+    services.add_to_release(session, release, asset, as_lead=True, actor_id=None, now=now)
+    built = [
+        downloads.prepare_download(storage, asset, "original").key,
+        downloads.prepare_rendition(storage, asset, 480, "webp").key,
+        downloads.press_kit(storage, release, [asset], org_name="O", release_url="u").key,
+    ]
+    session.commit()
+    with pytest.raises(ValidationFailed, match=r"used in 1 release\(s\).*Confirm"):
+        services.delete_asset(session, storage, asset, confirmed=False, actor_id=None, now=now)
+    assert asset.rights_state is RightsState.ACTIVE and storage.exists(built[0])
+
+    services.delete_asset(session, storage, asset, confirmed=True, actor_id=None, now=now)
+    assert all(storage.exists(k) for k in built)  # not before the commit
+    session.commit()
+    assert not any(storage.exists(k) for k in [*built, services.original_key(asset)])
+    assert asset.rights_state is RightsState.DELETED
+    assert services.where_used(session, asset.id) == []
+    assert [e.action for e in asset.events][:2] == ["deleted", "removed"]
+    assert not services.is_available(asset, now)
+    assert asset not in services.search_assets(session, services.AssetQuery(), now=now, warn_days=7)
+    with pytest.raises(ValidationFailed):
+        services.update_asset(session, asset, details(), actor_id=None, now=now)
+
+
+def test_an_unused_asset_is_deleted_at_once_but_not_during_a_send(
+    session: Session, storage: LocalStorage
+) -> None:
+    now = utcnow()
+    lone = add_asset(session, storage, now=now)
+    services.delete_asset(session, storage, lone, confirmed=False, actor_id=None, now=now)
+    assert lone.rights_state is RightsState.DELETED
+    busy = add_asset(session, storage, now=now)
+    release = factories.make_release(session, now=now)
+    services.add_to_release(session, release, busy, as_lead=False, actor_id=None, now=now)
+    release.status = ReleaseStatus.SENDING
+    with pytest.raises(ValidationFailed, match="being sent"):
+        services.delete_asset(session, storage, busy, confirmed=True, actor_id=None, now=now)
+
+
+def test_the_sweep_removes_built_files_no_page_may_name(
+    session: Session, storage: LocalStorage
+) -> None:
+    now = utcnow()
+    kept = add_asset(session, storage, now=now, title="Kept")
+    ending = add_asset(
+        session, storage, now=now, title="Ending", rights_until=now + dt.timedelta(hours=1)
+    )
+    release = factories.make_release(session, status=ReleaseStatus.APPROVED, now=now)
+    release.published_at = now - dt.timedelta(minutes=1)
+    for asset in (kept, ending):
+        services.add_to_release(session, release, asset, as_lead=False, actor_id=None, now=now)
+    old_kit = downloads.press_kit(storage, release, [kept, ending], org_name="O", release_url="u")
+    old_download = downloads.prepare_download(storage, kept, "web").key
+    ending_download = downloads.prepare_download(storage, ending, "web").key
+    services.update_asset(
+        session, kept, details(title="Kept", agency="New"), actor_id=None, now=now
+    )
+    current = downloads.prepare_download(storage, kept, "web").key
+    assert storage.exists(old_download) and current != old_download
+    # The old kit, and the old credit's web and original (built for the kit) downloads.
+    assert downloads.sweep_built_files(session, storage, now) == 3
+    assert not storage.exists(old_kit.key) and not storage.exists(old_download)
+    assert storage.exists(current) and storage.exists(ending_download)
+
+    later = now + dt.timedelta(hours=2)
+    rights.expire_due(session, later)
+    kit = downloads.press_kit(storage, release, [kept], org_name="O", release_url="u")
+    assert downloads.sweep_built_files(session, storage, later) == 2  # its web and original
+    assert not storage.exists(ending_download)
+    assert storage.exists(kit.key) and storage.exists(current)
+    assert storage.exists(services.original_key(ending))  # staff may still renew it

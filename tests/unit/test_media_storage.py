@@ -12,6 +12,7 @@ from distributor.media.storage import (
     MediaFileMissing,
     MediaStorage,
     S3Storage,
+    delete_prefix,
     storage_from_url,
 )
 from tests.support.media import moto_s3_server
@@ -31,6 +32,13 @@ def _exercise(storage: MediaStorage) -> None:
     assert b"".join(storage.stream(key)) == data
     storage.put(key, b"replaced", "image/jpeg")
     assert storage.read(key) == b"replaced"
+    storage.put("originals/sub/other.png", b"x", "image/png")
+    storage.put("originalsx/not-under.png", b"x", "image/png")
+    assert sorted(storage.keys("originals/")) == [key, "originals/sub/other.png"]
+    assert list(storage.keys("nothing/")) == []
+    assert delete_prefix(storage, "originals/", keep=key) == 1
+    assert sorted(storage.keys("originals")) == [key]
+    storage.delete("originalsx/not-under.png")
     storage.delete(key)
     storage.delete(key)  # deleting what is gone is no error
     assert not storage.exists(key)
@@ -47,7 +55,7 @@ def test_local_storage(tmp_path: Path) -> None:
 def test_storage_url_chooses_the_backend(tmp_path: Path) -> None:
     default = storage_from_url("", str(tmp_path))
     assert isinstance(default, LocalStorage)
-    assert default.root == tmp_path / "media" / "library"
+    assert default.root == tmp_path / "media"
     assert isinstance(storage_from_url(f"file://{tmp_path}/m", "x"), LocalStorage)
     s3 = storage_from_url(
         "s3://key:secret@bucket/pre?endpoint=http://127.0.0.1:9&region=eu-west-1", "x"

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
+from distributor.media.storage import storage_for
 from distributor.releases import media
 from distributor.releases.demo import DEMO_BEATS, seed_releases
 from distributor.releases.models import Release, ReleaseStatus
@@ -31,7 +32,7 @@ def test_demo_releases_are_seeded_once_with_photos(session: Session, settings: S
     assert len(embargoed) == 1 and embargoed[0].status is ReleaseStatus.APPROVED
     for release in releases:
         assert release.photo_key and release.photo_alt and release.photo_credit
-        assert media.photo_path(settings, release.photo_key, "web").is_file()
+        assert storage_for(settings).exists(media.photo_key(release.photo_key, "web"))
         assert release.contacts
     assert seed_releases(session, settings) == []
     assert len(session.scalars(select(Release)).all()) == len(releases)

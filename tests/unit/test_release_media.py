@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from distributor.errors import ValidationFailed
+from distributor.media.storage import storage_for
 from distributor.releases import media
 from distributor.settings import Settings
 from tests.support.releases import image_bytes, make_release
@@ -33,10 +34,14 @@ def _bomb_png(width: int, height: int) -> bytes:
 
 
 def test_a_photo_is_reencoded_at_web_and_email_widths(settings: Settings) -> None:
-    photo = media.process_photo(io.BytesIO(image_bytes(2400, 1600)), settings)
-    with Image.open(media.photo_path(settings, photo.key, "web")) as web:
+    photo = media.process_photo(io.BytesIO(image_bytes(2400, 1600)), storage_for(settings))
+    with Image.open(
+        io.BytesIO(storage_for(settings).read(media.photo_key(photo.key, "web")))
+    ) as web:
         assert (web.format, web.size) == ("JPEG", (1200, 800))
-    with Image.open(media.photo_path(settings, photo.key, "email")) as email:
+    with Image.open(
+        io.BytesIO(storage_for(settings).read(media.photo_key(photo.key, "email")))
+    ) as email:
         assert (email.format, email.size) == ("JPEG", (600, 400))
 
 
@@ -44,8 +49,10 @@ def test_transparent_images_are_flattened_on_white(settings: Settings) -> None:
     image = Image.new("RGBA", (640, 400), (0, 0, 0, 0))
     out = io.BytesIO()
     image.save(out, "PNG")
-    photo = media.process_photo(io.BytesIO(out.getvalue()), settings)
-    with Image.open(media.photo_path(settings, photo.key, "email")) as email:
+    photo = media.process_photo(io.BytesIO(out.getvalue()), storage_for(settings))
+    with Image.open(
+        io.BytesIO(storage_for(settings).read(media.photo_key(photo.key, "email")))
+    ) as email:
         assert email.getpixel((10, 10))[0] > 240  # white, not black
 
 
@@ -64,14 +71,14 @@ def test_bad_photos_are_refused_with_a_clear_message(
     settings: Settings, data: bytes, message: str
 ) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        media.process_photo(io.BytesIO(data), settings)
+        media.process_photo(io.BytesIO(data), storage_for(settings))
     assert message in caught.value.message
 
 
 def test_a_huge_photo_file_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(media, "MAX_PHOTO_BYTES", 10_000)
     with pytest.raises(ValidationFailed) as caught:
-        media.process_photo(io.BytesIO(image_bytes(1000, 1000, "BMP")), settings)
+        media.process_photo(io.BytesIO(image_bytes(1000, 1000, "BMP")), storage_for(settings))
     assert "too large" in caught.value.message
 
 
@@ -79,32 +86,44 @@ def test_replacing_a_photo_removes_the_old_files_after_commit(
     session: Session, settings: Settings
 ) -> None:
     release = make_release(session)
-    media.set_photo(session, release, io.BytesIO(image_bytes()), settings)
+    media.set_photo(session, release, io.BytesIO(image_bytes()), storage_for(settings))
     first = release.photo_key
     assert first is not None
     session.commit()
-    media.set_photo(session, release, io.BytesIO(image_bytes()), settings)
-    assert media.photo_path(settings, first, "web").exists()  # not before the commit
+    media.set_photo(session, release, io.BytesIO(image_bytes()), storage_for(settings))
+    assert storage_for(settings).exists(media.photo_key(first, "web"))  # not before the commit
     session.commit()
-    assert not media.photo_path(settings, first, "web").exists()
+    assert not storage_for(settings).exists(media.photo_key(first, "web"))
     assert release.photo_key is not None
-    assert media.photo_path(settings, release.photo_key, "web").exists()
+    assert storage_for(settings).exists(media.photo_key(release.photo_key, "web"))
 
 
 def test_attachments_must_be_pdf_or_images(session: Session, settings: Settings) -> None:
     release = make_release(session)
     pdf = media.add_attachment(
-        session, release, io.BytesIO(b"%PDF-1.4\n%...\n"), "../../Report 2026.pdf", settings
+        session,
+        release,
+        io.BytesIO(b"%PDF-1.4\n%...\n"),
+        "../../Report 2026.pdf",
+        storage_for(settings),
     )
     assert (pdf.content_type, pdf.filename) == ("application/pdf", "Report 2026.pdf")
-    png = media.add_attachment(session, release, io.BytesIO(image_bytes()), "chart.bin", settings)
+    png = media.add_attachment(
+        session, release, io.BytesIO(image_bytes()), "chart.bin", storage_for(settings)
+    )
     assert (png.content_type, png.filename) == ("image/png", "chart.png")
     with pytest.raises(ValidationFailed):
         media.add_attachment(
-            session, release, io.BytesIO(b"MZ\x90\x00 executable"), "report.pdf", settings
+            session,
+            release,
+            io.BytesIO(b"MZ\x90\x00 executable"),
+            "report.pdf",
+            storage_for(settings),
         )
     with pytest.raises(ValidationFailed):
-        media.add_attachment(session, release, io.BytesIO(b"<html>"), "page.html", settings)
+        media.add_attachment(
+            session, release, io.BytesIO(b"<html>"), "page.html", storage_for(settings)
+        )
 
 
 def test_attachments_are_size_limited(
@@ -114,6 +133,6 @@ def test_attachments_are_size_limited(
     release = make_release(session)
     with pytest.raises(ValidationFailed) as caught:
         media.add_attachment(
-            session, release, io.BytesIO(b"%PDF-" + b"0" * 2000), "a.pdf", settings
+            session, release, io.BytesIO(b"%PDF-" + b"0" * 2000), "a.pdf", storage_for(settings)
         )
     assert "too large" in caught.value.message

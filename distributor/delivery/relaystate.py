@@ -126,8 +126,12 @@ class RelayState(Protocol):
 
     def take(self, key: str, wanted: int) -> int: ...
 
-    def trouble(self, key: str, kind: RelayTrouble, reason: str, observed_rate: float) -> float:
-        """Report a refusal; returns how long the relay is paused from now (seconds)."""
+    def trouble(
+        self, key: str, kind: RelayTrouble, reason: str, batch_rate: float, batch_connections: int
+    ) -> float:
+        """Report a refusal; returns how long the relay is paused from now (seconds).
+        ``batch_rate`` over ``batch_connections``: what the reporting batch was sending at,
+        scaled by the connections open to the relay to estimate what the relay saw."""
         ...
 
     def good(self, key: str) -> None: ...
@@ -195,7 +199,7 @@ return got
 _TROUBLE = """
 local key, now, kind, reason = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local maxc, cfg = tonumber(ARGV[5]), tonumber(ARGV[6])
-local base, maxb, observed = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local base, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])
 local s = redis.call('HMGET', key, 'lim', 'rate', 'strikes', 'pause', 'since', 'dec', 'kind')
 local lim = math.min(maxc, tonumber(s[1]) or maxc)
 local rate = tonumber(s[2]) or cfg
@@ -206,6 +210,7 @@ local dec = tonumber(s[6]) or 0
 local ckey = key .. ':conns'
 redis.call('ZREMRANGEBYSCORE', ckey, '-inf', now)
 local open = redis.call('ZCARD', ckey)
+local observed = tonumber(ARGV[9]) * math.max(open, 1) / tonumber(ARGV[12])
 local wait = 0
 if kind == 'lost' then
   local l = redis.call('HMGET', key, 'lost', 'lostts')
@@ -318,7 +323,9 @@ class RedisRelayState:
     def take(self, key: str, wanted: int) -> int:
         return int(self._take(args=[self._k(key), repr(time.time()), wanted]))
 
-    def trouble(self, key: str, kind: RelayTrouble, reason: str, observed_rate: float) -> float:
+    def trouble(
+        self, key: str, kind: RelayTrouble, reason: str, batch_rate: float, batch_connections: int
+    ) -> float:
         lim = self.limits
         pause_ms = self._trouble(
             args=[
@@ -330,9 +337,10 @@ class RedisRelayState:
                 lim.rate_per_second,
                 lim.backoff_seconds,
                 lim.max_backoff_seconds,
-                repr(float(observed_rate)),
+                repr(float(batch_rate)),
                 _STATE_TTL_SECONDS,
                 _LOST_STRIKES,
+                max(1, batch_connections),
             ]
         )
         return int(pause_ms) / 1000
@@ -461,7 +469,9 @@ class LocalRelayState:
             st.tokens, st.ts = tokens - got, now
             return got
 
-    def trouble(self, key: str, kind: RelayTrouble, reason: str, observed_rate: float) -> float:
+    def trouble(
+        self, key: str, kind: RelayTrouble, reason: str, batch_rate: float, batch_connections: int
+    ) -> float:
         lim = self.limits
         with self._lock:
             now = time.time()
@@ -482,7 +492,8 @@ class LocalRelayState:
             elif kind is RelayTrouble.RATE:
                 if fresh:
                     if st.rate <= 0:
-                        st.rate = max(1.0, observed_rate)
+                        observed = batch_rate * max(open_now, 1) / max(1, batch_connections)
+                        st.rate = max(1.0, observed)
                     st.rate = max(1.0, st.rate / 2)
                 wait = lim.backoff_seconds
             else:
@@ -583,10 +594,12 @@ class FallbackRelayState:
             self._down(exc)
             return self.local.take(key, wanted)
 
-    def trouble(self, key: str, kind: RelayTrouble, reason: str, observed_rate: float) -> float:
-        pause = self.local.trouble(key, kind, reason, observed_rate)
+    def trouble(
+        self, key: str, kind: RelayTrouble, reason: str, batch_rate: float, batch_connections: int
+    ) -> float:
+        pause = self.local.trouble(key, kind, reason, batch_rate, batch_connections)
         try:
-            return self.shared.trouble(key, kind, reason, observed_rate)
+            return self.shared.trouble(key, kind, reason, batch_rate, batch_connections)
         except Exception as exc:
             self._down(exc)
             return pause

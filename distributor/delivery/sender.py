@@ -279,11 +279,14 @@ class Batch:
             return 0.0
         allowance = self.allowances.get(relay)
         elapsed = max(0.001, time.monotonic() - self.started)
-        # What the relay saw from all of us, estimated from this batch's share of connections.
-        share = (allowance.allowed_connections / max(1, allowance.connections)) if allowance else 1
-        observed = self.result.sent / elapsed * share
         try:
-            pause = self.relay_state.trouble(relay, trouble, reply.describe(), observed)
+            pause = self.relay_state.trouble(
+                relay,
+                trouble,
+                reply.describe(),
+                self.result.sent / elapsed,
+                allowance.connections if allowance else 1,
+            )
         except Exception as exc:
             log.warning("delivery.relay_state_failed", error=str(exc))
             pause = self.settings.smtp_relay_backoff_seconds

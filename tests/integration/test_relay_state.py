@@ -95,7 +95,7 @@ def test_ses_throttling_after_data_slows_the_relay_and_charges_no_attempt(
         assert not [r for r in rows.values() if r.status is D.DEFERRED]
         (status,) = state.status([key])
         assert status.kind == RelayTrouble.RATE
-        assert 0 < status.rate_per_second
+        assert status.rate_per_second > 0
         drain(live_db, settings, send_id, server.url, state, total=90)
         received = server.counts()
     rows = rows_by_email(live_db, send_id)

@@ -580,13 +580,16 @@ def _deliver(
                 # A relay refused us: its lanes' rows wait for it (the shared state decides
                 # how many connections and what rate the next batches get).
                 stay: list[ClaimedRow] = []
+                back: dict[str, list[ClaimedRow]] = {}
                 for row in waiting:
                     key = relay_key(pump.lanes[row.lane % lane_count].relay)
                     if key in pump.stopped:
-                        reply, wait = pump.stopped[key]
-                        batch.requeue([row], reply, relay=key, wait=wait)
+                        back.setdefault(key, []).append(row)
                     else:
                         stay.append(row)
+                for key, rows_back in back.items():
+                    reply, wait = pump.stopped[key]
+                    batch.requeue(rows_back, reply, relay=key, wait=wait)
                 waiting = stay
             if stop is not None:
                 if stop != CLAIM_LOST:

@@ -173,3 +173,23 @@ def test_redis_relay_state_decreases_shares_and_recovers_step_by_step(
         two.release("e", key, 8)
     assert steps[:4] == [5, 6, 7, 8]  # one more connection a step, up to the limit
     assert one.status([key]) == []  # fully recovered: the state is gone
+
+
+def test_without_redis_each_process_keeps_a_conservative_share(settings: Settings) -> None:
+    import redis
+
+    from distributor.delivery.relaystate import FallbackRelayState
+    from tests.support.services import free_port
+
+    limits = dataclasses.replace(
+        RelayLimits.from_settings(settings), connections=16, fallback_connections=2
+    )
+    gone = redis.Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
+    state = FallbackRelayState(RedisRelayState(gone, limits), limits)
+    key = "127.0.0.1:25"
+    assert state.acquire("a", key, 8).connections == 2  # not 16: other processes share it
+    assert state.acquire("b", key, 8).connections == 0
+    pause = state.trouble(key, RelayTrouble.SESSION, "helo: TLS: certificate verify failed", 0, 2)
+    assert pause > 0
+    (status,) = state.status([key])
+    assert status.reason == "helo: TLS: certificate verify failed"

@@ -58,6 +58,22 @@ def _derived(source: Mapping[str, str], values: dict[str, Any]) -> dict[str, Any
         return values.get(name, defaults[name])
 
     derived: dict[str, Any] = {}
+    if value("smtp_relay_profile"):
+        # A named relay's limits (docs/RELAYS.md); each SMTP_RELAY_* set explicitly wins.
+        from distributor.mail.relay_profiles import profile
+
+        try:
+            limits = profile(str(value("smtp_relay_profile")))
+        except ValueError as exc:
+            raise SettingsError(f"SMTP_RELAY_PROFILE: {exc}") from exc
+        names = (
+            ("smtp_relay_connections", "SMTP_RELAY_CONNECTIONS"),
+            ("smtp_relay_rate_per_second", "SMTP_RELAY_RATE"),
+            ("smtp_relay_messages_per_connection", "SMTP_RELAY_MESSAGES_PER_CONNECTION"),
+        )
+        for (name, env), from_profile in zip(names, limits, strict=True):
+            if env not in source and name not in values:
+                derived[name] = from_profile
     if "SMTP_URL" not in source and "smtp_url" not in values:
         derived["smtp_url"] = f"smtp://{value('dev_smtp_host')}:{value('dev_smtp_port')}"
     if (
@@ -155,6 +171,28 @@ class Settings:
     )
     delivery_connections_per_batch: int = field(
         default=8, metadata={"env": "DELIVERY_CONNECTIONS_PER_BATCH"}
+    )
+    # -- the SMTP relay's own limits (see distributor/delivery/relaystate.py, docs/RELAYS.md) --
+    # A named set of the values below (ses, sendgrid, mailgun, postmark, postfix); each
+    # SMTP_RELAY_* set explicitly overrides the profile's value.
+    smtp_relay_profile: str = field(default="", metadata={"env": "SMTP_RELAY_PROFILE"})
+    # Most connections to one relay from every worker together (the adaptive state lowers
+    # it); 0 = DELIVERY_PARALLEL_BATCHES x DELIVERY_CONNECTIONS_PER_BATCH.
+    smtp_relay_connections: int = field(default=0, metadata={"env": "SMTP_RELAY_CONNECTIONS"})
+    # Messages per second through one relay for every worker together; 0 = no limit of ours.
+    smtp_relay_rate_per_second: int = field(default=0, metadata={"env": "SMTP_RELAY_RATE"})
+    # Open a new connection after this many messages (SendGrid: 5,000); 0 = no limit.
+    smtp_relay_messages_per_connection: int = field(
+        default=0, metadata={"env": "SMTP_RELAY_MESSAGES_PER_CONNECTION"}
+    )
+    smtp_relay_backoff_seconds: int = field(
+        default=2, metadata={"env": "SMTP_RELAY_BACKOFF_SECONDS"}
+    )
+    smtp_relay_max_backoff_seconds: int = field(
+        default=120, metadata={"env": "SMTP_RELAY_MAX_BACKOFF_SECONDS"}
+    )
+    smtp_relay_recover_seconds: int = field(
+        default=5, metadata={"env": "SMTP_RELAY_RECOVER_SECONDS"}
     )
     subscribe_rate_limit: str = field(
         default="5 per minute;30 per hour", metadata={"env": "SUBSCRIBE_RATE_LIMIT"}

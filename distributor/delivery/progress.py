@@ -309,8 +309,10 @@ class ProgressWriter:
         status: DeliveryStatus,
         next_attempt_at: dt.datetime | None,
         note: str = "",
+        code: int | None = None,
     ) -> int:
-        """Give rows back never handed over (queued, or cancelled when the send was)."""
+        """Give rows back never handed over (queued, or cancelled when the send was); ``code``
+        and ``note``: the reply that sent them back, when there was one."""
         if not delivery_ids:
             return 0
         guard = DELIVERY_MACHINE.sql_guard(status, _SENDING)
@@ -321,9 +323,18 @@ class ProgressWriter:
             total += self._run(
                 f"UPDATE deliveries SET status = '{status}', next_attempt_at = ?, "
                 "smtp_response = CASE WHEN ? = '' THEN smtp_response ELSE ? END, "
+                "smtp_code = COALESCE(CAST(? AS INTEGER), smtp_code), "
                 f"updated_at = {{now}} WHERE id IN ({marks}) AND claim_id = ? AND {guard} "
                 "AND {fence}",
-                (self._t(next_attempt_at), note, note, *chunk, self.claim_id, self.claim_id),
+                (
+                    self._t(next_attempt_at),
+                    note,
+                    note,
+                    code,
+                    *chunk,
+                    self.claim_id,
+                    self.claim_id,
+                ),
             )
         return total
 

@@ -18,14 +18,16 @@ from select import select as wait_readable
 from typing import TYPE_CHECKING, Any
 
 from distributor.delivery.ledger import ClaimedRow
-from distributor.delivery.smtp_client import (
-    SMTPClient,
-    SMTPConnectionLost,
-    SMTPRefused,
-    choose_relay,
-)
+from distributor.delivery.smtp_client import SMTPClient, SMTPConnectionLost, SMTPRefused
 from distributor.logs import get_logger
-from distributor.mail.outcomes import Reply, Stage, classify_reply, says_session_timed_out
+from distributor.mail.outcomes import (
+    RelayTrouble,
+    Reply,
+    Stage,
+    classify_reply,
+    relay_trouble,
+    says_session_timed_out,
+)
 from distributor.mail.transport import SMTPConfig
 
 if TYPE_CHECKING:
@@ -56,12 +58,14 @@ class Lane:
         "phase",
         "queue",
         "reconnects",
+        "relay",
         "resent",
         "row",
         "since",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, relay: SMTPConfig) -> None:
+        self.relay = relay  # the relay this lane's connection goes to
         self.queue: deque[ClaimedRow] = deque()
         self.client: SMTPClient | None = None
         self.reconnects = 0
@@ -89,7 +93,12 @@ class Pump:
         # Built by mime.MessageTemplate: no line starts with a dot, no stuffing scan needed.
         self.is_dot_safe = bool(getattr(compiled, "is_dot_safe", False))
         self.relays = relays
-        self.lanes = [Lane() for _ in range(lane_count)]
+        # ``relays`` has one entry per lane (the relay whose connection that lane holds), or
+        # fewer: then lanes take them in turn.
+        self.lanes = [Lane(relays[i % len(relays)]) for i in range(lane_count)]
+        # Relays that refused us during this batch: the reply and how long they are paused.
+        self.stopped: dict[str, tuple[Reply, float]] = {}
+        self.messages_per_connection = batch.settings.smtp_relay_messages_per_connection
         self.accepted: list[tuple[Lane, ClaimedRow, str, str]] = []
         # Acceptances whose commit is in flight (at most one statement at a time).
         self.committing: list[tuple[Lane, ClaimedRow, str, str]] | None = None
@@ -184,6 +193,7 @@ class Pump:
             self.last_heartbeat = tick
             if not self.batch.writer.heartbeat():
                 self.claim_lost = True
+            self.batch.renew_leases()
 
     def _time_to_commit(self, now: float) -> bool:
         """Commit acceptances now, or let a few more gather first? Each statement costs the
@@ -231,7 +241,7 @@ class Pump:
         stage = Stage.DOT if lane.phase == DOT else Stage.MAIL
         if client is not None:
             client.close()
-        self._settle(lane, self.batch.lost(row, SMTPConnectionLost(stage, "no reply in time")))
+        self._lost(lane, row, SMTPConnectionLost(stage, "no reply in time"))
 
     def _collect(self, *, wait: bool) -> None:
         """Fence the lanes whose acceptances the database has confirmed."""
@@ -257,6 +267,10 @@ class Pump:
     def _start(self, lane: Lane) -> None:
         """Take the lane's next row: render it and write its envelope."""
         batch = self.batch
+        stopped = self.stopped.get(_key(lane.relay))
+        if stopped is not None:
+            self._stop_relay(_key(lane.relay), *stopped)
+            return
         while lane.queue:
             row = lane.queue.popleft()
             if row.domain in self.throttled:
@@ -287,10 +301,10 @@ class Pump:
                 if batch.pause_if_refused(refusal):
                     self._stop_lanes("paused")  # every row not handed over goes back
                     return
-                rows = list(lane.queue)
-                lane.queue.clear()
-                if not batch.no_relay(rows, refusal):
-                    self.claim_lost = True
+                assert refusal is not None
+                # The relay's own answer (or the connection's error) goes on every row sent
+                # back, never a generic phrase.
+                self._relay_refused(lane, refusal)
                 return
             oversize = client.refuse_oversize(len(data))
             if oversize is not None:
@@ -303,9 +317,10 @@ class Pump:
                 client.close()
                 if self._resend(lane, row):
                     continue
-                if not batch.lost(row, exc):
-                    self.claim_lost = True
+                self._lost(lane, row, exc)
+                if self.claim_lost:
                     return
+                lane.phase = IDLE
                 continue
             lane.row = row
             lane.message = (message_id, data)
@@ -322,7 +337,7 @@ class Pump:
             client.close()
             if self._resend(lane, row):
                 return
-            self._settle(lane, self.batch.lost(row, exc))
+            self._lost(lane, row, exc)
             return
         if refusal is None:
             lane.phase = READY
@@ -356,7 +371,7 @@ class Pump:
             client.write_body(message[1], is_dot_safe=self.is_dot_safe)
         except SMTPConnectionLost as exc:
             client.close()
-            self._settle(lane, self.batch.lost(row, exc))
+            self._lost(lane, row, exc)
 
     def _read_dot(self, lane: Lane) -> None:
         row, client, message = lane.row, lane.client, lane.message
@@ -365,7 +380,7 @@ class Pump:
             reply = client.read_body_reply()
         except SMTPConnectionLost as exc:
             client.close()
-            self._settle(lane, self.batch.lost(row, exc))
+            self._lost(lane, row, exc)
             return
         if reply.is_positive:
             if not self.accepted:
@@ -378,9 +393,61 @@ class Pump:
             return
         self._refused(lane, row, reply)
 
+    def _lost(self, lane: Lane, row: ClaimedRow, exc: SMTPConnectionLost) -> None:
+        key = _key(lane.relay)
+        self._settle(lane, self.batch.lost(row, exc, relay=key))
+        if exc.stage is not Stage.DOT:
+            # No limit by itself, but several in a row pause the relay (relaystate).
+            pause = self.batch.relay_trouble(
+                key, RelayTrouble.LOST, Reply(exc.stage, 0, f"connection lost: {exc.reason}")
+            )
+            if pause > 0:
+                self._stop_relay(key, Reply(exc.stage, 0, f"connection lost: {exc.reason}"), pause)
+
+    def _relay_refused(self, lane: Lane, reply: Reply) -> None:
+        """The relay refused the session (connect, greeting, EHLO, STARTTLS, AUTH): every
+        worker slows down or pauses, and this relay's rows go back unsent."""
+        key = _key(lane.relay)
+        trouble = relay_trouble(reply) or RelayTrouble.SESSION
+        if trouble is RelayTrouble.LOST:
+            trouble = RelayTrouble.SESSION
+        pause = self.batch.relay_trouble(key, trouble, reply)
+        self._stop_relay(key, reply, pause)
+
+    def _stop_relay(self, key: str, reply: Reply, pause: float) -> None:
+        """Rows of this relay's lanes not handed over go back to the queue with the relay's
+        reply and no attempt; final dots already out are still read."""
+        self.stopped.setdefault(key, (reply, pause))
+        back: list[ClaimedRow] = []
+        for lane in self.lanes:
+            if _key(lane.relay) != key:
+                continue
+            if lane.phase in (ENVELOPE, READY):
+                assert lane.row is not None
+                back.append(lane.row)
+                if lane.client is not None:
+                    lane.client.close()
+                lane.phase, lane.row, lane.message = IDLE, None, None
+            elif lane.phase == IDLE and lane.client is not None:
+                lane.client.quit()
+                lane.client = None
+            back.extend(lane.queue)
+            lane.queue.clear()
+        if back:
+            back.sort(key=lambda r: r.id)
+            if self.batch.requeue(back, reply, relay=key, wait=pause) < len(back):
+                self.claim_lost = True
+
     def _refused(self, lane: Lane, row: ClaimedRow, reply: Reply) -> None:
         verdict = classify_reply(reply)
-        self._settle(lane, self.batch.outcome(row, reply, verdict))
+        trouble = relay_trouble(reply) if not verdict.stops_the_send else None
+        key = _key(lane.relay)
+        pause = 0.0
+        if trouble is not None and trouble is not RelayTrouble.PROTOCOL:
+            pause = self.batch.relay_trouble(key, trouble, reply)
+        self._settle(lane, self.batch.outcome(row, reply, verdict, relay=key, wait=pause))
+        if trouble in (RelayTrouble.CONNECTIONS, RelayTrouble.RATE, RelayTrouble.SESSION):
+            self._stop_relay(key, reply, pause)
         if verdict.is_domain_throttle:
             self.throttled.add(row.domain)
         if self.batch.stop_reason is not None and self.stopping is None:
@@ -395,7 +462,16 @@ class Pump:
 
     def _client(self, lane: Lane) -> tuple[SMTPClient | None, Reply | None]:
         client = lane.client
-        if client is not None and client.is_connected:
+        if (
+            client is not None
+            and client.is_connected
+            and self.messages_per_connection
+            and client.messages_sent >= self.messages_per_connection
+        ):
+            # The relay's limit of messages per connection (SendGrid: 5,000): a new session.
+            client.quit()
+            lane.client = None
+        elif client is not None and client.is_connected:
             idle = time.monotonic() - client.last_used
             if idle < _IDLE_CHECK_SECONDS or not client.has_gone_away():
                 return client, None
@@ -404,27 +480,25 @@ class Pump:
             log.info("delivery.idle_connection_closed", relay=client.config.host, idle=idle)
         elif client is not None:
             lane.reconnects += 1
-        lane.client, refusal = self._connect(lane.reconnects)
+        lane.client, refusal = self._connect(lane)
         return lane.client, refusal
 
-    def _connect(self, reconnects: int) -> tuple[SMTPClient | None, Reply | None]:
-        """A session with one of the relays; None and the last refusal when none would."""
-        if reconnects > _MAX_RECONNECTS:
+    def _connect(self, lane: Lane) -> tuple[SMTPClient | None, Reply | None]:
+        """A session with the lane's relay; None and its refusal (or the connection's error)
+        when it would not. One try: a refusal is the relay's state, which every worker
+        shares, and the rows wait for it."""
+        if lane.reconnects > _MAX_RECONNECTS:
             return None, Reply(Stage.CONNECT, 0, "gave up reconnecting to the relay")
-        last: Reply | None = None
-        for _ in range(max(2, len(self.relays))):
-            self.beat()  # a blackholed relay takes a whole connect timeout per try
-            client = SMTPClient(choose_relay(self.relays))
-            try:
-                client.connect(timeout=self.connect_timeout)
-                return client, None
-            except SMTPRefused as exc:
-                last = exc.reply
-            except SMTPConnectionLost as exc:
-                last = Reply(exc.stage, 0, exc.reason)
-            log.warning("delivery.connect_failed", relay=client.config.host, error=str(last))
-            if last is not None and classify_reply(last).stops_the_send:
-                break  # the relay refuses us for good: trying again will not help
+        self.beat()  # a blackholed relay takes a whole connect timeout
+        client = SMTPClient(lane.relay)
+        try:
+            client.connect(timeout=self.connect_timeout)
+            return client, None
+        except SMTPRefused as exc:
+            last = exc.reply
+        except SMTPConnectionLost as exc:
+            last = Reply(exc.stage, 0, exc.reason)
+        log.warning("delivery.connect_failed", relay=_key(lane.relay), error=last.describe())
         return None, last
 
     # -- stopping ------------------------------------------------------------------------
@@ -493,6 +567,10 @@ class Pump:
             self.batch.held_accepted.extend(
                 (row, m, t) for _, row, m, t in accepted if row.id not in confirmed
             )
+
+
+def _key(relay: SMTPConfig) -> str:
+    return f"{relay.host}:{relay.port}"
 
 
 def reply_of(lane: Lane) -> Reply | None:

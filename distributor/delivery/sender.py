@@ -31,11 +31,13 @@ from distributor.delivery.models import DeliveryStatus, Send
 from distributor.delivery.progress import ProgressWriter
 from distributor.delivery.pump import CLAIM_LOST, IDLE, Pump, reply_of
 from distributor.delivery.ratelimit import RateLimiter
+from distributor.delivery.relaystate import Allowance, RelayState, relay_key, relay_state_for
 from distributor.delivery.retry import plan_retry
-from distributor.delivery.smtp_client import SMTPConnectionLost
+from distributor.delivery.smtp_client import SMTPConnectionLost, choose_relay
 from distributor.logs import get_logger
 from distributor.mail.outcomes import (
     Outcome,
+    RelayTrouble,
     Reply,
     Stage,
     Subject,
@@ -58,6 +60,12 @@ _SALVAGE_MAX_PAUSE_SECONDS = 10.0
 _RATE_LIMITER_DOWN_RETRY_SECONDS = 5.0
 
 NEVER_HANDED_OVER = "not sent yet: never handed to the SMTP server; queued again ({why})"
+# A reply about the relay, not the recipient: the row goes back without an attempt.
+RELAY_REFUSED = "{reply} [relay {relay}: about the relay, not the recipient; queued again{wait}]"
+# Replies that slow or pause the relay for every worker.
+SLOWING = frozenset({RelayTrouble.CONNECTIONS, RelayTrouble.RATE, RelayTrouble.SESSION})
+_GOOD_REPORT_SECONDS = 1.0  # a degraded relay hears of good replies at most this often
+_LEASE_RENEW_SECONDS = 10.0
 IN_DOUBT_NOTE = "in doubt: the final dot was written and no reply was read ({why})"
 LATE_NOTE = "accepted by the server, recorded late ({why})"
 
@@ -99,6 +107,7 @@ class BatchResult:
     is_send_running: bool = True
     commits: int = 0  # statements that committed acceptances (several rows each)
     salvaged: bool = False  # the batch lost the database or Redis and settled afterwards
+    retry_after: float = 0.0  # the relay asked us to wait: try the send again after this
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
@@ -114,8 +123,17 @@ class Batch:
         send_id: int,
         result: BatchResult,
         clock: Callable[[], dt.datetime],
+        relay_state: RelayState | None = None,
+        allowances: dict[str, Allowance] | None = None,
+        lease_id: str = "",
     ) -> None:
         self.settings = settings
+        self.relay_state = relay_state
+        self.allowances = allowances or {}
+        self.lease_id = lease_id
+        self.started = time.monotonic()
+        self.last_good = 0.0
+        self.last_renew = self.started
         self.writer = writer
         self.limiter = limiter
         self.send_id = send_id
@@ -164,7 +182,15 @@ class Batch:
             self.result.failed += 1
         return ours
 
-    def outcome(self, row: ClaimedRow, reply: Reply, verdict: Verdict | None = None) -> bool:
+    def outcome(
+        self,
+        row: ClaimedRow,
+        reply: Reply,
+        verdict: Verdict | None = None,
+        *,
+        relay: str = "",
+        wait: float = 0.0,
+    ) -> bool:
         """Record a reply that was not an acceptance."""
         verdict = verdict or classify_reply(reply)
         if verdict.stops_the_send:
@@ -182,6 +208,8 @@ class Batch:
                 )
                 == 1
             )
+        if verdict.outcome is Outcome.DEFERRED and verdict.is_relay_trouble:
+            return self.requeue([row], reply, relay=relay, wait=wait) == 1
         if verdict.outcome is Outcome.DEFERRED:
             return self.transient(row, reply, verdict)
         if verdict.outcome is Outcome.IN_DOUBT:
@@ -221,16 +249,102 @@ class Batch:
                 f"message or about us, not them: {reply.describe()}",
             )
 
-    def lost(self, row: ClaimedRow, exc: SMTPConnectionLost) -> bool:
+    def lost(self, row: ClaimedRow, exc: SMTPConnectionLost, relay: str = "") -> bool:
         """The connection broke: in doubt after the final dot (RFC 1047), else never handed
-        over and deferred without an attempt charged."""
+        over and queued again at once, with no attempt charged."""
         if exc.stage is Stage.DOT:
             why = f"connection lost: {exc.reason}"
             return self.outcome(row, Reply(Stage.DOT, 0, IN_DOUBT_NOTE.format(why=why)))
         reply = Reply(exc.stage, 0, f"connection lost: {exc.reason}")
-        return self.transient(
-            row, reply, classify_reply(reply), note="never handed over, safe to send"
+        return self.requeue([row], reply, relay=relay) == 1
+
+    def requeue(
+        self, rows: list[ClaimedRow], reply: Reply, *, relay: str, wait: float = 0.0
+    ) -> int:
+        """A reply about the relay: the rows go back to the queue with that reply and no
+        attempt charged, due when the relay's pause ends. Rows past their lifetime fail."""
+        if not rows:
+            return 0
+        now = self.clock()
+        lifetime = dt.timedelta(hours=self.settings.delivery_lifetime_hours)
+        expired = [r for r in rows if r.first_attempt_at and now - r.first_attempt_at > lifetime]
+        for row in expired:
+            response = (
+                f"{reply.describe(1500)} (still refused after "
+                f"{self.settings.delivery_lifetime_hours} h: given up)"
+            )
+            if self.writer.record(
+                row.id, D.FAILED, code=reply.code or None, response=response, count_attempt=False
+            ):
+                self.result.failed += 1
+        back = [r.id for r in rows if r not in expired]
+        note = RELAY_REFUSED.format(
+            reply=reply.describe(1500),
+            relay=relay or "?",
+            wait=f", paused {wait:.0f} s" if wait >= 1 else "",
         )
+        released = self.writer.release(
+            back,
+            status=D.QUEUED,
+            next_attempt_at=now + dt.timedelta(seconds=wait) if wait > 0 else None,
+            note=note,
+            code=reply.code or None,
+        )
+        self.result.released += released
+        if wait > 0:
+            self.result.retry_after = max(self.result.retry_after, wait)
+        return released + len(expired)
+
+    def relay_trouble(self, relay: str, trouble: RelayTrouble, reply: Reply) -> float:
+        """Tell every worker that the relay refused us; how long it is paused now."""
+        if self.relay_state is None:
+            return 0.0
+        allowance = self.allowances.get(relay)
+        elapsed = max(0.001, time.monotonic() - self.started)
+        try:
+            pause = self.relay_state.trouble(
+                relay,
+                trouble,
+                reply.describe(),
+                self.result.sent / elapsed,
+                allowance.connections if allowance else 1,
+            )
+        except Exception as exc:
+            log.warning("delivery.relay_state_failed", error=str(exc))
+            pause = self.settings.smtp_relay_backoff_seconds
+        log.warning(
+            "delivery.relay_trouble",
+            relay=relay,
+            trouble=trouble.value,
+            reply=reply.describe(),
+            pause=round(pause, 1),
+        )
+        return pause
+
+    def relay_good(self, relay: str) -> None:
+        """Good replies from a relay running below its limits: one step back up (at most one a
+        second from this batch; the shared state spaces the steps itself)."""
+        allowance = self.allowances.get(relay)
+        now = time.monotonic()
+        if (
+            self.relay_state is None
+            or allowance is None
+            or not allowance.is_degraded
+            or now - self.last_good < _GOOD_REPORT_SECONDS
+        ):
+            return
+        self.last_good = now
+        with contextlib.suppress(Exception):
+            self.relay_state.good(relay)
+
+    def renew_leases(self) -> None:
+        now = time.monotonic()
+        if self.relay_state is None or now - self.last_renew < _LEASE_RENEW_SECONDS:
+            return
+        self.last_renew = now
+        for key, allowance in self.allowances.items():
+            with contextlib.suppress(Exception):
+                self.relay_state.renew(self.lease_id, key, allowance.connections)
 
     def unbuildable(self, row: ClaimedRow, exc: Exception) -> bool:
         ours = self.writer.record(
@@ -247,13 +361,6 @@ class Batch:
             return False
         self.pause(refusal)
         return True
-
-    def no_relay(self, rows: list[ClaimedRow], refusal: Reply | None) -> bool:
-        """No session with any relay for now: defer the lane's rows (relay trouble: no
-        attempt charged)."""
-        reply = refusal or Reply(Stage.CONNECT, 0, "no SMTP relay reachable")
-        verdict = classify_reply(reply)
-        return all([self.transient(row, reply, verdict, note="never handed over") for row in rows])
 
     def pause(self, reply: Reply, reason: str = "") -> None:
         if not reason and reply.stage is Stage.TLS:
@@ -304,17 +411,89 @@ def run_batch(
     relays: list[SMTPConfig],
     batch_size: int | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    relay_state: RelayState | None = None,
 ) -> BatchResult:
     """Claim and deliver one batch of ``send_id``; safe to run any number of times at once."""
     result = BatchResult()
     worker = worker_name()
-    lanes = max(1, settings.delivery_connections_per_batch)
+    state = relay_state or relay_state_for(settings)
+    # The batch opens as many connections as the relays allow now (shared by every worker);
+    # none allowed: claim nothing, come back when the pause ends.
+    allowances, lane_relays, wait = _open_relays(
+        state, worker, relays, max(1, settings.delivery_connections_per_batch)
+    )
+    try:
+        if not lane_relays:
+            result.retry_after = max(0.5, wait)
+            log.info("delivery.relay_wait", send_id=send_id, seconds=round(result.retry_after, 1))
+            return result
+        _run_claimed(
+            db,
+            settings,
+            send_id,
+            result,
+            worker,
+            limiter,
+            lane_relays,
+            allowances,
+            state,
+            batch_size,
+            clock,
+        )
+    finally:
+        for key, allowance in allowances.items():
+            try:
+                state.release(worker, key, allowance.connections)
+            except Exception as exc:
+                log.warning("delivery.relay_release_failed", error=str(exc))
+    return result
+
+
+def _open_relays(
+    state: RelayState, worker: str, relays: list[SMTPConfig], wanted: int
+) -> tuple[dict[str, Allowance], list[SMTPConfig], float]:
+    """Connections for this batch from each relay (weighted order), and the shortest wait
+    when none would give any."""
+    order: list[SMTPConfig] = []
+    left = list(relays)
+    while left:
+        pick = choose_relay(left)
+        order.append(pick)
+        left.remove(pick)
+    allowances: dict[str, Allowance] = {}
+    lane_relays: list[SMTPConfig] = []
+    waits: list[float] = []
+    for relay in order:
+        if len(lane_relays) >= wanted:
+            break
+        key = relay_key(relay)
+        allowance = state.acquire(worker, key, wanted - len(lane_relays))
+        allowances[key] = allowance
+        lane_relays += [relay] * allowance.connections
+        waits.append(allowance.pause_seconds or 0.5)
+    return allowances, lane_relays, min(waits, default=0.5)
+
+
+def _run_claimed(
+    db: Database,
+    settings: Settings,
+    send_id: int,
+    result: BatchResult,
+    worker: str,
+    limiter: RateLimiter,
+    lane_relays: list[SMTPConfig],
+    allowances: dict[str, Allowance],
+    state: RelayState,
+    batch_size: int | None,
+    clock: Callable[[], dt.datetime],
+) -> None:
+    lanes = len(lane_relays)
     session = db.session()
     try:
         send = session.get(Send, send_id)
         if send is None:
             result.is_send_running = False
-            return result
+            return
         release_id = send.release_id
         compiled = compiled_release(session, release_id, settings)
         session.commit()
@@ -330,14 +509,24 @@ def run_batch(
         session.close()
     if claim is None:
         result.is_send_running = False
-        return result
+        return
     if not claim.rows:
-        return result
+        return
     result.claimed = len(claim.rows)
-    batch = Batch(settings, ProgressWriter(db.engine, claim.id), limiter, send_id, result, clock)
+    batch = Batch(
+        settings,
+        ProgressWriter(db.engine, claim.id),
+        limiter,
+        send_id,
+        result,
+        clock,
+        relay_state=state,
+        allowances=allowances,
+        lease_id=worker,
+    )
     try:
         batch.writer.touch_send(send_id)
-        _deliver(claim.rows, compiled, batch, relays, lanes, worker, db.engine, claim.id)
+        _deliver(claim.rows, compiled, batch, lane_relays, lanes, worker, db.engine, claim.id)
     finally:
         batch.writer.close()
     if batch.stop_reason is not None:
@@ -353,8 +542,8 @@ def run_batch(
         released=result.released,
         acceptance_commits=result.commits,
         salvaged=result.salvaged,
+        connections=lanes,
     )
-    return result
 
 
 def _deliver(
@@ -376,6 +565,7 @@ def _deliver(
     rows wait with it.
     """
     limiter = batch.limiter
+    # Each lane is pinned to the relay whose connection it holds (``_open_relays``).
     pump = Pump(batch, compiled, relays, lane_count)
     domains_used: set[str] = set()
     patience_until = time.monotonic() + _RATE_PATIENCE_SECONDS
@@ -413,8 +603,27 @@ def _deliver(
                     later.append(row)
             for wait, paused in paused_domains.items():
                 batch.release(paused, wait)
-            waiting = later
+            sendable, over = _within_relay_rates(batch, pump, sendable)
+            waiting = sorted([*later, *over], key=lambda r: r.id) if over else later
             stop = pump.run(sendable)
+            if sendable and batch.result.sent:
+                for key in {relay_key(lane.relay) for lane in pump.lanes} - set(pump.stopped):
+                    batch.relay_good(key)
+            if pump.stopped:
+                # A relay refused us: its lanes' rows wait for it (the shared state decides
+                # how many connections and what rate the next batches get).
+                stay: list[ClaimedRow] = []
+                back: dict[str, list[ClaimedRow]] = {}
+                for row in waiting:
+                    key = relay_key(pump.lanes[row.lane % lane_count].relay)
+                    if key in pump.stopped:
+                        back.setdefault(key, []).append(row)
+                    else:
+                        stay.append(row)
+                for key, rows_back in back.items():
+                    reply, wait = pump.stopped[key]
+                    batch.requeue(rows_back, reply, relay=key, wait=wait)
+                waiting = stay
             if stop is not None:
                 if stop != CLAIM_LOST:
                     batch.give_back(later, stop)
@@ -446,6 +655,41 @@ def _deliver(
             log.warning("delivery.rate_limiter_release_failed", error=str(exc))
         batch.result.commits = pump.commits
     _settle_held(batch, engine, claim_id, end_claim=is_clean)
+
+
+def _within_relay_rates(
+    batch: Batch, pump: Pump, rows: list[ClaimedRow]
+) -> tuple[list[ClaimedRow], list[ClaimedRow]]:
+    """Rows the relays' shared rates allow now, and the rest (a prefix of each lane's rows
+    is kept, so lanes stay in id order). No call at all while no relay is rate-limited."""
+    limited = {k for k, a in batch.allowances.items() if a.rate_per_second > 0}
+    if not rows or not limited or batch.relay_state is None:
+        return rows, []
+    n = len(pump.lanes)
+    wanted = Counter(relay_key(pump.lanes[r.lane % n].relay) for r in rows)
+    granted: dict[str, int] = {}
+    for key, count in wanted.items():
+        if key not in limited:
+            granted[key] = count
+            continue
+        try:
+            granted[key] = batch.relay_state.take(key, count)
+        except Exception as exc:
+            log.warning("delivery.relay_state_failed", error=str(exc))
+            granted[key] = count
+    keep: list[ClaimedRow] = []
+    over: list[ClaimedRow] = []
+    blocked: set[int] = set()
+    for row in rows:
+        lane = row.lane % n
+        key = relay_key(pump.lanes[lane].relay)
+        if lane not in blocked and granted[key] > 0:
+            granted[key] -= 1
+            keep.append(row)
+        else:
+            blocked.add(lane)
+            over.append(row)
+    return keep, over
 
 
 def _salvage(

@@ -67,6 +67,11 @@ def send_batch(send_id: int) -> None:
     )
     if not result.is_send_running:
         return
+    if result.retry_after > 0:
+        # The relay is paused or has no connection free: come back when it may have one
+        # (a short countdown; the sweep restarts quiet sends anyway, the broker is disposable).
+        send_batch.apply_async((send_id,), countdown=min(30.0, result.retry_after))
+        return
     with task_session() as session:
         if result.claimed and ledger.has_due(session, send_id, utcnow()):
             send_batch.delay(send_id)

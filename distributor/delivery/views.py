@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session, utcnow
-from distributor.delivery import services, test_sends
+from distributor.delivery import reasons, services, test_sends
 from distributor.delivery.checklist import (
     Checklist,
     DnsPythonResolver,
@@ -161,6 +161,9 @@ def send_page(release_id: int) -> str:
         send=send,
         audience=services.audience_breakdown(session, release_id),
         progress=services.send_progress(session, release_id),
+        reasons=reasons.current_reasons(
+            session, release_id, reasons.relay_statuses(settings), zone
+        ),
         in_doubt=services.list_in_doubt(session, release_id),
         checklist=checklist,
         html_size=compiled.html_size,
@@ -214,8 +217,13 @@ def confirm(release_id: int) -> str | Response:
 @staff_required
 def progress(release_id: int) -> Response:
     _release(release_id)
-    p = services.send_progress(request_session(), release_id)
+    session = request_session()
+    p = services.send_progress(session, release_id)
+    why = reasons.current_reasons(
+        session, release_id, reasons.relay_statuses(_settings()), _org_zone()
+    )
     return jsonify(
+        reasons=[{"kind": r.kind, "text": r.text, "count": r.count} for r in why],
         status=p.status,
         counts=p.counts,
         total=p.total,

@@ -69,6 +69,16 @@ class Subject(enum.StrEnum):
     RELAY = "relay"  # the relay or our session with it: slow down or pause the relay
 
 
+class RelayTrouble(enum.StrEnum):
+    """What a reply about the relay asks of us, for every worker (see ``relay_trouble``)."""
+
+    CONNECTIONS = "connections"  # too many connections from us: open fewer, pause briefly
+    RATE = "rate"  # too much mail from us, an ESP's throttle: a lower shared rate
+    SESSION = "session"  # TLS, AUTH, service unavailable: pause the relay, back off
+    LOST = "lost"  # the connection broke with no reply: reconnect; no slowdown by itself
+    PROTOCOL = "protocol"  # a sequence error (503 after a refused MAIL): adds nothing
+
+
 class BounceKind(enum.StrEnum):
     """How a failure counts in bounce handling and in reports."""
 
@@ -189,7 +199,9 @@ _RELAY_DENIED = re.compile(
 # from", Exchange Online "4.7.500 Server busy").
 _RELAY_THROTTLE = re.compile(
     r"throttl|rate limit|sending rate|too much mail|too many (?:connections|messages|errors)"
-    r"|server busy|service (?:not available|unavailable)|try again later, closing|sending quota",
+    r"|server busy|service (?:not available|unavailable)|try again later, closing|sending quota"
+    # Postfix smtpd_client_recipient_rate_limit "450 4.7.1 Error: too many recipients from".
+    r"|too many recipients from",
     re.IGNORECASE,
 )
 
@@ -303,6 +315,61 @@ def _classify_recipient_answer(stage: Stage, code: int, status: str, text: str) 
         return _verdict(Outcome.FAILED, Subject.RECIPIENT, BounceKind.SOFT, code)
     # Anything else is a protocol violation by the server: try again later.
     return _verdict(Outcome.DEFERRED, Subject.RELAY, None, code)
+
+
+# Words of a connection-count limit: Postfix smtpd_client_connection_count_limit
+# "421 4.7.0 <host> Error: too many connections from <ip>", SocketLabs "421 4.4.5 Too many
+# connections from your host", Exim/Dovecot "too many concurrent SMTP connections".
+_CONNECTION_LIMIT = re.compile(
+    r"too many (?:concurrent |simultaneous )?(?:smtp )?connections|connection (?:count )?limit"
+    r"|maximum (?:number of )?connections",
+    re.IGNORECASE,
+)
+# Words of a rate limit on our host or account: Postfix anvil "450 4.7.1 Error: too much mail
+# from", "too many messages/recipients from"; Amazon SES "454 Throttling failure: Maximum
+# sending rate exceeded"; Exchange Online "4.7.500 Server busy"; quota replies.
+_RATE_LIMIT = re.compile(
+    r"throttl|rate limit|rate exceeded|sending rate|too much mail|too many (?:messages|recipients)"
+    r"|sending quota|server busy|try again later, closing|message rate",
+    re.IGNORECASE,
+)
+
+
+def relay_trouble(reply: Reply) -> RelayTrouble | None:
+    """What a reply about the relay or our host asks of every worker; None when the reply is
+    about something else (a recipient, a domain, the message) or was a success.
+
+    The stage matters (RFC 5321 4.1.1.3): at connect and EHLO no message exists yet, so a
+    refusal there is about the session; a 421 at connect is how servers turn away a client
+    with too many connections (RFC 5321 3.8). A 4.7.x at MAIL FROM, before any recipient, is
+    a limit on our host (Postfix anvil). A connection lost without a reply says nothing about
+    limits by itself, except at connect and TLS setup, where the relay is unreachable.
+    """
+    if not classify_reply(reply).is_relay_trouble:
+        return None
+    text = reply.text or ""
+    if reply.code == 0:
+        return (
+            RelayTrouble.SESSION
+            if reply.stage in (Stage.CONNECT, Stage.HELO)
+            else (RelayTrouble.LOST)
+        )
+    if _CONNECTION_LIMIT.search(text):
+        return RelayTrouble.CONNECTIONS
+    if _RATE_LIMIT.search(text):
+        return RelayTrouble.RATE
+    if reply.code == 421 and reply.stage is Stage.CONNECT:
+        return RelayTrouble.CONNECTIONS
+    status = reply.enhanced or ""
+    if (
+        reply.code == 503
+        or status.startswith(("4.5.", "5.5."))
+        or (reply.stage is Stage.DATA and reply.code >= 500)
+    ):
+        return RelayTrouble.PROTOCOL
+    if reply.stage is Stage.MAIL and 400 <= reply.code < 500 and status.startswith("4.7."):
+        return RelayTrouble.RATE
+    return RelayTrouble.SESSION
 
 
 def classify_connection_lost(stage: Stage) -> Verdict:

@@ -275,3 +275,44 @@ def test_test_send_goes_to_the_current_user(
     message = email.message_from_bytes(sent.message, policy=email.policy.default)
     assert message["To"].addresses[0].addr_spec == user.email
     assert message["Subject"] == "Sea wall to be raised before winter"
+
+
+def test_the_send_page_groups_why_messages_are_waiting(
+    client: FlaskClient,
+    logged_in: Callable[[Role], User],
+    release: Release,
+    session: Session,
+    queued: list[Any],
+) -> None:
+    logged_in(Role.EDITOR)
+    post(client, release, "now")
+    rows = session.scalars(
+        select(Delivery).where(Delivery.release_id == release.id).order_by(Delivery.id)
+    ).all()
+    # Two rows the relay sent back, one a domain defers: each with the reply that decided it.
+    relay_reply = (
+        "connect 421 4.7.0 relay.test Error: too many connections from 127.0.0.1 "
+        "[relay 127.0.0.1:25: about the relay, not the recipient; queued again, paused 2 s]"
+    )
+    for row in rows[:2]:
+        row.smtp_response, row.smtp_code = relay_reply, 421
+    rows[2].status = DeliveryStatus.DEFERRED
+    rows[2].smtp_code = 451
+    rows[2].smtp_response = "rcpt 451 4.7.1 Greylisted, try later"
+    session.commit()
+
+    html = page(client, release)
+    assert "Why messages are waiting" in html
+    assert (
+        "2 recipients back in the queue since" in html
+        and "connect 421 4.7.0 relay.test Error: too many connections from 127.0.0.1" in html
+    )
+    assert f"{rows[2].recipient_domain} deferring 4.7.1 since" in html
+    live = client.get(f"/staff/releases/{release.id}/send/progress.json").get_json()
+    texts = [r["text"] for r in live["reasons"]]
+    assert [r["kind"] for r in live["reasons"]] == ["waiting", "domain"]
+    assert texts[0].startswith("2 recipients back in the queue since ")
+    assert texts[0].endswith(
+        ": connect 421 4.7.0 relay.test Error: too many connections from 127.0.0.1"
+    )
+    assert "1 recipient: rcpt 451 4.7.1 Greylisted, try later" in texts[1]

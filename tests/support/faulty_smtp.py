@@ -25,6 +25,11 @@ class Script:
     drop_after_dot: set[str] = field(default_factory=set)
     reply_delay: float = 0.0  # seconds before each reply to the final dot
     refuse_sender: bool = False  # 550 5.1.8 at MAIL FROM (e.g. the bounce domain's DNS is down)
+    # Amazon SES: more than this many messages in one second are refused after DATA with
+    # "454 Throttling failure: Maximum sending rate exceeded." (0: no limit).
+    max_per_second: int = 0
+    # More connections than this at once get "421 4.7.0 Too many connections" (0: no limit).
+    max_connections: int = 0
 
 
 class FaultySMTPServer:
@@ -41,6 +46,10 @@ class FaultySMTPServer:
         # recipient -> the connections (numbered in order of arrival) that delivered to it
         self.connection_of: dict[str, list[int]] = {}
         self._tempfailed: set[str] = set()
+        self.throttled = 0  # 454s answered after DATA
+        self.turned_away = 0  # 421s answered at connect
+        self._second = 0
+        self._in_second = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -117,6 +126,12 @@ class FaultySMTPServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
     ) -> None:
         script = self.script
+        if script.max_connections and self.open_connections > script.max_connections:
+            with self._lock:
+                self.turned_away += 1
+            writer.write(b"421 4.7.0 faulty.test Error: too many connections from 127.0.0.1\r\n")
+            await writer.drain()
+            return
         writer.write(b"220 faulty.test ESMTP\r\n")
         sender = ""
         rcpt: str | None = None
@@ -151,6 +166,10 @@ class FaultySMTPServer:
                 writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 await writer.drain()
                 body = await reader.readuntil(b"\r\n.\r\n")
+                if script.max_per_second and not self._within_rate():
+                    writer.write(b"454 Throttling failure: Maximum sending rate exceeded.\r\n")
+                    rcpt = None
+                    continue
                 with self._lock:
                     self.received[rcpt] += 1
                     self.connection_of.setdefault(rcpt, []).append(number)
@@ -177,6 +196,17 @@ class FaultySMTPServer:
                 writer.write(b"502 5.5.2 Command not recognized\r\n")
             if not reader._buffer:  # type: ignore[attr-defined]  # flush once per pipelined group
                 await writer.drain()
+
+    def _within_rate(self) -> bool:
+        with self._lock:
+            second = int(time.monotonic())
+            if second != self._second:
+                self._second, self._in_second = second, 0
+            if self._in_second >= self.script.max_per_second:
+                self.throttled += 1
+                return False
+            self._in_second += 1
+            return True
 
     def _rcpt_reply(self, address: str) -> bytes:
         script = self.script

@@ -77,3 +77,18 @@ def test_production_does_not_guess_its_public_address_from_the_port() -> None:
         {"DISTRIBUTOR_ENV": "production", "SECRET_KEY": "x" * 40, "PORT": "8000"}
     )
     assert settings.public_base_url == "http://127.0.0.1:5000"  # the documented default
+
+
+def test_relay_profile_applies_its_limits_and_explicit_settings_win() -> None:
+    from distributor.settings import Settings, SettingsError
+
+    ses = Settings.from_env({"SMTP_RELAY_PROFILE": "ses"})
+    assert (ses.smtp_relay_connections, ses.smtp_relay_rate_per_second) == (10, 14)
+    own = Settings.from_env({"SMTP_RELAY_PROFILE": "ses", "SMTP_RELAY_RATE": "50"})
+    assert (own.smtp_relay_connections, own.smtp_relay_rate_per_second) == (10, 50)
+    sendgrid = Settings.from_env({"SMTP_RELAY_PROFILE": "SendGrid"})
+    assert sendgrid.smtp_relay_messages_per_connection == 5000
+    plain = Settings.from_env({})
+    assert (plain.smtp_relay_connections, plain.smtp_relay_rate_per_second) == (0, 0)
+    with pytest.raises(SettingsError, match="SMTP_RELAY_PROFILE"):
+        Settings.from_env({"SMTP_RELAY_PROFILE": "pigeon"})

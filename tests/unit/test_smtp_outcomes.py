@@ -235,3 +235,52 @@ def test_describe_keeps_stage_code_and_text() -> None:
     reply = Reply(Stage.RCPT, 550, "5.1.1 <x@y>:\r\n Recipient   rejected")
     assert reply.describe() == "rcpt 550 5.1.1 <x@y>: Recipient rejected"
     assert Reply(Stage.DOT, 0, "").describe() == "dot: connection lost, no reply"
+
+
+# What a reply about the relay asks of every worker: fewer connections, a lower shared rate,
+# a pause, or nothing; and replies about a recipient or a domain are no relay trouble at all.
+RELAY_CASES = [
+    # Postfix smtpd_client_connection_count_limit, at connect.
+    (
+        Stage.CONNECT,
+        421,
+        "4.7.0 relay.test Error: too many connections from 127.0.0.1",
+        "connections",
+    ),
+    (Stage.CONNECT, 421, "4.4.5 - Too many connections from your host", "connections"),
+    (Stage.CONNECT, 421, "Service not available, closing transmission channel", "connections"),
+    (Stage.HELO, 421, "4.7.0 Too many concurrent SMTP connections", "connections"),
+    # Postfix anvil (smtpd_client_message_rate_limit, recipient rate), SES, Exchange Online.
+    (Stage.MAIL, 450, "4.7.1 Error: too much mail from 127.0.0.1", "rate"),
+    (Stage.MAIL, 450, "4.7.1 Error: too many messages from 127.0.0.1", "rate"),
+    (Stage.RCPT, 450, "4.7.1 Error: too many recipients from 127.0.0.1", "rate"),
+    (Stage.DOT, 454, "Throttling failure: Maximum sending rate exceeded.", "rate"),
+    (Stage.DOT, 454, "Throttling failure: Daily message quota exceeded.", "rate"),
+    (Stage.MAIL, 451, "4.7.500 Server busy. Please try again later", "rate"),
+    (Stage.MAIL, 450, "4.7.0 Temporarily refused", "rate"),
+    # The session itself: TLS, AUTH, the relay unreachable.
+    (Stage.HELO, 454, "4.7.0 Temporary authentication failure", "session"),
+    (Stage.HELO, 454, "4.7.0 TLS not available due to local problem", "session"),
+    (Stage.CONNECT, 0, "[Errno 111] Connection refused", "session"),
+    (Stage.HELO, 0, "TLS: certificate verify failed", "session"),
+    (Stage.MAIL, 421, "4.4.2 Timeout exceeded", "session"),
+    (Stage.MAIL, 530, "5.7.0 Authentication required", "session"),
+    # A lost connection mid-session is no limit; a 503 after a refused MAIL adds nothing.
+    (Stage.MAIL, 0, "connection closed by server", "lost"),
+    (Stage.DATA, 503, "5.5.1 Error: need RCPT command", "protocol"),
+    (Stage.RCPT, 503, "5.5.1 Error: need MAIL command", "protocol"),
+    # About a recipient, a domain or the message: none of the relay's business.
+    (Stage.RCPT, 550, "5.1.1 User unknown", None),
+    (Stage.RCPT, 450, "4.2.0 Recipient address rejected: try again later", None),
+    (Stage.RCPT, 450, "4.7.1 Greylisted, see http://postgrey", None),
+    (Stage.DOT, 552, "5.3.4 Message size exceeds fixed limit", None),
+    (Stage.DOT, 250, "2.0.0 Ok: queued as 4F2", None),
+]
+
+
+@pytest.mark.parametrize(("stage", "code", "text", "trouble"), RELAY_CASES)
+def test_relay_trouble_table(stage: Stage, code: int, text: str, trouble: str | None) -> None:
+    from distributor.mail.outcomes import relay_trouble
+
+    found = relay_trouble(Reply(stage, code, text))
+    assert (found.value if found else None) == trouble

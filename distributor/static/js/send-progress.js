@@ -25,6 +25,17 @@
           box.querySelectorAll('[data-count]').forEach(function (cell) {
             cell.textContent = p.counts[cell.getAttribute('data-count')] || 0;
           });
+          var list = field('reasons');
+          if (list && p.reasons) {
+            list.textContent = '';
+            p.reasons.forEach(function (reason) {
+              var item = document.createElement('li');
+              item.className = 'reason-' + reason.kind;
+              item.textContent = reason.text;
+              list.appendChild(item);
+            });
+            field('no-reasons').hidden = p.reasons.length > 0;
+          }
           box.setAttribute('data-status', p.status || '');
           // The controls depend on the status: reload the page once it changes.
           if (previous && p.status !== previous) { window.location.reload(); return; }

@@ -334,3 +334,11 @@ class Settings:
             raise SettingsError("MEDIA_STORAGE_URL must be empty, file:///path or s3://bucket")
         if not 1 <= self.delivery_connections_per_batch <= 64:
             raise SettingsError("DELIVERY_CONNECTIONS_PER_BATCH must be between 1 and 64")
+
+
+def current_settings() -> Settings:
+    """The running app's settings, as its factory built them (inside an app context)."""
+    from flask import current_app
+
+    settings: Settings = current_app.extensions["distributor.settings"]
+    return settings

@@ -31,7 +31,7 @@ from distributor.releases.media import PHOTO_WIDTHS, attachment_path, photo_path
 from distributor.releases.models import Attachment, Release
 from distributor.releases.workflow import is_publicly_visible
 from distributor.security import editor_required, public
-from distributor.settings import Settings
+from distributor.settings import Settings, current_settings
 
 bp = Blueprint("newsroom", __name__)
 
@@ -39,15 +39,10 @@ _PHOTO_NAME = re.compile(r"([0-9a-f]{24})-(\d+)\.jpg")
 _SIZE_BY_WIDTH = {width: size for size, width in PHOTO_WIDTHS.items()}
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
-
-
 def org_zone() -> ZoneInfo:
     """The organisation's time zone (embargoes are entered and shown in it)."""
     if "org_zone" not in g:
-        settings = _settings()
+        settings = current_settings()
         name = current_organisation().timezone or settings.org_timezone
         try:
             g.org_zone = ZoneInfo(name)
@@ -77,7 +72,7 @@ def photo_url(release: Release, size: str = "web", external: bool = False) -> st
 def current_organisation() -> Organisation:
     """The organisation row, loaded once per request."""
     if "organisation" not in g:
-        g.organisation = get_organisation(request_session(), _settings())
+        g.organisation = get_organisation(request_session(), current_settings())
     org: Organisation = g.organisation
     return org
 
@@ -219,7 +214,7 @@ def photo(name: str) -> Response:
     is_public = owner is not None and is_publicly_visible(owner, utcnow())
     if not is_public and not current_user.is_authenticated:
         abort(404)
-    path = photo_path(_settings(), match.group(1), _SIZE_BY_WIDTH[int(match.group(2))])
+    path = photo_path(current_settings(), match.group(1), _SIZE_BY_WIDTH[int(match.group(2))])
     if not path.is_file():
         abort(404)
     response = send_file(path, mimetype="image/jpeg", max_age=31_536_000, conditional=True)
@@ -234,7 +229,7 @@ def _send_attachment(release: Release, attachment_id: int, filename: str) -> Res
     attachment = next((a for a in release.attachments if a.id == attachment_id), None)
     if attachment is None or attachment.filename != filename:
         abort(404)
-    return send_attachment(attachment, _settings())
+    return send_attachment(attachment, current_settings())
 
 
 def send_attachment(attachment: Attachment, settings: Settings) -> Response:

@@ -46,16 +46,11 @@ from distributor.releases.models import (
     release_beats,
 )
 from distributor.security import admin_required, editor_required, staff_required
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 bp = Blueprint("releases", __name__, url_prefix="/staff/releases")
 
 PER_PAGE = 30
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 # -- list --------------------------------------------------------------------------------------
@@ -140,7 +135,7 @@ def _uploads(field_data: Any) -> list[FileStorage]:
 
 
 def _save_files(session: Session, release: Release, form: ReleaseForm) -> None:
-    settings = _settings()
+    settings = current_settings()
     photo = form.photo.data
     if isinstance(photo, FileStorage) and photo.filename:
         media.set_photo(session, release, photo.stream, settings)
@@ -281,7 +276,7 @@ def _gallery_context(session: Session, release: Release) -> dict[str, Any]:
             session,
             media_services.AssetQuery(rights=media_services.RightsFilter.ACTIVE),
             now=now,
-            warn_days=_settings().media_rights_warn_days,
+            warn_days=current_settings().media_rights_warn_days,
         ),
         "can_edit_gallery": release.status in EDITABLE and services.can_edit(current_user, release),
         "media_available": lambda asset: media_services.is_available(asset, now),
@@ -406,7 +401,9 @@ def add_attachments(release_id: int) -> Response:
         abort(400)
     uploads = _uploads(form.attachments.data)
     for upload in uploads:
-        media.add_attachment(session, release, upload.stream, upload.filename or "", _settings())
+        media.add_attachment(
+            session, release, upload.stream, upload.filename or "", current_settings()
+        )
     flash(f"{len(uploads)} attachment(s) added.", "success")
     return redirect(url_for("releases.show", release_id=release.id) + "#attachments")
 
@@ -421,7 +418,7 @@ def delete_attachment(release_id: int, attachment_id: int) -> Response:
         abort(404)
     if not services.can_edit(current_user, release):
         abort(403)
-    media.delete_attachment(session, release, attachment, _settings())
+    media.delete_attachment(session, release, attachment, current_settings())
     flash(f"Removed {attachment.filename}.", "success")
     return redirect(url_for("releases.show", release_id=release.id) + "#attachments")
 
@@ -433,7 +430,7 @@ def download_attachment(release_id: int, attachment_id: int) -> Response:
     attachment = next((a for a in release.attachments if a.id == attachment_id), None)
     if attachment is None:
         abort(404)
-    return send_attachment(attachment, _settings())
+    return send_attachment(attachment, current_settings())
 
 
 # -- kinds (admins) ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from distributor.audience import imports as import_jobs
 from distributor.audience.dry_run import job_layout
 from distributor.audience.forms import ActionForm, MappingForm, UploadForm
 from distributor.audience.models import ImportStatus, LawfulBasis
-from distributor.audience.views import bp, journalist_filters
+from distributor.audience.views import bp, journalist_filters, journalist_query_filters
 from distributor.db import get_db, request_session
 from distributor.errors import DomainError
 from distributor.security import editor_required
@@ -172,7 +172,7 @@ def import_status(job_id: int) -> Response:
 @bp.get("/journalists/export.csv")
 @editor_required
 def export_journalists() -> Response:
-    filters = journalist_filters()
+    filters = journalist_query_filters(journalist_filters())
     db = get_db()
 
     def stream() -> Iterator[str]:

@@ -14,7 +14,7 @@ from distributor.delivery.rendering import compile_release, staff_recipient
 from distributor.errors import NotFound
 from distributor.mail import outgoing
 from distributor.mail.transport import MailTransport
-from distributor.notifications.tasks import run_recorded
+from distributor.notifications.recording import run_recorded
 from distributor.settings import current_settings
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session, utcnow
-from distributor.delivery import services, test_sends
+from distributor.delivery import services
 from distributor.delivery.checklist import (
     Checklist,
     DnsPythonResolver,
@@ -49,6 +49,7 @@ from distributor.delivery.rendering import (
 )
 from distributor.errors import DomainError
 from distributor.media import rights as media_rights
+from distributor.notifications import test_sends
 from distributor.notifications.models import StaffMailKind
 from distributor.notifications.services import recent_staff_mails
 from distributor.organisation.services import get_organisation

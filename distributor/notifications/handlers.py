@@ -21,6 +21,7 @@ from distributor.accounts.models import Role, User
 from distributor.notifications.models import NotificationKind, StaffMailKind
 from distributor.notifications.services import opted_out_users, record_staff_mail
 from distributor.releases.models import Release, ReleaseStatus
+from distributor.signals import release_moved
 from distributor.tasks_api import TaskRef, enqueue_after_commit
 
 S = ReleaseStatus
@@ -101,6 +102,4 @@ def on_release_moved(
 
 
 def connect() -> None:
-    from distributor.releases.workflow import release_moved
-
     release_moved.connect(on_release_moved, weak=False)

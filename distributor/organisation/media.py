@@ -11,7 +11,7 @@ from typing import IO
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from distributor.errors import ValidationFailed
-from distributor.releases.media import media_root
+from distributor.photos import media_root
 from distributor.settings import Settings
 
 MAX_LOGO_BYTES = 5 * 1024 * 1024

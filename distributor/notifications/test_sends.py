@@ -1,4 +1,4 @@
-"""Test sends of a release mail to colleagues before the real send."""
+"""Test sends of a release mail to colleagues before the real send (mail to staff, recorded)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ import datetime as dt
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as cookie
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
@@ -38,7 +38,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def _login_limit() -> str:
-    return str(current_app.extensions["distributor.settings"].login_rate_limit)
+    return str(current_settings().login_rate_limit)
 
 
 MFA_PENDING_SECONDS = 300

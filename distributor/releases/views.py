@@ -308,7 +308,7 @@ def move(release_id: int) -> Response:
             target,
             by=current_user,
             comment=form.comment.data or "",
-            require_other_approver=current_app.extensions["distributor.settings"].require_four_eyes,
+            require_other_approver=current_settings().require_four_eyes,
         )
     except DomainError as exc:
         session.rollback()

@@ -19,8 +19,9 @@ from distributor.logs import configure_logging, get_logger, redact_path
 from distributor.mail.relay_check import CachedRelayCheck
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport, SMTPTransport, parse_smtp_urls
-from distributor.media.storage import MediaStorage, storage_for
 from distributor.settings import PROJECT_ROOT, Settings
+from distributor.signals import connect_receivers
+from distributor.storage import MediaStorage, storage_for
 
 log = get_logger("distributor.web")
 
@@ -150,7 +151,6 @@ def _register_blueprints(app: Flask) -> None:
     from distributor.bounces.views import bp as bounces_bp
     from distributor.delivery.views import bp as delivery_bp
     from distributor.devinbox.views import bp as devinbox_bp
-    from distributor.embargo import handlers as embargo_handlers
     from distributor.embargo.staff_views import bp as embargo_bp
     from distributor.embargo.views import bp as embargo_room_bp
     from distributor.health.views import bp as health_bp
@@ -184,7 +184,7 @@ def _register_blueprints(app: Flask) -> None:
         media_bp,
     ):
         app.register_blueprint(bp)
-    embargo_handlers.connect()
+    connect_receivers()
 
     @app.get("/")
     @security.public

@@ -1,7 +1,7 @@
 """Celery wiring. The app factory calls ``init_celery``; nothing is built at import time.
 
 Tasks take JSON arguments (ids), reload state and call a service. They are enqueued only
-after the transaction that created their work has committed (``enqueue_after_commit``), and
+after the transaction that created their work has committed (``distributor.tasks_api``), and
 every periodic job is a sweep over due rows, so a flushed broker loses nothing.
 """
 
@@ -12,9 +12,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_ready
 from flask import Flask
-from sqlalchemy.orm import Session
 
-from distributor.db import after_commit
 from distributor.settings import Settings
 
 # Modules whose tasks the worker registers. Each domain adds its tasks module here.
@@ -99,15 +97,3 @@ def _warn_when_relay_unreachable(smtp_url: str) -> None:
     warning = loud_warning(wait_for_relays(smtp_url, within=10.0))
     if warning:
         get_logger("distributor.worker").error("mail_relay_unreachable", banner=warning)
-
-
-def enqueue_after_commit(session: Session, task: Any, *args: Any, **kwargs: Any) -> None:
-    """Send ``task`` to the broker once the current transaction has committed."""
-    after_commit(session, lambda: task.delay(*args, **kwargs))
-
-
-def enqueue_after_commit_by_name(session: Session, name: str, *args: Any) -> None:
-    """Like ``enqueue_after_commit``, by task name (services never import task modules)."""
-    from celery import current_app
-
-    after_commit(session, lambda: current_app.send_task(name, args=list(args)))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import secrets
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from distributor.accounts import services as accounts
 from distributor.accounts.models import Role
 from distributor.db import get_db, task_session
 from distributor.errors import DomainError
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 db_cli = AppGroup("db", help="Database schema migrations.")
 users_cli = AppGroup("users", help="Create, list, enable and disable staff accounts.")
@@ -21,17 +21,12 @@ devinbox_cli = AppGroup("devinbox", help="The development SMTP inbox.")
 media_cli = AppGroup("media", help="Stored files: copy local files into MEDIA_STORAGE_URL.")
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
-
-
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
     from distributor.migrate import upgrade
 
-    settings = _settings()
+    settings = current_settings()
     with get_db().engine.begin() as conn:
         upgrade(settings.sqlalchemy_url, conn)
     click.echo("database is up to date")
@@ -98,7 +93,9 @@ def demo_seed(admin_email: str) -> None:
 
     password = secrets.token_urlsafe(12)
     with task_session() as session:
-        created = seed_demo(session, _settings(), admin_email=admin_email, admin_password=password)
+        created = seed_demo(
+            session, current_settings(), admin_email=admin_email, admin_password=password
+        )
     if created.admin_created:
         click.echo("")
         click.echo("  Demo admin account created:")
@@ -118,7 +115,7 @@ def devinbox_serve(host: str | None, port: int | None) -> None:
     """Run the development SMTP inbox (every message is kept for the web UI)."""
     from distributor.devinbox.server import serve_forever
 
-    settings = _settings()
+    settings = current_settings()
     serve_forever(get_db(), host or settings.dev_smtp_host, port or settings.dev_smtp_port)
 
 
@@ -135,9 +132,9 @@ def media_import_files(source: str | None) -> None:
     configured storage (run once after setting MEDIA_STORAGE_URL; safe to run again)."""
     from pathlib import Path
 
-    from distributor.media.storage import app_storage, import_local_files, local_root
+    from distributor.storage import app_storage, import_local_files, local_root
 
-    folder = Path(source) if source else local_root(_settings().data_dir)
+    folder = Path(source) if source else local_root(current_settings().data_dir)
     if not folder.is_dir():
         raise click.ClickException(f"no folder {folder}")
     copied, skipped = import_local_files(folder, app_storage())

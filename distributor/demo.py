@@ -37,7 +37,10 @@ def demo_seeders() -> list[Seeder]:
     seeders.append(seed_reports_demo)
     from distributor.organisation.demo import seed_organisation_demo
 
-    seeders.append(seed_organisation_demo)  # after the releases: it features one of them
+    seeders.append(seed_organisation_demo)
+    from distributor.newsroom.demo import seed_newsroom_demo
+
+    seeders.append(seed_newsroom_demo)  # after the releases: it features one of them
     return seeders
 
 

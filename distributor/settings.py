@@ -60,7 +60,7 @@ def _derived(source: Mapping[str, str], values: dict[str, Any]) -> dict[str, Any
     derived: dict[str, Any] = {}
     if value("smtp_relay_profile"):
         # A named relay's limits (docs/RELAYS.md); each SMTP_RELAY_* set explicitly wins.
-        from distributor.mail.relay_profiles import profile
+        from distributor.relay_profiles import profile
 
         try:
             limits = profile(str(value("smtp_relay_profile")))
@@ -378,3 +378,11 @@ class Settings:
             raise SettingsError("MEDIA_STORAGE_URL must be empty, file:///path or s3://bucket")
         if not 1 <= self.delivery_connections_per_batch <= 64:
             raise SettingsError("DELIVERY_CONNECTIONS_PER_BATCH must be between 1 and 64")
+
+
+def current_settings() -> Settings:
+    """The running app's settings, as its factory built them (inside an app context)."""
+    from flask import current_app
+
+    settings: Settings = current_app.extensions["distributor.settings"]
+    return settings

@@ -4,7 +4,7 @@ import datetime as dt
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as cookie
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
@@ -23,7 +23,7 @@ from distributor.errors import NotFound, ValidationFailed
 from distributor.extensions import limiter
 from distributor.logs import security_event
 from distributor.security import admin_required, public, staff_required
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 bp = Blueprint("accounts", __name__)
 
@@ -38,12 +38,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def _login_limit() -> str:
-    return str(current_app.extensions["distributor.settings"].login_rate_limit)
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
+    return str(current_settings().login_rate_limit)
 
 
 MFA_PENDING_SECONDS = 300
@@ -65,7 +60,7 @@ def login() -> str | Response:
         return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
     if form.validate_on_submit():
-        settings = _settings()
+        settings = current_settings()
         user = services.authenticate(
             request_session(),
             form.email.data or "",
@@ -170,7 +165,7 @@ def mfa_setup() -> str | Response:
         "staff/mfa_setup.html",
         form=form,
         secret=secret,
-        uri=mfa.provisioning_uri(secret, current_user.email, _settings().org_name),
+        uri=mfa.provisioning_uri(secret, current_user.email, current_settings().org_name),
     )
 
 
@@ -180,7 +175,7 @@ MFA_EXEMPT = {"accounts.mfa_setup", "accounts.logout", "accounts.login", "static
 @bp.before_app_request
 def _admins_need_mfa() -> Response | None:
     """With REQUIRE_ADMIN_MFA, an admin without TOTP can only set it up or log out."""
-    if not _settings().require_admin_mfa or request.endpoint in MFA_EXEMPT:
+    if not current_settings().require_admin_mfa or request.endpoint in MFA_EXEMPT:
         return None
     if (
         current_user.is_authenticated

@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session
 
 from distributor.accounts.models import User
 from distributor.accounts.services import normalise_email
-from distributor.celery_app import enqueue_after_commit
 from distributor.db import utcnow
 from distributor.errors import NotFound
 from distributor.mail import outgoing
@@ -17,17 +16,18 @@ from distributor.notifications.models import StaffMailKind
 from distributor.notifications.services import record_staff_mail
 from distributor.organisation.services import get_organisation
 from distributor.settings import Settings
+from distributor.tasks_api import TaskRef, enqueue_after_commit
+
+SEND_TEST_EMAIL = TaskRef("admin.send_test_email")
 
 
 def request_test_email(session: Session, *, to_address: str, requested_by: User) -> str:
     """Queue a test email; the worker renders and sends it after this transaction commits."""
-    from distributor.admin.tasks import send_test_email
-
     address = normalise_email(to_address)
     row = record_staff_mail(
         session, kind=StaffMailKind.TEST_EMAIL, to_address=address, requested_by_id=requested_by.id
     )
-    enqueue_after_commit(session, send_test_email, address, requested_by.id, row.id)
+    enqueue_after_commit(session, SEND_TEST_EMAIL, address, requested_by.id, row.id)
     return address
 
 

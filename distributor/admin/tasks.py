@@ -7,7 +7,7 @@ from flask import current_app
 
 from distributor.admin.services import send_test_email_now
 from distributor.db import task_session
-from distributor.notifications.tasks import run_recorded
+from distributor.notifications.recording import run_recorded
 
 
 @shared_task(name="admin.send_test_email", bind=True)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -11,6 +11,7 @@ from distributor.db import request_session
 from distributor.notifications.models import StaffMailKind
 from distributor.notifications.services import recent_staff_mails
 from distributor.security import admin_required, staff_required
+from distributor.settings import current_settings
 
 bp = Blueprint("admin", __name__, url_prefix="/staff")
 
@@ -34,7 +35,7 @@ def test_email() -> str | Response:
         address = request_test_email(
             request_session(), to_address=form.to_address.data or "", requested_by=current_user
         )
-        settings = current_app.extensions["distributor.settings"]
+        settings = current_settings()
         where = " It will appear in the dev inbox." if settings.dev_inbox_enabled else ""
         flash(f"Test email queued for {address}.{where}", "success")
         return redirect(url_for("admin.test_email"))

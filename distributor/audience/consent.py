@@ -33,7 +33,6 @@ from distributor.audience.services import (
     normalise_address,
     record_lift,
 )
-from distributor.celery_app import enqueue_after_commit
 from distributor.db import Database, utcnow
 from distributor.errors import ValidationFailed
 from distributor.mail import outgoing
@@ -41,9 +40,11 @@ from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.organisation.services import get_organisation
 from distributor.settings import Settings
+from distributor.tasks_api import TaskRef, enqueue_after_commit
 
 # The words next to the subscribe button. Change the text, bump the version: each confirmed
 # subscription records which version its owner agreed to (GDPR Art. 7(1)).
+SEND_CONFIRMATION = TaskRef("audience.send_confirmation")
 CONSENT_TEXT_VERSION = "2026-11-24.1"
 CONSENT_TEXT = (
     "Send me press releases on the beats I ticked. I can change my beats, pause or "
@@ -159,10 +160,7 @@ def request_subscription(
     )
     session.add(request)
     session.flush()
-
-    from distributor.audience.tasks import send_confirmation
-
-    enqueue_after_commit(session, send_confirmation, request.id)
+    enqueue_after_commit(session, SEND_CONFIRMATION, request.id)
     return SubscribeOutcome.MAIL_QUEUED
 
 

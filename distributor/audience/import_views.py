@@ -14,16 +14,11 @@ from distributor.audience import imports as import_jobs
 from distributor.audience.dry_run import job_layout
 from distributor.audience.forms import ActionForm, MappingForm, UploadForm
 from distributor.audience.models import ImportStatus, LawfulBasis
-from distributor.audience.views import bp, journalist_filters
+from distributor.audience.views import bp, journalist_filters, journalist_query_filters
 from distributor.db import get_db, request_session
 from distributor.errors import DomainError
 from distributor.security import editor_required
-from distributor.settings import Settings
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
+from distributor.settings import current_settings
 
 
 @bp.route("/imports", methods=["GET", "POST"])
@@ -35,13 +30,13 @@ def imports() -> tuple[str, int] | Response:
     if form.validate_on_submit():
         upload = form.file.data
         # Read one byte past the limit: enough to know the file is too big, no more.
-        data = upload.stream.read(_settings().import_max_bytes + 1)
+        data = upload.stream.read(current_settings().import_max_bytes + 1)
         try:
             job = import_jobs.create_import_job(
                 session,
                 filename=upload.filename or "upload.csv",
                 data=data,
-                settings=_settings(),
+                settings=current_settings(),
                 by=current_user,
             )
         except DomainError as exc:
@@ -53,7 +48,7 @@ def imports() -> tuple[str, int] | Response:
         "staff/audience/imports.html",
         form=form,
         jobs=import_jobs.list_import_jobs(session),
-        max_mb=_settings().import_max_bytes // 1_048_576,
+        max_mb=current_settings().import_max_bytes // 1_048_576,
     ), status
 
 
@@ -87,7 +82,7 @@ def map_import(job_id: int) -> str | Response:
             import_jobs.preview_import(
                 session,
                 job.id,
-                settings=_settings(),
+                settings=current_settings(),
                 mapping=mapping,
                 lawful_basis=LawfulBasis(form.lawful_basis.data),
                 beat_ids=list(form.beats.data or []),
@@ -177,7 +172,7 @@ def import_status(job_id: int) -> Response:
 @bp.get("/journalists/export.csv")
 @editor_required
 def export_journalists() -> Response:
-    filters = journalist_filters()
+    filters = journalist_query_filters(journalist_filters())
     db = get_db()
 
     def stream() -> Iterator[str]:

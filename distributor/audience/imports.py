@@ -37,14 +37,16 @@ from distributor.audience.models import (
     LawfulBasis,
     MediaList,
 )
-from distributor.celery_app import enqueue_after_commit
 from distributor.db import Database, utcnow
 from distributor.errors import Conflict, DomainError, NotFound, ValidationFailed
 from distributor.logs import get_logger
 from distributor.settings import Settings
+from distributor.tasks_api import TaskRef, enqueue_after_commit
 
 log = get_logger("distributor.audience.import")
 
+RUN_IMPORT = TaskRef("audience.run_import")
+RUN_DRY_RUN = TaskRef("audience.run_dry_run")
 PREVIEW_ERROR_LIMIT = 200
 STALE_RUN = dt.timedelta(hours=1)
 # Files larger than this are checked by a worker, not in the request (about 2,000 typical rows).
@@ -122,14 +124,13 @@ def preview_import(
     if len(job.content) > INLINE_DRY_RUN_CHARS:
         # A large file (a million rows, a hundred thousand columns) takes longer to check than
         # a web request may last: the worker runs the dry run and the page shows its progress.
-        from distributor.audience.tasks import run_dry_run
 
         job.status = ImportStatus.CHECKING
         job.processed_rows = 0
         job.total_rows = max(job.content.count("\n"), 1)  # an estimate until the run ends
         job.queued_at = utcnow()
         session.flush()
-        enqueue_after_commit(session, run_dry_run, job.id)
+        enqueue_after_commit(session, RUN_DRY_RUN, job.id)
         return job
     _store_dry_run(session, job, analyse(session, job, settings))
     return job
@@ -209,8 +210,6 @@ def preview_problems(
 
 def start_import(session: Session, job_id: int) -> ImportJob:
     """Hand a previewed import to a worker (after this transaction commits)."""
-    from distributor.audience.tasks import run_import
-
     job = get_import_job(session, job_id)
     if job.status != ImportStatus.PREVIEWED:
         raise Conflict("Only a previewed import can be started")
@@ -218,7 +217,7 @@ def start_import(session: Session, job_id: int) -> ImportJob:
     job.queued_at = utcnow()
     job.processed_rows = 0
     session.flush()
-    enqueue_after_commit(session, run_import, job.id)
+    enqueue_after_commit(session, RUN_IMPORT, job.id)
     return job
 
 

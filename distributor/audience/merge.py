@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import User
@@ -14,9 +12,9 @@ from distributor.audience.models import (
     media_list_members,
 )
 from distributor.audience.services import get_journalist
-from distributor.audience.signals import journalist_merging
 from distributor.db import utcnow
 from distributor.errors import ValidationFailed
+from distributor.signals import journalists_merged
 
 _STATUS_RANK = {
     SubscriptionStatus.UNSUBSCRIBED: 0,
@@ -34,8 +32,6 @@ def merge_journalists(
     follow a beat, an unsubscribe wins (we never re-subscribe someone by merging); otherwise the
     stronger status and its consent evidence are kept.
     """
-    from distributor.delivery.models import Delivery
-
     if keep_id == duplicate_id:
         raise ValidationFailed("Choose two different records to merge")
     keep = get_journalist(session, keep_id)
@@ -89,24 +85,10 @@ def merge_journalists(
             [{"media_list_id": ml, "journalist_id": keep.id} for ml in new_lists],
         )
 
-    # One delivery per release and journalist: where both got the same release, the kept
-    # record's row stays and the duplicate's row is anonymised rather than moved.
-    kept_releases = select(Delivery.release_id).where(Delivery.journalist_id == keep.id)
-    moved_deliveries = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Delivery)
-            .where(Delivery.journalist_id == dup.id, Delivery.release_id.not_in(kept_releases))
-            .values(journalist_id=keep.id)
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
-    session.execute(
-        update(Delivery)
-        .where(Delivery.journalist_id == dup.id)
-        .values(journalist_id=None)
-        .execution_options(synchronize_session=False)
-    )
+    # Deliveries, embargo rooms and the rest move in their own packages' receivers; the one
+    # that moves deliveries says how many.
+    answers = journalists_merged.send(keep.id, session=session, merged_id=dup.id)
+    moved_deliveries = sum(moved for _receiver, moved in answers if isinstance(moved, int))
 
     for attr in ("name", "role", "country", "language", "phone"):
         if not getattr(keep, attr) and getattr(dup, attr):
@@ -124,12 +106,11 @@ def merge_journalists(
         merged_email=dup.email,
         moved_subscriptions=moved_subs,
         moved_list_memberships=len(new_lists),
-        moved_deliveries=int(moved_deliveries or 0),
+        moved_deliveries=moved_deliveries,
         merged_by_id=by.id if by is not None else None,
         merged_at=utcnow(),
     )
     session.add(log)
-    journalist_merging.send(keep.id, session=session, merged_id=dup.id)
     session.delete(dup)
     session.flush()
     return log

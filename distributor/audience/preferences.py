@@ -31,6 +31,7 @@ from distributor.audience.services import (
 )
 from distributor.db import utcnow
 from distributor.settings import Settings
+from distributor.signals import journalist_erased, personal_data_requested
 
 
 def preference_beats(session: Session, journalist: Journalist) -> list[Beat]:
@@ -123,20 +124,11 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 def export_personal_data(session: Session, journalist_id: int) -> dict[str, Any]:
     """Everything we hold about one journalist, for their own download (GDPR Art. 15/20)."""
-    from distributor.delivery.models import Delivery
-    from distributor.releases.models import Release
-
     journalist = session.get(Journalist, journalist_id)
     if journalist is None:
         raise tokens.InvalidToken("This link is no longer valid.")
-    deliveries = session.execute(
-        select(Delivery, Release.title)
-        .join(Release, Release.id == Delivery.release_id)
-        .where(Delivery.journalist_id == journalist.id)
-        .order_by(Delivery.created_at)
-    )
     suppression = find_suppression(session, journalist.email)
-    return {
+    data: dict[str, Any] = {
         "email": journalist.email,
         "name": journalist.name,
         "outlet": journalist.outlet.name if journalist.outlet else "",
@@ -163,32 +155,28 @@ def export_personal_data(session: Session, journalist_id: int) -> dict[str, Any]
             for s in journalist.subscriptions
         ],
         "media_lists": [m.name for m in media_lists_of(session, journalist.id)],
-        "deliveries": [
-            {"release": title, "status": d.status.value, "sent_at": _iso(d.sent_at)}
-            for d, title in deliveries
-        ],
+        "deliveries": [],  # the delivery package's section
         "suppression": (
             {"reason": suppression.reason.value, "since": _iso(suppression.created_at)}
             if suppression is not None
             else None
         ),
     }
+    # What other packages hold about the journalist comes from each of them.
+    for _receiver, section in personal_data_requested.send(journalist.id, session=session):
+        if section:
+            data.update(section)
+    return data
 
 
 def erase_journalist(session: Session, journalist_id: int) -> bool:
     """Forget a journalist: history anonymised, address suppressed by hash only (Art. 17)."""
-    from distributor.delivery.models import Delivery
-
     journalist = session.get(Journalist, journalist_id)
     if journalist is None:
         return False
     address = journalist.email_normalized
-    session.execute(
-        update(Delivery)
-        .where(Delivery.journalist_id == journalist.id)
-        .values(journalist_id=None, email=None)
-        .execution_options(synchronize_session=False)
-    )
+    # Deliveries, bounces and complaints are anonymised by their own packages' receivers.
+    journalist_erased.send(journalist.id, session=session, address=address, email=journalist.email)
     suppression = find_suppression(session, address)
     if suppression is None:
         suppress(session, address, SuppressionReason.ERASED)
@@ -198,10 +186,6 @@ def erase_journalist(session: Session, journalist_id: int) -> bool:
             suppression.reason = SuppressionReason.ERASED
         suppression.address = None
         suppression.note = ""
-    # Bounce and complaint records keep their counts but no longer name the person.
-    from distributor.bounces.services import forget_address
-
-    forget_address(session, address)
     session.execute(
         delete(ImportRowError).where(ImportRowError.email.in_([address, journalist.email]))
     )

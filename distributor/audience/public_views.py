@@ -28,18 +28,13 @@ from distributor.db import request_session
 from distributor.errors import ValidationFailed
 from distributor.extensions import csrf, limiter
 from distributor.security import public
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 bp = Blueprint("audience_public", __name__)
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
-
-
 def _subscribe_limit() -> str:
-    return _settings().subscribe_rate_limit
+    return current_settings().subscribe_rate_limit
 
 
 def _client_ip() -> str | None:
@@ -66,7 +61,7 @@ def _handle_subscribe(form: SubscribeForm, template: str, thanks: str) -> tuple[
         try:
             consent.request_subscription(
                 session,
-                _settings(),
+                current_settings(),
                 email=form.email.data or "",
                 name=form.name.data or "",
                 beat_ids=list(form.beats.data or []),
@@ -115,7 +110,7 @@ def subscribe_embed() -> Response:
     # This route alone may be framed: CSP frame-ancestors overrides X-Frame-Options in every
     # current browser (CSP Level 2), and the app-wide SAMEORIGIN stays for everything else.
     response.headers["Content-Security-Policy"] = (
-        f"frame-ancestors {_settings().embed_frame_ancestors}"
+        f"frame-ancestors {current_settings().embed_frame_ancestors}"
     )
     return response
 
@@ -123,7 +118,7 @@ def subscribe_embed() -> Response:
 @bp.get("/subscribe/confirm/<token>")
 @public
 def confirm(token: str) -> tuple[str, int]:
-    preview = consent.preview_confirmation(request_session(), _settings(), token)
+    preview = consent.preview_confirmation(request_session(), current_settings(), token)
     return _render(
         "audience/confirm.html",
         form=ConfirmForm(),
@@ -139,7 +134,7 @@ def confirm_post(token: str) -> tuple[str, int]:
     form = ConfirmForm()
     if not form.validate_on_submit():
         return confirm(token)
-    settings = _settings()
+    settings = current_settings()
     result = consent.confirm_subscription(request_session(), settings, token, ip=_client_ip())
     return _render(
         "audience/confirmed.html",
@@ -152,7 +147,7 @@ def confirm_post(token: str) -> tuple[str, int]:
 
 
 def _journalist_for(token: str) -> Journalist:
-    journalist_id = tokens.load_preferences_token(_settings(), token)
+    journalist_id = tokens.load_preferences_token(current_settings(), token)
     journalist = request_session().get(Journalist, journalist_id)
     if journalist is None:
         raise tokens.InvalidToken(
@@ -168,7 +163,7 @@ def preferences(token: str) -> tuple[str, int]:
 
 
 def _preferences_page(token: str, erase_form: EraseForm, *, handle_form: bool) -> tuple[str, int]:
-    settings = _settings()
+    settings = current_settings()
     session = request_session()
     journalist = _journalist_for(token)
     form = PreferencesForm()
@@ -233,7 +228,7 @@ def erase(token: str) -> tuple[str, int]:
 @bp.get("/unsubscribe/<token>")
 @public
 def unsubscribe_page(token: str) -> tuple[str, int]:
-    settings = _settings()
+    settings = current_settings()
     journalist_id = tokens.load_unsubscribe_token(settings, token)
     journalist = request_session().get(Journalist, journalist_id)
     return _render(
@@ -255,7 +250,7 @@ def unsubscribe_page(token: str) -> tuple[str, int]:
 @public
 @csrf.exempt  # RFC 8058: mail clients POST here without any page or cookie
 def unsubscribe(token: str) -> tuple[str, int]:
-    journalist_id = tokens.load_unsubscribe_token(_settings(), token)
+    journalist_id = tokens.load_unsubscribe_token(current_settings(), token)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     # An erased journalist is already unsubscribed for good: answer the same either way.
     prefs.unsubscribe_all(
@@ -267,6 +262,6 @@ def unsubscribe(token: str) -> tuple[str, int]:
         "audience/unsubscribed.html",
         preferences_url=url_for(
             "audience_public.preferences",
-            token=tokens.preferences_token(_settings(), journalist_id),
+            token=tokens.preferences_token(current_settings(), journalist_id),
         ),
     )

@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from distributor.accounts.models import Role, User
@@ -335,8 +335,6 @@ def save_journalist(
 
 
 JOURNALIST_STATUSES = ("confirmed", "pending", "unsubscribed", "suppressed", "paused")
-ENGAGEMENT_FILTERS = ("engaged", "unengaged")
-ENGAGEMENT_WINDOW = dt.timedelta(days=90)
 
 
 def journalist_query(
@@ -345,9 +343,12 @@ def journalist_query(
     beat_id: int | None = None,
     outlet_id: int | None = None,
     status: str = "",
-    engagement: str = "",
+    engagement: ColumnElement[bool] | None = None,
 ) -> Select[Any]:
-    """Staff search: free text over address/name/outlet, filtered by beat, outlet and status."""
+    """Staff search: free text over address/name/outlet, filtered by beat, outlet and status.
+
+    ``engagement`` is a condition on ``Journalist`` (``reports.engagement`` builds them).
+    """
     stmt = select(Journalist).order_by(Journalist.name, Journalist.email_normalized)
     if q.strip():
         like = f"%{q.strip().lower()}%"
@@ -382,26 +383,8 @@ def journalist_query(
         )
     elif status == "paused":
         stmt = stmt.where(Journalist.is_paused.is_(True))
-    if engagement in ENGAGEMENT_FILTERS:
-        from distributor.tracking.models import TrackingEvent
-
-        # Engaged: a human open or click (machine opens and scanner clicks do not count)
-        # in the last 90 days. Unengaged: mailed in that time, but no human reaction.
-        since = utcnow() - ENGAGEMENT_WINDOW
-        human = exists().where(
-            TrackingEvent.journalist_id == Journalist.id,
-            TrackingEvent.is_machine.is_(False),
-            TrackingEvent.occurred_at >= since,
-        )
-        if engagement == "engaged":
-            stmt = stmt.where(human)
-        else:
-            from distributor.delivery.models import Delivery
-
-            mailed = exists().where(
-                Delivery.journalist_id == Journalist.id, Delivery.sent_at >= since
-            )
-            stmt = stmt.where(mailed, ~human)
+    if engagement is not None:
+        stmt = stmt.where(engagement)
     return stmt
 
 
@@ -412,7 +395,7 @@ def search_journalists(
     beat_id: int | None = None,
     outlet_id: int | None = None,
     status: str = "",
-    engagement: str = "",
+    engagement: ColumnElement[bool] | None = None,
     page: int = 1,
     per_page: int = 50,
 ) -> tuple[list[Journalist], int]:
@@ -519,22 +502,6 @@ def media_lists_of(session: Session, journalist_id: int) -> list[MediaList]:
             .where(media_list_members.c.journalist_id == journalist_id)
             .order_by(MediaList.name)
         )
-    )
-
-
-def delivery_history(session: Session, journalist_id: int, limit: int = 100) -> list[Any]:
-    """The journalist's deliveries, newest first, with each release's title."""
-    from distributor.delivery.models import Delivery
-    from distributor.releases.models import Release
-
-    return list(
-        session.execute(
-            select(Delivery, Release.title)
-            .join(Release, Release.id == Delivery.release_id)
-            .where(Delivery.journalist_id == journalist_id)
-            .order_by(Delivery.created_at.desc())
-            .limit(limit)
-        ).all()
     )
 
 

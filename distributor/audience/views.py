@@ -32,6 +32,7 @@ from distributor.audience.forms import (
 from distributor.audience.models import Journalist, LawfulBasis, SuppressionReason
 from distributor.db import request_session
 from distributor.errors import DomainError, NotFound
+from distributor.reports import engagement as engagement_report
 from distributor.security import EDITORS, admin_required, editor_required, staff_required
 
 bp = Blueprint("audience", __name__, url_prefix="/staff/audience")
@@ -51,7 +52,15 @@ def journalist_filters() -> dict[str, object]:
         "beat_id": _int_arg("beat"),
         "outlet_id": _int_arg("outlet"),
         "status": status if status in services.JOURNALIST_STATUSES else "",
-        "engagement": engagement if engagement in services.ENGAGEMENT_FILTERS else "",
+        "engagement": engagement if engagement in engagement_report.ENGAGEMENT_FILTERS else "",
+    }
+
+
+def journalist_query_filters(filters: dict[str, object]) -> dict[str, object]:
+    """The list filters as the audience queries take them (engagement as a condition)."""
+    return {
+        **filters,
+        "engagement": engagement_report.engagement_condition(str(filters["engagement"])),
     }
 
 
@@ -64,7 +73,8 @@ def journalists() -> str:
     session = request_session()
     filters = journalist_filters()
     page = _int_arg("page") or 1
-    rows, total = services.search_journalists(session, page=page, **filters)  # type: ignore[arg-type]
+    query_filters = journalist_query_filters(filters)
+    rows, total = services.search_journalists(session, page=page, **query_filters)  # type: ignore[arg-type]
     suppressed = services.suppressed_addresses(session, [j.email_normalized for j in rows])
     return render_template(
         "staff/audience/journalists.html",
@@ -151,7 +161,7 @@ def journalist(journalist_id: int) -> str:
         subscriptions=sorted(record.subscriptions, key=lambda s: s.beat.name),
         suppression=services.find_suppression(session, record.email),
         media_lists=services.media_lists_of(session, record.id),
-        deliveries=services.delivery_history(session, record.id),
+        deliveries=engagement_report.delivery_history(session, record.id),
         merges=merging.merges_into(session, record.id),
         merge_form=MergeForm(),
         action_form=ActionForm(),

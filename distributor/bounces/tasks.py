@@ -1,26 +1,20 @@
 from __future__ import annotations
 
 from celery import shared_task
-from flask import current_app
 
 from distributor.bounces import services
 from distributor.bounces.mailbox import poll_mailbox
 from distributor.db import get_db, task_session
 from distributor.logs import get_logger
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 log = get_logger(__name__)
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 @shared_task(name="bounces.poll_mailbox")
 def poll_bounce_mailbox() -> int:
     """Fetch new bounces from BOUNCE_MAILBOX_URL, when one is configured."""
-    settings = _settings()
+    settings = current_settings()
     if not settings.bounce_mailbox_url:
         return 0
     return poll_mailbox(get_db(), settings).deleted
@@ -30,13 +24,13 @@ def poll_bounce_mailbox() -> int:
 def process_pending() -> int:
     """Process inbound messages stored but left unprocessed (receiver stopped in between)."""
     with task_session() as session:
-        return services.process_pending(session, _settings())
+        return services.process_pending(session, current_settings())
 
 
 @shared_task(name="bounces.purge_raw")
 def purge_raw() -> int:
     """Forget raw inbound messages older than BOUNCE_RAW_RETENTION_DAYS."""
     with task_session() as session:
-        purged = services.purge_raw(session, _settings())
+        purged = services.purge_raw(session, current_settings())
     log.info("bounces.purged", count=purged)
     return purged

@@ -13,7 +13,7 @@ from distributor.db import get_db, request_session, task_session, utcnow
 from distributor.errors import NotFound
 from distributor.extensions import csrf
 from distributor.security import admin_required, public
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 bp = Blueprint("bounces", __name__, cli_group="bounces")
 
@@ -24,11 +24,6 @@ CERT_FETCHER = "distributor.sns_cert_fetcher"
 def _install_cert_fetcher(state: BlueprintSetupState) -> None:
     # The real fetcher only talks to https://sns.<region>.amazonaws.com; tests replace it.
     state.app.extensions.setdefault(CERT_FETCHER, webhooks.HttpsCertificateFetcher())
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 def _accepted(rows: list[InboundMessage]) -> Response:
@@ -47,7 +42,7 @@ def _accepted(rows: list[InboundMessage]) -> Response:
 def ses_webhook() -> Response:
     row = webhooks.handle_ses(
         request_session(),
-        _settings(),
+        current_settings(),
         request.get_data(cache=False),
         current_app.extensions[CERT_FETCHER],
         now=utcnow(),
@@ -61,7 +56,7 @@ def ses_webhook() -> Response:
 def postmark_webhook() -> Response:
     row = webhooks.handle_postmark(
         request_session(),
-        _settings(),
+        current_settings(),
         request.get_data(cache=False),
         request.headers.get("Authorization", ""),
     )
@@ -74,7 +69,7 @@ def postmark_webhook() -> Response:
 def sendgrid_webhook() -> Response:
     rows = webhooks.handle_sendgrid(
         request_session(),
-        _settings(),
+        current_settings(),
         request.get_data(cache=False),
         request.headers.get("X-Twilio-Email-Event-Webhook-Signature", ""),
         request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", ""),
@@ -88,7 +83,7 @@ def sendgrid_webhook() -> Response:
 @csrf.exempt
 def mailgun_webhook() -> Response:
     row = webhooks.handle_mailgun(
-        request_session(), _settings(), request.get_data(cache=False), now=utcnow()
+        request_session(), current_settings(), request.get_data(cache=False), now=utcnow()
     )
     return _accepted([row])
 
@@ -129,7 +124,7 @@ def serve(host: str | None, port: int | None) -> None:
     """Run the inbound SMTP receiver for BOUNCE_DOMAIN."""
     from distributor.bounces.receiver import serve_forever
 
-    settings = _settings()
+    settings = current_settings()
     serve_forever(
         get_db(), settings, host or settings.bounce_smtp_host, port or settings.bounce_smtp_port
     )
@@ -141,7 +136,7 @@ def poll(url: str | None) -> None:
     """Fetch, process and delete the messages waiting in the bounce mailbox once."""
     from distributor.bounces.mailbox import poll_mailbox
 
-    settings = _settings()
+    settings = current_settings()
     if not (url or settings.bounce_mailbox_url):
         raise click.ClickException("set BOUNCE_MAILBOX_URL or pass --url")
     result = poll_mailbox(get_db(), settings, url=url)
@@ -152,5 +147,5 @@ def poll(url: str | None) -> None:
 def purge() -> None:
     """Forget raw messages older than BOUNCE_RAW_RETENTION_DAYS now."""
     with task_session() as session:
-        count = services.purge_raw(session, _settings())
+        count = services.purge_raw(session, current_settings())
     click.echo(f"purged {count} raw messages")

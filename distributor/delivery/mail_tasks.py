@@ -14,13 +14,8 @@ from distributor.delivery.rendering import compile_release, staff_recipient
 from distributor.errors import NotFound
 from distributor.mail import outgoing
 from distributor.mail.transport import MailTransport
-from distributor.notifications.tasks import run_recorded
-from distributor.settings import Settings
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
+from distributor.notifications.recording import run_recorded
+from distributor.settings import current_settings
 
 
 def _transport() -> MailTransport:
@@ -33,7 +28,7 @@ def send_release_test(
     self: Any, release_id: int, user_id: int, staff_mail_id: int | None = None
 ) -> None:
     """Render the release exactly as the workers do and send it to one staff member."""
-    settings = _settings()
+    settings = current_settings()
 
     def send() -> str:
         with task_session() as session:
@@ -56,5 +51,5 @@ def send_release_test(
 def send_digests() -> int:
     """Sweep: send today's digest to every journalist who has one due (once per day)."""
     return digest.sweep_digests(
-        task_session, now=utcnow(), settings=_settings(), transport=_transport()
+        task_session, now=utcnow(), settings=current_settings(), transport=_transport()
     )

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from distributor.db import UTCDateTime, utcnow
-from distributor.delivery.signals import recipients_frozen
 from distributor.releases.models import Release
+from distributor.signals import recipients_frozen
 
 # Why a matched journalist is left out of an embargoed send (the audience breakdown shows them).
 EMBARGO_NOT_ALLOWED = "embargo_not_allowed"

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from distributor.audience import tokens
 from distributor.db import utcnow
-from distributor.delivery.dkim import DkimSigner, load_signer
 from distributor.delivery.link_tokens import FastToken
 from distributor.delivery.mime import (
     SOFT_BREAK,
@@ -34,16 +33,17 @@ from distributor.delivery.mime import (
     text_value,
 )
 from distributor.delivery.release_context import LibraryItem, release_context
-from distributor.delivery.signals import RoomLinks, compiling_release
 from distributor.errors import NotFound
 from distributor.logs import get_logger
 from distributor.mail import verp
+from distributor.mail.dkim import DkimSigner, load_signer
 from distributor.mail.rendering import EmailRenderer, compile_mjml
 from distributor.media import downloads as media_downloads
 from distributor.media import services as media_services
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release
 from distributor.settings import Settings
+from distributor.signals import LinkTracking, RoomLinks, compiling_release, tracking_links
 
 log = get_logger("distributor.delivery.rendering")
 
@@ -74,15 +74,13 @@ def _renderer() -> EmailRenderer:
 
 
 class _Tracking:
-    """Pixel and click URL templates built once from the tracking module's functions."""
+    """Pixel and click URL templates built once from the tracking package's answer."""
 
-    def __init__(self, session: Session, release_id: int, settings: Settings, urls: list[str]):
-        from distributor.tracking import links  # imported late: optional collaborator
-
-        self.link_ids = links.register_links(session, release_id, urls) if urls else {}
-        self.pixel = _split_on_probe(links.pixel_url(settings, _TOKEN_PROBE))
+    def __init__(self, links: LinkTracking):
+        self.link_ids = links.link_ids
+        self.pixel = _split_on_probe(links.pixel_url(_TOKEN_PROBE))
         self.clicks = {
-            url: _split_on_probe(links.click_url(settings, _TOKEN_PROBE, link_id))
+            url: _split_on_probe(links.click_url(_TOKEN_PROBE, link_id))
             for url, link_id in self.link_ids.items()
         }
 
@@ -97,11 +95,13 @@ def _split_on_probe(url: str) -> tuple[str, str]:
 def _load_tracking(
     session: Session, release_id: int, settings: Settings, urls: list[str]
 ) -> _Tracking | None:
-    try:
-        return _Tracking(session, release_id, settings, urls)
-    except ImportError:
-        log.warning("tracking module missing; sending without pixel and tracked links")
-        return None
+    for _receiver, answer in tracking_links.send(
+        release_id, session=session, settings=settings, urls=urls
+    ):
+        if isinstance(answer, LinkTracking):
+            return _Tracking(answer)
+    log.warning("tracking module missing; sending without pixel and tracked links")
+    return None
 
 
 # -- compiled release ------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import User
-from distributor.celery_app import enqueue_after_commit
 from distributor.db import utcnow
 from distributor.delivery import recipients
 from distributor.delivery.ledger import (
@@ -30,7 +29,9 @@ from distributor.delivery.models import Delivery, DeliveryClaim, DeliveryStatus,
 from distributor.errors import Conflict, NotFound
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.releases.services import transition
+from distributor.tasks_api import TaskRef, enqueue_after_commit
 
+DISPATCH_SEND = TaskRef("delivery.dispatch_send")
 D = DeliveryStatus
 S = SendStatus
 R = ReleaseStatus
@@ -148,12 +149,10 @@ def _user(session: Session, user_id: int | None) -> User | None:
 
 
 def _enqueue_dispatch(session: Session, send: Send) -> None:
-    from distributor.delivery.tasks import dispatch_send
-
     # Noted in the same transaction, so the sweep knows batch tasks are on their way.
     send.dispatched_at = utcnow()
     session.flush()
-    enqueue_after_commit(session, dispatch_send, send.id)
+    enqueue_after_commit(session, DISPATCH_SEND, send.id)
 
 
 def start_send(

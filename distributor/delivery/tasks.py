@@ -25,14 +25,9 @@ from distributor.delivery.services import (
 )
 from distributor.logs import get_logger
 from distributor.mail.transport import SMTPConfig, parse_smtp_urls
-from distributor.settings import Settings
+from distributor.settings import Settings, current_settings
 
 log = get_logger("distributor.delivery.tasks")
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 @lru_cache(maxsize=4)
@@ -48,7 +43,7 @@ def _limiter(settings: Settings) -> RateLimiter:
 @shared_task(name="delivery.dispatch_send")
 def dispatch_send(send_id: int) -> None:
     """Start the batch chains of a send (each chain enqueues its successor)."""
-    settings = _settings()
+    settings = current_settings()
     for _ in range(max(1, settings.delivery_parallel_batches)):
         send_batch.delay(send_id)
 
@@ -56,7 +51,7 @@ def dispatch_send(send_id: int) -> None:
 @shared_task(name="delivery.send_batch")
 def send_batch(send_id: int) -> None:
     """Deliver one batch of a send; go on with another while work is due."""
-    settings = _settings()
+    settings = current_settings()
     db: Database = current_app.extensions["distributor.db"]
     result = run_batch(
         db,
@@ -82,7 +77,7 @@ def send_batch(send_id: int) -> None:
 @shared_task(name="delivery.sweep")
 def sweep() -> None:
     """Periodic: scheduled sends, due retries, dead workers' rows, quiet and finished sends."""
-    settings = _settings()
+    settings = current_settings()
     now = utcnow()
     with task_session() as session:
         due = list(

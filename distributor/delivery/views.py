@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session, utcnow
-from distributor.delivery import reasons, services, test_sends
+from distributor.delivery import reasons, services
 from distributor.delivery.checklist import (
     Checklist,
     DnsPythonResolver,
@@ -49,6 +49,7 @@ from distributor.delivery.rendering import (
 )
 from distributor.errors import DomainError
 from distributor.media import rights as media_rights
+from distributor.notifications import test_sends
 from distributor.notifications.models import StaffMailKind
 from distributor.notifications.services import recent_staff_mails
 from distributor.organisation.services import get_organisation
@@ -57,30 +58,25 @@ from distributor.releases.models import Release
 from distributor.releases.services import can_edit, may_see
 from distributor.releases.views import media_list_picker
 from distributor.security import EDITORS, editor_required, staff_required
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 bp = Blueprint("delivery", __name__, url_prefix="/staff/releases")
 
 _RESOLVER_KEY = "distributor.dns_resolver"
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
-
-
 def _resolver() -> TxtResolver:
     # Tests put a fake here; the real one is built once per app.
     resolver: TxtResolver | None = current_app.extensions.get(_RESOLVER_KEY)
     if resolver is None:
-        resolver = DnsPythonResolver(timeout=float(_settings().dns_timeout_seconds))
+        resolver = DnsPythonResolver(timeout=float(current_settings().dns_timeout_seconds))
         current_app.extensions[_RESOLVER_KEY] = resolver
     return resolver
 
 
 def _org_zone() -> ZoneInfo:
     """Staff type and read send times in the organisation's time zone."""
-    return ZoneInfo(get_organisation(request_session(), _settings()).timezone)
+    return ZoneInfo(get_organisation(request_session(), current_settings()).timezone)
 
 
 def _release(release_id: int) -> Release:
@@ -115,7 +111,7 @@ def _preview_parts(compiled: CompiledRelease) -> tuple[str, str, EmailMessage]:
 
 def _checklist(release: Release, compiled: CompiledRelease | None = None) -> Checklist:
     session = request_session()
-    settings = _settings()
+    settings = current_settings()
     return run_checklist(
         release=release,
         compiled=compiled or compile_release(session, release.id, settings),
@@ -147,7 +143,7 @@ def _require_confirmation(release: Release) -> None:
 def send_page(release_id: int) -> str:
     session = request_session()
     release = _release(release_id)
-    settings = _settings()
+    settings = current_settings()
     compiled = compile_release(session, release_id, settings)
     checklist = _checklist(release, compiled)
     send = session.scalar(select(Send).where(Send.release_id == release_id))
@@ -191,7 +187,7 @@ def confirm(release_id: int) -> str | Response:
             return _back(release_id)
         scheduled_for = local_to_utc(schedule_form.scheduled_for.data, zone)
     audience = services.audience_breakdown(session, release_id)
-    compiled = compile_release(session, release_id, _settings())
+    compiled = compile_release(session, release_id, current_settings())
     summary = build_confirmation(
         release=release,
         audience=audience,
@@ -220,7 +216,7 @@ def progress(release_id: int) -> Response:
     session = request_session()
     p = services.send_progress(session, release_id)
     why = reasons.current_reasons(
-        session, release_id, reasons.relay_statuses(_settings()), _org_zone()
+        session, release_id, reasons.relay_statuses(current_settings()), _org_zone()
     )
     return jsonify(
         reasons=[{"kind": r.kind, "text": r.text, "count": r.count} for r in why],
@@ -342,7 +338,7 @@ def resend_in_doubt(release_id: int) -> Response:
 @staff_required
 def preview(release_id: int) -> str:
     release = _release(release_id)
-    compiled = compile_release(request_session(), release_id, _settings())
+    compiled = compile_release(request_session(), release_id, current_settings())
     _, text, message = _preview_parts(compiled)
     return render_template(
         "staff/delivery/preview.html",
@@ -360,7 +356,7 @@ def preview(release_id: int) -> str:
 def preview_html(release_id: int) -> Response:
     """The HTML part alone, for the sandboxed preview iframes."""
     _release(release_id)
-    compiled = compile_release(request_session(), release_id, _settings())
+    compiled = compile_release(request_session(), release_id, current_settings())
     html, _, _ = _preview_parts(compiled)
     response = current_app.response_class(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = (
@@ -392,6 +388,6 @@ def test_send(release_id: int) -> Response:
     if not addresses:
         flash("Tick at least one active colleague.", "warning")
         return redirect(target, 303)
-    where = " They will appear in the dev inbox." if _settings().uses_dev_inbox else ""
+    where = " They will appear in the dev inbox." if current_settings().uses_dev_inbox else ""
     flash(f"Test email queued for {', '.join(addresses)}.{where}", "success")
     return redirect(target, 303)

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 from distributor.db import request_session
 from distributor.devinbox import services
 from distributor.security import admin_required, staff_required
+from distributor.settings import current_settings
 from distributor.tracking.links import without_tracking
 
 bp = Blueprint("devinbox", __name__, url_prefix="/dev/inbox")
@@ -16,7 +17,7 @@ bp = Blueprint("devinbox", __name__, url_prefix="/dev/inbox")
 
 @bp.before_request
 def _only_when_enabled() -> None:
-    if not current_app.extensions["distributor.settings"].dev_inbox_enabled:
+    if not current_settings().dev_inbox_enabled:
         abort(404)
 
 

@@ -1,4 +1,4 @@
-"""The embargo room's answers to the delivery package's signals (connected by the app)."""
+"""The embargo room's receivers: room links in release mail, rooms for a frozen audience, merges."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from distributor.audience.signals import journalist_merging
 from distributor.db import utcnow
-from distributor.delivery.signals import RoomLinks, compiling_release, recipients_frozen
 from distributor.embargo import services, tokens
 from distributor.releases.models import Release
 from distributor.settings import Settings
+from distributor.signals import RoomLinks, compiling_release, journalists_merged, recipients_frozen
 
 
 def room_url(settings: Settings, release_id: int, journalist_id: int) -> str:
@@ -48,4 +47,4 @@ def connect() -> None:
     """Connect the receivers (idempotent: blinker keeps one connection per receiver)."""
     compiling_release.connect(_room_links, weak=False)
     recipients_frozen.connect(_grant, weak=False)
-    journalist_merging.connect(_merge, weak=False)
+    journalists_merged.connect(_merge, weak=False)

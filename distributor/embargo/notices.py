@@ -17,7 +17,6 @@ from sqlalchemy import Integer, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from distributor.audience.models import Journalist
-from distributor.celery_app import enqueue_after_commit_by_name
 from distributor.db import UTCDateTime
 from distributor.delivery.release_context import embargo_label, public_release_url
 from distributor.embargo import services, tokens
@@ -39,10 +38,11 @@ from distributor.mail.transport import MailTransport
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release
 from distributor.settings import Settings
+from distributor.tasks_api import TaskRef, enqueue_after_commit
 
 log = get_logger("distributor.embargo.notices")
 
-SEND_TASK = "embargo.send_notices"
+SEND_TASK = TaskRef("embargo.send_notices")
 _TEMPLATES = {
     NoticeKind.CORRECTION: "embargo_correction",
     NoticeKind.LIFTED: "embargo_lifted",
@@ -76,7 +76,7 @@ def queue_correction(session: Session, release_id: int, now: dt.datetime) -> int
     result = session.execute(
         statement, {"key": key, "changes": "\n".join(changes), "now": now, "rid": release_id}
     )
-    enqueue_after_commit_by_name(session, SEND_TASK)
+    enqueue_after_commit(session, SEND_TASK)
     return max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
 
 

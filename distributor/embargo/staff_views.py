@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -17,15 +17,10 @@ from distributor.errors import NotFound, ValidationFailed
 from distributor.releases.models import Release
 from distributor.reports.csv_export import csv_response
 from distributor.security import EDITORS, roles_required, staff_required
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 bp = Blueprint("embargo", __name__, url_prefix="/staff")
 editor_required = roles_required(EDITORS)
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 def _release(release_id: int) -> Release:
@@ -268,7 +263,7 @@ def journalist_standing(journalist_id: int) -> str:
         breaches=services.breaches_of(session, journalist_id),
         acceptances=reports.acceptances(session, journalist_id),
         log=reports.access_log(session, journalist_id=journalist_id)[-50:],
-        probation_days=_settings().embargo_probation_days,
+        probation_days=current_settings().embargo_probation_days,
         can_edit=current_user.role in EDITORS,
         received=session.execute(
             select(Release.id, Release.title)
@@ -287,7 +282,7 @@ def _date_arg(name: str) -> dt.datetime | None:
         day = dt.date.fromisoformat(raw)
     except ValueError:
         raise ValidationFailed("Give the date as YYYY-MM-DD.") from None
-    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=_settings().tz).astimezone(dt.UTC)
+    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=current_settings().tz).astimezone(dt.UTC)
 
 
 @bp.post("/journalists/<int:journalist_id>/embargo/standing")
@@ -325,7 +320,7 @@ def record_breach(journalist_id: int) -> Response:
             journalist_id,
             release_id=int(raw_release) if raw_release.isdigit() else None,
             note=request.form.get("note", ""),
-            probation_days=_settings().embargo_probation_days,
+            probation_days=current_settings().embargo_probation_days,
             by=current_user,
             now=utcnow(),
         )
@@ -335,7 +330,7 @@ def record_breach(journalist_id: int) -> Response:
         flash(
             f"Breach recorded: {breach.links_revoked} open embargo link"
             f"{'' if breach.links_revoked == 1 else 's'} revoked, probation until "
-            f"{breach.probation_until.astimezone(_settings().tz):%d %b %Y}.",
+            f"{breach.probation_until.astimezone(current_settings().tz):%d %b %Y}.",
             "success",
         )
     return redirect(url_for("embargo.journalist_standing", journalist_id=journalist_id))

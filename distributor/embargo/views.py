@@ -22,7 +22,6 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from distributor.celery_app import enqueue_after_commit_by_name
 from distributor.db import request_session, utcnow
 from distributor.embargo import notices, room
 from distributor.embargo.models import AccessEventKind
@@ -30,21 +29,17 @@ from distributor.embargo.room import Outcome, RoomView
 from distributor.errors import NotFound, ValidationFailed
 from distributor.media import downloads as media_downloads
 from distributor.media import services as media_services
-from distributor.media.storage import MediaFileMissing, MediaStorage, app_storage, stored_response
 from distributor.newsroom.views import public_context, send_attachment
 from distributor.releases.media import PHOTO_WIDTHS, photo_key
 from distributor.security import public
-from distributor.settings import Settings
+from distributor.settings import current_settings
+from distributor.storage import MediaFileMissing, MediaStorage, app_storage, stored_response
+from distributor.tasks_api import enqueue_after_commit
 
 bp = Blueprint("embargo_room", __name__)
 
 BROWSER_COOKIE = "embargo_browser"
 _ONE_YEAR = 365 * 24 * 3600
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 def _browser_key() -> str | None:
@@ -64,7 +59,7 @@ def _private(response: Response, browser_key: str | None = None) -> Response:
             path="/embargo/",
             httponly=True,
             samesite="Lax",
-            secure=_settings().is_production,
+            secure=current_settings().is_production,
         )
     return response
 
@@ -110,7 +105,7 @@ def _answer(view: RoomView, token: str) -> Response:
 @public
 def room_page(token: str) -> Response:
     """The personal link from the mail."""
-    view = room.look(request_session(), _settings(), token, _browser_key(), utcnow())
+    view = room.look(request_session(), current_settings(), token, _browser_key(), utcnow())
     return _answer(view, token)
 
 
@@ -122,7 +117,7 @@ def enter(token: str) -> Response:
     try:
         view = room.enter(
             request_session(),
-            _settings(),
+            current_settings(),
             token,
             browser_key=browser_key,
             accepts_terms=request.form.get("accept") == "yes",
@@ -142,8 +137,8 @@ def enter(token: str) -> Response:
 def new_browser(token: str) -> Response:
     """Mail the owner of the link a one-time link that moves the room to this browser."""
     session = request_session()
-    if room.request_new_browser(session, _settings(), token, _browser_key(), utcnow()):
-        enqueue_after_commit_by_name(session, notices.SEND_TASK)
+    if room.request_new_browser(session, current_settings(), token, _browser_key(), utcnow()):
+        enqueue_after_commit(session, notices.SEND_TASK)
     html = render_template("embargo/new_browser_sent.html", **public_context())
     return _private(make_response(html))
 
@@ -153,13 +148,13 @@ def new_browser(token: str) -> Response:
 def move_browser(token: str, nonce: str, code: str) -> Response:
     """GET shows a button (scanners open links); the POST moves the room to this browser."""
     if request.method == "GET":
-        room.resolve(request_session(), _settings(), token)
+        room.resolve(request_session(), current_settings(), token)
         html = render_template("embargo/move_browser.html", **public_context())
         return _private(make_response(html))
     browser_key = _browser_key() or secrets.token_urlsafe(24)
     room.move_to_browser(
         request_session(),
-        _settings(),
+        current_settings(),
         token,
         nonce=nonce,
         code=code,
@@ -177,7 +172,7 @@ def photo(token: str, size: str) -> Response:
         abort(404)
     session = request_session()
     now = utcnow()
-    view = room.look(session, _settings(), token, _browser_key(), now, logs_view=False)
+    view = room.look(session, current_settings(), token, _browser_key(), now, logs_view=False)
     release = view.release
     if not release.photo_key:
         abort(404)
@@ -200,7 +195,7 @@ def attachment(token: str, attachment_id: int, filename: str) -> Response:
     """A download, through the room until the lift, then from its public URL."""
     session = request_session()
     now = utcnow()
-    view = room.look(session, _settings(), token, _browser_key(), now, logs_view=False)
+    view = room.look(session, current_settings(), token, _browser_key(), now, logs_view=False)
     release = view.release
     found = next((a for a in release.attachments if a.id == attachment_id), None)
     if found is None or found.filename != filename:
@@ -231,7 +226,7 @@ def library(token: str, key: str, size: str) -> Response:
     lift, then from its public URL; never once its rights have ended."""
     session = request_session()
     now = utcnow()
-    view = room.look(session, _settings(), token, _browser_key(), now, logs_view=False)
+    view = room.look(session, current_settings(), token, _browser_key(), now, logs_view=False)
     items = media_services.visible_release_media(session, view.release.id, now)
     asset = next((m.asset for m in items if m.asset.key == key), None)
     if asset is None:

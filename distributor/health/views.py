@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from distributor.db import get_db, request_session
 from distributor.health import metrics as metrics_module
 from distributor.security import public
+from distributor.settings import current_settings
 from distributor.tracking.views import event_buffer
 
 bp = Blueprint("health", __name__)
@@ -53,7 +54,7 @@ def healthz() -> tuple[Response, int]:
 @public
 def metrics() -> Response:
     """Prometheus metrics, for a bearer token (METRICS_TOKEN) or else loopback only."""
-    settings = current_app.extensions["distributor.settings"]
+    settings = current_settings()
     allowed = metrics_module.may_scrape(
         settings,
         remote_addr=request.remote_addr,

@@ -25,7 +25,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from distributor.delivery.dkim import load_signer
+from distributor.mail.dkim import load_signer
 from distributor.mail.rendering import RenderedEmail
 from distributor.mail.transport import MailTransport
 from distributor.settings import Settings

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from distributor.db import utcnow
 from distributor.media import services
 from distributor.media.models import LicenceKind, MediaAsset, MediaPageSection
-from distributor.media.storage import storage_for
 from distributor.releases.demo import draw_scene, ensure_demo_beats
 from distributor.releases.models import Release
 from distributor.settings import Settings
+from distributor.storage import storage_for
 
 DEMO_TAG = "demo"
 GALLERY_RELEASE = "tide-gauge-network-portmere-estuary"

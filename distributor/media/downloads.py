@@ -21,8 +21,8 @@ from distributor.errors import NotFound
 from distributor.media import images
 from distributor.media.models import LicenceKind, MediaAsset
 from distributor.media.services import file_ext, original_key, press_kit_prefix, safe_filename
-from distributor.media.storage import MediaFileMissing, MediaStorage, delete_prefix
 from distributor.releases.models import Release
+from distributor.storage import MediaFileMissing, MediaStorage, delete_prefix
 
 # -- what a download says ----------------------------------------------------------------------
 

@@ -30,9 +30,9 @@ from distributor.media.models import (
     ReleaseMedia,
     RightsState,
 )
-from distributor.media.storage import MediaStorage, delete_prefix
 from distributor.newsroom.services import public_release_filter
 from distributor.releases.models import Release, ReleaseStatus
+from distributor.storage import MediaStorage, delete_prefix
 
 MAX_TAGS = 20
 

@@ -30,13 +30,13 @@ from distributor.media.forms import (
     UseInReleaseForm,
 )
 from distributor.media.models import AssetKind, LicenceKind, MediaAsset, RightsState
-from distributor.media.storage import MediaFileMissing, MediaStorage, stored_response
 from distributor.newsroom.services import get_public_release as public_release
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.releases.services import can_edit
 from distributor.security import public, staff_required
-from distributor.settings import Settings
+from distributor.settings import current_settings
+from distributor.storage import MediaFileMissing, MediaStorage, stored_response
 
 bp = Blueprint("media", __name__)
 
@@ -47,11 +47,6 @@ EDITABLE = (
     ReleaseStatus.APPROVED,
     ReleaseStatus.SCHEDULED,
 )
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 def _storage() -> MediaStorage:
@@ -89,7 +84,7 @@ def index() -> str:
         else services.RightsFilter.ANY,
         consent=args.get("consent", ""),
     )
-    settings = _settings()
+    settings = current_settings()
     assets = services.search_assets(
         request_session(), query, now=utcnow(), warn_days=settings.media_rights_warn_days
     )
@@ -124,7 +119,7 @@ def upload() -> str | Response:
                     _storage(),
                     data=file.stream.read(images.MAX_IMAGE_BYTES + 1),
                     filename=file.filename,
-                    details=form.to_input(_settings().tz),
+                    details=form.to_input(current_settings().tz),
                     owner_id=current_user.id,
                     now=utcnow(),
                 )
@@ -142,7 +137,7 @@ def upload() -> str | Response:
 def show(asset_id: int) -> str | Response:
     session = request_session()
     asset = _asset(asset_id)
-    zone = _settings().tz
+    zone = current_settings().tz
     form = AssetForm()
     form.beat_ids.choices = _beat_choices()
     if request.method == "GET":
@@ -358,7 +353,7 @@ def press_kit(slug: str) -> Response:
         release = public_release(session, slug, now)
     except NotFound:
         abort(404)
-    settings = _settings()
+    settings = current_settings()
     assets = [m.asset for m in services.visible_release_media(session, release.id, now)]
     prepared = downloads.press_kit(
         _storage(),

@@ -24,7 +24,6 @@ from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
 from distributor.db import request_session, utcnow
-from distributor.media.storage import app_storage, stored_response
 from distributor.newsroom import services
 from distributor.organisation.models import Organisation
 from distributor.organisation.services import get_organisation
@@ -32,7 +31,8 @@ from distributor.releases.media import PHOTO_WIDTHS, attachment_key, photo_key
 from distributor.releases.models import Attachment, Release
 from distributor.releases.workflow import is_publicly_visible
 from distributor.security import editor_required, public
-from distributor.settings import Settings
+from distributor.settings import current_settings
+from distributor.storage import app_storage, stored_response
 
 bp = Blueprint("newsroom", __name__)
 
@@ -40,15 +40,10 @@ _PHOTO_NAME = re.compile(r"([0-9a-f]{24})-(\d+)\.jpg")
 _SIZE_BY_WIDTH = {width: size for size, width in PHOTO_WIDTHS.items()}
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
-
-
 def org_zone() -> ZoneInfo:
     """The organisation's time zone (embargoes are entered and shown in it)."""
     if "org_zone" not in g:
-        settings = _settings()
+        settings = current_settings()
         name = current_organisation().timezone or settings.org_timezone
         try:
             g.org_zone = ZoneInfo(name)
@@ -78,7 +73,7 @@ def photo_url(release: Release, size: str = "web", external: bool = False) -> st
 def current_organisation() -> Organisation:
     """The organisation row, loaded once per request."""
     if "organisation" not in g:
-        g.organisation = get_organisation(request_session(), _settings())
+        g.organisation = get_organisation(request_session(), current_settings())
     org: Organisation = g.organisation
     return org
 

@@ -18,12 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role, User
-from distributor.celery_app import enqueue_after_commit
 from distributor.notifications.models import NotificationKind, StaffMailKind
 from distributor.notifications.services import opted_out_users, record_staff_mail
 from distributor.releases.models import Release, ReleaseStatus
+from distributor.signals import release_moved
+from distributor.tasks_api import TaskRef, enqueue_after_commit
 
 S = ReleaseStatus
+SEND_NOTIFICATION = TaskRef("notifications.send_notification")
 MUTED = "notifications_muted"
 
 
@@ -83,8 +85,6 @@ def on_release_moved(
     **_: Any,
 ) -> None:
     """Queue one notification mail per person concerned (sent after commit)."""
-    from distributor.notifications.tasks import send_notification
-
     kind = kind_of_move(from_status, to_status)
     if kind is None or session.info.get(MUTED):
         return
@@ -98,10 +98,8 @@ def on_release_moved(
             notification_kind=kind,
             note=comment.strip() if kind is NotificationKind.SENT_BACK else "",
         )
-        enqueue_after_commit(session, send_notification, row.id)
+        enqueue_after_commit(session, SEND_NOTIFICATION, row.id)
 
 
 def connect() -> None:
-    from distributor.releases.workflow import release_moved
-
     release_moved.connect(on_release_moved, weak=False)

@@ -8,15 +8,12 @@ from werkzeug.wrappers import Response
 
 from distributor.accounts.models import Role
 from distributor.db import request_session
-from distributor.notifications import handlers, services
+from distributor.notifications import services
 from distributor.notifications.forms import NotificationChoicesForm
 from distributor.notifications.models import NotificationKind
 from distributor.security import staff_required
 
 bp = Blueprint("notifications", __name__, url_prefix="/staff/notifications")
-
-# The modules this one listens to send their signals; connect once, when the app is built.
-handlers.connect()
 
 
 def kinds_for(role: Role) -> list[NotificationKind]:

@@ -1,11 +1,10 @@
-"""Demo identity for `make run`: boilerplate, spokespeople and a featured release."""
+"""Demo identity for `make run`: boilerplate and spokespeople."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from distributor.db import utcnow
 from distributor.organisation.models import Spokesperson
 from distributor.organisation.services import ensure_organisation
 from distributor.settings import Settings
@@ -24,8 +23,6 @@ DEMO_SPOKESPEOPLE = [
 
 def seed_organisation_demo(session: Session, settings: Settings) -> list[str]:
     """Fill in the demo organisation's identity once; never overwrite what an admin set."""
-    from distributor.newsroom import services as newsroom
-
     org = ensure_organisation(session, settings)
     notes: list[str] = []
     if not org.boilerplate:
@@ -45,11 +42,5 @@ def seed_organisation_demo(session: Session, settings: Settings) -> list[str]:
                 )
             )
         notes.append(f"organisation: {len(DEMO_SPOKESPEOPLE)} demo spokespeople")
-    if newsroom.featured_release(session, utcnow()) is None:
-        page = newsroom.list_public_releases(session, utcnow(), per_page=3)
-        with_photo = [r for r in page.items if r.photo_key]
-        if with_photo:
-            newsroom.set_featured(session, with_photo[0], True)
-            notes.append(f"newsroom: featured {with_photo[0].title!r}")
     session.flush()
     return notes

@@ -10,7 +10,7 @@ from typing import IO
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from distributor.errors import ValidationFailed
-from distributor.media.storage import MediaStorage
+from distributor.storage import MediaStorage
 
 MAX_LOGO_BYTES = 5 * 1024 * 1024
 MAX_LOGO_PIXELS = 25_000_000

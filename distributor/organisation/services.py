@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 
 from distributor.db import after_commit
 from distributor.errors import NotFound, ValidationFailed
-from distributor.media.storage import MediaStorage
 from distributor.organisation.media import delete_logo, process_logo
 from distributor.organisation.models import DEFAULT_BRAND_COLOUR, Organisation, Spokesperson
+from distributor.photos import delete_photo_files, process_photo
 from distributor.settings import Settings
+from distributor.storage import MediaStorage
 
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 MAX_SOCIAL_LINKS = 8
@@ -135,8 +136,6 @@ def add_spokesperson(
     photo: IO[bytes] | None = None,
 ) -> Spokesperson:
     """Add someone journalists may call; their photo is checked like a release photo."""
-    from distributor.releases.media import process_photo
-
     org = ensure_organisation(session, settings)
     if not name.strip():
         raise ValidationFailed("A spokesperson needs a name.")
@@ -158,7 +157,6 @@ def add_spokesperson(
 
 
 def remove_spokesperson(session: Session, storage: MediaStorage, spokesperson_id: int) -> None:
-    from distributor.releases.media import delete_photo_files
 
     person = session.get(Spokesperson, spokesperson_id)
     if person is None:

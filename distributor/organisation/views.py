@@ -18,22 +18,17 @@ from werkzeug.wrappers import Response
 
 from distributor.db import request_session
 from distributor.errors import DomainError
-from distributor.media.storage import app_storage, stored_response
 from distributor.organisation import services
 from distributor.organisation.forms import OrganisationForm, RemoveForm, SpokespersonForm
 from distributor.organisation.media import logo_key
 from distributor.organisation.models import DEFAULT_BRAND_COLOUR
 from distributor.security import admin_required, public
-from distributor.settings import Settings
+from distributor.settings import current_settings
+from distributor.storage import app_storage, stored_response
 
 bp = Blueprint("organisation", __name__)
 
 _LOGO_NAME = re.compile(r"([0-9a-f]{24})\.png")
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 def _upload(field: object) -> FileStorage | None:
@@ -45,14 +40,14 @@ def _upload(field: object) -> FileStorage | None:
 @admin_required
 def edit() -> str | Response:
     session = request_session()
-    org = services.ensure_organisation(session, _settings())
+    org = services.ensure_organisation(session, current_settings())
     form = OrganisationForm(obj=org)
     if form.validate_on_submit():
         logo = _upload(form.logo)
         try:
             services.update_organisation(
                 session,
-                _settings(),
+                current_settings(),
                 services.OrganisationInput(
                     name=form.name.data or "",
                     tagline=form.tagline.data or "",
@@ -96,7 +91,7 @@ def add_spokesperson() -> Response:
     try:
         person = services.add_spokesperson(
             session,
-            _settings(),
+            current_settings(),
             name=form.name.data or "",
             title=form.title.data or "",
             email=form.email.data or "",
@@ -142,7 +137,7 @@ def logo(name: str) -> Response:
 @public
 def brand_css() -> Response:
     """The brand colour as a CSS variable: a stylesheet, so no inline style is needed (CSP)."""
-    org = services.get_organisation(request_session(), _settings())
+    org = services.get_organisation(request_session(), current_settings())
     colour = org.brand_colour or DEFAULT_BRAND_COLOUR
     if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
         colour = DEFAULT_BRAND_COLOUR
@@ -159,6 +154,6 @@ def org_display_name() -> str:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        return services.get_organisation(request_session(), _settings()).name
+        return services.get_organisation(request_session(), current_settings()).name
     except SQLAlchemyError:
-        return _settings().org_name
+        return current_settings().org_name

@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from distributor.audience.models import Beat
 from distributor.db import utcnow
-from distributor.media.storage import storage_for
 from distributor.releases import media, services
 from distributor.releases.models import PressContact, Release, ReleaseKind, ReleaseStatus
 from distributor.settings import Settings
+from distributor.storage import storage_for
 
 DEMO_BEATS = [
     ("climate", "Climate"),

@@ -23,7 +23,7 @@ from distributor.releases import services
 from distributor.releases.models import PressContact, Release, ReleaseKind, credit_line
 from distributor.releases.views import bp
 from distributor.security import staff_required
-from distributor.settings import Settings
+from distributor.settings import current_settings
 
 # The frames show our own markup only; they run no script and reach nothing but our files.
 _FRAME_CSP = "sandbox allow-same-origin; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
@@ -102,7 +102,7 @@ def preview_page() -> Response:
 @staff_required
 def preview_mail() -> Response:
     """The release mail as a journalist would get it (no tracking, a sample recipient)."""
-    settings: Settings = current_app.extensions["distributor.settings"]
+    settings = current_settings()
     draft = _draft()
     org = get_organisation(request_session(), settings)
     context: dict[str, Any] = release_context(

@@ -25,7 +25,6 @@ from werkzeug.wrappers import Response
 from distributor.audience.models import Beat, MediaList
 from distributor.db import request_session, utcnow
 from distributor.errors import DomainError, ValidationFailed
-from distributor.media.storage import app_storage
 from distributor.newsroom.views import org_zone, send_attachment
 from distributor.releases import media, services
 from distributor.releases.forms import (
@@ -47,16 +46,12 @@ from distributor.releases.models import (
     release_beats,
 )
 from distributor.security import admin_required, editor_required, staff_required
-from distributor.settings import Settings
+from distributor.settings import current_settings
+from distributor.storage import app_storage
 
 bp = Blueprint("releases", __name__, url_prefix="/staff/releases")
 
 PER_PAGE = 30
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["distributor.settings"]
-    return settings
 
 
 # -- list --------------------------------------------------------------------------------------
@@ -282,7 +277,7 @@ def _gallery_context(session: Session, release: Release) -> dict[str, Any]:
             session,
             media_services.AssetQuery(rights=media_services.RightsFilter.ACTIVE),
             now=now,
-            warn_days=_settings().media_rights_warn_days,
+            warn_days=current_settings().media_rights_warn_days,
         ),
         "can_edit_gallery": release.status in EDITABLE and services.can_edit(current_user, release),
         "media_available": lambda asset: media_services.is_available(asset, now),
@@ -314,7 +309,7 @@ def move(release_id: int) -> Response:
             target,
             by=current_user,
             comment=form.comment.data or "",
-            require_other_approver=current_app.extensions["distributor.settings"].require_four_eyes,
+            require_other_approver=current_settings().require_four_eyes,
         )
     except DomainError as exc:
         session.rollback()

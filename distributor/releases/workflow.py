@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from blinker import Namespace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,15 +24,10 @@ from distributor.releases.models import (
     ReleaseTransition,
     ReleaseVersion,
 )
+from distributor.signals import release_moved
 from distributor.statemachine import StateMachine
 
 S = ReleaseStatus
-
-_signals = Namespace()
-# Sent after every move, inside its transaction: (release, session=, from_status=, to_status=,
-# by=, comment=). Other modules connect their own handler (notifications mail the people
-# concerned); the workflow knows nothing of them.
-release_moved = _signals.signal("release-moved")
 
 RELEASE_WORKFLOW: StateMachine[ReleaseStatus] = StateMachine(
     "release",

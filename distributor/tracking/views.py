@@ -20,6 +20,7 @@ from distributor.db import request_session
 from distributor.extensions import limiter
 from distributor.organisation.services import ensure_organisation
 from distributor.security import admin_required, public
+from distributor.settings import current_settings
 from distributor.tracking.buffer import RedisEventBuffer
 from distributor.tracking.fastpath import NO_STORE, PIXEL_GIF, TrackingFastPath, get_tracker
 
@@ -75,7 +76,7 @@ def click(token: str, link_id: int) -> Response:
 @admin_required
 def settings_page() -> Response | str:
     session = request_session()
-    org = ensure_organisation(session, current_app.extensions["distributor.settings"])
+    org = ensure_organisation(session, current_settings())
     if request.method == "POST":
         org.is_tracking_enabled = request.form.get("enabled") == "1"
         flash(

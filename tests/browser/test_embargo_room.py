@@ -36,11 +36,11 @@ from distributor.delivery.sender import run_batch
 from distributor.embargo import services as embargo
 from distributor.embargo.models import EmbargoTerms, Standing, TermsAcceptance
 from distributor.mail.transport import InMemoryTransport, parse_smtp_urls
-from distributor.media.storage import storage_for
 from distributor.releases.media import add_attachment, set_photo
 from distributor.releases.models import Release, ReleaseStatus, release_beats
 from distributor.releases.tasks import lift_embargoes
 from distributor.settings import Settings
+from distributor.storage import storage_for
 from distributor.tracking.models import TrackedLink
 from tests.conftest import TEST_PASSWORD
 from tests.support import delivery_factories as f

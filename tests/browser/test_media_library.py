@@ -33,7 +33,6 @@ from distributor.mail.transport import InMemoryTransport
 from distributor.media import downloads as media_downloads
 from distributor.media import rights as media_rights
 from distributor.media.models import MediaAsset, MediaAssetEvent, ReleaseMedia
-from distributor.media.storage import LocalStorage
 from distributor.releases.models import (
     PressContact,
     Release,
@@ -42,6 +41,7 @@ from distributor.releases.models import (
     release_contacts,
 )
 from distributor.settings import Settings
+from distributor.storage import LocalStorage
 from tests.conftest import TEST_PASSWORD
 from tests.support import delivery_factories as f
 from tests.support.media import exiftool, photo_with_exif

@@ -267,7 +267,7 @@ def test_embargoed_library_files_go_through_the_journalists_room(
     app: Flask, client: FlaskClient, session: Session, settings: Settings
 ) -> None:
     from distributor.embargo import tokens
-    from distributor.media.storage import MediaStorage
+    from distributor.storage import MediaStorage
     from tests.support.embargo import embargoed_world
     from tests.support.media import add_asset
 

@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
-from distributor.media.storage import storage_for
 from distributor.releases import media, services
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
+from distributor.storage import storage_for
 from tests.support.releases import beat, image_bytes, make_release
 
 ATOM = "{http://www.w3.org/2005/Atom}"

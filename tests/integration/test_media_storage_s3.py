@@ -21,12 +21,12 @@ from distributor.app import create_app
 from distributor.db import Database, utcnow
 from distributor.mail.transport import InMemoryTransport
 from distributor.media import services as media_services
-from distributor.media.storage import LocalStorage, MediaStorage, storage_from_url
 from distributor.organisation import services as org_services
 from distributor.organisation.media import logo_key, process_logo
 from distributor.releases import media
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
+from distributor.storage import LocalStorage, MediaStorage, storage_from_url
 from tests.support import delivery_factories as f
 from tests.support.media import add_asset, exiftool, moto_s3_server, photo_with_exif
 from tests.support.releases import image_bytes
@@ -146,7 +146,7 @@ def test_import_files_copies_a_local_folder_into_the_object_store(
     s3_url: str, tmp_path: Path
 ) -> None:
 
-    from distributor.media.storage import import_local_files
+    from distributor.storage import import_local_files
 
     local = LocalStorage(tmp_path / "media")
     local.put("photos/abc-1200.jpg", b"jpeg", "image/jpeg")

@@ -14,10 +14,10 @@ from distributor.delivery.models import Delivery, Send, SendStatus
 from distributor.delivery.recipients import freeze_recipients
 from distributor.embargo import handlers, services
 from distributor.embargo.models import Standing
-from distributor.media.storage import storage_for
 from distributor.releases.media import add_attachment, set_photo
 from distributor.releases.models import Release
 from distributor.settings import Settings
+from distributor.storage import storage_for
 from tests.support import delivery_factories as f
 from tests.support.delivery_seed import approved_release, person, subscribe
 from tests.support.releases import image_bytes

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from distributor.db import utcnow
 from distributor.media import services
 from distributor.media.models import LicenceKind, MediaAsset
-from distributor.media.storage import MediaStorage
+from distributor.storage import MediaStorage
 from tests.support.services import free_port, need, port_open
 
 

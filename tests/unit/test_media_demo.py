@@ -8,10 +8,10 @@ from distributor.db import utcnow
 from distributor.media import images, services
 from distributor.media.demo import GALLERY_RELEASE, seed_media
 from distributor.media.models import LicenceKind
-from distributor.media.storage import storage_for
 from distributor.releases.demo import seed_releases
 from distributor.releases.models import Release
 from distributor.settings import Settings
+from distributor.storage import storage_for
 
 
 def test_demo_library_is_seeded_once(session: Session, settings: Settings) -> None:

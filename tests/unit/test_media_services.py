@@ -13,9 +13,9 @@ from distributor.db import utcnow
 from distributor.errors import IllegalTransition, ValidationFailed
 from distributor.media import downloads, rights, services
 from distributor.media.models import LicenceKind, RightsState
-from distributor.media.storage import LocalStorage
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
+from distributor.storage import LocalStorage
 from tests.support import releases as factories
 from tests.support.media import add_asset, details, exiftool
 

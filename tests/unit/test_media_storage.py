@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distributor.media.storage import (
+from distributor.storage import (
     LocalStorage,
     MediaFileMissing,
     MediaStorage,

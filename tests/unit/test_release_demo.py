@@ -8,12 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
-from distributor.media.storage import storage_for
 from distributor.releases import media
 from distributor.releases.demo import DEMO_BEATS, seed_releases
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.releases.services import is_publicly_visible
 from distributor.settings import Settings
+from distributor.storage import storage_for
 
 
 def test_demo_releases_are_seeded_once_with_photos(session: Session, settings: Settings) -> None:

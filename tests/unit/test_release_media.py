@@ -11,9 +11,9 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from distributor.errors import ValidationFailed
-from distributor.media.storage import storage_for
 from distributor.releases import media
 from distributor.settings import Settings
+from distributor.storage import storage_for
 from tests.support.releases import image_bytes, make_release
 
 

@@ -66,6 +66,8 @@ class Journalist(Base):
         Index(
             "ix_journalists_address_hash", text("distributor_address_hash(email_normalized)")
         ).ddl_if(dialect="postgresql"),
+        # The staff list's keyset order (migration 0022).
+        Index("ix_journalists_name_address", "name", "email_normalized"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, func, or_, select
+from sqlalchemy import Select, delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from distributor.accounts.models import Role, User
@@ -405,6 +405,33 @@ def journalist_query(
     return stmt
 
 
+# The list counts its matches exactly up to this many; past it the total is an estimate.
+EXACT_TOTAL_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class JournalistPage:
+    """One page of the staff list, in (name, address) order, with its neighbours' cursors.
+
+    ``total`` is exact up to ``EXACT_TOTAL_LIMIT``; above it ``total_is_estimate`` is set and
+    ``total`` is the planner's estimate (PostgreSQL) or the limit itself ("more than").
+    """
+
+    journalists: list[Journalist]
+    total: int
+    total_is_estimate: bool
+    next_after: int | None  # the last journalist's id, when a later page exists
+    previous_before: int | None  # the first journalist's id, when an earlier page exists
+
+    @property
+    def total_text(self) -> str:
+        if not self.total_is_estimate:
+            return f"{self.total:,} found"
+        if self.total > EXACT_TOTAL_LIMIT:
+            return f"about {self.total:,} found (estimated)"
+        return f"more than {EXACT_TOTAL_LIMIT:,} found"
+
+
 def search_journalists(
     session: Session,
     *,
@@ -413,30 +440,87 @@ def search_journalists(
     outlet_id: int | None = None,
     status: str = "",
     engagement: str = "",
-    page: int = 1,
+    after: int | None = None,
+    before: int | None = None,
     per_page: int = 50,
-) -> tuple[list[Journalist], int]:
-    """One page of journalists matching the filters, and how many match in all.
+) -> JournalistPage:
+    """One page of journalists matching the filters, by keyset: the page after journalist
+    ``after`` (or before ``before``) in (name, address) order, never OFFSET, so a late page
+    costs what the first one does (an index walk from the cursor).
 
-    The total comes with the page (a window count): the filters are evaluated once, where a
-    separate COUNT would evaluate them a second time over the whole audience.
+    A cursor naming a journalist who no longer exists starts the list again.
     """
     stmt = journalist_query(
         q=q, beat_id=beat_id, outlet_id=outlet_id, status=status, engagement=engagement
     )
-    rows = session.execute(
-        stmt.add_columns(func.count().over().label("total"))
-        .options(selectinload(Journalist.subscriptions))
-        .limit(per_page)
-        .offset(max(page - 1, 0) * per_page)
-    ).all()
-    if rows:
-        return [row[0] for row in rows], int(rows[0][1])
-    if page <= 1:
-        return [], 0
-    # Past the last page: the count alone says how far the list goes.
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    return [], total
+    key = tuple_(Journalist.name, Journalist.email_normalized)
+    cursor_id = before if before is not None else after
+    cursor = None
+    if cursor_id is not None:
+        cursor = session.execute(
+            select(Journalist.name, Journalist.email_normalized).where(Journalist.id == cursor_id)
+        ).first()
+    backwards = cursor is not None and before is not None
+    page_stmt = stmt
+    if cursor is not None:
+        at = tuple_(cursor[0], cursor[1])
+        page_stmt = stmt.where(key < at) if backwards else stmt.where(key > at)
+    if backwards:
+        page_stmt = page_stmt.order_by(None).order_by(
+            Journalist.name.desc(), Journalist.email_normalized.desc()
+        )
+    rows = list(
+        session.scalars(
+            page_stmt.options(selectinload(Journalist.subscriptions)).limit(per_page + 1)
+        )
+    )
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    if backwards:
+        rows.reverse()
+    # Is there anything on the other side of the page? One row of the index says.
+    if backwards:
+        has_next, has_previous = cursor is not None, more
+    else:
+        has_next, has_previous = (
+            more,
+            cursor is not None and bool(rows) and _exists_before(session, stmt, key, rows[0]),
+        )
+    total, estimated = count_capped(session, stmt)
+    return JournalistPage(
+        journalists=rows,
+        total=total,
+        total_is_estimate=estimated,
+        next_after=rows[-1].id if rows and has_next else None,
+        previous_before=rows[0].id if rows and has_previous else None,
+    )
+
+
+def _exists_before(session: Session, stmt: Select[Any], key: Any, first: Journalist) -> bool:
+    earlier = stmt.where(key < tuple_(first.name, first.email_normalized))
+    return session.scalar(select(earlier.order_by(None).with_only_columns(Journalist.id).exists()))
+
+
+def count_capped(session: Session, stmt: Select[Any]) -> tuple[int, bool]:
+    """How many rows ``stmt`` matches, counted exactly up to ``EXACT_TOTAL_LIMIT``; above it
+    the planner's estimate on PostgreSQL (else the limit), flagged as an estimate."""
+    ids = stmt.order_by(None).with_only_columns(Journalist.id).limit(EXACT_TOTAL_LIMIT + 1)
+    exact = session.scalar(select(func.count()).select_from(ids.subquery())) or 0
+    if exact <= EXACT_TOTAL_LIMIT:
+        return exact, False
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        # The planner's row estimate for the same filters (bound as parameters, like the
+        # query itself): a figure to label "about", never to page by.
+        compiled = stmt.order_by(None).with_only_columns(Journalist.id).compile(dialect=dialect)
+        plan = (
+            session.connection()
+            .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+            .scalar_one()
+        )
+        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        return max(estimate, EXACT_TOTAL_LIMIT + 1), True
+    return EXACT_TOTAL_LIMIT, True
 
 
 # -- media lists ---------------------------------------------------------------------------------

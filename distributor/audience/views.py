@@ -63,15 +63,19 @@ def journalist_filters() -> dict[str, object]:
 def journalists() -> str:
     session = request_session()
     filters = journalist_filters()
-    page = _int_arg("page") or 1
-    rows, total = services.search_journalists(session, page=page, **filters)  # type: ignore[arg-type]
-    suppressed = services.suppressed_addresses(session, [j.email_normalized for j in rows])
+    page = services.search_journalists(
+        session,
+        after=_int_arg("after"),
+        before=_int_arg("before"),
+        **filters,  # type: ignore[arg-type]
+    )
+    suppressed = services.suppressed_addresses(
+        session, [j.email_normalized for j in page.journalists]
+    )
     return render_template(
         "staff/audience/journalists.html",
-        journalists=rows,
-        total=total,
+        journalists=page.journalists,
         page=page,
-        per_page=50,
         filters=filters,
         beats=services.list_beats(session),
         outlets=services.list_outlets(session),

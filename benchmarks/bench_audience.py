@@ -12,13 +12,16 @@ through its test client, logged in as an editor), each as the median of ``--runs
 
 - the send page's audience breakdown (``delivery.services.audience_breakdown``),
 - the journalists list filtered by beat and engagement (``GET /staff/audience/journalists``),
-  its first, a middle and its last page,
+  its first, 20th and 100th page (keyset pages, reached through their "Next" links),
 - the streamed CSV export of every journalist (``GET .../journalists/export.csv``), with the
   growth of this process's resident memory while it streams,
 - a CSV import of ``--import-rows`` (default N) new journalists: upload and dry run, then the
   worker's whole job (``run_import_job``: validate again, insert in one transaction).
 
-Drops the database and prints as its last line:
+With ``--reuse`` the seeded audience is kept as a template database
+(``bench_audience_seed_<N>_v<version>``) and each run measures on a file-level copy of it, so
+only the first run pays for seeding (``--drop-seed`` removes it). Drops the database (never
+the template) and prints as its last line:
 
     audience: <N> journalists, breakdown <B> ms, list <L> ms, export <E> rows/s, import <I> s
 """
@@ -26,6 +29,7 @@ Drops the database and prints as its last line:
 from __future__ import annotations
 
 import argparse
+import html
 import io
 import os
 import re
@@ -57,6 +61,7 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench audience password 0123456789"
 BEATS, OUTLETS, RELEASE_BEATS = 40, 2000, 10
 SEED_VERSION = 1  # bump when SEED changes, so --reuse seeds a new template
+_NEXT = re.compile(r'rel="next" href="([^"]+)"')
 _CSRF = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 
 
@@ -345,12 +350,24 @@ def main() -> int:
         body = first.get_data(as_text=True)
         found = re.search(r"Journalists <small>([^<]*)</small>", body)
         log(f"list by beat and engagement: {found[1] if found else '(no total shown)'}")
-        pages = [base, base + "&page=20", base + "&page=100"]
+        # Pages go by keyset ("Next" carries the last row's id): walk the links once to find
+        # the 20th and the 100th page (or the last, if fewer), then time those pages.
+        pages, path, walked = [base], base, 1
+        while walked < 100:
+            link = _NEXT.search(client.get(path).get_data(as_text=True))
+            if link is None:
+                break
+            path, walked = html.unescape(link[1]), walked + 1
+            if walked == 20:
+                pages.append(path)
+        if path != pages[-1]:
+            pages.append(path)
+        log(f"list: walked {walked} pages of 50")
         list_times = []
-        for path in pages:
+        for number, path in zip((1, 20, walked), pages, strict=False):
             value, times = median_ms(lambda p=path: _ok(client.get(p)), args.runs)  # type: ignore[misc]
             list_times.append(value)
-            log(f"list {path.rsplit('&', 1)[-1]}: median {value:.0f} ms of {times}")
+            log(f"list page {number}: median {value:.0f} ms of {[round(t) for t in times]}")
         results["list"] = statistics.median(list_times) if list_times else float("nan")
 
         # -- the streamed CSV export -------------------------------------------------------

@@ -313,7 +313,7 @@ def copy_rows(
     for chunk in chunks(analysis.rows, chunk_size):
         connection.exec_driver_sql(f"TRUNCATE {_STAGING}")
         copy_sql = f"COPY {_STAGING} ({', '.join(STAGING_COLUMNS)}) FROM STDIN"
-        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[attr-defined]
+        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
             for row in chunk:
                 copy.write_row([row.get(column, "") for column in STAGING_COLUMNS])
         connection.exec_driver_sql(f"ANALYZE {_STAGING}")

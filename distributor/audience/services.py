@@ -498,7 +498,9 @@ def search_journalists(
 
 def _exists_before(session: Session, stmt: Select[Any], key: Any, first: Journalist) -> bool:
     earlier = stmt.where(key < tuple_(first.name, first.email_normalized))
-    return session.scalar(select(earlier.order_by(None).with_only_columns(Journalist.id).exists()))
+    return bool(
+        session.scalar(select(earlier.order_by(None).with_only_columns(Journalist.id).exists()))
+    )
 
 
 def count_capped(session: Session, stmt: Select[Any]) -> tuple[int, bool]:

@@ -15,7 +15,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, func, or_, select, tuple_
+from sqlalchemy import Integer, Select, any_, bindparam, delete, exists, func, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
 from distributor.accounts.models import Role, User
@@ -339,6 +340,9 @@ ENGAGEMENT_FILTERS = ("engaged", "unengaged")
 ENGAGEMENT_WINDOW = dt.timedelta(days=90)
 
 
+_LIST_ORDER = (Journalist.name, Journalist.email_normalized)
+
+
 def journalist_query(
     *,
     q: str = "",
@@ -348,7 +352,7 @@ def journalist_query(
     engagement: str = "",
 ) -> Select[Any]:
     """Staff search: free text over address/name/outlet, filtered by beat, outlet and status."""
-    stmt = select(Journalist).order_by(Journalist.name, Journalist.email_normalized)
+    stmt = select(Journalist).order_by(*_LIST_ORDER)
     if q.strip():
         like = f"%{q.strip().lower()}%"
         stmt = stmt.outerjoin(Outlet, Journalist.outlet_id == Outlet.id).where(
@@ -454,6 +458,26 @@ def search_journalists(
         q=q, beat_id=beat_id, outlet_id=outlet_id, status=status, engagement=engagement
     )
     key = tuple_(Journalist.name, Journalist.email_normalized)
+    # Up to EXACT_TOTAL_LIMIT matches are fetched as ids first (the exact total) and a page is
+    # sorted from them: otherwise the planner may walk the name index probing each row against
+    # the filters, which is fast only when matches are common and evenly spread.
+    dialect = session.get_bind().dialect.name
+    match_ids = list(
+        session.scalars(
+            stmt.order_by(None).with_only_columns(Journalist.id).limit(EXACT_TOTAL_LIMIT + 1)
+        )
+    )
+    few = len(match_ids) <= EXACT_TOTAL_LIMIT
+    if few:
+        among = (
+            Journalist.id == any_(bindparam("match_ids", match_ids, type_=ARRAY(Integer)))
+            if dialect == "postgresql"
+            else Journalist.id.in_(match_ids)
+        )
+        # Sorted by the same values through expressions no index provides ("|| ''" keeps
+        # the text and its collation), so the planner fetches the few ids and sorts them
+        # instead of walking the name index in the hope of meeting them early.
+        stmt = select(Journalist).where(among).order_by(*(c + "" for c in _LIST_ORDER))
     cursor_id = before if before is not None else after
     cursor = None
     if cursor_id is not None:
@@ -466,9 +490,8 @@ def search_journalists(
         at = tuple_(cursor[0], cursor[1])
         page_stmt = stmt.where(key < at) if backwards else stmt.where(key > at)
     if backwards:
-        page_stmt = page_stmt.order_by(None).order_by(
-            Journalist.name.desc(), Journalist.email_normalized.desc()
-        )
+        order = (c + "" for c in _LIST_ORDER) if few else _LIST_ORDER
+        page_stmt = page_stmt.order_by(None).order_by(*(c.desc() for c in order))
     rows = list(
         session.scalars(
             page_stmt.options(selectinload(Journalist.subscriptions)).limit(per_page + 1)
@@ -486,7 +509,7 @@ def search_journalists(
             more,
             cursor is not None and bool(rows) and _exists_before(session, stmt, key, rows[0]),
         )
-    total, estimated = count_capped(session, stmt)
+    total, estimated = (len(match_ids), False) if few else (_estimate(session, stmt), True)
     return JournalistPage(
         journalists=rows,
         total=total,
@@ -503,26 +526,20 @@ def _exists_before(session: Session, stmt: Select[Any], key: Any, first: Journal
     )
 
 
-def count_capped(session: Session, stmt: Select[Any]) -> tuple[int, bool]:
-    """How many rows ``stmt`` matches, counted exactly up to ``EXACT_TOTAL_LIMIT``; above it
-    the planner's estimate on PostgreSQL (else the limit), flagged as an estimate."""
-    ids = stmt.order_by(None).with_only_columns(Journalist.id).limit(EXACT_TOTAL_LIMIT + 1)
-    exact = session.scalar(select(func.count()).select_from(ids.subquery())) or 0
-    if exact <= EXACT_TOTAL_LIMIT:
-        return exact, False
+def _estimate(session: Session, stmt: Select[Any]) -> int:
+    """The planner's estimate of the rows ``stmt`` matches, when there are more than
+    ``EXACT_TOTAL_LIMIT`` (on SQLite, the limit itself: "more than")."""
     dialect = session.get_bind().dialect
-    if dialect.name == "postgresql":
-        # The planner's row estimate for the same filters (bound as parameters, like the
-        # query itself): a figure to label "about", never to page by.
-        compiled = stmt.order_by(None).with_only_columns(Journalist.id).compile(dialect=dialect)
-        plan = (
-            session.connection()
-            .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
-            .scalar_one()
-        )
-        estimate = int(plan[0]["Plan"]["Plan Rows"])
-        return max(estimate, EXACT_TOTAL_LIMIT + 1), True
-    return EXACT_TOTAL_LIMIT, True
+    if dialect.name != "postgresql":
+        return EXACT_TOTAL_LIMIT
+    # Bound as parameters, like the query itself: a figure to label "about", never to page by.
+    compiled = stmt.order_by(None).with_only_columns(Journalist.id).compile(dialect=dialect)
+    plan = (
+        session.connection()
+        .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+        .scalar_one()
+    )
+    return max(int(plan[0]["Plan"]["Plan Rows"]), EXACT_TOTAL_LIMIT + 1)
 
 
 # -- media lists ---------------------------------------------------------------------------------

@@ -352,19 +352,19 @@ def main() -> int:
         log(f"list by beat and engagement: {found[1] if found else '(no total shown)'}")
         # Pages go by keyset ("Next" carries the last row's id): walk the links once to find
         # the 20th and the 100th page (or the last, if fewer), then time those pages.
-        pages, path, walked = [base], base, 1
+        pages, path, walked = [(1, base)], base, 1
         while walked < 100:
             link = _NEXT.search(client.get(path).get_data(as_text=True))
             if link is None:
                 break
             path, walked = html.unescape(link[1]), walked + 1
             if walked == 20:
-                pages.append(path)
-        if path != pages[-1]:
-            pages.append(path)
+                pages.append((walked, path))
+        if walked != pages[-1][0]:
+            pages.append((walked, path))
         log(f"list: walked {walked} pages of 50")
         list_times = []
-        for number, path in zip((1, 20, walked), pages, strict=False):
+        for number, path in pages:
             value, times = median_ms(lambda p=path: _ok(client.get(p)), args.runs)  # type: ignore[misc]
             list_times.append(value)
             log(f"list page {number}: median {value:.0f} ms of {[round(t) for t in times]}")

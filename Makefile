@@ -93,4 +93,4 @@ bench-reports: install
 
 # N defaults to 1,000,000 here; `make bench-audience N=100000` runs it smaller.
 bench-audience: install
-	$(BIN)/python benchmarks/bench_audience.py -n $(if $(filter command line environment,$(origin N)),$(N),1000000)
+	$(BIN)/python benchmarks/bench_audience.py -n $(if $(filter command line environment,$(origin N)),$(N),1000000) $(if $(REUSE),--reuse)

@@ -12,13 +12,16 @@ through its test client, logged in as an editor), each as the median of ``--runs
 
 - the send page's audience breakdown (``delivery.services.audience_breakdown``),
 - the journalists list filtered by beat and engagement (``GET /staff/audience/journalists``),
-  its first, a middle and its last page,
+  its first, 20th and 100th page (keyset pages, reached through their "Next" links),
 - the streamed CSV export of every journalist (``GET .../journalists/export.csv``), with the
   growth of this process's resident memory while it streams,
 - a CSV import of ``--import-rows`` (default N) new journalists: upload and dry run, then the
   worker's whole job (``run_import_job``: validate again, insert in one transaction).
 
-Drops the database and prints as its last line:
+With ``--reuse`` the seeded audience is kept as a template database
+(``bench_audience_seed_<N>_v<version>``) and each run measures on a file-level copy of it, so
+only the first run pays for seeding (``--drop-seed`` removes it). Drops the database (never
+the template) and prints as its last line:
 
     audience: <N> journalists, breakdown <B> ms, list <L> ms, export <E> rows/s, import <I> s
 """
@@ -26,6 +29,7 @@ Drops the database and prints as its last line:
 from __future__ import annotations
 
 import argparse
+import html
 import io
 import os
 import re
@@ -42,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select, text  # noqa: E402
 
-from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
+from benchmarks.throwaway_db import create_database, database_exists, drop_database  # noqa: E402
 from distributor.accounts.models import Role  # noqa: E402
 from distributor.accounts.services import create_user  # noqa: E402
 from distributor.app import create_app  # noqa: E402
@@ -56,6 +60,8 @@ from distributor.settings import Settings  # noqa: E402
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench audience password 0123456789"
 BEATS, OUTLETS, RELEASE_BEATS = 40, 2000, 10
+SEED_VERSION = 1  # bump when SEED changes, so --reuse seeds a new template
+_NEXT = re.compile(r'rel="next" href="([^"]+)"')
 _CSRF = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 
 
@@ -215,6 +221,16 @@ def seed(db: Database, n: int) -> tuple[int, int]:
     return release_id, first_beat + 5
 
 
+def seeded_ids(db: Database) -> tuple[int, int]:
+    """The release to send and the beat to filter by in an already seeded database."""
+    with db.engine.connect() as conn:
+        release_id = conn.execute(
+            text("SELECT id FROM releases WHERE slug = 'sea-wall'")
+        ).scalar_one()
+        first_beat = conn.execute(text("SELECT min(id) FROM beats")).scalar_one()
+    return release_id, first_beat + 5
+
+
 def make_csv(rows: int, tag: str) -> bytes:
     out = io.StringIO()
     out.write("Email,Full name,Outlet,Role,Country,Language,Phone,Notes\n")
@@ -237,12 +253,44 @@ def main() -> int:
     parser.add_argument("--import-rows", type=int, default=None, help="default: N")
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database (debugging)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="seed once into a kept template database (bench_audience_seed_<N>) and measure "
+        "on a fresh copy of it each run; `--drop-seed` removes the template",
+    )
+    parser.add_argument("--drop-seed", action="store_true", help="drop the kept seed, then exit")
     args = parser.parse_args()
     import_rows = args.n if args.import_rows is None else args.import_rows
 
     server = os.environ.get("DATABASE_URL") or DEFAULT_SERVER
-    url, name = create_database(server, "bench_audience")
-    log(f"database {name} created")
+    template = f"bench_audience_seed_{args.n}_v{SEED_VERSION}"
+    if args.drop_seed:
+        drop_database(server, template)
+        log(f"database {template} dropped")
+        return 0
+    seeded = args.reuse and database_exists(server, template)
+    if args.reuse and not seeded:
+        url, _ = create_database(server, template, exact=True)
+        log(f"seeding the kept template {template}")
+        engine = make_engine(Settings(database_url=url).sqlalchemy_url)
+        try:
+            with engine.begin() as conn:
+                upgrade(Settings(database_url=url).sqlalchemy_url, conn)
+            started = time.perf_counter()
+            seed(Database(engine), args.n)
+            log(f"seeded in {time.perf_counter() - started:.1f} s")
+        except BaseException:
+            engine.dispose()
+            drop_database(server, template)
+            raise
+        engine.dispose()
+    started = time.perf_counter()
+    url, name = create_database(server, "bench_audience", template=template if args.reuse else None)
+    log(
+        f"database {name} created"
+        + (f" from {template} in {time.perf_counter() - started:.1f} s" if args.reuse else "")
+    )
     settings = Settings(
         env="development",
         secret_key=secrets.token_urlsafe(48),
@@ -259,10 +307,15 @@ def main() -> int:
         with engine.begin() as conn:
             upgrade(settings.sqlalchemy_url, conn)
         db = Database(engine)
-        started = time.perf_counter()
-        log(f"seeding {args.n} journalists")
-        release_id, beat_id = seed(db, args.n)
-        log(f"seeded in {time.perf_counter() - started:.1f} s")
+        if args.reuse:
+            release_id, beat_id = seeded_ids(db)
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE"))  # a copied database has no statistics yet
+        else:
+            started = time.perf_counter()
+            log(f"seeding {args.n} journalists")
+            release_id, beat_id = seed(db, args.n)
+            log(f"seeded in {time.perf_counter() - started:.1f} s")
         with db.session() as session, session.begin():
             create_user(
                 session, email="bench@example.org", name="Bench", password=PASSWORD,
@@ -297,12 +350,24 @@ def main() -> int:
         body = first.get_data(as_text=True)
         found = re.search(r"Journalists <small>([^<]*)</small>", body)
         log(f"list by beat and engagement: {found[1] if found else '(no total shown)'}")
-        pages = [base, base + "&page=20", base + "&page=100"]
+        # Pages go by keyset ("Next" carries the last row's id): walk the links once to find
+        # the 20th and the 100th page (or the last, if fewer), then time those pages.
+        pages, path, walked = [(1, base)], base, 1
+        while walked < 100:
+            link = _NEXT.search(client.get(path).get_data(as_text=True))
+            if link is None:
+                break
+            path, walked = html.unescape(link[1]), walked + 1
+            if walked == 20:
+                pages.append((walked, path))
+        if walked != pages[-1][0]:
+            pages.append((walked, path))
+        log(f"list: walked {walked} pages of 50")
         list_times = []
-        for path in pages:
+        for number, path in pages:
             value, times = median_ms(lambda p=path: _ok(client.get(p)), args.runs)  # type: ignore[misc]
             list_times.append(value)
-            log(f"list {path.rsplit('&', 1)[-1]}: median {value:.0f} ms of {times}")
+            log(f"list page {number}: median {value:.0f} ms of {[round(t) for t in times]}")
         results["list"] = statistics.median(list_times) if list_times else float("nan")
 
         # -- the streamed CSV export -------------------------------------------------------

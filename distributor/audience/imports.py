@@ -1,9 +1,9 @@
 """CSV import jobs: upload, column mapping, the dry run, and the all-or-nothing worker run.
 
-The worker validates in one read pass, then inserts everything in ONE transaction with bulk
-``INSERT ... ON CONFLICT DO NOTHING`` statements in chunks (``bulk.py``; no ORM object per
-row), so a failure at any point leaves nothing behind and 100,000 rows fit well inside a
-minute on PostgreSQL.
+The worker validates in one read pass, then inserts everything in ONE transaction (``bulk.py``;
+no ORM object per row): on PostgreSQL each chunk goes by COPY into a temporary staging table
+and from there into the audience by a few set-based statements, elsewhere by bulk
+``INSERT ... ON CONFLICT DO NOTHING`` statements; a failure at any point leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def run_import_job(
     job_id: int,
     *,
     settings: Settings,
-    chunk_size: int = CHUNK_SIZE,
+    chunk_size: int | None = None,
     on_chunk: ProgressCallback | None = None,
 ) -> ImportJob | None:
     """Run one import in the worker: validate again, insert all rows in one transaction.

@@ -57,6 +57,9 @@ class Outlet(Base):
     country: Mapped[str] = mapped_column(String(2), default="")
 
 
+_NOT_NOW = "erased_at IS NOT NULL OR is_paused OR delivery_mode = 'daily_digest'"
+
+
 class Journalist(Base):
     __tablename__ = "journalists"
     __table_args__ = (
@@ -64,8 +67,19 @@ class Journalist(Base):
         # PostgreSQL only (migration 0015): the suppression key of each address, so that
         # the suppressed members of an audience are found by one probe per suppression.
         Index(
-            "ix_journalists_address_hash", text("distributor_address_hash(email_normalized)")
+            "ix_journalists_address_hash",
+            text("distributor_address_hash(email_normalized)"),
+            postgresql_include=["id"],
         ).ddl_if(dialect="postgresql"),
+        # The staff list's keyset order (migration 0022).
+        Index("ix_journalists_name_address", "name", "email_normalized"),
+        # Those the send rules may not mail now, for the audience breakdown (migration 0022).
+        Index(
+            "ix_journalists_not_now",
+            "id",
+            postgresql_where=text(_NOT_NOW),
+            sqlite_where=text(_NOT_NOW),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

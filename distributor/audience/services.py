@@ -15,7 +15,20 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
 from distributor.accounts.models import Role, User
@@ -337,6 +350,9 @@ def save_journalist(
 JOURNALIST_STATUSES = ("confirmed", "pending", "unsubscribed", "suppressed", "paused")
 
 
+_LIST_ORDER = (Journalist.name, Journalist.email_normalized)
+
+
 def journalist_query(
     *,
     q: str = "",
@@ -349,7 +365,7 @@ def journalist_query(
 
     ``engagement`` is a condition on ``Journalist`` (``reports.engagement`` builds them).
     """
-    stmt = select(Journalist).order_by(Journalist.name, Journalist.email_normalized)
+    stmt = select(Journalist).order_by(*_LIST_ORDER)
     if q.strip():
         like = f"%{q.strip().lower()}%"
         stmt = stmt.outerjoin(Outlet, Journalist.outlet_id == Outlet.id).where(
@@ -388,6 +404,33 @@ def journalist_query(
     return stmt
 
 
+# The list counts its matches exactly up to this many; past it the total is an estimate.
+EXACT_TOTAL_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class JournalistPage:
+    """One page of the staff list, in (name, address) order, with its neighbours' cursors.
+
+    ``total`` is exact up to ``EXACT_TOTAL_LIMIT``; above it ``total_is_estimate`` is set and
+    ``total`` is the planner's estimate (PostgreSQL) or the limit itself ("more than").
+    """
+
+    journalists: list[Journalist]
+    total: int
+    total_is_estimate: bool
+    next_after: int | None  # the last journalist's id, when a later page exists
+    previous_before: int | None  # the first journalist's id, when an earlier page exists
+
+    @property
+    def total_text(self) -> str:
+        if not self.total_is_estimate:
+            return f"{self.total:,} found"
+        if self.total > EXACT_TOTAL_LIMIT:
+            return f"about {self.total:,} found (estimated)"
+        return f"more than {EXACT_TOTAL_LIMIT:,} found"
+
+
 def search_journalists(
     session: Session,
     *,
@@ -396,30 +439,102 @@ def search_journalists(
     outlet_id: int | None = None,
     status: str = "",
     engagement: ColumnElement[bool] | None = None,
-    page: int = 1,
+    after: int | None = None,
+    before: int | None = None,
     per_page: int = 50,
-) -> tuple[list[Journalist], int]:
-    """One page of journalists matching the filters, and how many match in all.
+) -> JournalistPage:
+    """One page of journalists matching the filters, by keyset: the page after journalist
+    ``after`` (or before ``before``) in (name, address) order, never OFFSET, so a late page
+    costs what the first one does (an index walk from the cursor).
 
-    The total comes with the page (a window count): the filters are evaluated once, where a
-    separate COUNT would evaluate them a second time over the whole audience.
+    A cursor naming a journalist who no longer exists starts the list again.
     """
     stmt = journalist_query(
         q=q, beat_id=beat_id, outlet_id=outlet_id, status=status, engagement=engagement
     )
-    rows = session.execute(
-        stmt.add_columns(func.count().over().label("total"))
-        .options(selectinload(Journalist.subscriptions))
-        .limit(per_page)
-        .offset(max(page - 1, 0) * per_page)
-    ).all()
-    if rows:
-        return [row[0] for row in rows], int(rows[0][1])
-    if page <= 1:
-        return [], 0
-    # Past the last page: the count alone says how far the list goes.
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    return [], total
+    key = tuple_(Journalist.name, Journalist.email_normalized)
+    # Up to EXACT_TOTAL_LIMIT matches are fetched as ids first (the exact total) and a page is
+    # sorted from them: otherwise the planner may walk the name index probing each row against
+    # the filters, which is fast only when matches are common and evenly spread.
+    dialect = session.get_bind().dialect.name
+    match_ids = list(
+        session.scalars(
+            stmt.order_by(None).with_only_columns(Journalist.id).limit(EXACT_TOTAL_LIMIT + 1)
+        )
+    )
+    few = len(match_ids) <= EXACT_TOTAL_LIMIT
+    if few:
+        among = (
+            Journalist.id == any_(bindparam("match_ids", match_ids, type_=ARRAY(Integer)))
+            if dialect == "postgresql"
+            else Journalist.id.in_(match_ids)
+        )
+        # Sorted by the same values through expressions no index provides ("|| ''" keeps
+        # the text and its collation), so the planner fetches the few ids and sorts them
+        # instead of walking the name index in the hope of meeting them early.
+        stmt = select(Journalist).where(among).order_by(*(c + "" for c in _LIST_ORDER))
+    cursor_id = before if before is not None else after
+    cursor = None
+    if cursor_id is not None:
+        cursor = session.execute(
+            select(Journalist.name, Journalist.email_normalized).where(Journalist.id == cursor_id)
+        ).first()
+    backwards = cursor is not None and before is not None
+    page_stmt = stmt
+    if cursor is not None:
+        at = tuple_(cursor[0], cursor[1])
+        page_stmt = stmt.where(key < at) if backwards else stmt.where(key > at)
+    if backwards:
+        order = (c + "" for c in _LIST_ORDER) if few else _LIST_ORDER
+        page_stmt = page_stmt.order_by(None).order_by(*(c.desc() for c in order))
+    rows = list(
+        session.scalars(
+            page_stmt.options(selectinload(Journalist.subscriptions)).limit(per_page + 1)
+        )
+    )
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    if backwards:
+        rows.reverse()
+    # Is there anything on the other side of the page? One row of the index says.
+    if backwards:
+        has_next, has_previous = cursor is not None, more
+    else:
+        has_next, has_previous = (
+            more,
+            cursor is not None and bool(rows) and _exists_before(session, stmt, key, rows[0]),
+        )
+    total, estimated = (len(match_ids), False) if few else (_estimate(session, stmt), True)
+    return JournalistPage(
+        journalists=rows,
+        total=total,
+        total_is_estimate=estimated,
+        next_after=rows[-1].id if rows and has_next else None,
+        previous_before=rows[0].id if rows and has_previous else None,
+    )
+
+
+def _exists_before(session: Session, stmt: Select[Any], key: Any, first: Journalist) -> bool:
+    earlier = stmt.where(key < tuple_(first.name, first.email_normalized))
+    return bool(
+        session.scalar(select(earlier.order_by(None).with_only_columns(Journalist.id).exists()))
+    )
+
+
+def _estimate(session: Session, stmt: Select[Any]) -> int:
+    """The planner's estimate of the rows ``stmt`` matches, when there are more than
+    ``EXACT_TOTAL_LIMIT`` (on SQLite, the limit itself: "more than")."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        return EXACT_TOTAL_LIMIT
+    # Bound as parameters, like the query itself: a figure to label "about", never to page by.
+    compiled = stmt.order_by(None).with_only_columns(Journalist.id).compile(dialect=dialect)
+    plan = (
+        session.connection()
+        .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+        .scalar_one()
+    )
+    return max(int(plan[0]["Plan"]["Plan Rows"]), EXACT_TOTAL_LIMIT + 1)
 
 
 # -- media lists ---------------------------------------------------------------------------------

@@ -72,16 +72,19 @@ def journalist_query_filters(filters: dict[str, object]) -> dict[str, object]:
 def journalists() -> str:
     session = request_session()
     filters = journalist_filters()
-    page = _int_arg("page") or 1
-    query_filters = journalist_query_filters(filters)
-    rows, total = services.search_journalists(session, page=page, **query_filters)  # type: ignore[arg-type]
-    suppressed = services.suppressed_addresses(session, [j.email_normalized for j in rows])
+    page = services.search_journalists(
+        session,
+        after=_int_arg("after"),
+        before=_int_arg("before"),
+        **journalist_query_filters(filters),  # type: ignore[arg-type]
+    )
+    suppressed = services.suppressed_addresses(
+        session, [j.email_normalized for j in page.journalists]
+    )
     return render_template(
         "staff/audience/journalists.html",
-        journalists=rows,
-        total=total,
+        journalists=page.journalists,
         page=page,
-        per_page=50,
         filters=filters,
         beats=services.list_beats(session),
         outlets=services.list_outlets(session),

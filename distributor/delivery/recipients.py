@@ -65,11 +65,15 @@ def _excluded_sql(session: Session) -> str:
     The suppressed journalists are found from the suppressions' side (on PostgreSQL one probe
     of the address-hash index per suppression), never by hashing every matched address.
     """
-    suppressed = (
+    return f"j.erased_at IS NOT NULL OR j.is_paused OR j.id IN ({_suppressed_ids_sql(session)})"
+
+
+def _suppressed_ids_sql(session: Session) -> str:
+    """SQL for the ids of the journalists whose address is suppressed."""
+    return (
         "SELECT sj.id FROM suppressions sup JOIN journalists sj "  # noqa: S608
         f"ON {address_hash_sql(session, 'sj.email_normalized')} = sup.address_hash"
     )
-    return f"j.erased_at IS NOT NULL OR j.is_paused OR j.id IN ({suppressed})"
 
 
 def _kind_sql(session: Session) -> str:
@@ -86,6 +90,27 @@ def _kind_sql(session: Session) -> str:
         "WHEN :is_embargoed AND es.standing = 'probation' AND es.probation_until > :now "
         f"THEN '{EMBARGO_PROBATION}' "
         "WHEN j.delivery_mode = 'daily_digest' THEN 'digest' ELSE 'now' END"
+    )
+
+
+def _maybe_not_now_sql(session: Session) -> str:
+    """SQL for the ids of every journalist ``_kind_sql`` may class as anything but 'now'.
+
+    A superset, each part found through a small index: erased, paused and digest readers
+    (``ix_journalists_not_now``, partial, migration 0022), the suppressed (the address-hash
+    index), anyone with an embargo standing. The breakdown classifies only these, where the
+    freeze classifies every matched journalist, so this must cover every way ``_kind_sql``
+    says anything but 'now' (tests compare the breakdown with the freeze).
+    """
+    return (
+        "SELECT id FROM journalists WHERE erased_at IS NOT NULL OR is_paused "  # noqa: S608
+        "OR delivery_mode = 'daily_digest' "
+        # One probe of the address-hash index per suppression (a scalar subquery is never
+        # turned into a hash of every journalist's address; addresses are unique).
+        "UNION SELECT (SELECT sj.id FROM journalists sj WHERE "
+        f"{address_hash_sql(session, 'sj.email_normalized')} = sup.address_hash) "
+        "FROM suppressions sup "
+        "UNION SELECT journalist_id FROM embargo_standings"
     )
 
 
@@ -154,53 +179,68 @@ def count_audience(
 ) -> AudienceCounts:
     """The exact numbers a send would freeze right now, with a breakdown by beat and list.
 
-    One statement with the same rules as the freeze (``_kind_sql``), counted by kind, by
-    beat and by media list.
+    One statement with the same rules as the freeze (``_MATCHED``, ``_kind_sql``), counted
+    by kind, by beat and by media list.
     """
     prepare_sqlite(session)
     if is_postgres(session):
         # Planned as a big query it would be JIT-compiled first, which costs more than the
-        # counting; and its hashes and sorts of a few hundred thousand ids fit in memory.
+        # counting; and its hashes of a few hundred thousand ids fit in memory.
         session.execute(text("SET LOCAL jit = off"))
-        session.execute(text("SET LOCAL work_mem = '32MB'"))
-    # ``special``: every journalist the rules do not simply mail now (suppressed, paused,
-    # erased, left out for the embargo, digest readers), found by one pass over journalists.
-    # A matched journalist missing from it is mailed now, so the few hundred thousand matched
-    # ids are never looked up one by one.
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+    # One pass over who matched (``matched``, as the freeze reads it), classified by the
+    # freeze's own rules (``_kind_sql``) but only where they can say anything but 'now':
+    # ``special`` holds the few candidates found through small indexes, so the hundreds of
+    # thousands of matched journalists are never looked up one by one. Those mailed now are
+    # every matched journalist less the special ones among them.
+    # (journalist, beat) pairs are unique, so a beat's count is a plain count unless two of
+    # the release's beats share a name; (journalist, list) pairs and list names are unique.
+    shared_names = session.execute(
+        text(
+            "SELECT count(*) - count(DISTINCT b.name) FROM release_beats rb "
+            "JOIN beats b ON b.id = rb.beat_id WHERE rb.release_id = :release_id"
+        ),
+        {"release_id": release_id},
+    ).scalar_one()
+    per_beat = "count(DISTINCT m.jid)" if shared_names else "count(*)"
     statement = f"""
     WITH {_MATCHED},
     special AS (
-        SELECT jid, kind FROM (
-            SELECT j.id AS jid, {_kind_sql(session)} AS kind FROM journalists j
-            LEFT JOIN embargo_standings es ON es.journalist_id = j.id
-        ) everyone WHERE kind <> 'now'
-    ),
-    kinds AS (
-        SELECT mj.jid, COALESCE(sp.kind, 'now') AS kind
-        FROM (SELECT DISTINCT jid FROM matched) mj LEFT JOIN special sp ON sp.jid = mj.jid
-    ),
-    included AS (
-        SELECT m.jid, m.beat, m.list FROM matched m LEFT JOIN special sp ON sp.jid = m.jid
-        WHERE sp.kind IS NULL OR sp.kind = 'digest'
+        SELECT j.id AS jid, {_kind_sql(session)} AS kind FROM journalists j
+        LEFT JOIN embargo_standings es ON es.journalist_id = j.id
+        WHERE j.id IN ({_maybe_not_now_sql(session)})
     )
-    SELECT 'kind', kind, count(*) FROM kinds GROUP BY kind
+    SELECT 'kind', sp.kind, count(DISTINCT m.jid) FROM matched m
+    JOIN special sp ON sp.jid = m.jid WHERE sp.kind <> 'now' GROUP BY sp.kind
     UNION ALL
-    SELECT 'beat', beat, count(DISTINCT jid) FROM included WHERE beat IS NOT NULL GROUP BY beat
+    SELECT 'matched', '', count(*) FROM (SELECT jid FROM matched GROUP BY jid) everyone
     UNION ALL
-    SELECT 'list', list, count(DISTINCT jid) FROM included WHERE list IS NOT NULL GROUP BY list
+    SELECT 'beat', m.beat, {per_beat} FROM matched m
+    WHERE m.beat IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM special sp WHERE sp.jid = m.jid AND sp.kind NOT IN ('now', 'digest'))
+    GROUP BY m.beat
+    UNION ALL
+    SELECT 'list', m.list, count(*) FROM matched m
+    WHERE m.list IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM special sp WHERE sp.jid = m.jid AND sp.kind NOT IN ('now', 'digest'))
+    GROUP BY m.list
     """  # noqa: S608
     params = {"release_id": release_id, **_embargo_params(session, release_id, now or utcnow())}
     kinds: dict[str, int] = {}
     by_beat: list[tuple[str, int]] = []
     by_list: list[tuple[str, int]] = []
+    matched = 0
     rows = session.execute(text(statement).bindparams(*_cte_params()), params)
     for group, name, n in rows:
         if group == "kind":
             kinds[str(name)] = int(n)
+        elif group == "matched":
+            matched = int(n)
         elif group == "beat":
             by_beat.append((str(name), int(n)))
         else:
             by_list.append((str(name), int(n)))
+    kinds["now"] = matched - sum(kinds.values())
     return AudienceCounts(
         total=kinds.get("now", 0),
         digest=kinds.get("digest", 0),

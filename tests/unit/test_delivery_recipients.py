@@ -78,3 +78,26 @@ def test_freeze_writes_one_row_per_journalist_with_what_matched(session: Session
     assert len(tokens) == 4 and all(len(t) >= 20 for t in tokens)
     # Running it again adds nobody: the unique (release, journalist) holds.
     assert freeze_recipients(session, send_id=send.id, release_id=release.id, now=utcnow()) == 0
+
+
+def test_breakdown_counts_what_the_freeze_writes(session: Session) -> None:
+    # The breakdown classifies only the journalists the rules may not mail now; the freeze
+    # classifies everyone matched. Both must agree, with two beats of the same name too.
+    release, people = _world(session)
+    twin = f.beat(session, "Climate")  # another beat called Climate, also on the release
+    subscribe(session, people["energy"], [twin])
+    subscribe(session, people["both"], [twin])  # on both beats called Climate: counted once
+    subscribe(session, person(session, "twin@i.example"), [twin])
+    release.beats.append(twin)
+    session.flush()
+    counts = audience_breakdown(session, release.id)
+    assert dict(counts.by_beat) == {"Climate": 4, "Energy": 2}  # energy@ and twin@ join Climate
+    send = Send(release_id=release.id, status=SendStatus.RUNNING)
+    session.add(send)
+    session.flush()
+    added = freeze_recipients(session, send_id=send.id, release_id=release.id, now=utcnow())
+    assert added == counts.total + counts.digest == 5
+    statuses = [
+        d.status for d in session.scalars(select(Delivery).where(Delivery.send_id == send.id))
+    ]
+    assert statuses.count(DeliveryStatus.DIGEST) == counts.digest

@@ -27,6 +27,7 @@ from distributor.db import request_session, utcnow
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
 from distributor.errors import Conflict, DomainError, NotFound, ValidationFailed
 from distributor.extensions import csrf
+from distributor.mail.relay_check import current_relay_check
 from distributor.releases import services as release_services
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.reports import health
@@ -325,7 +326,7 @@ def create_journalist() -> tuple[Response, int]:
         language=_str_field(data, "language", limit=12),
         lawful_basis=basis,
     )
-    created = audience.save_journalist(request_session(), details)
+    created = audience.save_journalist(request_session(), details, relay=current_relay_check())
     return jsonify(journalist_json(created)), 201
 
 

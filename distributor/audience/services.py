@@ -39,10 +39,18 @@ from distributor.mail import addresses
 # -- addresses and suppression -----------------------------------------------------------------
 
 
-def normalise_address(email: str, *, check_deliverability: bool = False) -> str:
-    """The lower-cased, validated form of ``email``; raises ``ValidationFailed``."""
+def normalise_address(
+    email: str,
+    *,
+    check_deliverability: bool = False,
+    relay: addresses.RelayExtensions | None = None,
+) -> str:
+    """The lower-cased, validated form of ``email``; raises ``ValidationFailed``. A non-ASCII
+    local part passes only while ``relay`` offers SMTPUTF8 (``mail.addresses``)."""
     try:
-        return addresses.normalise_address(email, check_deliverability=check_deliverability)
+        return addresses.normalise_address(
+            email, check_deliverability=check_deliverability, relay=relay
+        )
     except addresses.InvalidAddress as exc:
         raise ValidationFailed(f"Invalid email address: {exc}") from exc
 
@@ -310,10 +318,14 @@ class JournalistDetails:
 
 
 def save_journalist(
-    session: Session, details: JournalistDetails, *, journalist: Journalist | None = None
+    session: Session,
+    details: JournalistDetails,
+    *,
+    journalist: Journalist | None = None,
+    relay: addresses.RelayExtensions | None = None,
 ) -> Journalist:
     """Create or update a journalist record entered by staff."""
-    address = normalise_address(details.email)
+    address = normalise_address(details.email, relay=relay)
     clash = find_journalist(session, address)
     if clash is not None and clash is not journalist:
         raise Conflict(f"{address} is already in the audience (merge the records instead)")

@@ -22,6 +22,7 @@ from distributor.delivery.smtp_client import (
     SMTPClient,
     SMTPConnectionLost,
     SMTPRefused,
+    SMTPUTF8NotOffered,
     choose_relay,
 )
 from distributor.logs import get_logger
@@ -281,6 +282,12 @@ class Pump:
                 return
             try:
                 client.write_envelope(envelope_from, row.email)
+            except SMTPUTF8NotOffered as exc:
+                # Nothing was written: the session stays usable for the lane's next row.
+                if not batch.not_carried(row, exc.relay, exc.missing):
+                    self.claim_lost = True
+                    return
+                continue
             except SMTPConnectionLost as exc:
                 client.close()
                 if not batch.lost(row, exc):

@@ -34,7 +34,14 @@ from distributor.delivery.ratelimit import RateLimiter
 from distributor.delivery.retry import plan_retry
 from distributor.delivery.smtp_client import SMTPConnectionLost
 from distributor.logs import get_logger
-from distributor.mail.outcomes import Outcome, Reply, Stage, Verdict, classify_reply
+from distributor.mail.outcomes import (
+    Outcome,
+    Reply,
+    Stage,
+    Verdict,
+    classify_reply,
+    smtputf8_not_offered,
+)
 from distributor.mail.transport import SMTPConfig
 from distributor.releases.models import Release
 from distributor.settings import Settings
@@ -203,6 +210,16 @@ class Batch:
         return self.transient(
             row, reply, classify_reply(reply), note="never handed over, safe to send"
         )
+
+    def not_carried(self, row: ClaimedRow, relay: str, missing: str) -> bool:
+        """The relay lacks SMTPUTF8 for this row's internationalised address: failed with
+        the outcome authority's reason, no attempt charged, nothing handed over."""
+        text, verdict = smtputf8_not_offered(relay, missing)
+        assert verdict.outcome is Outcome.FAILED
+        ours = self.writer.record(row.id, D.FAILED, code=None, response=text, count_attempt=False)
+        if ours:
+            self.result.failed += 1
+        return ours
 
     def unbuildable(self, row: ClaimedRow, exc: Exception) -> bool:
         ours = self.writer.record(

@@ -6,6 +6,11 @@ packet when the server advertises PIPELINING (RFC 2920), reads the three replies
 the body and waits for the reply to the final dot. Callers split those steps
 (``write_envelope`` / ``read_envelope`` / ``send_body``) so they can do other work, such as
 recording the in-flight marker in the database, while the envelope replies travel.
+
+A message to a mailbox whose local part is not ASCII carries ``SMTPUTF8`` and
+``BODY=8BITMIME`` on its MAIL FROM (RFC 6531: its envelope and its UTF-8 headers,
+RFC 6532, need both); to a relay that does not offer SMTPUTF8 it is not started at all
+(``SMTPUTF8NotOffered``), so nothing is handed over that the relay cannot carry.
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ from distributor.mail.outcomes import Reply, Stage
 from distributor.mail.transport import SMTPConfig
 from distributor.settings import default_helo_name
 
-__all__ = ["Reply", "SMTPClient", "SMTPConnectionLost", "SMTPRefused", "Stage", "choose_relay"]
+__all__ = [
+    "Reply",
+    "SMTPClient",
+    "SMTPConnectionLost",
+    "SMTPRefused",
+    "SMTPUTF8NotOffered",
+    "Stage",
+    "choose_relay",
+]
 
 
 class SMTPConnectionLost(OSError):
@@ -33,6 +46,16 @@ class SMTPConnectionLost(OSError):
         super().__init__(f"SMTP connection lost at {stage.value}: {reason}")
         self.stage = stage
         self.reason = reason
+
+
+class SMTPUTF8NotOffered(ValueError):
+    """The message needs SMTPUTF8 and this session's relay does not offer it (nothing was
+    written); ``relay`` names it for the outcome authority's reason."""
+
+    def __init__(self, relay: str, missing: str) -> None:
+        super().__init__(f"{relay} does not offer {missing}")
+        self.relay = relay
+        self.missing = missing
 
 
 class SMTPRefused(OSError):
@@ -191,9 +214,19 @@ class SMTPClient:
     # -- one message ------------------------------------------------------------------------
 
     def write_envelope(self, envelope_from: str, recipient: str) -> None:
-        """Send MAIL FROM, RCPT TO and DATA in one write (or MAIL FROM only without PIPELINING)."""
-        mail = b"MAIL FROM:<" + _address(envelope_from) + b">\r\n"
-        rcpt = b"RCPT TO:<" + _address(recipient) + b">\r\n"
+        """Send MAIL FROM, RCPT TO and DATA in one write (or MAIL FROM only without PIPELINING).
+        Raises ``SMTPUTF8NotOffered`` before writing anything when the addresses need
+        SMTPUTF8 and the relay lacks it."""
+        sender, to = _address(envelope_from), _address(recipient)
+        if sender.isascii() and to.isascii():
+            mail = b"MAIL FROM:<" + sender + b">\r\n"
+        else:
+            missing = [k for k in ("SMTPUTF8", "8BITMIME") if k not in self.extensions]
+            if missing:
+                cfg = self.config
+                raise SMTPUTF8NotOffered(f"{cfg.host}:{cfg.port}", " and ".join(missing))
+            mail = b"MAIL FROM:<" + sender + b"> SMTPUTF8 BODY=8BITMIME\r\n"
+        rcpt = b"RCPT TO:<" + to + b">\r\n"
         if self.is_pipelining:
             self._write(mail + rcpt + b"DATA\r\n", Stage.MAIL)
         else:

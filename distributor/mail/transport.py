@@ -79,6 +79,17 @@ def open_smtp(config: SMTPConfig) -> smtplib.SMTP:
     return client
 
 
+class SMTPUTF8NotOffered(smtplib.SMTPNotSupportedError):
+    """The message needs SMTPUTF8 and the relay does not offer it; nothing was sent.
+    ``reason`` is the outcome authority's words (``outcomes.smtputf8_not_offered``)."""
+
+    def __init__(self, relay: str, missing: str) -> None:
+        from distributor.mail.outcomes import smtputf8_not_offered
+
+        self.reason = smtputf8_not_offered(relay, missing)[0]
+        super().__init__(self.reason)
+
+
 class SMTPTransport:
     """One connection per call; fine for single messages (test mails, confirmations)."""
 
@@ -90,10 +101,13 @@ class SMTPTransport:
         try:
             options: list[str] = []
             if not all(a.isascii() for a in (envelope_from, *recipients)):
-                # RFC 6531: an internationalised mailbox goes only to a relay that offers it.
-                if not client.has_extn("smtputf8"):
-                    raise smtplib.SMTPNotSupportedError("the relay does not offer SMTPUTF8")
-                options.append("SMTPUTF8")
+                # RFC 6531: an internationalised mailbox goes only to a relay that offers
+                # SMTPUTF8, with BODY=8BITMIME (its headers are raw UTF-8, RFC 6532).
+                missing = [k for k in ("smtputf8", "8bitmime") if not client.has_extn(k)]
+                if missing:
+                    relay = f"{self.config.host}:{self.config.port}"
+                    raise SMTPUTF8NotOffered(relay, " and ".join(m.upper() for m in missing))
+                options += ["SMTPUTF8", "BODY=8BITMIME"]
             client.sendmail(envelope_from, recipients, message, mail_options=options)
         finally:
             try:

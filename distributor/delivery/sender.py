@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import secrets
 import socket
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from distributor.audience.models import SuppressionReason
 from distributor.db import Database, utcnow
 from distributor.delivery.ledger import ClaimedRow, claim_batch
 from distributor.delivery.models import DeliveryStatus, Send
@@ -196,8 +196,7 @@ class Batch:
         if ours:
             self.result.failed += 1
         if verdict.is_suppressing:
-            digest = hashlib.sha256(row.email.strip().lower().encode("utf-8")).hexdigest()
-            self.writer.suppress(digest, row.email, reply.describe(2000))
+            self.writer.suppress(row.email, SuppressionReason.HARD_BOUNCE, reply.describe(2000))
         return ours
 
     def lost(self, row: ClaimedRow, exc: SMTPConnectionLost) -> bool:

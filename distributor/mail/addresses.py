@@ -102,8 +102,13 @@ def normalise_address(
     # RFC 6531: the local part in UTF-8 (NFC, as email-validator normalises it), the domain
     # as A-labels (see the module docstring).
     address = f"{result.local_part}@{result.ascii_domain}".lower()
-    if len(address.encode("utf-8")) > 254:
-        raise InvalidAddress(f"{text!r} is too long to send")
+    # RFC 5321 4.5.3.1: 64 octets before the @ and 254 in all; octets, not characters, also
+    # in UTF-8 (RFC 6531), and email-validator counts characters.
+    if len(str(result.local_part).encode("utf-8")) > 64 or len(address.encode("utf-8")) > 254:
+        raise InvalidAddress(
+            f"{text!r} is too long to send: at most 64 bytes before the @ "
+            "(an accented or non-Latin letter takes two to four)"
+        )
     return address
 
 

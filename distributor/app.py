@@ -32,6 +32,7 @@ def create_app(
     db: Database | None = None,
     mail_transport: MailTransport | None = None,
     media_storage: MediaStorage | None = None,
+    relay_check: CachedRelayCheck | None = None,
 ) -> Flask:
     """Build the Flask app (and its Celery app) from settings and optional collaborators."""
     settings = settings or Settings.from_env()
@@ -67,18 +68,19 @@ def create_app(
 
     if db is None:
         db = Database(make_engine(settings.sqlalchemy_url))
-    relay_check: CachedRelayCheck | None = None
     if mail_transport is None:
         relays = parse_smtp_urls(settings.smtp_url, helo_name=settings.helo_name)
         mail_transport = SMTPTransport(relays[0])
-        relay_check = CachedRelayCheck(settings.smtp_url)
+        if relay_check is None:
+            relay_check = CachedRelayCheck(settings.smtp_url, helo_name=settings.helo_name)
     app.extensions["distributor.settings"] = settings
     app.extensions["distributor.db"] = db
     app.extensions["distributor.mail_transport"] = mail_transport
     app.extensions["distributor.email_renderer"] = EmailRenderer()
     # Media files: a local folder by default, an S3-compatible store with MEDIA_STORAGE_URL.
     app.extensions["distributor.media_storage"] = media_storage or storage_for(settings)
-    # Staff pages warn when mail cannot reach its relay (None with an injected transport).
+    # Staff pages warn when mail cannot reach its relay, and the address check asks it whether
+    # the relay offers SMTPUTF8 (None with an injected transport and no check: refused).
     app.extensions["distributor.relay_check"] = relay_check
 
     _init_extensions(app)

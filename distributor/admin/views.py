@@ -20,8 +20,12 @@ bp = Blueprint("admin", __name__, url_prefix="/staff")
 @staff_required
 def home() -> str:
     """The staff dashboard."""
+    from distributor.reports.definitions import RELEASE_FIGURES
+
     return render_template(
-        "staff/home.html", board=build_dashboard(request_session(), current_user)
+        "staff/home.html",
+        board=build_dashboard(request_session(), current_user),
+        release_figures=RELEASE_FIGURES,
     )
 
 

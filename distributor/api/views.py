@@ -34,6 +34,7 @@ from distributor.db import request_session, utcnow
 from distributor.delivery.models import Delivery, DeliveryStatus, Send
 from distributor.errors import Conflict, DomainError, NotFound
 from distributor.extensions import csrf
+from distributor.mail.relay_check import current_relay_check
 from distributor.releases import services as release_services
 from distributor.releases.models import Release
 from distributor.reports import health
@@ -318,7 +319,8 @@ def create_journalist(body: out.NewJournalist) -> out.Journalist:
         language=body.language or "",
         lawful_basis=body.lawful_basis,
     )
-    return journalist_json(audience.save_journalist(request_session(), details))
+    created = audience.save_journalist(request_session(), details, relay=current_relay_check())
+    return journalist_json(created)
 
 
 @bp.get("/subscriptions")

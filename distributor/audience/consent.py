@@ -36,6 +36,7 @@ from distributor.audience.services import (
 from distributor.db import Database, utcnow
 from distributor.errors import ValidationFailed
 from distributor.mail import outgoing
+from distributor.mail.addresses import RelayExtensions
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import MailTransport
 from distributor.organisation.services import get_organisation
@@ -97,6 +98,7 @@ def request_subscription(
     ip: str | None = None,
     honeypot: str = "",
     now: dt.datetime | None = None,
+    relay: RelayExtensions | None = None,
 ) -> SubscribeOutcome:
     """Record a subscribe request and queue the double opt-in mail, at most once a day.
 
@@ -104,7 +106,9 @@ def request_subscription(
     nothing about whether the address is already known.
     """
     now = now or utcnow()
-    address = normalise_address(email, check_deliverability=settings.email_check_deliverability)
+    address = normalise_address(
+        email, check_deliverability=settings.email_check_deliverability, relay=relay
+    )
     beats = _public_beats(session, beat_ids)
     if not beats:
         raise ValidationFailed("Choose at least one beat")

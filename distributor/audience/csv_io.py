@@ -137,9 +137,11 @@ def clear_domain_cache() -> None:
     addresses.clear_domain_cache()
 
 
-def normalise_import_address(raw: str, *, check_dns: bool = False) -> str:
+def normalise_import_address(
+    raw: str, *, check_dns: bool = False, relay: addresses.RelayExtensions | None = None
+) -> str:
     """The one address check (``mail.addresses``); raises ``EmailNotValidError``."""
-    return addresses.normalise_address(raw, check_deliverability=check_dns)
+    return addresses.normalise_address(raw, check_deliverability=check_dns, relay=relay)
 
 
 # -- export --------------------------------------------------------------------------------------

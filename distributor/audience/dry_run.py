@@ -32,6 +32,7 @@ from distributor.audience.models import (
 )
 from distributor.audience.services import address_hash
 from distributor.errors import ValidationFailed
+from distributor.mail.addresses import RelayExtensions
 from distributor.settings import Settings
 
 
@@ -80,6 +81,7 @@ def analyse(
     settings: Settings,
     *,
     progress: ProgressCallback | None = None,
+    relay: RelayExtensions | None = None,
 ) -> Analysis:
     """Validate every row: address syntax, field sizes, duplicates in the file and the database."""
     layout = job_layout(job)
@@ -115,7 +117,7 @@ def analyse(
             result.problems.append(RowProblem(row_number, "", "invalid", "no email address"))
             continue
         try:
-            address = normalise_import_address(raw_email, check_dns=check_dns)
+            address = normalise_import_address(raw_email, check_dns=check_dns, relay=relay)
         except EmailNotValidError as exc:
             result.problems.append(RowProblem(row_number, raw_email[:320], "invalid", str(exc)))
             continue

@@ -17,6 +17,7 @@ from distributor.audience.models import ImportStatus, LawfulBasis
 from distributor.audience.views import bp, journalist_filters, journalist_query_filters
 from distributor.db import get_db, request_session
 from distributor.errors import DomainError
+from distributor.mail.relay_check import current_relay_check
 from distributor.security import editor_required
 from distributor.settings import current_settings
 
@@ -87,6 +88,7 @@ def map_import(job_id: int) -> str | Response:
                 lawful_basis=LawfulBasis(form.lawful_basis.data),
                 beat_ids=list(form.beats.data or []),
                 media_list_id=form.media_list.data or None,
+                relay=current_relay_check(),
             )
         except DomainError as exc:
             error = exc.message

@@ -40,6 +40,7 @@ from distributor.audience.models import (
 from distributor.db import Database, utcnow
 from distributor.errors import Conflict, DomainError, NotFound, ValidationFailed
 from distributor.logs import get_logger
+from distributor.mail.addresses import RelayExtensions
 from distributor.settings import Settings
 from distributor.tasks_api import TaskRef, enqueue_after_commit
 
@@ -98,6 +99,7 @@ def preview_import(
     lawful_basis: LawfulBasis,
     beat_ids: list[int],
     media_list_id: int | None,
+    relay: RelayExtensions | None = None,
 ) -> ImportJob:
     """Store the staff's choices and run the dry run; its row errors are kept for review."""
     job = get_import_job(session, job_id)
@@ -132,7 +134,7 @@ def preview_import(
         session.flush()
         enqueue_after_commit(session, RUN_DRY_RUN, job.id)
         return job
-    _store_dry_run(session, job, analyse(session, job, settings))
+    _store_dry_run(session, job, analyse(session, job, settings, relay=relay))
     return job
 
 
@@ -161,7 +163,9 @@ def _store_dry_run(session: Session, job: ImportJob, analysis: Any) -> None:
     session.expire(job, ["row_errors"])
 
 
-def run_dry_run_job(db: Database, job_id: int, *, settings: Settings) -> None:
+def run_dry_run_job(
+    db: Database, job_id: int, *, settings: Settings, relay: RelayExtensions | None = None
+) -> None:
     """The worker's dry run of a large file; progress goes out in short transactions."""
     last_report = [0.0]
 
@@ -181,7 +185,7 @@ def run_dry_run_job(db: Database, job_id: int, *, settings: Settings) -> None:
         if job is None or job.status != ImportStatus.CHECKING:
             return  # a redelivered task: done already, or the mapping changed since
         try:
-            analysis = analyse(session, job, settings, progress=report)
+            analysis = analyse(session, job, settings, progress=report, relay=relay)
         except DomainError as exc:
             job.status = ImportStatus.UPLOADED
             job.error_message = exc.message
@@ -228,6 +232,7 @@ def run_import_job(
     settings: Settings,
     chunk_size: int | None = None,
     on_chunk: ProgressCallback | None = None,
+    relay: RelayExtensions | None = None,
 ) -> ImportJob | None:
     """Run one import in the worker: validate again, insert all rows in one transaction.
 
@@ -282,7 +287,9 @@ def run_import_job(
             job = reader.get(ImportJob, job_id)
             assert job is not None
             clock = time.perf_counter()
-            analysis = analyse(reader, job, settings, progress=lambda n: report(n // 2))
+            analysis = analyse(
+                reader, job, settings, progress=lambda n: report(n // 2), relay=relay
+            )
             log.info(
                 "import validated", job_id=job_id, seconds=round(time.perf_counter() - clock, 2)
             )

@@ -27,6 +27,7 @@ from distributor.audience.services import find_suppression, list_beats
 from distributor.db import request_session
 from distributor.errors import ValidationFailed
 from distributor.extensions import csrf, limiter
+from distributor.mail.relay_check import current_relay_check
 from distributor.security import public
 from distributor.settings import current_settings
 
@@ -67,6 +68,7 @@ def _handle_subscribe(form: SubscribeForm, template: str, thanks: str) -> tuple[
                 beat_ids=list(form.beats.data or []),
                 ip=_client_ip(),
                 honeypot=form.website.data or "",
+                relay=current_relay_check(),
             )
         except ValidationFailed as exc:
             form.form_errors.append(exc.message)

@@ -52,10 +52,18 @@ from distributor.mail import addresses
 # -- addresses and suppression -----------------------------------------------------------------
 
 
-def normalise_address(email: str, *, check_deliverability: bool = False) -> str:
-    """The lower-cased, validated form of ``email``; raises ``ValidationFailed``."""
+def normalise_address(
+    email: str,
+    *,
+    check_deliverability: bool = False,
+    relay: addresses.RelayExtensions | None = None,
+) -> str:
+    """The lower-cased, validated form of ``email``; raises ``ValidationFailed``. A non-ASCII
+    local part passes only while ``relay`` offers SMTPUTF8 (``mail.addresses``)."""
     try:
-        return addresses.normalise_address(email, check_deliverability=check_deliverability)
+        return addresses.normalise_address(
+            email, check_deliverability=check_deliverability, relay=relay
+        )
     except addresses.InvalidAddress as exc:
         raise ValidationFailed(f"Invalid email address: {exc}") from exc
 
@@ -102,17 +110,33 @@ def suppress(
             existing.created_by_id = by.id if by is not None else existing.created_by_id
             session.flush()
         return existing
-    entry = Suppression(
-        address_hash=address_hash(email),
-        address=None if reason == SuppressionReason.ERASED else email.strip().lower(),
-        reason=reason,
-        note=note,
-        created_by_id=by.id if by is not None else None,
-        created_at=utcnow(),
-    )
+    row = suppression_row(email, reason, note=note, by_id=by.id if by is not None else None)
+    entry = Suppression(**{**row, "reason": reason}, created_at=utcnow())
     session.add(entry)
     session.flush()
     return entry
+
+
+# Reasons whose whole rule in ``suppress`` is "add the address unless it is listed already":
+# automatic, they neither end subscriptions nor override an entry. The send path, inside its
+# fenced write on its own database connection, adds these with ``suppression_row`` and an
+# insert that keeps an existing entry (``delivery.progress.ProgressWriter.suppress``).
+ADD_IF_ABSENT = frozenset({SuppressionReason.HARD_BOUNCE, SuppressionReason.SOFT_BOUNCE})
+
+
+def suppression_row(
+    email: str, reason: SuppressionReason, *, note: str = "", by_id: int | None = None
+) -> dict[str, Any]:
+    """The columns of a new suppression entry for ``email`` (``reason`` as its stored value):
+    keyed by the address hash, the address itself kept unless it was erased. The one
+    definition, for ``suppress`` and for writers outside an ORM session."""
+    return {
+        "address_hash": address_hash(email),
+        "address": None if reason == SuppressionReason.ERASED else email.strip().lower(),
+        "reason": reason.value,
+        "note": note,
+        "created_by_id": by_id,
+    }
 
 
 # Reasons that speak for the person (they complained, they left) or for their mailbox (it does
@@ -323,10 +347,14 @@ class JournalistDetails:
 
 
 def save_journalist(
-    session: Session, details: JournalistDetails, *, journalist: Journalist | None = None
+    session: Session,
+    details: JournalistDetails,
+    *,
+    journalist: Journalist | None = None,
+    relay: addresses.RelayExtensions | None = None,
 ) -> Journalist:
     """Create or update a journalist record entered by staff."""
-    address = normalise_address(details.email)
+    address = normalise_address(details.email, relay=relay)
     clash = find_journalist(session, address)
     if clash is not None and clash is not journalist:
         raise Conflict(f"{address} is already in the audience (merge the records instead)")

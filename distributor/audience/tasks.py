@@ -38,7 +38,12 @@ def run_import(job_id: int) -> None:
     from distributor.audience.imports import run_import_job
 
     ext = current_app.extensions
-    run_import_job(ext["distributor.db"], job_id, settings=ext["distributor.settings"])
+    run_import_job(
+        ext["distributor.db"],
+        job_id,
+        settings=ext["distributor.settings"],
+        relay=ext.get("distributor.relay_check"),
+    )
 
 
 @shared_task(name="audience.run_dry_run")
@@ -47,7 +52,12 @@ def run_dry_run(job_id: int) -> None:
     from distributor.audience.imports import run_dry_run_job
 
     ext = current_app.extensions
-    run_dry_run_job(ext["distributor.db"], job_id, settings=ext["distributor.settings"])
+    run_dry_run_job(
+        ext["distributor.db"],
+        job_id,
+        settings=ext["distributor.settings"],
+        relay=ext.get("distributor.relay_check"),
+    )
 
 
 @shared_task(name="audience.requeue_stalled")

@@ -32,6 +32,7 @@ from distributor.audience.forms import (
 from distributor.audience.models import Journalist, LawfulBasis, SuppressionReason
 from distributor.db import request_session
 from distributor.errors import DomainError, NotFound
+from distributor.mail.relay_check import current_relay_check
 from distributor.reports import engagement as engagement_report
 from distributor.security import EDITORS, admin_required, editor_required, staff_required
 
@@ -113,7 +114,9 @@ def new_journalist() -> str | Response:
     form = JournalistForm()
     if form.validate_on_submit():
         try:
-            journalist = services.save_journalist(request_session(), _details(form))
+            journalist = services.save_journalist(
+                request_session(), _details(form), relay=current_relay_check()
+            )
         except DomainError as exc:
             form.email.errors = [*form.email.errors, exc.message]
         else:
@@ -144,7 +147,9 @@ def edit_journalist(journalist_id: int) -> str | Response:
         )
     if form.validate_on_submit():
         try:
-            services.save_journalist(session, _details(form), journalist=journalist)
+            services.save_journalist(
+                session, _details(form), journalist=journalist, relay=current_relay_check()
+            )
         except DomainError as exc:
             form.email.errors = [*form.email.errors, exc.message]
         else:

@@ -36,7 +36,7 @@ from distributor.logs import get_logger
 from distributor.mail import outgoing, verp
 from distributor.mail.addresses import wire_address
 from distributor.mail.rendering import EmailRenderer
-from distributor.mail.transport import MailTransport
+from distributor.mail.transport import MailTransport, SMTPUTF8NotOffered
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release, ReleaseStatus
 from distributor.settings import Settings
@@ -224,6 +224,14 @@ def deliver_digest(
     now = utcnow()
     try:
         transport.send(message.envelope_from, [message.recipient], message.raw)
+    except SMTPUTF8NotOffered as exc:
+        # Nothing was handed over; the relay cannot carry this address (RFC 6531).
+        digest.status = DigestStatus.FAILED
+        digest.smtp_response = exc.reason[:2000]
+        for d in deliveries:
+            d.smtp_code, d.smtp_response = None, exc.reason[:2000]
+            move_delivery(d, DeliveryStatus.FAILED)
+        return DigestStatus.FAILED
     except smtplib.SMTPServerDisconnected:
         # The connection dropped; it may have been after the final dot. Leave it unknown.
         log.warning("digest outcome unknown", digest_id=digest.id)

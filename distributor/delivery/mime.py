@@ -30,6 +30,10 @@ from distributor.mail.addresses import wire_address
 _SLOT = re.compile(r"xQzSLOT(\d{4})zQx")
 SOFT_BREAK = b"=\r\n"  # RFC 2045 6.7 rule 5: decodes to nothing
 _SAFE_ADDRESS = re.compile(r"[!#-'*+\-/-9=?A-Z^-~.]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+# RFC 6532 3.2: atext extended by UTF8-non-ascii; the domain stays in its A-label form.
+_SAFE_UTF8_ADDRESS = re.compile(
+    r"[!#-'*+\-/-9=?A-Z^-~.\u0080-\U0010ffff]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 .,'()!?#&+/_-]*")
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
 
@@ -170,22 +174,25 @@ def safe_header(value: str) -> str:
 def format_to(name: str, address: str) -> bytes:
     """``"Name" <address>``; names with CR/LF/NUL lose them, non-ASCII names use RFC 2047.
 
-    An internationalised domain goes out in its IDNA form (``xn--``).
+    An internationalised domain goes out in its IDNA form (``xn--``). A local part with
+    non-ASCII characters is written as raw UTF-8 (RFC 6532 section 3.2: UTF-8 in ``atext``);
+    such a message goes only to a relay that offers SMTPUTF8 (``smtp_client``).
     """
     if not address.isascii():
         address = wire_address(address)
-    if not _SAFE_ADDRESS.fullmatch(address):
-        raise ValueError(f"address is not a plain ASCII mailbox: {address!r}")
+    if not _SAFE_ADDRESS.fullmatch(address) and not _SAFE_UTF8_ADDRESS.fullmatch(address):
+        raise ValueError(f"address is not a mailbox we can write: {address!r}")
+    wire = address.encode("utf-8")
     name = " ".join(_FORBIDDEN.sub(" ", name).split())
     if not name:
-        return address.encode("ascii")
+        return wire
     if _PLAIN_NAME.fullmatch(name):
-        return f'"{name}" <{address}>'.encode("ascii")
+        return f'"{name}" <'.encode("ascii") + wire + b">"
     if name.isascii():
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{quoted}" <{address}>'.encode("ascii")
+        return f'"{quoted}" <'.encode("ascii") + wire + b">"
     encoded = Header(name, "utf-8").encode(linesep="\r\n")
-    return f"{encoded} <{address}>".encode("ascii")
+    return f"{encoded} <".encode("ascii") + wire + b">"
 
 
 _date_cache: tuple[int, bytes] = (-1, b"")

@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from distributor.audience.models import SuppressionReason
+from distributor.audience.services import ADD_IF_ABSENT, suppression_row
 from distributor.delivery.ledger import DELIVERY_MACHINE, SEND_MACHINE
 from distributor.delivery.models import DeliveryStatus, SendStatus
 
@@ -416,10 +418,16 @@ class ProgressWriter:
             == 1
         )
 
-    def suppress(self, address_hash: str, address: str, note: str) -> None:
-        """A hard bounce: add the address to the suppression list (kept if already there)."""
+    def suppress(self, address: str, reason: SuppressionReason, note: str) -> None:
+        """A hard bounce at RCPT or the final dot: add the address to the suppression list as
+        ``audience.services.suppress`` would (its row and its rule, an entry already there
+        is kept), on this connection: autocommit, no ORM session on the hot path."""
+        if reason not in ADD_IF_ABSENT:
+            raise ValueError(f"{reason} needs audience.services.suppress and a session")
+        row = suppression_row(address, reason, note=note[:2000])
         self._run(
-            "INSERT INTO suppressions (address_hash, address, reason, note, created_at) "
-            "VALUES (?, ?, 'hard_bounce', ?, {now}) ON CONFLICT (address_hash) DO NOTHING",
-            (address_hash, address.strip().lower(), note[:2000]),
+            f"INSERT INTO suppressions ({', '.join(row)}, created_at) "
+            f"VALUES ({', '.join('?' * len(row))}, {{now}}) "
+            "ON CONFLICT (address_hash) DO NOTHING",
+            tuple(row.values()),
         )

@@ -18,7 +18,12 @@ from select import select as wait_readable
 from typing import TYPE_CHECKING, Any
 
 from distributor.delivery.ledger import ClaimedRow
-from distributor.delivery.smtp_client import SMTPClient, SMTPConnectionLost, SMTPRefused
+from distributor.delivery.smtp_client import (
+    SMTPClient,
+    SMTPConnectionLost,
+    SMTPRefused,
+    SMTPUTF8NotOffered,
+)
 from distributor.logs import get_logger
 from distributor.mail.outcomes import (
     RelayTrouble,
@@ -313,6 +318,12 @@ class Pump:
                 return
             try:
                 client.write_envelope(envelope_from, row.email, len(data))
+            except SMTPUTF8NotOffered as exc:
+                # Nothing was written: the session stays usable for the lane's next row.
+                if not batch.not_carried(row, exc.relay, exc.missing):
+                    self.claim_lost = True
+                    return
+                continue
             except SMTPConnectionLost as exc:
                 client.close()
                 if self._resend(lane, row):

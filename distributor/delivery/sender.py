@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import secrets
 import socket
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from distributor.audience.models import SuppressionReason
 from distributor.db import Database, utcnow
 from distributor.delivery.ledger import ClaimedRow, claim_batch
 from distributor.delivery.models import DeliveryStatus, Send
@@ -44,6 +44,7 @@ from distributor.mail.outcomes import (
     Verdict,
     classify_reply,
     repeated_refusal,
+    smtputf8_not_offered,
 )
 from distributor.mail.transport import SMTPConfig
 from distributor.releases.models import Release
@@ -227,8 +228,7 @@ class Batch:
         if ours:
             self.result.failed += 1
         if verdict.is_suppressing:
-            digest = hashlib.sha256(row.email.strip().lower().encode("utf-8")).hexdigest()
-            self.writer.suppress(digest, row.email, reply.describe(2000))
+            self.writer.suppress(row.email, SuppressionReason.HARD_BOUNCE, reply.describe(2000))
         self.count_refusal(reply)
         return ours
 
@@ -345,6 +345,16 @@ class Batch:
         for key, allowance in self.allowances.items():
             with contextlib.suppress(Exception):
                 self.relay_state.renew(self.lease_id, key, allowance.connections)
+
+    def not_carried(self, row: ClaimedRow, relay: str, missing: str) -> bool:
+        """The relay lacks SMTPUTF8 for this row's internationalised address: failed with
+        the outcome authority's reason, no attempt charged, nothing handed over."""
+        text, verdict = smtputf8_not_offered(relay, missing)
+        assert verdict.outcome is Outcome.FAILED
+        ours = self.writer.record(row.id, D.FAILED, code=None, response=text, count_attempt=False)
+        if ours:
+            self.result.failed += 1
+        return ours
 
     def unbuildable(self, row: ClaimedRow, exc: Exception) -> bool:
         ours = self.writer.record(

@@ -6,6 +6,11 @@ packet when the server advertises PIPELINING (RFC 2920), reads the three replies
 the body and waits for the reply to the final dot. Callers split those steps
 (``write_envelope`` / ``read_envelope`` / ``send_body``) so they can do other work, such as
 recording the in-flight marker in the database, while the envelope replies travel.
+
+A message to a mailbox whose local part is not ASCII carries ``SMTPUTF8`` and
+``BODY=8BITMIME`` on its MAIL FROM (RFC 6531: its envelope and its UTF-8 headers,
+RFC 6532, need both); to a relay that does not offer SMTPUTF8 it is not started at all
+(``SMTPUTF8NotOffered``), so nothing is handed over that the relay cannot carry.
 """
 
 from __future__ import annotations
@@ -26,7 +31,25 @@ from distributor.mail.smtp_session import (
     SMTPSession,
 )
 
-__all__ = ["Reply", "SMTPClient", "SMTPConnectionLost", "SMTPRefused", "Stage", "choose_relay"]
+__all__ = [
+    "Reply",
+    "SMTPClient",
+    "SMTPConnectionLost",
+    "SMTPRefused",
+    "SMTPUTF8NotOffered",
+    "Stage",
+    "choose_relay",
+]
+
+
+class SMTPUTF8NotOffered(ValueError):
+    """The message needs SMTPUTF8 and this session's relay does not offer it (nothing was
+    written); ``relay`` names it for the outcome authority's reason."""
+
+    def __init__(self, relay: str, missing: str) -> None:
+        super().__init__(f"{relay} does not offer {missing}")
+        self.relay = relay
+        self.missing = missing
 
 
 def choose_relay(relays: Sequence[SMTPConfig], rng: random.Random | None = None) -> SMTPConfig:
@@ -110,10 +133,20 @@ class SMTPClient(SMTPSession):
 
     def write_envelope(self, envelope_from: str, recipient: str, size: int = 0) -> None:
         """Send MAIL FROM, RCPT TO and DATA in one write (or MAIL FROM only without PIPELINING).
-        ``size``: the message's size in bytes, declared when the server offers SIZE (RFC 1870)."""
+        ``size``: the message's size in bytes, declared when the server offers SIZE (RFC 1870).
+        Raises ``SMTPUTF8NotOffered`` before writing anything when the addresses need
+        SMTPUTF8 and the relay lacks it."""
+        sender, to = _address(envelope_from), _address(recipient)
         declared = b" SIZE=%d" % size if size and "SIZE" in self.extensions else b""
-        mail = b"MAIL FROM:<" + _address(envelope_from) + b">" + declared + b"\r\n"
-        rcpt = b"RCPT TO:<" + _address(recipient) + b">\r\n"
+        if sender.isascii() and to.isascii():
+            mail = b"MAIL FROM:<" + sender + b">" + declared + b"\r\n"
+        else:
+            missing = [k for k in ("SMTPUTF8", "8BITMIME") if k not in self.extensions]
+            if missing:
+                cfg = self.config
+                raise SMTPUTF8NotOffered(f"{cfg.host}:{cfg.port}", " and ".join(missing))
+            mail = b"MAIL FROM:<" + sender + b">" + declared + b" SMTPUTF8 BODY=8BITMIME\r\n"
+        rcpt = b"RCPT TO:<" + to + b">\r\n"
         if self.is_pipelining:
             self._write(mail + rcpt + b"DATA\r\n", Stage.MAIL)
         else:

@@ -3,15 +3,21 @@ import, staff forms, test mails.
 
 We accept only what we can send. Domains are kept and sent in their IDNA A-label form
 (``xn--...``, IDNA 2008 with UTS #46 mapping, through email-validator and the ``idna``
-package), which every relay takes. A local part with non-ASCII characters needs SMTPUTF8
-(RFC 6531) at every hop; the bulk sender does not ask for it yet, so such an address is
-refused here with a message that says why, instead of being accepted and failing at send.
+package), which every relay takes. A local part with non-ASCII characters ("josé@",
+"用户@") needs SMTPUTF8 (RFC 6531) from our relay: such an address is accepted only while
+the configured relay advertises SMTPUTF8 (``RelayExtensions``, the startup check's EHLO), and
+refused otherwise with a message that says why, instead of being accepted and failing at send.
+
+The domain stays in its A-label form even in an SMTPUTF8 message: RFC 6531 lets
+a client use either A-labels or U-labels there, and one stored form per address keeps the
+suppression list, deduplication and every non-SMTPUTF8 hop on the same key.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Protocol
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -23,6 +29,14 @@ _ASCII_DOT_ATOM = re.compile(
 
 class InvalidAddress(EmailNotValidError):
     """An address we cannot send to; the message says why, for the person who typed it."""
+
+
+class RelayExtensions(Protocol):
+    """What the configured relay offers, as far as addresses care (``relay_check``)."""
+
+    def smtputf8_refusal(self) -> str | None:
+        """None while every relay offers SMTPUTF8; else why a non-ASCII local part cannot
+        be sent now, in words for the person who typed it."""
 
 
 @lru_cache(maxsize=16384)
@@ -38,11 +52,21 @@ def clear_domain_cache() -> None:
     _checked_domain.cache_clear()
 
 
-def normalise_address(raw: str, *, check_deliverability: bool = False) -> str:
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to ``address`` (domain already in IDNA form) needs SMTPUTF8 (RFC 6531)
+    on the wire and UTF-8 headers (RFC 6532): its local part is not plain ASCII."""
+    return not address.isascii()
+
+
+def normalise_address(
+    raw: str, *, check_deliverability: bool = False, relay: RelayExtensions | None = None
+) -> str:
     """The lower-cased address with its domain in IDNA form; raises ``InvalidAddress``.
 
-    Addresses on few domains (an import) cost one domain check each: email-validator spends
-    most of its time on the domain, so a plain ASCII local part is checked here.
+    A non-ASCII local part is accepted only when ``relay`` says it offers SMTPUTF8 (no
+    relay given: refused). Addresses on few domains (an import) cost one domain check each:
+    email-validator spends most of its time on the domain, so a plain ASCII local part is
+    checked here.
     """
     text = raw.strip()
     local, at, domain = text.rpartition("@")
@@ -53,21 +77,44 @@ def normalise_address(raw: str, *, check_deliverability: bool = False) -> str:
         address = f"{local}@{checked}"
         if len(address) <= 254:
             return address.lower()
-    if at and not local.isascii():
-        raise InvalidAddress(
-            f"{text!r} has characters before the @ that our mail relay cannot deliver to "
-            "(it needs SMTPUTF8, RFC 6531). Please give an address with a plain-ASCII name "
-            "part; accented or non-Latin domain names are fine."
+    is_international = bool(at) and not local.isascii()
+    if is_international:
+        refusal = (
+            relay.smtputf8_refusal()
+            if relay is not None
+            else "our mail relay could not be asked whether it takes them"
         )
+        if refusal is not None:
+            raise InvalidAddress(
+                f"{text!r} has characters before the @ that we cannot deliver to now: such "
+                f"an address needs SMTPUTF8 (RFC 6531), and {refusal}. Please give an "
+                "address with a plain-ASCII name part; accented or non-Latin domain names "
+                "are fine."
+            )
     try:
-        result = validate_email(text, check_deliverability=check_deliverability)
+        result = validate_email(
+            text, check_deliverability=check_deliverability, allow_smtputf8=is_international
+        )
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from exc
-    return str(result.ascii_email or result.normalized).lower()
+    if result.ascii_email:
+        return str(result.ascii_email).lower()
+    # RFC 6531: the local part in UTF-8 (NFC, as email-validator normalises it), the domain
+    # as A-labels (see the module docstring).
+    address = f"{result.local_part}@{result.ascii_domain}".lower()
+    # RFC 5321 4.5.3.1: 64 octets before the @ and 254 in all; octets, not characters, also
+    # in UTF-8 (RFC 6531), and email-validator counts characters.
+    if len(str(result.local_part).encode("utf-8")) > 64 or len(address.encode("utf-8")) > 254:
+        raise InvalidAddress(
+            f"{text!r} is too long to send: at most 64 bytes before the @ "
+            "(an accented or non-Latin letter takes two to four)"
+        )
+    return address
 
 
 def wire_address(address: str) -> str:
-    """An address as it goes into RCPT TO and the To header: the domain in IDNA form.
+    """An address as it goes into RCPT TO and the To header: the domain in IDNA form, the
+    local part as it is (UTF-8 when it is not ASCII: see ``needs_smtputf8``).
 
     Addresses stored before domains were kept in that form are converted here; one we cannot
     convert is returned as it is, for the relay to refuse.

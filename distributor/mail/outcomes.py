@@ -431,6 +431,21 @@ def repeated_refusal(reply: Reply) -> str | None:
     return None
 
 
+def smtputf8_not_offered(relay: str, missing: str = "SMTPUTF8") -> tuple[str, Verdict]:
+    """Why a message to a mailbox with a non-ASCII local part was not sent, and what it
+    means: the relay does not (or no longer) offer SMTPUTF8, and RFC 6531 forbids handing
+    such a message to a server that does not (no downgrade exists for an address). Failed
+    without an attempt: no server answered, so it is no bounce, and the address is not at
+    fault (it was accepted while the relay offered SMTPUTF8). The enhanced code is RFC 6531's
+    "non-ASCII addresses not permitted" (5.6.7)."""
+    text = (
+        f"not sent (5.6.7): our relay {relay} does not offer {missing}, which an address "
+        "with non-ASCII characters before the @ needs (RFC 6531); it was offered when the "
+        "address was accepted. Send again once the relay offers it."
+    )
+    return text, Verdict(Outcome.FAILED, Subject.RELAY, BounceKind.RELAY, is_permanent=True)
+
+
 def classify_report(status: str, diagnostic: str = "", *, action: str = "failed") -> Verdict:
     """A delivery report after acceptance (RFC 3464 ``Action``/``Status``, or an ESP event).
 

@@ -85,12 +85,15 @@ def build_transactional(
     extra_headers: dict[str, str] | None = None,
 ) -> OutgoingMail:
     """A confirmation or test mail: multipart/alternative, signed, with a VERP sender."""
-    from distributor.mail.addresses import wire_address
+    from distributor.mail.addresses import needs_smtputf8, wire_address
 
     token = new_token()
     recipient = wire_address(to_address)
     message_id = f"<{token}@{settings.from_domain}>"
-    msg = EmailMessage(policy=email.policy.SMTP)  # CRLF line ends, as the wire needs
+    # CRLF line ends, as the wire needs. A mailbox with a non-ASCII local part goes in a
+    # raw UTF-8 header (RFC 6532), so the message needs SMTPUTF8 (the transport asks for it).
+    policy = email.policy.SMTPUTF8 if needs_smtputf8(recipient) else email.policy.SMTP
+    msg = EmailMessage(policy=policy)
     msg["Message-ID"] = message_id
     msg["Date"] = date_header()
     msg["From"] = Address(display_name=clean_header(from_name), addr_spec=settings.mail_from)

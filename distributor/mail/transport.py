@@ -41,6 +41,17 @@ def _wire(value: str) -> bytes:
     return value.encode("utf-8")
 
 
+class SMTPUTF8NotOffered(smtplib.SMTPNotSupportedError):
+    """The message needs SMTPUTF8 and the relay does not offer it; nothing was sent.
+    ``reason`` is the outcome authority's words (``outcomes.smtputf8_not_offered``)."""
+
+    def __init__(self, relay: str, missing: str) -> None:
+        from distributor.mail.outcomes import smtputf8_not_offered
+
+        self.reason = smtputf8_not_offered(relay, missing)[0]
+        super().__init__(self.reason)
+
+
 class SMTPTransport:
     """One connection per call; fine for single messages (test mails, confirmations)."""
 
@@ -68,10 +79,13 @@ class SMTPTransport:
     ) -> None:
         options = b""
         if not all(a.isascii() for a in (envelope_from, *recipients)):
-            # RFC 6531: an internationalised mailbox goes only to a relay that offers it.
-            if "SMTPUTF8" not in session.extensions:
-                raise smtplib.SMTPNotSupportedError("the relay does not offer SMTPUTF8")
-            options += b" SMTPUTF8"
+            # RFC 6531: an internationalised mailbox goes only to a relay that offers
+            # SMTPUTF8, with BODY=8BITMIME (its headers are raw UTF-8, RFC 6532).
+            missing = [k for k in ("SMTPUTF8", "8BITMIME") if k not in session.extensions]
+            if missing:
+                relay = f"{self.config.host}:{self.config.port}"
+                raise SMTPUTF8NotOffered(relay, " and ".join(missing))
+            options += b" SMTPUTF8 BODY=8BITMIME"
         if "SIZE" in session.extensions:
             options += b" SIZE=%d" % len(message)  # RFC 1870
         reply = session.command(b"MAIL FROM:<" + _wire(envelope_from) + b">" + options, Stage.MAIL)

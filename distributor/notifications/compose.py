@@ -18,12 +18,14 @@ from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release
 from distributor.settings import Settings
 
-# The first figures of a finished send, in the order the mail lists them.
+# The first figures of a finished send, in the order the mail lists them (keys of
+# ``reports.definitions.RELEASE_FIGURES``).
 FIGURES = (
     ("sent", "delivered to the mail servers"),
+    ("digest", "waiting for their daily digest"),
     ("failed", "failed"),
     ("deferred", "still being retried"),
-    ("unknown", "outcome unknown"),
+    ("in_doubt", "outcome unknown"),
     ("bounced_hard", "bounced"),
     ("human_openers", "opened (people, not machines)"),
     ("human_clickers", "clicked a link"),

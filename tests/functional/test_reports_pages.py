@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 
 from flask.testing import FlaskClient
@@ -55,11 +56,19 @@ def test_every_figure_on_the_report_pages_says_what_it_counts(
     pages["history"] = (f"/staff/reports/journalists/{journalist_id}", definitions.HISTORY_FIGURES)
     for name, (url, figures) in pages.items():
         html = client.get(url).get_data(as_text=True)
-        assert "What the figures mean" in html, name
+        assert html.count("What the figures mean") == 1, name  # one legend, in the page
+        title = re.search(r"<title>(.*?)</title>", html, re.DOTALL)
+        assert title is not None and "<" not in title.group(1), name  # no markup in the title
         for figure in figures.values():
             definition = escape(figure.definition)
             assert f'title="{definition}"' in html, (name, figure.key)  # beside the figure
             assert f"<dd>{definition}</dd>" in html, (name, figure.key)  # and in the legend
+    # The staff home's "last releases' results" is a report too: each column says what it
+    # counts, from the same definitions.
+    home = client.get("/staff/").get_data(as_text=True)
+    for key in ("recipients", "sent", "failed", "human_openers", "human_clickers"):
+        definition = escape(definitions.RELEASE_FIGURES[key].definition)
+        assert f'title="{definition}"' in home, key
     summary = _csv(client.get(f"/staff/reports/releases/{release.id}/summary.csv").data)
     assert summary[0] == ["Figure", "Value", "Definition"]
     labels = {row[0]: row[2] for row in summary[1:]}
@@ -141,3 +150,10 @@ def test_csv_cells_cannot_start_a_formula() -> None:
     assert safe_cell(-3) == -3  # numbers stay numbers
     rows = list(csv.reader(io.StringIO(to_csv(["Title"], [["=cmd|' /C calc'!A0"]]))))
     assert rows[1][0].startswith("'=")
+
+
+def test_the_sent_notification_lists_figures_the_reports_define() -> None:
+    from distributor.notifications.compose import FIGURES
+
+    # A key the definitions do not have is a figure that is never filled (it was "unknown").
+    assert {key for key, _ in FIGURES} <= set(definitions.RELEASE_FIGURES)

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from distributor.app import create_app
 from distributor.audience import consent, tokens
 from distributor.audience.models import (
     Beat,
@@ -29,10 +30,12 @@ from distributor.audience.models import (
 )
 from distributor.audience.services import address_hash, is_suppressed
 from distributor.db import Database, after_commit, utcnow
+from distributor.mail.relay_check import CachedRelayCheck
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import InMemoryTransport
 from distributor.settings import Settings
 from tests.support.forms import csrf_token
+from tests.support.smtp import SMTPSink
 
 
 @pytest.fixture()
@@ -168,7 +171,8 @@ def test_invalid_address_and_no_beat_are_shown_on_the_form(
 def test_an_address_we_cannot_send_to_is_refused_with_a_reason(
     client: FlaskClient, beats: list[Beat], queued: list[int]
 ) -> None:
-    # RFC 6531: a non-ASCII name part needs SMTPUTF8, which our relay road does not offer.
+    # RFC 6531: a non-ASCII name part needs SMTPUTF8; with no relay to ask (an injected
+    # transport and no relay check) it is refused, with the reason.
     refused = _subscribe(client, "jörg@example.org", [beats[0].id])
     assert refused.status_code == 422
     assert "SMTPUTF8" in refused.get_data(as_text=True)
@@ -177,6 +181,38 @@ def test_an_address_we_cannot_send_to_is_refused_with_a_reason(
     accepted = _subscribe(client, "redaktion@bücher.example", [beats[0].id])
     assert accepted.status_code in (200, 302, 303)
     assert len(queued) == 1
+
+
+@pytest.mark.parametrize("is_offered", [True, False], ids=["smtputf8", "no-smtputf8"])
+def test_the_subscribe_form_asks_the_relay_about_smtputf8(
+    settings: Settings,
+    db: Database,
+    session: Session,
+    beats: list[Beat],
+    queued: list[int],
+    is_offered: bool,
+) -> None:
+    """The form accepts "José@例子.广告" only while the relay (a real SMTP server on
+    loopback) offers SMTPUTF8, and otherwise shows why on the form."""
+    with SMTPSink(enable_SMTPUTF8=is_offered) as relay:
+        app = create_app(
+            settings,
+            db=db,
+            mail_transport=InMemoryTransport(),
+            relay_check=CachedRelayCheck(relay.url),
+        )
+        response = _subscribe(app.test_client(), "José@例子.广告", [beats[0].id])
+    page = response.get_data(as_text=True)
+    stored = session.scalar(
+        select(Journalist).where(Journalist.email_normalized == "josé@xn--fsqu00a.xn--4rr70v")
+    )
+    if is_offered:
+        assert response.status_code == 200 and "SMTPUTF8" not in page
+        assert stored is not None and len(queued) == 1
+    else:
+        assert response.status_code == 422
+        assert f"our mail relay 127.0.0.1:{relay.port} does not offer SMTPUTF8" in page
+        assert stored is None and queued == []
 
 
 def test_one_confirmation_mail_per_address_per_24_hours(

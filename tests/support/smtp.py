@@ -20,6 +20,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    mail_options: list[str] = field(default_factory=list)  # e.g. SMTPUTF8, BODY=8BITMIME
 
     @property
     def message(self) -> EmailMessage:
@@ -36,7 +37,14 @@ class RecordingHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), raw))
+            self.received.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    raw,
+                    list(envelope.mail_options or []),
+                )
+            )
         return "250 OK"
 
 

@@ -183,3 +183,36 @@ def test_permanent_refusal_fails_and_unknown_outcome_is_not_resent(
     session.expire_all()
     digest = session.scalar(select(DigestMail).where(DigestMail.journalist_id == other.id))
     assert digest is not None and digest.status is DigestStatus.SENDING
+
+
+@pytest.mark.parametrize("is_offered", [True, False], ids=["smtputf8", "no-smtputf8"])
+def test_a_digest_to_a_utf8_mailbox_takes_the_smtputf8_road(
+    session: Session,
+    settings: Settings,
+    reader: Journalist,
+    unit_of_work: object,
+    is_offered: bool,
+) -> None:
+    """RFC 6531/6532 through a real SMTP server on loopback: sent with SMTPUTF8 and a raw
+    UTF-8 To header when the relay offers it; failed with the reason when it does not."""
+    from distributor.mail.transport import SMTPConfig, SMTPTransport
+    from tests.support.smtp import SMTPSink
+
+    reader.email = reader.email_normalized = "josé@xn--fsqu00a.xn--4rr70v"
+    waiting(session, reader, "Harbour reopens")
+    with SMTPSink(enable_SMTPUTF8=is_offered) as relay:
+        transport = SMTPTransport(SMTPConfig.from_url(relay.url))
+        sent = sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=transport)  # type: ignore[arg-type]
+        received = relay.received
+    session.expire_all()
+    (row,) = session.scalars(select(Delivery).where(Delivery.journalist_id == reader.id)).all()
+    if is_offered:
+        (got,) = received
+        assert sent == 1 and row.status is DeliveryStatus.SENT
+        assert got.rcpt_tos == [reader.email]
+        assert {"SMTPUTF8", "BODY=8BITMIME"} <= set(got.mail_options)
+        assert b"<" + reader.email.encode("utf-8") + b">" in got.raw.split(b"\r\n\r\n")[0]
+    else:
+        assert sent == 0 and received == []
+        assert (row.status, row.smtp_code) == (DeliveryStatus.FAILED, None)
+        assert f"our relay 127.0.0.1:{relay.port} does not offer SMTPUTF8" in row.smtp_response

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -25,13 +27,48 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 
 from distributor.accounts.models import Role, User
+from distributor.api.contract import read_query
 from distributor.api.services import create_token
+from distributor.errors import ValidationFailed
 from distributor.reports.sample import seed_sent_release
 
 # More than the 12 of old (issue 10); SCHEMATHESIS_EXAMPLES raises it for a longer run.
 EXAMPLES_PER_OPERATION = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "40"))
+
+
+def _query_valid_as_sent(app: Flask, url: str) -> bool:
+    """Whether the query string that actually went out is one the operation's own query model
+    accepts. Schemathesis sometimes mutates a case in a way that has no form on the wire (an
+    extra parameter whose value is an empty list is simply not sent): the request then is
+    valid, and accepting it is right."""
+    split = urlsplit(url)
+    adapter = app.url_map.bind("localhost")
+    endpoint, _ = adapter.match(split.path, method="GET")
+    model = getattr(app.view_functions[endpoint], "api_contract").query
+    if model is None:
+        return not split.query
+    with app.test_request_context(split.path, query_string=MultiDict(parse_qsl(split.query))):
+        try:
+            read_query(model)
+        except ValidationFailed:
+            return False
+    return True
+
+
+def _invalid_input_refused(app: Flask) -> Callable[..., object]:
+    def check(ctx: object, response: object, case: schemathesis.Case) -> object:
+        try:
+            return negative_data_rejection(ctx, response, case)  # type: ignore[arg-type]
+        except AcceptedNegativeData:
+            url = response.request.url  # type: ignore[attr-defined]
+            if case.method == "GET" and _query_valid_as_sent(app, url):
+                return None
+            raise
+
+    return check
 
 
 # Two runs per operation (valid and invalid input): minutes on a loaded 2-core machine.
@@ -66,7 +103,7 @@ def test_no_input_makes_any_api_operation_fail(
                 if operation.definition.raw.get("operationId") in beyond_schema
                 else [positive_data_acceptance],
             ),
-            (GenerationMode.NEGATIVE, [negative_data_rejection]),
+            (GenerationMode.NEGATIVE, [_invalid_input_refused(app)]),
         )
     ]:
 

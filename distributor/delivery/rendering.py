@@ -36,7 +36,6 @@ from distributor.delivery.mime import (
 from distributor.delivery.release_context import LibraryItem, release_context
 from distributor.delivery.signals import RoomLinks, compiling_release
 from distributor.errors import NotFound
-from distributor.logs import get_logger
 from distributor.mail import verp
 from distributor.mail.rendering import EmailRenderer, compile_mjml
 from distributor.media import downloads as media_downloads
@@ -44,8 +43,7 @@ from distributor.media import services as media_services
 from distributor.organisation.services import get_organisation
 from distributor.releases.models import Release
 from distributor.settings import Settings
-
-log = get_logger("distributor.delivery.rendering")
+from distributor.tracking import links
 
 MEDIA_LIST_REASON = "our press team added you to one of its media lists"
 HTML_SIZE_WARNING = 90 * 1024  # Gmail clips over ~102 KB (STANDARDS.md)
@@ -77,8 +75,6 @@ class _Tracking:
     """Pixel and click URL templates built once from the tracking module's functions."""
 
     def __init__(self, session: Session, release_id: int, settings: Settings, urls: list[str]):
-        from distributor.tracking import links  # imported late: optional collaborator
-
         self.link_ids = links.register_links(session, release_id, urls) if urls else {}
         self.pixel = _split_on_probe(links.pixel_url(settings, _TOKEN_PROBE))
         self.clicks = {
@@ -92,16 +88,6 @@ def _split_on_probe(url: str) -> tuple[str, str]:
     if not found or _TOKEN_PROBE in after:
         raise ValueError("tracking URL does not carry the token verbatim")
     return before, after
-
-
-def _load_tracking(
-    session: Session, release_id: int, settings: Settings, urls: list[str]
-) -> _Tracking | None:
-    try:
-        return _Tracking(session, release_id, settings, urls)
-    except ImportError:
-        log.warning("tracking module missing; sending without pixel and tracked links")
-        return None
 
 
 # -- compiled release ------------------------------------------------------------------------
@@ -354,9 +340,7 @@ def compile_release(session: Session, release_id: int, settings: Settings) -> Co
     text_context["release"]["body_text"] = html_to_text(body_html)
     text = renderer.render_text("release", text_context)
     tracking = (
-        _load_tracking(session, release_id, settings, tracked_urls)
-        if org.is_tracking_enabled
-        else None
+        _Tracking(session, release_id, settings, tracked_urls) if org.is_tracking_enabled else None
     )
     template = MessageTemplate.compile(
         markers=markers,

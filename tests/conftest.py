@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,6 +207,27 @@ def logged_in(client: FlaskClient, make_user: Callable[..., User]) -> Callable[[
         return user
 
     return as_role
+
+
+# -- markers follow folders ------------------------------------------------------------------
+
+# A test's folder says what it needs: ``-m "not integration and not browser"`` can trust it.
+FOLDER_MARKERS = {"integration": "integration", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    misplaced: list[str] = []
+    for item in items:
+        folder = item.path.relative_to(root).parts[0] if item.path.is_relative_to(root) else ""
+        wanted = FOLDER_MARKERS.get(folder)
+        if wanted is not None:
+            item.add_marker(wanted)
+        for marker in FOLDER_MARKERS.values():
+            if marker != wanted and item.get_closest_marker(marker) is not None:
+                misplaced.append(f"{item.nodeid} is marked {marker} but not in tests/{marker}/")
+    if misplaced:
+        raise pytest.UsageError("\n".join(misplaced))
 
 
 # -- a private Redis for broker tests ---------------------------------------------------------

@@ -12,13 +12,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from PIL import Image
 from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
 from distributor.media import services
 from distributor.media.models import LicenceKind, MediaAsset
-from distributor.media.storage import MediaStorage
+from distributor.media.storage import MediaFileMissing, MediaStorage
 from tests.support.services import free_port, need, port_open
 
 
@@ -122,3 +123,23 @@ def exiftool(data: bytes, suffix: str) -> dict[str, object]:
     )
     found: dict[str, object] = json.loads(result.stdout)[0]
     return found
+
+
+def exercise_storage(storage: MediaStorage) -> None:
+    """Every operation of the storage interface, on an empty ``storage``."""
+    key = "originals/abc123.jpg"
+    assert not storage.exists(key)
+    with pytest.raises(MediaFileMissing):
+        storage.read(key)
+    with pytest.raises(MediaFileMissing):
+        storage.stream(key)
+    data = bytes(range(256)) * 2000  # spans several stream chunks
+    storage.put(key, data, "image/jpeg")
+    assert storage.exists(key)
+    assert storage.read(key) == data
+    assert b"".join(storage.stream(key)) == data
+    storage.put(key, b"replaced", "image/jpeg")
+    assert storage.read(key) == b"replaced"
+    storage.delete(key)
+    storage.delete(key)  # deleting what is gone is no error
+    assert not storage.exists(key)

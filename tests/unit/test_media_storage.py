@@ -1,44 +1,22 @@
-"""The media storage interface, on a local folder and over HTTP on an S3-compatible server."""
+"""The media storage interface on a local folder (the S3-compatible one: tests/integration)."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 
 from distributor.media.storage import (
     LocalStorage,
-    MediaFileMissing,
-    MediaStorage,
     S3Storage,
     storage_from_url,
 )
-from tests.support.media import moto_s3_server
-
-
-def _exercise(storage: MediaStorage) -> None:
-    key = "originals/abc123.jpg"
-    assert not storage.exists(key)
-    with pytest.raises(MediaFileMissing):
-        storage.read(key)
-    with pytest.raises(MediaFileMissing):
-        storage.stream(key)
-    data = bytes(range(256)) * 2000  # spans several stream chunks
-    storage.put(key, data, "image/jpeg")
-    assert storage.exists(key)
-    assert storage.read(key) == data
-    assert b"".join(storage.stream(key)) == data
-    storage.put(key, b"replaced", "image/jpeg")
-    assert storage.read(key) == b"replaced"
-    storage.delete(key)
-    storage.delete(key)  # deleting what is gone is no error
-    assert not storage.exists(key)
+from tests.support.media import exercise_storage
 
 
 def test_local_storage(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
-    _exercise(storage)
+    exercise_storage(storage)
     for bad in ("../etc/passwd", "/abs", "a/../../b", "UPPER"):
         with pytest.raises(ValueError):
             storage.exists(bad)
@@ -57,24 +35,3 @@ def test_storage_url_chooses_the_backend(tmp_path: Path) -> None:
         storage_from_url("s3://bucket?colour=blue", "x")
     with pytest.raises(ValueError):
         storage_from_url("ftp://host/x", "x")
-
-
-@pytest.mark.integration
-def test_s3_storage_over_http_against_a_local_server() -> None:
-    with moto_s3_server() as endpoint:
-        import boto3
-
-        bucket = f"media-{uuid.uuid4().hex[:8]}"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        ).create_bucket(Bucket=bucket)
-        url = f"s3://test:test@{bucket}/newsroom?endpoint={endpoint}&region=us-east-1"
-        storage = storage_from_url(url, "unused")
-        _exercise(storage)
-        # A second web machine configured the same way sees what the first stored.
-        storage.put("downloads/k/r1-web.jpg", b"shared", "image/jpeg")
-        assert storage_from_url(url, "elsewhere").read("downloads/k/r1-web.jpg") == b"shared"

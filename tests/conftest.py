@@ -27,6 +27,7 @@ from distributor.db import Database, make_engine
 from distributor.mail.transport import InMemoryTransport
 from distributor.migrate import upgrade
 from distributor.settings import Settings
+from tests.support import live_db as live
 from tests.support.forms import csrf_token
 from tests.support.services import (
     flush_private_redis,
@@ -166,6 +167,18 @@ def client(app: Flask) -> FlaskClient:
 def app_ctx(app: Flask) -> Iterator[Flask]:
     with app.app_context():
         yield app
+
+
+# -- committed data for servers, workers and second connections ------------------------------
+
+
+@pytest.fixture()
+def live_db(engine: Engine) -> Iterator[Database]:
+    """A database whose commits are real, so another thread, process or connection sees them;
+    every row the test added is removed afterwards (``tests.support.live_db``)."""
+    marks = live.mark(engine)
+    yield Database(engine)
+    live.remove_rows_added_since(engine, marks)
 
 
 # -- factories -------------------------------------------------------------------------------

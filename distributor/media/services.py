@@ -118,7 +118,6 @@ def _apply(session: Session, asset: MediaAsset, data: AssetInput) -> list[str]:
 
 
 def record(
-    session: Session,
     asset: MediaAsset,
     action: str,
     detail: str,
@@ -185,7 +184,7 @@ def upload_asset(
     if asset.rights_until is not None and asset.rights_until <= now:
         raise ValidationFailed("The rights of this file have already ended.")
     session.add(asset)
-    record(session, asset, "uploaded", asset.filename, owner_id, now)
+    record(asset, "uploaded", asset.filename, owner_id, now)
     session.flush()
     # Stored before the commit: a rolled-back upload leaves an orphan file, never a row
     # without its file.
@@ -216,7 +215,6 @@ def update_asset(
     asset.revision += 1  # downloads carry the new credit
     asset.updated_at = now
     record(
-        session,
         asset,
         "edited",
         "Changed " + ", ".join(c.replace("_", " ") for c in changed),
@@ -227,9 +225,7 @@ def update_asset(
         asset.rights_until is None or asset.rights_until > now
     ):
         move_rights(asset, RightsState.ACTIVE)
-        record(
-            session, asset, "renewed", "Rights renewed: shown and sendable again.", actor_id, now
-        )
+        record(asset, "renewed", "Rights renewed: shown and sendable again.", actor_id, now)
     session.flush()
     return changed
 
@@ -381,7 +377,6 @@ def add_to_release(
         item.asset = asset
         session.add(item)
         record(
-            session,
             asset,
             "used",
             f"Added to release #{release.id}: {release.title}",
@@ -405,7 +400,6 @@ def remove_from_release(
         )
     )
     record(
-        session,
         asset,
         "removed",
         f"Removed from release #{release.id}: {release.title}",

@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, exists, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
-from distributor.accounts.models import Role, User
+from distributor.accounts.models import Role
 from distributor.accounts.services import create_user
 from distributor.app import create_app
 from distributor.db import Database, utcnow
@@ -29,14 +28,11 @@ from distributor.delivery.checklist import DnsUnavailable
 from distributor.delivery.models import Send
 from distributor.mail.transport import InMemoryTransport
 from distributor.media import rights as media_rights
-from distributor.media.models import MediaAsset, MediaAssetEvent, ReleaseMedia
+from distributor.media.models import MediaAsset
 from distributor.media.storage import LocalStorage
 from distributor.releases.models import (
-    PressContact,
     Release,
-    ReleaseKind,
     ReleaseStatus,
-    release_contacts,
 )
 from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
@@ -61,29 +57,6 @@ CHROMIUM_ARGS = [
 class OfflineResolver:
     def txt(self, name: str) -> list[str]:
         raise DnsUnavailable("no network in tests")
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data (the server thread must see it), removed afterwards."""
-    db = Database(engine)
-    yield db
-    with engine.begin() as conn:
-        assets = select(MediaAsset.id).where(MediaAsset.title.in_([AGENCY_PICTURE, OWN_PICTURE]))
-        conn.execute(delete(ReleaseMedia).where(ReleaseMedia.asset_id.in_(assets)))
-        conn.execute(delete(MediaAssetEvent).where(MediaAssetEvent.asset_id.in_(assets)))
-        conn.execute(delete(MediaAsset).where(MediaAsset.title.in_([AGENCY_PICTURE, OWN_PICTURE])))
-        releases = select(Release.id).where(Release.title == TITLE)
-        conn.execute(delete(Send).where(Send.release_id.in_(releases)))
-        conn.execute(delete(Release).where(Release.title == TITLE))
-        # What the release factory committed with it, now used by no release.
-        conn.execute(delete(ReleaseKind).where(~exists().where(Release.kind_id == ReleaseKind.id)))
-        conn.execute(
-            delete(PressContact).where(
-                ~exists().where(release_contacts.c.press_contact_id == PressContact.id)
-            )
-        )
-        conn.execute(delete(User).where(User.email.like(f"%@{DOMAIN}")))
 
 
 @pytest.fixture()

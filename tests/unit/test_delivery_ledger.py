@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from distributor.audience.models import Beat, Journalist
+from distributor.audience.models import Journalist
 from distributor.db import Database, utcnow
 from distributor.delivery import ledger
 from distributor.delivery.ledger import claim_batch, move_delivery
 from distributor.delivery.models import Delivery, DeliveryClaim, DeliveryStatus, Send, SendStatus
 from distributor.delivery.progress import ProgressWriter
 from distributor.errors import IllegalTransition
-from distributor.releases.models import Release, ReleaseKind
 from tests.support import delivery_factories as f
 
 D = DeliveryStatus
@@ -53,18 +50,6 @@ def test_illegal_moves_raise() -> None:
     move_delivery(row, D.DEFERRED)
     with pytest.raises(IllegalTransition):
         move_delivery(row, D.SENT)
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data, so two connections see it; emptied afterwards."""
-    db = Database(engine)
-    yield db
-    with engine.begin() as conn:
-        conn.execute(delete(Release))
-        conn.execute(delete(ReleaseKind))
-        conn.execute(delete(Journalist))
-        conn.execute(delete(Beat))
 
 
 def test_two_workers_claim_disjoint_rows(live_db: Database) -> None:

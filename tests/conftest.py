@@ -228,7 +228,7 @@ def logged_in(client: FlaskClient, make_user: Callable[..., User]) -> Callable[[
 FOLDER_MARKERS = {"integration": "integration", "browser": "browser"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
     misplaced: list[str] = []
     for item in items:
@@ -246,11 +246,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # -- a private Redis for broker tests ---------------------------------------------------------
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def pytest_sessionstart() -> None:
     start_private_redis()
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish() -> None:
     stop_private_redis()
 
 

@@ -182,7 +182,7 @@ def test_media_library_journey(
             with reader.expect_download() as info:
                 card.locator("a:has-text('Original')").click()
             downloaded = Path(info.value.path())
-            tags = exiftool(downloaded.read_bytes(), ".jpg")
+            tags = exiftool(downloaded.read_bytes())
             assert tags["XMP-photoshop:Credit"] == "Photo: Jane Doe/Coastline Pictures"
             assert "Coastline Pictures Ltd" in str(tags["XMP-dc:Rights"])
             assert "Not to be used after" in str(tags["XMP-xmpRights:UsageTerms"])

@@ -190,11 +190,10 @@ def test_an_import_that_fails_halfway_leaves_nothing_behind(
     assert _counts(session) == before
 
 
+@pytest.mark.usefixtures("session", "world")
 def test_import_through_the_staff_ui(
     client: FlaskClient,
     logged_in: Callable[[Role], Any],
-    session: Session,
-    world: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from distributor.audience import tasks

@@ -7,6 +7,7 @@ import io
 import re
 from collections.abc import Callable
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -197,9 +198,8 @@ def test_release_list_filters_by_status_and_search(
     assert "Saltmarsh restored" not in page and "Ferry timetable statement" in page
 
 
-def test_kinds_are_managed_by_admins_only(
-    client: FlaskClient, session: Session, make_user: Callable[..., User], logged_in
-) -> None:
+@pytest.mark.usefixtures("session", "make_user")
+def test_kinds_are_managed_by_admins_only(client: FlaskClient, logged_in) -> None:
     logged_in(Role.EDITOR)
     assert client.get("/staff/releases/kinds").status_code == 403
     client.post("/logout", data={"csrf_token": csrf_token(client, "/staff/releases/")})

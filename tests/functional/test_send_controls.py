@@ -132,12 +132,12 @@ def test_editor_sends_once_however_often_they_click(
     assert progress["counts"]["queued"] == 3 and progress["counts"]["digest"] == 1
 
 
+@pytest.mark.usefixtures("queued")
 def test_pause_resume_cancel_are_safe_twice(
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
     session: Session,
-    queued: list[Any],
 ) -> None:
     logged_in(Role.ADMIN)
     post(client, release, "now")
@@ -161,12 +161,12 @@ def test_pause_resume_cancel_are_safe_twice(
     assert "cannot be paused" in client.get(response.location).get_data(as_text=True)
 
 
+@pytest.mark.usefixtures("queued")
 def test_retry_failed_and_resend_in_doubt(
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
     session: Session,
-    queued: list[Any],
 ) -> None:
     logged_in(Role.EDITOR)
     post(client, release, "now")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -162,8 +163,9 @@ def test_no_ip_address_is_stored(client: FlaskClient, session: Session) -> None:
     assert not any("203.0.113.77" in value for value in stored)
 
 
+@pytest.mark.usefixtures("app")
 def test_admin_switches_tracking_off_and_on(
-    app: Flask, client: FlaskClient, session: Session, logged_in: Callable[[Role], User]
+    client: FlaskClient, session: Session, logged_in: Callable[[Role], User]
 ) -> None:
     logged_in(Role.ADMIN)
     page = client.get("/staff/tracking")

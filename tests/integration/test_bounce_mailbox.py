@@ -199,6 +199,7 @@ def _inbound(session: Session) -> list[InboundMessage]:
     return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
 
 
+@pytest.mark.usefixtures("deliveries")
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_polling_processes_and_deletes_every_message(
     request: pytest.FixtureRequest,
@@ -207,7 +208,6 @@ def test_polling_processes_and_deletes_every_message(
     session: Session,
     settings: Settings,
     box: Mailbox,
-    deliveries: None,
 ) -> None:
     port = request.getfixturevalue(f"{protocol}_port")
     url = f"{protocol}://{USER}:{PASSWORD}@127.0.0.1:{port}/INBOX"
@@ -228,6 +228,7 @@ def test_polling_processes_and_deletes_every_message(
     assert poll_mailbox(db, settings, url=url, timeout=10).fetched == 0
 
 
+@pytest.mark.usefixtures("deliveries")
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_a_message_that_fails_to_store_stays_in_the_mailbox(
     request: pytest.FixtureRequest,
@@ -236,7 +237,6 @@ def test_a_message_that_fails_to_store_stays_in_the_mailbox(
     session: Session,
     settings: Settings,
     box: Mailbox,
-    deliveries: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = request.getfixturevalue(f"{protocol}_port")

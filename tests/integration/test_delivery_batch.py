@@ -133,7 +133,7 @@ def test_a_batch_over_starttls_with_auth_uses_all_its_connections(
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     logins = []
 
-    def authenticate(*args: object) -> AuthResult:
+    def authenticate(*_args: object) -> AuthResult:
         logins.append(1)
         return AuthResult(success=True)
 

@@ -84,8 +84,9 @@ def test_password_change_page_needs_the_current_password(
     assert services.verify_password(user, STRONG)
 
 
+@pytest.mark.usefixtures("session")
 def test_per_account_lockout_whatever_the_address(
-    app: Flask, make_user: Callable[..., User], session: Session, caplog: pytest.LogCaptureFixture
+    app: Flask, make_user: Callable[..., User], caplog: pytest.LogCaptureFixture
 ) -> None:
     user = make_user(Role.EDITOR)
     caplog.set_level(logging.WARNING, logger="distributor.security")
@@ -138,8 +139,9 @@ def test_totp_login_and_no_replay(
     assert client.get("/staff/audience/journalists").status_code == 200
 
 
+@pytest.mark.usefixtures("session")
 def test_admins_must_set_up_mfa_when_required(
-    settings: Settings, db: Database, make_user: Callable[..., User], session: Session
+    settings: Settings, db: Database, make_user: Callable[..., User]
 ) -> None:
     app = create_app(
         dataclasses.replace(settings, require_admin_mfa=True),

@@ -109,7 +109,7 @@ def _has_moto() -> bool:
     return True
 
 
-def exiftool(data: bytes, suffix: str) -> dict[str, object]:
+def exiftool(data: bytes) -> dict[str, object]:
     """Every tag exiftool (an independent reader) finds, grouped as ``Group:Tag``."""
     tool = shutil.which("exiftool")
     need(tool is not None, "exiftool is not installed (apt-get install libimage-exiftool-perl)")

@@ -169,7 +169,7 @@ def test_downloads_are_built_once_per_revision_with_the_current_credit(
     )
     second = downloads.prepare_download(storage, asset, "web")
     assert second.key != first.key and second.filename == "harbour-web.jpg"
-    tags = exiftool(storage.read(second.key), ".jpg")
+    tags = exiftool(storage.read(second.key))
     assert tags["XMP-photoshop:Credit"] == "Photo: Jane Doe/Harbour Agency"
 
 

@@ -18,7 +18,7 @@ def test_local_storage(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     exercise_storage(storage)
     for bad in ("../etc/passwd", "/abs", "a/../../b", "UPPER"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a media storage key"):
             storage.exists(bad)
 
 
@@ -31,7 +31,7 @@ def test_storage_url_chooses_the_backend(tmp_path: Path) -> None:
         "s3://key:secret@bucket/pre?endpoint=http://127.0.0.1:9&region=eu-west-1", "x"
     )
     assert isinstance(s3, S3Storage) and s3.bucket == "bucket" and s3.prefix == "pre/"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown option"):
         storage_from_url("s3://bucket?colour=blue", "x")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be empty, file:///path or s3://"):
         storage_from_url("ftp://host/x", "x")

@@ -81,6 +81,7 @@ def test_a_transition_removed_from_the_machine_breaks_the_statements_that_make_i
         progress.acceptance_sql(many=False)
 
 
+@pytest.mark.usefixtures("monkeypatch")
 @pytest.mark.parametrize(
     ("source", "target"),
     sorted(
@@ -89,7 +90,7 @@ def test_a_transition_removed_from_the_machine_breaks_the_statements_that_make_i
     ),
 )
 def test_each_delivery_move_is_checked_against_the_machine(
-    source: DeliveryStatus, target: DeliveryStatus, monkeypatch: pytest.MonkeyPatch
+    source: DeliveryStatus, target: DeliveryStatus
 ) -> None:
     without = StateMachine(
         "delivery",

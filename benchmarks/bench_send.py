@@ -348,13 +348,13 @@ def main() -> int:
             # A raw connection and a prepared statement: the poll should not take CPU from the
             # send it measures.
             poll = engine.raw_connection()
-            poll_cursor = poll.driver_connection.cursor()  # type: ignore[union-attr]
+            poll_cursor = poll.driver_connection.cursor()
             while True:
                 poll_cursor.execute(
                     "SELECT status FROM sends WHERE id = %s", (send_id,), prepare=True
                 )
                 row = poll_cursor.fetchone()
-                poll.driver_connection.rollback()  # type: ignore[union-attr]
+                poll.driver_connection.rollback()
                 if row is not None and row[0] == SendStatus.FINISHED.value:
                     break
                 now = time.perf_counter()
@@ -461,7 +461,7 @@ def main() -> int:
             stop_private_redis(private_redis[0])
 
 
-def _sample_recipient():  # type: ignore[no-untyped-def]
+def _sample_recipient():
     from distributor.delivery.rendering import Recipient
 
     return Recipient(1, 1, "journalist1@outlet1.example", "Journalist 1", "0" * 32, "Climate", True)

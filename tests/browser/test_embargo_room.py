@@ -152,7 +152,7 @@ def test_embargo_room(
             thread.join(timeout=10)
 
 
-def _journey(  # type: ignore[no-untyped-def]
+def _journey(
     browser, base, app, settings: Settings, db: Database, sink: SMTPSink, transport, release_id
 ) -> None:
     # -- the editor asks for the terms and schedules the send -------------------------------------

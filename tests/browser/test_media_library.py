@@ -95,7 +95,7 @@ def _seed(db: Database, settings: Settings) -> Release:
     return release
 
 
-def _login(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
+def _login(page, base: str, email: str) -> None:
     page.goto(f"{base}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", TEST_PASSWORD)
@@ -103,7 +103,7 @@ def _login(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-def _upload(page, base: str, path: Path, title: str, **rights: str) -> None:  # type: ignore[no-untyped-def]
+def _upload(page, base: str, path: Path, title: str, **rights: str) -> None:
     page.goto(f"{base}/staff/media/new")
     page.set_input_files("input[name=file]", str(path))
     page.fill("input[name=title]", title)
@@ -122,7 +122,7 @@ def _upload(page, base: str, path: Path, title: str, **rights: str) -> None:  # 
 
 def test_media_library_journey(
     server, live_db: Database, settings: Settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     need(Path(chromium).exists(), "Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright

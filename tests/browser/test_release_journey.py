@@ -61,7 +61,7 @@ def _seed(db: Database) -> None:
         session.add(Beat(slug="journey-climate", name="Climate"))
 
 
-def _login(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
+def _login(page, base: str, email: str) -> None:
     page.goto(f"{base}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", TEST_PASSWORD)
@@ -69,7 +69,7 @@ def _login(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-def test_release_journey(server, live_db: Database, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_release_journey(server, live_db: Database, settings: Settings, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     need(Path(chromium).exists(), "Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright

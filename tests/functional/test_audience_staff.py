@@ -253,8 +253,8 @@ def test_merge_moves_everything_in_one_transaction(
     assert status[fish.id] == (SubscriptionStatus.CONFIRMED, "double_opt_in")
     assert status[housing.id] == (SubscriptionStatus.CONFIRMED, "preference_centre")
     assert [j.id for j in media_list.journalists] == [keep.id]
-    assert session.get(Delivery, moved.id).journalist_id == keep.id  # type: ignore[union-attr]
-    assert session.get(Delivery, dup_shared.id).journalist_id is None  # type: ignore[union-attr]
+    assert session.get(Delivery, moved.id).journalist_id == keep.id
+    assert session.get(Delivery, dup_shared.id).journalist_id is None
     assert keep.phone == "+44 1"
     log = session.scalar(select(JournalistMerge).where(JournalistMerge.kept_id == keep.id))
     assert (

@@ -95,7 +95,7 @@ def test_press_officer_builds_a_gallery_and_expired_rights_go_dark(
 
     response = _upload(client)
     assert response.status_code == 303
-    asset_id = int(re.search(r"/staff/media/(\d+)$", response.headers["Location"]).group(1))  # type: ignore[union-attr]
+    asset_id = int(re.search(r"/staff/media/(\d+)$", response.headers["Location"]).group(1))
     page = client.get(f"/staff/media/{asset_id}").get_data(as_text=True)
     assert "Photo: Jane Doe/Coastline Pictures" in page and "Uploaded" in page
 

@@ -20,9 +20,9 @@ from distributor.organisation.services import ensure_organisation
 from distributor.reports.sample import HUMAN_UA, seed_sent_release
 from distributor.settings import Settings
 from distributor.tracking import classify
+from distributor.tracking.fastpath import PIXEL_GIF
 from distributor.tracking.models import EventKind, TrackedLink, TrackingEvent
 from distributor.tracking.services import classify_pending
-from distributor.tracking.views import PIXEL_GIF
 from tests.support.forms import csrf_token
 
 

@@ -241,7 +241,7 @@ def test_a_message_that_fails_to_store_stays_in_the_mailbox(
 ) -> None:
     port = request.getfixturevalue(f"{protocol}_port")
     url = f"{protocol}://{USER}:{PASSWORD}@127.0.0.1:{port}/INBOX"
-    real = mailbox.receive_message
+    real = mailbox.receive_message  # type: ignore[attr-defined]
 
     def flaky(session: Session, settings: Settings, **kwargs: Any) -> InboundMessage:
         if b"Yahoo" in kwargs["raw"]:

@@ -77,8 +77,8 @@ def _check_headers(received: Received, settings: Settings, verp_tokens: dict[str
     assert m["List-Id"] and m["Precedence"] == "bulk" and m["Feedback-ID"]
     assert m["Auto-Submitted"] is None
     assert m.get_content_type() == "multipart/alternative"
-    text = m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = m.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = m.get_body(("plain",)).get_content()
+    html = m.get_body(("html",)).get_content()
     assert "Portmere's sea wall will be raised by 1.2 metres" in text
     assert https_url in text and https_url in html
     assert settings.org_postal_address in text

@@ -128,13 +128,14 @@ def test_totp_login_and_no_replay(
     assert first.headers["Location"].endswith("/login/code")
     assert client.get("/staff/audience/journalists").status_code == 302  # not logged in yet
     code_page = client.get("/login/code")
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', code_page.text)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', code_page.text)  # type: ignore[assignment]
     assert token
     used = client.post(
-        "/login/code", data={"csrf_token": token.group(1), "code": _code(secret, -30)}
+        "/login/code",
+        data={"csrf_token": token.group(1), "code": _code(secret, -30)},  # type: ignore[attr-defined]
     )
     assert b"already used" in used.data  # the step enable() consumed
-    ok = client.post("/login/code", data={"csrf_token": token.group(1), "code": _code(secret)})
+    ok = client.post("/login/code", data={"csrf_token": token.group(1), "code": _code(secret)})  # type: ignore[attr-defined]
     assert ok.status_code == 302
     assert client.get("/staff/audience/journalists").status_code == 200
 

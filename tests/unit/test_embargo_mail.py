@@ -26,7 +26,7 @@ def _parts(raw: bytes) -> tuple[str, str, str]:
     return str(message["Subject"]), html.get_content(), text.get_content()
 
 
-def _recipient(session: Session, world, journalist) -> Recipient:  # type: ignore[no-untyped-def]
+def _recipient(session: Session, world, journalist) -> Recipient:
     delivery = delivery_of(session, world.release, journalist)
     assert delivery is not None
     return Recipient(

@@ -34,7 +34,7 @@ BROWSER_B = "browser-b-" + "y" * 20
 BROWSER_C = "browser-c-" + "z" * 20
 
 
-def _token(settings: Settings, world, journalist) -> str:  # type: ignore[no-untyped-def]
+def _token(settings: Settings, world, journalist) -> str:
     return tokens.room_token(settings, world.release.id, journalist.id)
 
 

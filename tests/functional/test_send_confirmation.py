@@ -42,7 +42,7 @@ class Resolver:
 
 
 @pytest.fixture()
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+def queued(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:  # noqa: ARG001 - the app binds the Celery tasks before they are patched
     calls: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(
         engine_tasks.dispatch_send, "delay", lambda *a: calls.append(("dispatch", a))

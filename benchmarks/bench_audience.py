@@ -378,7 +378,7 @@ def main() -> int:
             started = time.perf_counter()
             response = client.get("/staff/audience/journalists/export.csv", buffered=False)
             assert response.status_code == 200
-            for chunk in response.response:  # type: ignore[union-attr]
+            for chunk in response.response:
                 rows += chunk.count(b"\n") if isinstance(chunk, bytes) else chunk.count("\n")
                 if rows % 20000 < 50:
                     peak = max(peak, rss_mb())

@@ -28,7 +28,7 @@ from tests.support import delivery_factories as f  # noqa: E402
 
 
 def per_call_us(fn: object, n: int) -> float:
-    call = fn  # type: ignore[assignment]
+    call = fn
     for _ in range(min(n, 200)):  # warm up
         call()  # type: ignore[operator]
     # CPU time of this process: other work on a shared machine does not inflate the figure.

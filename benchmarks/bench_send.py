@@ -392,8 +392,8 @@ def main() -> int:
             # send it measures.
             poll = engine.raw_connection()
             # Autocommit: one statement per look, no BEGIN/ROLLBACK around it.
-            poll.driver_connection.autocommit = True  # type: ignore[union-attr]
-            poll_cursor = poll.driver_connection.cursor()  # type: ignore[union-attr]
+            poll.driver_connection.autocommit = True
+            poll_cursor = poll.driver_connection.cursor()
             while True:
                 poll_cursor.execute(
                     "SELECT status FROM sends WHERE id = %s", (send_id,), prepare=True
@@ -436,7 +436,7 @@ def main() -> int:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
             meter.stop()
-            poll.driver_connection.autocommit = False  # type: ignore[union-attr]
+            poll.driver_connection.autocommit = False
             poll.close()
             with db.session() as session:
                 counts = dict(
@@ -517,7 +517,7 @@ def main() -> int:
             stop_private_redis(private_redis[0])
 
 
-def _sample_recipient():  # type: ignore[no-untyped-def]
+def _sample_recipient():
     from distributor.delivery.rendering import Recipient
 
     return Recipient(1, 1, "journalist1@outlet1.example", "Journalist 1", "0" * 32, "Climate", True)

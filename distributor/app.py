@@ -254,7 +254,7 @@ def _register_error_handlers(app: Flask) -> None:
         ), exc.status_code
 
     @app.errorhandler(CSRFError)
-    def _csrf_error(exc: CSRFError) -> tuple[Any, int]:
+    def _csrf_error(_exc: CSRFError) -> tuple[Any, int]:
         message = "The form expired or was sent from elsewhere. Reload the page and try again."
         return render_template("error.html", code=400, message=message), 400
 

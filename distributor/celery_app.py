@@ -82,7 +82,7 @@ def init_celery(app: Flask, settings: Settings) -> Celery:
     app.extensions["celery"] = celery
     smtp_url = settings.smtp_url
 
-    def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    def _on_worker_ready(**_: Any) -> None:  # Celery passes sender= and more by keyword
         _warn_when_relay_unreachable(smtp_url)
 
     worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="relay-check")

@@ -33,14 +33,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+    def process_bind_param(self, value: dt.datetime | None, _dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(dt.UTC)
 
-    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+    def process_result_value(self, value: dt.datetime | None, _dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:

@@ -85,7 +85,7 @@ def check_request() -> None:
                 abort(400, "The form contains a character we do not accept.")
 
 
-def ids_in_range(endpoint: str | None, values: dict[str, Any] | None) -> None:
+def ids_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
     """An id in the path beyond what the database stores is a 404, like any unknown id."""
     for value in (values or {}).values():
         if isinstance(value, int) and not 0 <= value <= MAX_ID:

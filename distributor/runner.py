@@ -111,7 +111,7 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # noqa: TID251 - handed to the children whole; no setting is read here
     for child in children:
         child.process = subprocess.Popen(
             child.argv,

@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from distributor.db import Database, make_engine
 from distributor.mail.transport import InMemoryTransport
 from distributor.migrate import upgrade
 from distributor.settings import Settings
+from tests.support import live_db as live
 from tests.support.forms import csrf_token
 from tests.support.services import (
     flush_private_redis,
@@ -167,6 +169,18 @@ def app_ctx(app: Flask) -> Iterator[Flask]:
         yield app
 
 
+# -- committed data for servers, workers and second connections ------------------------------
+
+
+@pytest.fixture()
+def live_db(engine: Engine) -> Iterator[Database]:
+    """A database whose commits are real, so another thread, process or connection sees them;
+    every row the test added is removed afterwards (``tests.support.live_db``)."""
+    marks = live.mark(engine)
+    yield Database(engine)
+    live.remove_rows_added_since(engine, marks)
+
+
 # -- factories -------------------------------------------------------------------------------
 
 
@@ -208,14 +222,35 @@ def logged_in(client: FlaskClient, make_user: Callable[..., User]) -> Callable[[
     return as_role
 
 
+# -- markers follow folders ------------------------------------------------------------------
+
+# A test's folder says what it needs: ``-m "not integration and not browser"`` can trust it.
+FOLDER_MARKERS = {"integration": "integration", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    misplaced: list[str] = []
+    for item in items:
+        folder = item.path.relative_to(root).parts[0] if item.path.is_relative_to(root) else ""
+        wanted = FOLDER_MARKERS.get(folder)
+        if wanted is not None:
+            item.add_marker(wanted)
+        for marker in FOLDER_MARKERS.values():
+            if marker != wanted and item.get_closest_marker(marker) is not None:
+                misplaced.append(f"{item.nodeid} is marked {marker} but not in tests/{marker}/")
+    if misplaced:
+        raise pytest.UsageError("\n".join(misplaced))
+
+
 # -- a private Redis for broker tests ---------------------------------------------------------
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def pytest_sessionstart() -> None:
     start_private_redis()
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish() -> None:
     stop_private_redis()
 
 

@@ -143,14 +143,14 @@ SCENARIOS: list[Scenario] = [
         "one worker host's clock 2 minutes ahead (libfaketime)",
         _nothing,
         prepare=lambda run: run.worker_overrides.update({0: faketime_env(120)}),
-        unavailable=lambda cfg: faketime_unavailable(),
+        unavailable=lambda _cfg: faketime_unavailable(),
     ),
     Scenario(
         "clock-behind",
         "one worker host's clock 2 minutes behind (libfaketime)",
         _nothing,
         prepare=lambda run: run.worker_overrides.update({0: faketime_env(-120)}),
-        unavailable=lambda cfg: faketime_unavailable(),
+        unavailable=lambda _cfg: faketime_unavailable(),
     ),
     Scenario("flushall", "FLUSHALL of the private Redis at 50%", _flushall),
     Scenario(
@@ -193,7 +193,7 @@ SCENARIOS: list[Scenario] = [
         _partition,
         is_one_host=True,
         private_pg=True,
-        unavailable=lambda cfg: netns_available(),
+        unavailable=lambda _cfg: netns_available(),
     ),
 ]
 

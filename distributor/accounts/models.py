@@ -62,9 +62,6 @@ class User(Base):
     def get_id(self) -> str:
         return str(self.id)
 
-    def has_role(self, *roles: Role) -> bool:
-        return self.role in roles
-
     def __repr__(self) -> str:
         return f"<User {self.email} {self.role.value}>"
 

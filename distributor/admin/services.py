@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import User
@@ -64,8 +63,3 @@ def send_test_email_now(
     )
     outgoing.send(transport, mail)
     return rendered.subject
-
-
-def current_renderer() -> EmailRenderer:
-    renderer: EmailRenderer = current_app.extensions["distributor.email_renderer"]
-    return renderer

@@ -54,7 +54,7 @@ P = TypeVar("P", bound=out.Page[Any])
 
 
 @bp.url_value_preprocessor
-def _ids_in_range(endpoint: str | None, values: dict[str, Any] | None) -> None:
+def _ids_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
     # An id beyond what the database stores names nothing (and would overflow the driver).
     for value in (values or {}).values():
         if isinstance(value, int) and value > out.MAX_ID:

@@ -23,6 +23,7 @@ from distributor.audience.models import (
     SubscriptionStatus,
 )
 from distributor.audience.services import journalist_query
+from distributor.csv_cells import escape_cell
 from distributor.errors import ValidationFailed
 from distributor.logs import get_logger
 from distributor.mail import addresses
@@ -161,14 +162,6 @@ EXPORT_COLUMNS = (
     "beats",
     "created_at",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def escape_cell(value: str) -> str:
-    """Defuse spreadsheet formulas (CSV injection): prefix risky cells with an apostrophe."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
 EXPORT_PAGE_SIZE = 5000
 
 

@@ -10,7 +10,7 @@ from distributor.bounces.services import forget_address
 from distributor.signals import journalist_erased
 
 
-def _erase(journalist_id: int, *, session: Session, address: str, **_: Any) -> None:
+def _erase(_journalist_id: int, *, session: Session, address: str, **_: Any) -> None:
     # Bounce and complaint records keep their counts but no longer name the person.
     forget_address(session, address)
 

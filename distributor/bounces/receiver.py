@@ -52,7 +52,7 @@ class BounceHandler:
         self._reader.shutdown(wait=True)
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+        self, _server: SMTP, _session: Session, envelope: Envelope, address: str, _options: Any
     ) -> str:
         if not is_bounce_address(address, self.settings.bounce_domain):
             return "550 5.7.1 Relaying denied: this server only accepts mail for its own domain"
@@ -61,7 +61,7 @@ class BounceHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")

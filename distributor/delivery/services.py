@@ -469,15 +469,13 @@ def list_in_doubt(session: Session, release_id: int) -> list[Delivery]:
 QUIET_SECONDS = 5.0
 
 
-def has_live_batch(
-    session: Session, send_id: int, now: dt.datetime, *, claim_timeout_seconds: int
-) -> bool:
+def has_live_batch(session: Session, send_id: int, *, claim_timeout_seconds: int) -> bool:
     """Whether a batch is working on the send: an open claim whose heartbeat is fresh.
 
     The batch loop moves its claim's ``heartbeat_at`` every few seconds, on the database's
     clock; a claim that missed heartbeats for two thirds of the claim timeout belongs to a
-    worker that is probably gone (recovery takes it at the full timeout). ``now`` is unused:
-    the comparison is made with the database's own clock, like recovery's.
+    worker that is probably gone (recovery takes it at the full timeout). The comparison is
+    made with the database's own clock, like recovery's.
     """
     fresh_since = db_now(session) - dt.timedelta(seconds=claim_timeout_seconds * 2 / 3)
     return (
@@ -531,6 +529,6 @@ def needs_dispatch(
         and (now - dispatched).total_seconds() < claim_timeout_seconds
     ):
         return False
-    if has_live_batch(session, send.id, now, claim_timeout_seconds=claim_timeout_seconds):
+    if has_live_batch(session, send.id, claim_timeout_seconds=claim_timeout_seconds):
         return False
     return has_due(session, send.id, now)

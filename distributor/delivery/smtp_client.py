@@ -209,11 +209,6 @@ class SMTPClient(SMTPSession):
         if reply.code != 421:
             self.reset()
 
-    def abort_data(self) -> None:
-        """We got 354 but decided not to send this message: end DATA without content is not
-        possible, so drop the connection instead (nothing was accepted)."""
-        self.close()
-
     def send_body(self, message: bytes) -> Reply:
         """Send the message (dot-stuffed here) and return the reply to the final dot.
         A connection lost here raises ``SMTPConnectionLost`` with stage DOT: outcome unknown."""

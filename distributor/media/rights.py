@@ -51,7 +51,6 @@ def expire_due(session: Session, now: dt.datetime) -> list[int]:
     for asset in due:
         move_rights(asset, RightsState.EXPIRED)
         record(
-            session,
             asset,
             "expired",
             "Rights ended: hidden from the newsroom, feeds and downloads.",
@@ -200,7 +199,6 @@ def send_expiry_notices(
             if asset is not None:
                 asset.expiry_notice_for = outgoing.rights_until
                 record(
-                    session,
                     asset,
                     "owner warned",
                     f"Mail to {outgoing.mail.recipient}: rights end soon.",

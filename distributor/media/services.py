@@ -119,7 +119,6 @@ def _apply(session: Session, asset: MediaAsset, data: AssetInput) -> list[str]:
 
 
 def record(
-    session: Session,
     asset: MediaAsset,
     action: str,
     detail: str,
@@ -218,7 +217,7 @@ def upload_asset(
     if asset.rights_until is not None and asset.rights_until <= now:
         raise ValidationFailed("The rights of this file have already ended.")
     session.add(asset)
-    record(session, asset, "uploaded", asset.filename, owner_id, now)
+    record(asset, "uploaded", asset.filename, owner_id, now)
     session.flush()
     # Stored before the commit: a rolled-back upload leaves an orphan file, never a row
     # without its file.
@@ -252,7 +251,6 @@ def update_asset(
     asset.revision += 1  # downloads carry the new credit
     asset.updated_at = now
     record(
-        session,
         asset,
         "edited",
         "Changed " + ", ".join(c.replace("_", " ") for c in changed),
@@ -263,9 +261,7 @@ def update_asset(
         asset.rights_until is None or asset.rights_until > now
     ):
         move_rights(asset, RightsState.ACTIVE)
-        record(
-            session, asset, "renewed", "Rights renewed: shown and sendable again.", actor_id, now
-        )
+        record(asset, "renewed", "Rights renewed: shown and sendable again.", actor_id, now)
     session.flush()
     if storage is not None:
         # The old credit must not linger in cached files (nor in press kits).
@@ -313,7 +309,6 @@ def delete_asset(
     asset.media_page = MediaPageSection.NONE
     asset.updated_at = now
     record(
-        session,
         asset,
         "deleted",
         "Deleted; its files were removed from storage"
@@ -484,7 +479,6 @@ def add_to_release(
         item.asset = asset
         session.add(item)
         record(
-            session,
             asset,
             "used",
             f"Added to release #{release.id}: {release.title}",
@@ -508,7 +502,6 @@ def remove_from_release(
         )
     )
     record(
-        session,
         asset,
         "removed",
         f"Removed from release #{release.id}: {release.title}",

@@ -9,7 +9,7 @@ from distributor.newsroom import services as newsroom
 from distributor.settings import Settings
 
 
-def seed_newsroom_demo(session: Session, settings: Settings) -> list[str]:
+def seed_newsroom_demo(session: Session, _settings: Settings) -> list[str]:
     """Feature a demo release with a photo, unless one is featured already."""
     notes: list[str] = []
     if newsroom.featured_release(session, utcnow()) is None:

@@ -95,15 +95,6 @@ def render_markdown(source: str) -> str:
     )
 
 
-def plain_excerpt(markdown_source: str, limit: int = 240) -> str:
-    """A plain-text excerpt of a body, for listings and meta descriptions when there is no summary."""
-    text = nh3.clean(_markdown.render(markdown_source), tags=set())
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) <= limit:
-        return text
-    return text[: limit - 1].rsplit(" ", 1)[0] + "…"
-
-
 # -- slugs -------------------------------------------------------------------------------------
 
 

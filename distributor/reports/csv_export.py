@@ -1,8 +1,7 @@
 """CSV downloads that a spreadsheet opens safely.
 
-A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is read as a formula
-by Excel, LibreOffice and Google Sheets (CSV injection, OWASP). Such text cells get a leading
-apostrophe; numbers are written as numbers.
+Text cells go through ``distributor.csv_cells.escape_cell`` (CSV injection); numbers are written
+as numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+from distributor.csv_cells import escape_cell
 
 
 def safe_cell(value: Any) -> Any:
@@ -29,10 +28,7 @@ def safe_cell(value: Any) -> Any:
         return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if isinstance(value, dt.date):
         return value.isoformat()
-    text = str(value)
-    if text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
+    return escape_cell(str(value))
 
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -42,7 +42,7 @@ MAX_ID = 2**31 - 1
 
 
 @bp.url_value_preprocessor
-def _ids_in_range(endpoint: str | None, values: dict[str, Any] | None) -> None:
+def _ids_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
     for value in (values or {}).values():
         if isinstance(value, int) and value > MAX_ID:
             abort(404)

@@ -14,34 +14,31 @@ import io
 import re
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
-from distributor.accounts.models import Role, User
+from distributor.accounts.models import Role
 from distributor.accounts.services import create_user
 from distributor.app import create_app
 from distributor.audience.models import Beat, Journalist, Subscription
 from distributor.db import Database, utcnow
 from distributor.delivery import services as delivery_services
 from distributor.delivery import tasks as engine_tasks
-from distributor.delivery.models import Delivery, Send
+from distributor.delivery.models import Send
 from distributor.delivery.ratelimit import rate_limiter_for
 from distributor.delivery.sender import run_batch
 from distributor.embargo import services as embargo
-from distributor.embargo.models import EmbargoTerms, Standing, TermsAcceptance
+from distributor.embargo.models import Standing
 from distributor.mail.transport import InMemoryTransport, parse_smtp_urls
 from distributor.releases.media import add_attachment, set_photo
 from distributor.releases.models import Release, ReleaseStatus, release_beats
 from distributor.releases.tasks import lift_embargoes
 from distributor.settings import Settings
 from distributor.storage import storage_for
-from distributor.tracking.models import TrackedLink
 from tests.conftest import TEST_PASSWORD
 from tests.support import delivery_factories as f
 from tests.support.embargo import PDF, TERMS_BODY, TERMS_SUMMARY
@@ -60,26 +57,6 @@ CHROMIUM_ARGS = [
 DOMAIN = "embargo-room.example"
 TITLE = "Harbour seals return to the estuary after forty years"
 BODY_WORDS = "counted 212 seals"
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data (the server thread must see it), removed afterwards."""
-    db = Database(engine)
-    yield db
-    with engine.begin() as conn:
-        ids = select(Release.id).where(Release.title == TITLE).scalar_subquery()
-        conn.execute(delete(TrackedLink).where(TrackedLink.release_id.in_(ids)))
-        conn.execute(delete(Delivery).where(Delivery.release_id.in_(ids)))
-        conn.execute(delete(Send).where(Send.release_id.in_(ids)))
-        journalists = select(Journalist.id).where(Journalist.email.like(f"%@{DOMAIN}"))
-        conn.execute(delete(TermsAcceptance).where(TermsAcceptance.journalist_id.in_(journalists)))
-        conn.execute(delete(Release).where(Release.title == TITLE))
-        conn.execute(delete(EmbargoTerms))
-        conn.execute(delete(Subscription).where(Subscription.journalist_id.in_(journalists)))
-        conn.execute(delete(Journalist).where(Journalist.email.like(f"%@{DOMAIN}")))
-        conn.execute(delete(Beat).where(Beat.slug.like("seals-%")))
-        conn.execute(delete(User).where(User.email.like(f"%@{DOMAIN}")))
 
 
 def _seed(db: Database, settings: Settings) -> int:
@@ -176,7 +153,7 @@ def test_embargo_room(
             thread.join(timeout=10)
 
 
-def _journey(  # type: ignore[no-untyped-def]
+def _journey(
     browser, base, app, settings: Settings, db: Database, sink: SMTPSink, transport, release_id
 ) -> None:
     # -- the editor asks for the terms and schedules the send -------------------------------------

@@ -14,14 +14,12 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
 from werkzeug.serving import make_server
 
 from distributor.app import create_app
@@ -51,13 +49,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data the server thread and the SMTP inbox can see; removed afterwards."""
-    db = Database(engine)
-    yield db
 
 
 def _shot(page: Any, name: str) -> None:

@@ -13,14 +13,12 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import delete, inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import inspect, select
 from werkzeug.serving import make_server
 
 from distributor.accounts.models import Role
@@ -32,7 +30,6 @@ from distributor.delivery import tasks as engine_tasks
 from distributor.delivery.rendering import Recipient, compile_release
 from distributor.devinbox.services import store_message
 from distributor.mail.transport import InMemoryTransport
-from distributor.models import metadata
 from distributor.organisation.services import ensure_organisation
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
@@ -56,26 +53,6 @@ class EmptyDns:
 
     def txt(self, name: str) -> list[str]:
         return []
-
-
-def _ids(engine: Engine) -> dict[str, set[Any]]:
-    found: dict[str, set[Any]] = {}
-    with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            if "id" in table.c:
-                found[table.name] = set(conn.scalars(select(table.c.id)))
-    return found
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data the server thread sees; every row the journey added is removed after."""
-    before = _ids(engine)
-    yield Database(engine)
-    with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name in before:
-                conn.execute(delete(table).where(table.c.id.not_in(before[table.name] or {-1})))
 
 
 def _shot(page: Any, name: str) -> None:

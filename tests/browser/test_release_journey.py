@@ -10,17 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from distributor.accounts.models import Role, User
+from distributor.accounts.models import Role
 from distributor.accounts.services import create_user
 from distributor.app import create_app
 from distributor.audience.models import Beat
 from distributor.db import Database, utcnow
 from distributor.mail.transport import InMemoryTransport
-from distributor.releases.models import PressContact, Release, ReleaseKind, ReleaseStatus
+from distributor.releases.models import Release, ReleaseStatus
 from distributor.releases.tasks import lift_embargoes
 from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
@@ -31,19 +30,6 @@ pytestmark = pytest.mark.browser
 
 TITLE = "Volunteers switch on the estuary tide gauges"
 SHOTS = Path("/tmp")
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data (the server thread must see it), removed afterwards."""
-    db = Database(engine)
-    yield db
-    with engine.begin() as conn:
-        conn.execute(delete(Release))
-        conn.execute(delete(ReleaseKind))
-        conn.execute(delete(PressContact))
-        conn.execute(delete(Beat).where(Beat.slug == "journey-climate"))
-        conn.execute(delete(User).where(User.email.like("%@journey.example")))
 
 
 @pytest.fixture()
@@ -75,7 +61,7 @@ def _seed(db: Database) -> None:
         session.add(Beat(slug="journey-climate", name="Climate"))
 
 
-def _login(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
+def _login(page, base: str, email: str) -> None:
     page.goto(f"{base}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", TEST_PASSWORD)
@@ -83,7 +69,7 @@ def _login(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-def test_release_journey(server, live_db: Database, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_release_journey(server, live_db: Database, settings: Settings, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     need(Path(chromium).exists(), "Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright

@@ -10,24 +10,16 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
 from werkzeug.serving import make_server
 
-from distributor.accounts.models import Role, User
+from distributor.accounts.models import Role
 from distributor.accounts.services import create_user
 from distributor.app import create_app
-from distributor.audience.models import Beat, Journalist, Outlet, Suppression
-from distributor.audience.services import address_hash
-from distributor.bounces.models import InboundMessage
 from distributor.db import Database
-from distributor.delivery.models import Delivery
-from distributor.releases.models import Release, ReleaseKind
 from distributor.reports.sample import seed_sent_release
 from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
@@ -44,43 +36,15 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture()
-def seeded(engine: Engine) -> Iterator[tuple[Database, int, str]]:
-    """A committed sent release with engagement, and an admin; all removed afterwards."""
-    db = Database(engine)
+def seeded(live_db: Database) -> tuple[Database, int, str]:
+    """A committed sent release with engagement, and an admin (``live_db`` removes them)."""
     run = uuid.uuid4().hex[:6]
     email = f"admin.{run}@reports.example"
-    models: tuple[Any, ...] = (ReleaseKind, Beat, Outlet)
-    with db.session() as session:
-        before = {m: set(session.scalars(select(m.id))) for m in models}
-    with db.session() as session, session.begin():
+    with live_db.session() as session, session.begin():
         create_user(session, email=email, name="Ada Admin", password=TEST_PASSWORD, role=Role.ADMIN)
         release = seed_sent_release(session, recipients=60, prefix=f"browser-{run}")
         release_id = release.id
-    yield db, release_id, email
-    with db.session() as session, session.begin():
-        deliveries = session.execute(
-            select(Delivery.verp_token, Delivery.journalist_id).where(
-                Delivery.release_id == release_id
-            )
-        ).all()
-        # The sample's hard bounces and complaint suppressed their addresses, as real ones do.
-        emails = session.scalars(
-            select(Delivery.email).where(Delivery.release_id == release_id)
-        ).all()
-        session.execute(
-            delete(Suppression).where(
-                Suppression.address_hash.in_([address_hash(e) for e in emails if e])
-            )
-        )
-        keys = [f"sample-{t}" for t, _ in deliveries] + [f"sample-arf-{t}" for t, _ in deliveries]
-        session.execute(delete(InboundMessage).where(InboundMessage.dedupe_key.in_(keys)))
-        session.execute(delete(Release).where(Release.id == release_id))
-        session.execute(delete(Journalist).where(Journalist.id.in_([j for _, j in deliveries])))
-        session.execute(delete(User).where(User.email == email))
-        for model in models:  # kinds, beats and outlets the sample had to create
-            created = set(session.scalars(select(model.id))) - before[model]
-            if created:
-                session.execute(delete(model).where(model.id.in_(created)))
+    return live_db, release_id, email
 
 
 def _shot(page: Any, name: str) -> None:

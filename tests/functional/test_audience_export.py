@@ -36,10 +36,7 @@ def test_the_export_streams_one_chunk_per_page_with_every_journalist_and_beat(
 
     response = client.get("/staff/audience/journalists/export.csv", buffered=False)
     assert response.status_code == 200
-    chunks = [
-        c.decode() if isinstance(c, bytes) else c
-        for c in response.response  # type: ignore[union-attr]
-    ]
+    chunks = [c.decode() if isinstance(c, bytes) else c for c in response.response]
     response.close()
     # The header, then one chunk for each page of two journalists: never the whole at once.
     assert len(chunks) == 1 + 3

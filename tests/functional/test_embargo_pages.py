@@ -26,7 +26,7 @@ from tests.support.forms import csrf_token
 BODY = "New flood gates on Quay Street"
 
 
-def _room(settings: Settings, world, journalist) -> str:  # type: ignore[no-untyped-def]
+def _room(settings: Settings, world, journalist) -> str:
     return f"/embargo/{tokens.room_token(settings, world.release.id, journalist.id)}"
 
 

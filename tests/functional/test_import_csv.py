@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role
-from distributor.audience import csv_io, imports
+from distributor.audience import imports
 from distributor.audience.models import (
     Beat,
     ImportJob,
@@ -28,6 +28,7 @@ from distributor.audience.models import (
     media_list_members,
 )
 from distributor.audience.services import suppress
+from distributor.csv_cells import escape_cell
 from distributor.db import Database
 from distributor.errors import ValidationFailed
 from distributor.settings import Settings
@@ -190,11 +191,10 @@ def test_an_import_that_fails_halfway_leaves_nothing_behind(
     assert _counts(session) == before
 
 
+@pytest.mark.usefixtures("session", "world")
 def test_import_through_the_staff_ui(
     client: FlaskClient,
     logged_in: Callable[[Role], Any],
-    session: Session,
-    world: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from distributor.audience import tasks
@@ -255,8 +255,8 @@ def test_export_escapes_formula_cells(
     row = dict(zip(rows[0], rows[1], strict=True))
     assert row["name"] == '\'=HYPERLINK("http://x")'
     assert row["notes"] == "'+1 call" and row["role"] == "'@desk"
-    assert csv_io.escape_cell("-2") == "'-2" and csv_io.escape_cell("\tx") == "'\tx"
-    assert csv_io.escape_cell("plain") == "plain"
+    assert escape_cell("-2") == "'-2" and escape_cell("\tx") == "'\tx"
+    assert escape_cell("plain") == "plain"
 
 
 def test_press_officers_cannot_import(

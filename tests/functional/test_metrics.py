@@ -36,7 +36,7 @@ def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 
 def _value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
-    return samples[("distributor_" + name, tuple(sorted(labels.items())))]
+    return samples[("distributor_" + name, tuple(sorted(labels.items())))]  # type: ignore[no-any-return]
 
 
 @pytest.fixture()

@@ -33,7 +33,7 @@ from tests.support.releases import make_release
 
 
 @pytest.fixture()
-def queued(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def queued(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[int]:  # noqa: ARG001 - the app imports the task modules first
     ids: list[int] = []
     monkeypatch.setattr(notification_tasks.send_notification, "delay", ids.append)
     monkeypatch.setattr(engine_tasks.dispatch_send, "delay", lambda *a: None)
@@ -146,13 +146,12 @@ def test_approval_scheduling_and_the_first_figures_reach_the_author(
     assert "first figures" in messages[2].get_body(("plain",)).get_content()
 
 
+@pytest.mark.usefixtures("app", "queued")
 def test_each_user_can_switch_a_notification_off(
-    app: Flask,
     client: FlaskClient,
     session: Session,
     logged_in: Callable[[Role], User],
     make_user: Callable[..., User],
-    queued: list[int],
 ) -> None:
     editor = logged_in(Role.EDITOR)
     other_editor = make_user(Role.EDITOR)
@@ -172,12 +171,12 @@ def test_each_user_can_switch_a_notification_off(
     assert other_editor.email in told and editor.email not in told
 
 
+@pytest.mark.usefixtures("queued")
 def test_the_dashboard_shows_queue_scheduled_sending_and_results(
     client: FlaskClient,
     session: Session,
     settings: Settings,
     logged_in: Callable[[Role], User],
-    queued: list[int],
 ) -> None:
     import datetime as dt
 

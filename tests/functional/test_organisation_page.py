@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -91,8 +92,9 @@ def test_admin_saves_identity_and_the_newsroom_and_mail_use_it(
     assert f"/media/logos/{org.logo_key}.png" in text
 
 
+@pytest.mark.usefixtures("settings")
 def test_a_file_that_is_not_an_image_is_refused_as_a_logo(
-    client: FlaskClient, logged_in: Callable[[Role], User], session: Session, settings: Settings
+    client: FlaskClient, logged_in: Callable[[Role], User], session: Session
 ) -> None:
     logged_in(Role.ADMIN)
     token = csrf_token(client, "/staff/organisation")
@@ -107,8 +109,9 @@ def test_a_file_that_is_not_an_image_is_refused_as_a_logo(
     assert session.query(Organisation).one().name != "Estuary Trust"  # nothing half-saved
 
 
+@pytest.mark.usefixtures("session")
 def test_spokespeople_are_added_with_photo_and_shown_on_the_newsroom_home(
-    client: FlaskClient, logged_in: Callable[[Role], User], session: Session
+    client: FlaskClient, logged_in: Callable[[Role], User]
 ) -> None:
     logged_in(Role.ADMIN)
     token = csrf_token(client, "/staff/organisation")

@@ -112,7 +112,7 @@ def test_compose_saves_the_chosen_lists(
     )
     assert response.status_code == 302, response.get_data(as_text=True)
     session.expire_all()
-    assert [m.name for m in session.get(Release, release.id).media_lists] == ["National desks"]  # type: ignore[union-attr]
+    assert [m.name for m in session.get(Release, release.id).media_lists] == ["National desks"]
 
 
 def test_the_api_chooses_lists_and_shows_them(

@@ -42,7 +42,7 @@ class Resolver:
 
 
 @pytest.fixture()
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+def queued(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:  # noqa: ARG001 - the app binds the Celery tasks before they are patched
     calls: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(
         engine_tasks.dispatch_send, "delay", lambda *a: calls.append(("dispatch", a))
@@ -76,8 +76,9 @@ def _post(client: FlaskClient, url: str, page: str, **data: Any) -> Any:
     return client.post(url, data={"csrf_token": csrf_token(client, page), **data})
 
 
+@pytest.mark.usefixtures("queued")
 def test_send_page_leads_to_a_confirmation_that_restates_the_send(
-    client: FlaskClient, logged_in: Callable[[Role], User], release: Release, queued: list[Any]
+    client: FlaskClient, logged_in: Callable[[Role], User], release: Release
 ) -> None:
     logged_in(Role.EDITOR)
     page = client.get(f"/staff/releases/{release.id}/send").get_data(as_text=True)
@@ -110,13 +111,13 @@ def test_a_send_without_the_confirmation_is_refused(
     assert send is not None and send.status is SendStatus.RUNNING
 
 
+@pytest.mark.usefixtures("queued")
 def test_red_checklist_items_need_an_explicit_override(
     app: Flask,
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
     session: Session,
-    queued: list[Any],
 ) -> None:
     app.extensions["distributor.dns_resolver"] = Resolver(reachable=True)
     logged_in(Role.EDITOR)
@@ -137,12 +138,12 @@ def test_red_checklist_items_need_an_explicit_override(
     assert send is not None and send.status is SendStatus.RUNNING
 
 
+@pytest.mark.usefixtures("queued")
 def test_schedule_is_confirmed_with_its_time(
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
     session: Session,
-    queued: list[Any],
 ) -> None:
     logged_in(Role.EDITOR)
     url = f"/staff/releases/{release.id}/send/confirm?scheduled_for=2030-07-01T09:30"

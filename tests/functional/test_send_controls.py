@@ -40,7 +40,7 @@ class FakeResolver:
 
 
 @pytest.fixture()
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+def queued(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:  # noqa: ARG001 - the app binds the Celery tasks before they are patched
     calls: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(
         engine_tasks.dispatch_send, "delay", lambda *a: calls.append(("dispatch", a))
@@ -132,12 +132,12 @@ def test_editor_sends_once_however_often_they_click(
     assert progress["counts"]["queued"] == 3 and progress["counts"]["digest"] == 1
 
 
+@pytest.mark.usefixtures("queued")
 def test_pause_resume_cancel_are_safe_twice(
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
     session: Session,
-    queued: list[Any],
 ) -> None:
     logged_in(Role.ADMIN)
     post(client, release, "now")
@@ -161,12 +161,12 @@ def test_pause_resume_cancel_are_safe_twice(
     assert "cannot be paused" in client.get(response.location).get_data(as_text=True)
 
 
+@pytest.mark.usefixtures("queued")
 def test_retry_failed_and_resend_in_doubt(
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
     session: Session,
-    queued: list[Any],
 ) -> None:
     logged_in(Role.EDITOR)
     post(client, release, "now")
@@ -186,19 +186,19 @@ def test_retry_failed_and_resend_in_doubt(
     session.commit()
 
     html = page(client, release)
-    assert "In doubt (1)" in html and rows[1].email in html
+    assert "In doubt (1)" in html and rows[1].email in html  # type: ignore[operator]
     assert "Retry 1 failed" in html
     assert post(client, release, "retry-failed").status_code == 303
     assert post(client, release, "retry-failed").status_code == 303
     session.expire_all()
-    assert session.get(Delivery, rows[0].id).status is DeliveryStatus.QUEUED  # type: ignore[union-attr]
+    assert session.get(Delivery, rows[0].id).status is DeliveryStatus.QUEUED
 
     assert post(client, release, "resend-in-doubt").status_code == 303  # nothing ticked
-    assert session.get(Delivery, rows[1].id).status is DeliveryStatus.IN_DOUBT  # type: ignore[union-attr]
+    assert session.get(Delivery, rows[1].id).status is DeliveryStatus.IN_DOUBT
     post(client, release, "resend-in-doubt", delivery_id=str(rows[1].id))
     session.expire_all()
-    assert session.get(Delivery, rows[1].id).status is DeliveryStatus.QUEUED  # type: ignore[union-attr]
-    assert session.get(Delivery, rows[2].id).status is DeliveryStatus.SENT  # type: ignore[union-attr]
+    assert session.get(Delivery, rows[1].id).status is DeliveryStatus.QUEUED
+    assert session.get(Delivery, rows[2].id).status is DeliveryStatus.SENT
 
 
 def test_schedule_takes_the_time_in_the_org_zone(
@@ -277,12 +277,12 @@ def test_test_send_goes_to_the_current_user(
     assert message["Subject"] == "Sea wall to be raised before winter"
 
 
+@pytest.mark.usefixtures("queued")
 def test_the_send_page_groups_why_messages_are_waiting(
     client: FlaskClient,
     logged_in: Callable[[Role], User],
     release: Release,
     session: Session,
-    queued: list[Any],
 ) -> None:
     logged_in(Role.EDITOR)
     post(client, release, "now")

@@ -388,8 +388,9 @@ def test_one_click_unsubscribe_rfc8058(
     assert again.status_code == 200
 
 
+@pytest.mark.usefixtures("beats")
 def test_unsubscribe_rejects_other_purposes_tokens(
-    client: FlaskClient, session: Session, settings: Settings, beats: list[Beat]
+    client: FlaskClient, session: Session, settings: Settings
 ) -> None:
     journalist = Journalist(email="purpose@example.org", email_normalized="purpose@example.org")
     session.add(journalist)
@@ -499,8 +500,9 @@ def test_embed_form_can_be_framed_and_posts_without_csrf(
     assert len(queued) == 1
 
 
+@pytest.mark.usefixtures("queued")
 def test_subscribe_posts_are_rate_limited_per_ip(
-    settings: Settings, db: Any, beats: list[Beat], queued: list[int]
+    settings: Settings, db: Any, beats: list[Beat]
 ) -> None:
     import dataclasses
 

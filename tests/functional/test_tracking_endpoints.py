@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -19,9 +20,9 @@ from distributor.organisation.services import ensure_organisation
 from distributor.reports.sample import HUMAN_UA, seed_sent_release
 from distributor.settings import Settings
 from distributor.tracking import classify
+from distributor.tracking.fastpath import PIXEL_GIF
 from distributor.tracking.models import EventKind, TrackedLink, TrackingEvent
 from distributor.tracking.services import classify_pending
-from distributor.tracking.views import PIXEL_GIF
 from tests.support.forms import csrf_token
 
 
@@ -162,8 +163,9 @@ def test_no_ip_address_is_stored(client: FlaskClient, session: Session) -> None:
     assert not any("203.0.113.77" in value for value in stored)
 
 
+@pytest.mark.usefixtures("app")
 def test_admin_switches_tracking_off_and_on(
-    app: Flask, client: FlaskClient, session: Session, logged_in: Callable[[Role], User]
+    client: FlaskClient, session: Session, logged_in: Callable[[Role], User]
 ) -> None:
     logged_in(Role.ADMIN)
     page = client.get("/staff/tracking")

@@ -11,19 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from distributor.app import create_app
-from distributor.audience.models import Journalist, Suppression
-from distributor.audience.services import address_hash, is_suppressed
+from distributor.audience.services import is_suppressed
 from distributor.bounces import mailbox
 from distributor.bounces.mailbox import parse_mailbox_url, poll_mailbox
 from distributor.bounces.models import Classification, InboundMessage
 from distributor.db import Database
 from distributor.errors import ValidationFailed
-from distributor.releases.models import Release
 from distributor.settings import Settings
 from tests.support.bounces import delivery, sample
 from tests.support.services import flush_private_redis, need, redis_available, redis_url
@@ -202,6 +199,7 @@ def _inbound(session: Session) -> list[InboundMessage]:
     return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
 
 
+@pytest.mark.usefixtures("deliveries")
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_polling_processes_and_deletes_every_message(
     request: pytest.FixtureRequest,
@@ -210,7 +208,6 @@ def test_polling_processes_and_deletes_every_message(
     session: Session,
     settings: Settings,
     box: Mailbox,
-    deliveries: None,
 ) -> None:
     port = request.getfixturevalue(f"{protocol}_port")
     url = f"{protocol}://{USER}:{PASSWORD}@127.0.0.1:{port}/INBOX"
@@ -231,6 +228,7 @@ def test_polling_processes_and_deletes_every_message(
     assert poll_mailbox(db, settings, url=url, timeout=10).fetched == 0
 
 
+@pytest.mark.usefixtures("deliveries")
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_a_message_that_fails_to_store_stays_in_the_mailbox(
     request: pytest.FixtureRequest,
@@ -239,12 +237,11 @@ def test_a_message_that_fails_to_store_stays_in_the_mailbox(
     session: Session,
     settings: Settings,
     box: Mailbox,
-    deliveries: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = request.getfixturevalue(f"{protocol}_port")
     url = f"{protocol}://{USER}:{PASSWORD}@127.0.0.1:{port}/INBOX"
-    real = mailbox.receive_message
+    real = mailbox.receive_message  # type: ignore[attr-defined]
 
     def flaky(session: Session, settings: Settings, **kwargs: Any) -> InboundMessage:
         if b"Yahoo" in kwargs["raw"]:
@@ -290,14 +287,12 @@ def test_mailbox_urls() -> None:
 
 
 def test_the_periodic_poll_task_runs_in_a_real_worker(
-    engine: Engine, settings: Settings, pop3_port: int, box: Mailbox
+    live_db: Database, settings: Settings, pop3_port: int, box: Mailbox
 ) -> None:
     need(redis_available(), f"Redis is not reachable at {redis_url()}")
     flush_private_redis()
-    live = Database(engine)
-    with live.session() as session, session.begin():
-        d = delivery(session, email="m.okafor@northwind-news.example", token="pfx7Qk2LmN9v")
-        release_id, journalist_id = d.release_id, d.journalist_id
+    with live_db.session() as session, session.begin():
+        delivery(session, email="m.okafor@northwind-news.example", token="pfx7Qk2LmN9v")
     url = f"pop3://{USER}:{PASSWORD}@127.0.0.1:{pop3_port}"
     env = service_env(
         DATABASE_URL=settings.database_url,
@@ -305,35 +300,19 @@ def test_the_periodic_poll_task_runs_in_a_real_worker(
         DATA_DIR=settings.data_dir,
         BOUNCE_MAILBOX_URL=url,
     )
-    app = create_app(dataclasses.replace(settings, redis_url=redis_url()), db=live)
-    try:
-        with celery_worker(env, concurrency=1, pool="solo"):
-            app.extensions["celery"].send_task("bounces.poll_mailbox")
-            deadline = time.monotonic() + 60
-            while box.messages and time.monotonic() < deadline:
-                time.sleep(0.2)
-        assert box.messages == {}
-        with live.session() as session:
-            rows = list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
-            assert [r.classification for r in rows] == [
-                Classification.BOUNCE,
-                Classification.COMPLAINT,
-                Classification.AUTO_REPLY,
-            ]
-            assert {r.source for r in rows} == {"pop3"}
-            assert is_suppressed(session, "m.okafor@northwind-news.example")
-    finally:
-        with engine.begin() as conn:
-            conn.execute(delete(InboundMessage))
-            conn.execute(
-                delete(Suppression).where(
-                    Suppression.address_hash.in_(
-                        [
-                            address_hash("m.okafor@northwind-news.example"),
-                            address_hash("lena.voss@yahoo.com"),
-                        ]
-                    )
-                )
-            )
-            conn.execute(delete(Release).where(Release.id == release_id))
-            conn.execute(delete(Journalist).where(Journalist.id == journalist_id))
+    app = create_app(dataclasses.replace(settings, redis_url=redis_url()), db=live_db)
+    with celery_worker(env, concurrency=1, pool="solo"):
+        app.extensions["celery"].send_task("bounces.poll_mailbox")
+        deadline = time.monotonic() + 60
+        while box.messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert box.messages == {}
+    with live_db.session() as session:
+        rows = list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
+        assert [r.classification for r in rows] == [
+            Classification.BOUNCE,
+            Classification.COMPLAINT,
+            Classification.AUTO_REPLY,
+        ]
+        assert {r.source for r in rows} == {"pop3"}
+        assert is_suppressed(session, "m.okafor@northwind-news.example")

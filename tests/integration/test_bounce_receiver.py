@@ -8,20 +8,16 @@ import smtplib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 
-from distributor.audience.models import Journalist, Suppression
-from distributor.audience.services import address_hash, is_suppressed
+from distributor.audience.services import is_suppressed
 from distributor.bounces.models import Bounce, Classification, InboundMessage
 from distributor.bounces.receiver import is_bounce_address, make_controller
 from distributor.db import Database
 from distributor.delivery.models import Delivery
-from distributor.releases.models import Release
 from distributor.settings import Settings
 from tests.support.bounces import delivery, sample
 from tests.support.services import free_port
@@ -40,18 +36,11 @@ def wire(name: str) -> bytes:
 
 
 @pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data another thread or process can see; removed afterwards."""
-    db = Database(engine)
-    with db.session() as session, session.begin():
-        d = delivery(session, email=ADDRESS, token=TOKEN)
-        release_id, journalist_id = d.release_id, d.journalist_id
-    yield db
-    with engine.begin() as conn:
-        conn.execute(delete(InboundMessage))  # cascades to bounces and complaints
-        conn.execute(delete(Suppression).where(Suppression.address_hash == address_hash(ADDRESS)))
-        conn.execute(delete(Release).where(Release.id == release_id))
-        conn.execute(delete(Journalist).where(Journalist.id == journalist_id))
+def delivered(live_db: Database) -> Database:
+    """The committed delivery whose VERP address the bounces name (``live_db`` removes it)."""
+    with live_db.session() as session, session.begin():
+        delivery(session, email=ADDRESS, token=TOKEN)
+    return live_db
 
 
 def _wait_for_processed(db: Database, timeout: float = 30.0) -> InboundMessage:
@@ -68,10 +57,10 @@ def _wait_for_processed(db: Database, timeout: float = 30.0) -> InboundMessage:
 
 
 def test_a_bounce_over_smtp_is_stored_classified_and_suppresses(
-    settings: Settings, live_db: Database
+    settings: Settings, delivered: Database
 ) -> None:
     port = free_port()
-    controller = make_controller(live_db, settings, "127.0.0.1", port)
+    controller = make_controller(delivered, settings, "127.0.0.1", port)
     controller.start()
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
@@ -80,7 +69,7 @@ def test_a_bounce_over_smtp_is_stored_classified_and_suppresses(
     finally:
         controller.stop()  # finishes reading what was accepted
 
-    with live_db.session() as session:
+    with delivered.session() as session:
         inbound = session.scalars(select(InboundMessage)).one()
         assert inbound.source == "smtp"
         assert inbound.envelope_to == VERP
@@ -91,9 +80,9 @@ def test_a_bounce_over_smtp_is_stored_classified_and_suppresses(
         assert is_suppressed(session, ADDRESS)
 
 
-def test_the_receiver_is_not_an_open_relay(settings: Settings, live_db: Database) -> None:
+def test_the_receiver_is_not_an_open_relay(settings: Settings, delivered: Database) -> None:
     port = free_port()
-    controller = make_controller(live_db, settings, "127.0.0.1", port)
+    controller = make_controller(delivered, settings, "127.0.0.1", port)
     controller.start()
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
@@ -113,7 +102,7 @@ def test_the_receiver_is_not_an_open_relay(settings: Settings, live_db: Database
     finally:
         controller.stop()
 
-    with live_db.session() as session:
+    with delivered.session() as session:
         assert session.scalars(select(InboundMessage)).all() == []
 
 
@@ -126,7 +115,7 @@ def test_bounce_address_check() -> None:
     assert not is_bounce_address("@bounces.harbourlight.example", domain)
 
 
-def test_flask_bounces_serve_runs_the_receiver(settings: Settings, live_db: Database) -> None:
+def test_flask_bounces_serve_runs_the_receiver(settings: Settings, delivered: Database) -> None:
     port = free_port()
     env = service_env(DATABASE_URL=settings.database_url, DATA_DIR=settings.data_dir)
     env.pop("REDIS_URL", None)
@@ -149,7 +138,7 @@ def test_flask_bounces_serve_runs_the_receiver(settings: Settings, live_db: Data
                 time.sleep(0.2)
         with smtp:
             smtp.sendmail("", [VERP], wire("postfix_user_unknown.eml"))
-        inbound = _wait_for_processed(live_db)
+        inbound = _wait_for_processed(delivered)
         assert inbound.classification is Classification.BOUNCE
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -162,7 +151,7 @@ def test_flask_bounces_serve_runs_the_receiver(settings: Settings, live_db: Data
 
 
 def test_the_receiver_answers_before_it_reads_the_message(
-    settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, delivered: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Anyone can mail the bounce domain: the 250 must not wait for a crafted message's parse.
     import threading
@@ -170,7 +159,7 @@ def test_the_receiver_answers_before_it_reads_the_message(
     from distributor.bounces import receiver
 
     release = threading.Event()
-    real = receiver.process_inbound
+    real = receiver.process_inbound  # type: ignore[attr-defined]
 
     def slow_process(*args: object, **kwargs: object) -> object:
         assert release.wait(timeout=30)
@@ -178,16 +167,16 @@ def test_the_receiver_answers_before_it_reads_the_message(
 
     monkeypatch.setattr(receiver, "process_inbound", slow_process)
     port = free_port()
-    controller = make_controller(live_db, settings, "127.0.0.1", port)
+    controller = make_controller(delivered, settings, "127.0.0.1", port)
     controller.start()
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
             assert smtp.sendmail("", [VERP], wire("postfix_user_unknown.eml")) == {}
-        with live_db.session() as session:
+        with delivered.session() as session:
             stored = session.scalars(select(InboundMessage)).one()
             assert stored.processed_at is None  # answered 250 while still unread
     finally:
         release.set()
         controller.stop()  # finishes reading what was accepted
 
-    assert _wait_for_processed(live_db).classification is Classification.BOUNCE
+    assert _wait_for_processed(delivered).classification is Classification.BOUNCE

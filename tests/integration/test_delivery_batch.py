@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from sqlalchemy.engine import Engine
 
 from distributor.db import Database
 from distributor.delivery import pump, sender
@@ -17,20 +14,12 @@ from tests.support.delivery_seed import (
     open_limiter,
     rows_by_email,
     running_send,
-    wipe_delivery_data,
 )
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
 
 D = DeliveryStatus
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe_delivery_data(engine)
 
 
 def test_a_domain_that_says_slow_down_waits_while_others_go_out(
@@ -144,7 +133,7 @@ def test_a_batch_over_starttls_with_auth_uses_all_its_connections(
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     logins = []
 
-    def authenticate(*args: object) -> AuthResult:
+    def authenticate(*_args: object) -> AuthResult:
         logins.append(1)
         return AuthResult(success=True)
 

@@ -12,7 +12,7 @@ import datetime as dt
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -32,20 +32,12 @@ from tests.support.delivery_seed import (
     open_limiter,
     rows_by_email,
     running_send,
-    wipe_delivery_data,
 )
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
 
 D = DeliveryStatus
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe_delivery_data(engine)
 
 
 def _postgres_only(db: Database) -> None:
@@ -77,8 +69,8 @@ def _accept_in_open_transaction(engine: Engine, claim_id: int, row_id: int) -> o
     """The worker's acceptance statement, run but not committed: it holds the row's lock."""
     raw = engine.raw_connection()
     conn = raw.driver_connection
-    conn.autocommit = True  # type: ignore[union-attr]
-    pq = conn.pgconn  # type: ignore[union-attr]
+    conn.autocommit = True
+    pq = conn.pgconn
     pq.exec_(b"BEGIN")
     result = pq.exec_params(
         ACCEPT_MANY_SQL.encode(),
@@ -109,8 +101,8 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
     its commit confirmed, sends that row's dot), never requeue it."""
     _postgres_only(live_db)
     claim_id, ids = _claim_three(live_db)
-    raw, pq, accepted = _accept_in_open_transaction(live_db.engine, claim_id, ids[0])
-    assert accepted.ntuples == 1  # type: ignore[attr-defined]
+    raw, pq, accepted = _accept_in_open_transaction(live_db.engine, claim_id, ids[0])  # type: ignore[misc]
+    assert accepted.ntuples == 1  # type: ignore[has-type]
     outcome: list[ledger.Recovery] = []
     pids: list[int] = []
 
@@ -125,11 +117,11 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
         while not pids:
             time.sleep(0.01)
         _wait_until_blocked(live_db.engine, pids[0])  # recovery waits for the worker's row
-        pq.exec_(b"COMMIT")  # type: ignore[attr-defined]
+        pq.exec_(b"COMMIT")  # type: ignore[has-type]
     finally:
         sweeper.join(10)
-        raw.invalidate()  # type: ignore[attr-defined]  # autocommit: never back to the pool
-        raw.close()  # type: ignore[attr-defined]
+        raw.invalidate()  # type: ignore[has-type]  # autocommit: never back to the pool
+        raw.close()  # type: ignore[has-type]
     assert outcome and (outcome[0].in_doubt, outcome[0].requeued) == (1, 1)
     assert _status(live_db, ids) == [D.SENT, D.IN_DOUBT, D.QUEUED]
     # The worker, fenced out, sends that one in-doubt dot and gets a 250: its write fails, it

@@ -11,13 +11,11 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 
 from distributor.app import create_app
 from distributor.audience.models import Suppression
@@ -28,20 +26,13 @@ from distributor.delivery.ledger import PENDING_STATUSES
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
 from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
-from tests.support.delivery_seed import bulk_release, wipe_delivery_data
+from tests.support.delivery_seed import bulk_release
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 from tests.support.worker import celery_worker, service_env
 
 pytestmark = pytest.mark.integration
 
 D = DeliveryStatus
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe_delivery_data(engine)
 
 
 def _env(settings: Settings, broker: str, smtp_url: str, **extra: str) -> dict[str, str]:

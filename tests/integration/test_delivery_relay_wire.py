@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.engine import Engine
 
 from distributor.db import Database
 from distributor.delivery import services
@@ -24,20 +22,12 @@ from tests.support.delivery_seed import (
     open_limiter,
     rows_by_email,
     running_send,
-    wipe_delivery_data,
 )
 from tests.support.scripted_smtp import ScriptedSMTPServer, StallingLimiter
 
 pytestmark = pytest.mark.integration
 
 D = DeliveryStatus
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe_delivery_data(engine)
 
 
 def _send(db: Database, send_id: int) -> Send:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
 
 from distributor.app import create_app
 from distributor.audience import imports
@@ -33,11 +31,6 @@ from tests.support.smtp import SMTPSink
 from tests.support.worker import celery_worker, service_env
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    yield Database(engine)
 
 
 def _wait(predicate: object, timeout: float = 90.0) -> None:

@@ -28,7 +28,13 @@ from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
 from distributor.storage import LocalStorage, MediaStorage, storage_from_url
 from tests.support import delivery_factories as f
-from tests.support.media import add_asset, exiftool, moto_s3_server, photo_with_exif
+from tests.support.media import (
+    add_asset,
+    exercise_storage,
+    exiftool,
+    moto_s3_server,
+    photo_with_exif,
+)
 from tests.support.releases import image_bytes
 
 pytestmark = pytest.mark.integration
@@ -50,6 +56,10 @@ def s3_url() -> Iterator[str]:
             aws_secret_access_key="test",
         ).create_bucket(Bucket=bucket)
         yield f"s3://test:test@{bucket}/files?endpoint={endpoint}&region=us-east-1"
+
+
+def test_s3_storage_over_http_against_a_local_server(s3_url: str) -> None:
+    exercise_storage(storage_from_url(s3_url, "unused"))
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -118,7 +128,7 @@ def test_newsroom_downloads_and_press_kit_come_from_s3_with_no_local_files(
 
     original = client.get(f"/media/library/{asset.key}/original")
     assert original.status_code == 200
-    tags = exiftool(original.data, ".jpg")
+    tags = exiftool(original.data)
     assert tags.get("XMP-photoshop:Credit") == "Photo: Jane Doe/Coastline Pictures"
     webp = re.search(rf"/media/library/{asset.key}/r\d+/\d+\.webp", html)
     assert webp is not None and client.get(webp.group(0)).status_code == 200

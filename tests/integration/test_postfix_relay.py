@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
 
 from distributor.audience.models import Suppression
 from distributor.db import Database
@@ -28,7 +27,6 @@ from tests.support.delivery_seed import (
     open_limiter,
     rows_by_email,
     running_send,
-    wipe_delivery_data,
 )
 from tests.support.postfix import PrivatePostfix, unavailable_reason
 from tests.support.services import need
@@ -37,13 +35,6 @@ from tests.support.smtp import SMTPSink
 pytestmark = pytest.mark.integration
 
 D = DeliveryStatus
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe_delivery_data(engine)
 
 
 @pytest.fixture()

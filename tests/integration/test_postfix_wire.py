@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import Engine
 
 from distributor.db import Database
 from distributor.delivery.models import DeliveryStatus, Send, SendStatus
@@ -27,7 +26,6 @@ from tests.support.delivery_seed import (
     open_limiter,
     rows_by_email,
     running_send,
-    wipe_delivery_data,
 )
 from tests.support.postfix import PrivatePostfix, unavailable_reason
 from tests.support.scripted_smtp import StallingLimiter
@@ -38,13 +36,6 @@ from tests.support.tls import issue_certificate, make_private_ca
 pytestmark = pytest.mark.integration
 
 D = DeliveryStatus
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe_delivery_data(engine)
 
 
 @pytest.fixture()

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.engine import Engine
 
 from distributor.db import Database
 from distributor.delivery.models import DeliveryStatus
@@ -25,19 +23,11 @@ from distributor.mail.outcomes import RelayTrouble
 from distributor.mail.transport import parse_smtp_urls
 from distributor.settings import Settings
 from tests.support.delivery_seed import open_limiter, rows_by_email, running_send
-from tests.support.delivery_seed import wipe_delivery_data as wipe
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
 
 D = DeliveryStatus
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe(engine)
 
 
 def drain(

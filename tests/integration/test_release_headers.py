@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 
-from distributor.accounts.models import Role, User
+from distributor.accounts.models import Role
 from distributor.accounts.services import create_user
 from distributor.app import create_app
-from distributor.audience.models import Beat, Journalist
 from distributor.audience.tokens import load_unsubscribe_token
 from distributor.db import Database
 from distributor.delivery.models import Delivery
 from distributor.mail import verp
-from distributor.organisation.models import Organisation
-from distributor.releases.models import PressContact, Release, ReleaseKind, ReleaseStatus
+from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
 from tests.support import delivery_factories as f
@@ -36,16 +33,6 @@ from tests.support.worker import celery_worker, service_env
 pytestmark = pytest.mark.integration
 
 RECIPIENTS = 5
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """Committed data another process can see; removed afterwards."""
-    db = Database(engine)
-    yield db
-    with engine.begin() as conn:
-        for table in (Release, Journalist, Beat, ReleaseKind, PressContact, Organisation, User):
-            conn.execute(delete(table))
 
 
 def _setup(db: Database, settings: Settings) -> tuple[int, str]:
@@ -90,8 +77,8 @@ def _check_headers(received: Received, settings: Settings, verp_tokens: dict[str
     assert m["List-Id"] and m["Precedence"] == "bulk" and m["Feedback-ID"]
     assert m["Auto-Submitted"] is None
     assert m.get_content_type() == "multipart/alternative"
-    text = m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = m.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = m.get_body(("plain",)).get_content()
+    html = m.get_body(("html",)).get_content()
     assert "Portmere's sea wall will be raised by 1.2 metres" in text
     assert https_url in text and https_url in html
     assert settings.org_postal_address in text

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
 from distributor.db import Database
 from distributor.delivery.models import DeliveryStatus
@@ -28,7 +27,6 @@ from tests.support.delivery_seed import (
     open_limiter,
     rows_by_email,
     running_send,
-    wipe_delivery_data,
 )
 from tests.support.smtp import SMTPSink
 
@@ -37,13 +35,6 @@ pytestmark = pytest.mark.integration
 D = DeliveryStatus
 TYPED = "José@例子.广告"
 STORED = "josé@xn--fsqu00a.xn--4rr70v"
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    wipe_delivery_data(engine)
 
 
 @pytest.fixture()

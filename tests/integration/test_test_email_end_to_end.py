@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 
 from distributor.accounts.models import Role, User
 from distributor.accounts.services import create_user
@@ -23,16 +21,6 @@ from tests.support.smtp import SMTPSink
 from tests.support.worker import celery_worker, service_env
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    """A database whose commits are real, so another process can see them; emptied after."""
-    db = Database(engine)
-    yield db
-    with engine.begin() as conn:
-        conn.execute(delete(DevMessage))
-        conn.execute(delete(User))
 
 
 def _admin(db: Database) -> User:

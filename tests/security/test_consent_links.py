@@ -35,7 +35,7 @@ PHISH = "URGENT: verify at https://evil.example/login"
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sent: list[int] = []
 
-    def record(session: Session, task: Any, *args: Any) -> None:
+    def record(session: Session, _task: Any, *args: Any) -> None:
         after_commit(session, lambda: sent.append(args[0]))
 
     monkeypatch.setattr(consent, "enqueue_after_commit", record)

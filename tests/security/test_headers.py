@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Flask
+import pytest
 from flask.testing import FlaskClient
 
 from distributor.accounts.models import Role, User
@@ -67,9 +67,8 @@ def test_embed_form_keeps_its_frame_ancestors_inside_the_full_policy(client: Fla
     assert "frame-ancestors *" in csp and "script-src 'self' 'nonce-" in csp
 
 
-def test_hsts_only_in_production(
-    app: Flask, client: FlaskClient, settings: Settings, db: Database
-) -> None:
+@pytest.mark.usefixtures("app")
+def test_hsts_only_in_production(client: FlaskClient, settings: Settings, db: Database) -> None:
     assert "Strict-Transport-Security" not in client.get("/").headers
     production = dataclasses.replace(
         settings, env="production", public_base_url="https://news.example.org"

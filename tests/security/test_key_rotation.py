@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from sqlalchemy.orm import Session
+import pytest
 
 from distributor.accounts.models import Role, User
 from distributor.app import create_app
@@ -48,8 +48,9 @@ def test_links_and_header_tokens_survive_a_rotation(settings: Settings) -> None:
     assert verp.read(without_fallback, verp.BOUNCE, old["bounce"]) is None
 
 
+@pytest.mark.usefixtures("session")
 def test_staff_sessions_survive_a_rotation(
-    settings: Settings, db: Database, make_user: Callable[..., User], session: Session
+    settings: Settings, db: Database, make_user: Callable[..., User]
 ) -> None:
     before = create_app(settings, db=db, mail_transport=InMemoryTransport())
     client = before.test_client()

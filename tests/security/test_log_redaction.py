@@ -60,7 +60,7 @@ def test_gunicorn_access_log_is_redacted() -> None:
         headers: list[tuple[str, str]] = []
 
     logger = RedactingLogger.__new__(RedactingLogger)
-    logger.cfg = Cfg()  # type: ignore[assignment]
+    logger.cfg = Cfg()
     environ = {
         "REQUEST_METHOD": "GET",
         "RAW_URI": "/unsubscribe/secret.token.here",

@@ -84,8 +84,9 @@ def test_password_change_page_needs_the_current_password(
     assert services.verify_password(user, STRONG)
 
 
+@pytest.mark.usefixtures("session")
 def test_per_account_lockout_whatever_the_address(
-    app: Flask, make_user: Callable[..., User], session: Session, caplog: pytest.LogCaptureFixture
+    app: Flask, make_user: Callable[..., User], caplog: pytest.LogCaptureFixture
 ) -> None:
     user = make_user(Role.EDITOR)
     caplog.set_level(logging.WARNING, logger="distributor.security")
@@ -127,19 +128,21 @@ def test_totp_login_and_no_replay(
     assert first.headers["Location"].endswith("/login/code")
     assert client.get("/staff/audience/journalists").status_code == 302  # not logged in yet
     code_page = client.get("/login/code")
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', code_page.text)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', code_page.text)  # type: ignore[assignment]
     assert token
     used = client.post(
-        "/login/code", data={"csrf_token": token.group(1), "code": _code(secret, -30)}
+        "/login/code",
+        data={"csrf_token": token.group(1), "code": _code(secret, -30)},  # type: ignore[attr-defined]
     )
     assert b"already used" in used.data  # the step enable() consumed
-    ok = client.post("/login/code", data={"csrf_token": token.group(1), "code": _code(secret)})
+    ok = client.post("/login/code", data={"csrf_token": token.group(1), "code": _code(secret)})  # type: ignore[attr-defined]
     assert ok.status_code == 302
     assert client.get("/staff/audience/journalists").status_code == 200
 
 
+@pytest.mark.usefixtures("session")
 def test_admins_must_set_up_mfa_when_required(
-    settings: Settings, db: Database, make_user: Callable[..., User], session: Session
+    settings: Settings, db: Database, make_user: Callable[..., User]
 ) -> None:
     app = create_app(
         dataclasses.replace(settings, require_admin_mfa=True),

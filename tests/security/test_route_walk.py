@@ -18,7 +18,6 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from distributor.accounts.models import Role, User
-from distributor.mail.transport import InMemoryTransport
 from tests.support.forms import csrf_token
 
 # Logging out ends the walk's own session; both are tested on their own (test_sessions.py).
@@ -111,13 +110,13 @@ def _walk(app: Flask, client: FlaskClient, token: str) -> list[str]:
     return failures
 
 
+@pytest.mark.usefixtures("mail_transport")
 @pytest.mark.parametrize("role", [None, Role.PRESS_OFFICER, Role.EDITOR, Role.ADMIN])
 def test_no_route_answers_5xx_to_hostile_input(
     app: Flask,
     client: FlaskClient,
     make_user: Callable[..., User],
     role: Role | None,
-    mail_transport: InMemoryTransport,
 ) -> None:
     from tests.conftest import login
 

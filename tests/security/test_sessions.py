@@ -102,7 +102,7 @@ def test_proxy_fix_only_when_configured(settings: object, db: object) -> None:
 
     def client_ip_seen(proxies: int) -> str:
         app = create_app(
-            dataclasses.replace(settings, proxy_fix_x_for=proxies),  # type: ignore[type-var]
+            dataclasses.replace(settings, proxy_fix_x_for=proxies),  # type: ignore[arg-type, type-var]
             db=db,  # type: ignore[arg-type]
             mail_transport=InMemoryTransport(),
         )

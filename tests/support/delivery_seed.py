@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import delete, insert, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from distributor.audience.models import (
@@ -16,7 +15,6 @@ from distributor.audience.models import (
     MediaList,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     media_list_members,
 )
 from distributor.db import Database, utcnow
@@ -25,7 +23,6 @@ from distributor.delivery.ratelimit import Limits, LocalRateLimiter
 from distributor.delivery.recipients import freeze_recipients
 from distributor.releases.models import (
     Release,
-    ReleaseKind,
     ReleaseStatus,
     release_beats,
     release_media_lists,
@@ -123,28 +120,6 @@ def bulk_release(session: Session, n: int, *, domains: int = 20) -> tuple[int, l
         )
     release = approved_release(session, beats=[beat])
     return release.id, emails
-
-
-def wipe_delivery_data(engine: Engine) -> None:
-    """Empty what a committed delivery test wrote (releases, audience, suppressions).
-
-    On PostgreSQL one TRUNCATE ... CASCADE: deleting 10,000 journalists row by row runs every
-    foreign-key check once per row and takes half a minute.
-    """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "TRUNCATE releases, release_kinds, journalists, beats, suppressions "
-                    "RESTART IDENTITY CASCADE"
-                )
-            )
-            return
-        conn.execute(delete(Release))
-        conn.execute(delete(ReleaseKind))
-        conn.execute(delete(Journalist))
-        conn.execute(delete(Beat))
-        conn.execute(delete(Suppression))
 
 
 def running_send(db: Database, n: int, *, domains: int) -> tuple[int, list[str]]:

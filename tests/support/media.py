@@ -12,13 +12,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from PIL import Image
 from sqlalchemy.orm import Session
 
 from distributor.db import utcnow
 from distributor.media import services
 from distributor.media.models import LicenceKind, MediaAsset
-from distributor.storage import MediaStorage
+from distributor.storage import MediaFileMissing, MediaStorage, delete_prefix
 from tests.support.services import free_port, need, port_open
 
 
@@ -108,7 +109,7 @@ def _has_moto() -> bool:
     return True
 
 
-def exiftool(data: bytes, suffix: str) -> dict[str, object]:
+def exiftool(data: bytes) -> dict[str, object]:
     """Every tag exiftool (an independent reader) finds, grouped as ``Group:Tag``."""
     tool = shutil.which("exiftool")
     need(tool is not None, "exiftool is not installed (apt-get install libimage-exiftool-perl)")
@@ -122,3 +123,30 @@ def exiftool(data: bytes, suffix: str) -> dict[str, object]:
     )
     found: dict[str, object] = json.loads(result.stdout)[0]
     return found
+
+
+def exercise_storage(storage: MediaStorage) -> None:
+    """Every operation of the storage interface, on an empty ``storage``."""
+    key = "originals/abc123.jpg"
+    assert not storage.exists(key)
+    with pytest.raises(MediaFileMissing):
+        storage.read(key)
+    with pytest.raises(MediaFileMissing):
+        storage.stream(key)
+    data = bytes(range(256)) * 2000  # spans several stream chunks
+    storage.put(key, data, "image/jpeg")
+    assert storage.exists(key)
+    assert storage.read(key) == data
+    assert b"".join(storage.stream(key)) == data
+    storage.put(key, b"replaced", "image/jpeg")
+    assert storage.read(key) == b"replaced"
+    storage.put("originals/sub/other.png", b"x", "image/png")
+    storage.put("originalsx/not-under.png", b"x", "image/png")
+    assert sorted(storage.keys("originals/")) == [key, "originals/sub/other.png"]
+    assert list(storage.keys("nothing/")) == []
+    assert delete_prefix(storage, "originals/", keep=key) == 1
+    assert sorted(storage.keys("originals")) == [key]
+    storage.delete("originalsx/not-under.png")
+    storage.delete(key)
+    storage.delete(key)  # deleting what is gone is no error
+    assert not storage.exists(key)

@@ -283,7 +283,7 @@ def test_a_message_that_cannot_be_processed_is_parked_not_retried_forever(
     delivery(session, email=address, token="pfx7Qk2LmN9v")
     poison, _ = store_inbound(session, source="smtp", raw=sample("human_reply.eml"))
     good, _ = store_inbound(session, source="smtp", raw=sample("postfix_user_unknown.eml"))
-    real = services.parse_message
+    real = services.parse_message  # type: ignore[attr-defined]
 
     def parse(raw: bytes, **kwargs: object) -> object:
         if b"full survey data" in raw:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -22,9 +23,8 @@ def test_the_sweeps_are_scheduled() -> None:
     assert "distributor.bounces.tasks" in TASK_MODULES
 
 
-def test_purge_task_forgets_old_raw_messages(
-    app_ctx: Flask, session: Session, settings: Settings
-) -> None:
+@pytest.mark.usefixtures("app_ctx")
+def test_purge_task_forgets_old_raw_messages(session: Session, settings: Settings) -> None:
     inbound = receive_message(session, settings, source="smtp", raw=sample("human_reply.eml"))
     inbound.received_at = utcnow() - dt.timedelta(days=31)
     session.commit()
@@ -36,7 +36,8 @@ def test_purge_task_forgets_old_raw_messages(
     assert row is not None and row.raw is None
 
 
-def test_poll_task_does_nothing_without_a_mailbox(app_ctx: Flask) -> None:
+@pytest.mark.usefixtures("app_ctx")
+def test_poll_task_does_nothing_without_a_mailbox() -> None:
     assert tasks.poll_bounce_mailbox.run() == 0
 
 

@@ -107,7 +107,7 @@ def test_missing_alt_text_and_postal_address(session: Session, settings: Setting
     org = f.organisation(session, settings)
     org.postal_address = ""
     release_fields = {"photo": True}
-    got = statuses(session, settings, org=org, **release_fields)
+    got = statuses(session, settings, org=org, **release_fields)  # type: ignore[arg-type]
     assert got["Postal address"][0] is CheckStatus.BAD
     org.postal_address = settings.org_postal_address
     r = f.release(session)

@@ -15,7 +15,7 @@ from tests.support import delivery_factories as f
 from tests.support.delivery_seed import approved_release, media_list, person, subscribe
 
 
-def _world(session: Session):  # type: ignore[no-untyped-def]
+def _world(session: Session):
     climate, energy, sport = (
         f.beat(session, "Climate"),
         f.beat(session, "Energy"),

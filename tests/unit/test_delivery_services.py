@@ -15,7 +15,7 @@ from distributor.audience.services import suppress
 from distributor.db import utcnow
 from distributor.delivery import services
 from distributor.delivery.models import Delivery, DeliveryStatus, SendStatus
-from distributor.errors import Conflict
+from distributor.errors import Conflict, Forbidden
 from distributor.releases.models import Release, ReleaseStatus
 from tests.support import delivery_factories as f
 from tests.support.delivery_seed import approved_release, person, subscribe
@@ -66,7 +66,7 @@ def test_send_now_freezes_recipients_once_however_often_it_is_clicked(
 def test_a_press_officer_may_not_send(session: Session, make_user: Callable[..., User]) -> None:
     release = _release(session, 1)
     officer = make_user(Role.PRESS_OFFICER)
-    with pytest.raises(Exception, match="may not"):
+    with pytest.raises(Forbidden, match="may not"):
         services.start_send(session, release.id, requested_by_id=officer.id)
     assert _count(session, release.id) == 0
 

@@ -36,7 +36,7 @@ logins: list[str] = []
 
 
 def _authenticator(
-    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    _server: Any, _session: Any, _envelope: Any, mechanism: str, auth_data: Any
 ) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
         USER.encode(),

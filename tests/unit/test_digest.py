@@ -28,7 +28,7 @@ MORNING = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture()
-def unit_of_work(db: Database):  # type: ignore[no-untyped-def]
+def unit_of_work(db: Database):
     @contextmanager
     def work() -> Iterator[Session]:
         s = db.session()
@@ -95,7 +95,7 @@ def test_one_digest_per_day_with_every_waiting_release(
     url = m["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
     assert load_unsubscribe_token(settings, url.rsplit("/", 1)[1]) == reader.id
     assert m["Precedence"] == "bulk" and m["Message-ID"].endswith(f"@{settings.from_domain}>")
-    text = m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = m.get_body(("plain",)).get_content()
     assert "Harbour reopens" in text and "New ferry timetable" in text
 
     session.expire_all()
@@ -108,7 +108,7 @@ def test_one_digest_per_day_with_every_waiting_release(
     # The next day only the new release goes out.
     waiting(session, reader, "Lifeboat appeal")
     assert run(MORNING + dt.timedelta(days=1)) == 1
-    second = parse(transport.sent[1]).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    second = parse(transport.sent[1]).get_body(("plain",)).get_content()
     assert "Lifeboat appeal" in second and "Harbour reopens" not in second
 
 

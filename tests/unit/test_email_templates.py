@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from distributor.mail.rendering import EmailRenderer, TemplateError, compile_mjml
 from tests.support.email_contexts import CONTEXTS
+from tests.support.snapshots import assert_matches_snapshot
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
 renderer = EmailRenderer()
 
 
@@ -25,14 +23,8 @@ def test_template_matches_snapshot(name: str) -> None:
     assert "<mj-" not in rendered.html and "</mj-" not in rendered.html
     assert len(rendered.html.encode()) < 90 * 1024, "Gmail clips HTML over ~102 KB"
     assert rendered.subject and "\n" not in rendered.subject
-    snapshot = SNAPSHOTS / f"{name}.txt"
     current = f"Subject: {rendered.subject}\n\n{rendered.text}\n---HTML---\n{rendered.html}"
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not snapshot.exists():
-        snapshot.parent.mkdir(exist_ok=True)
-        snapshot.write_text(current)
-    assert current == snapshot.read_text(), (
-        f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 if intended"
-    )
+    assert_matches_snapshot(name, current)
 
 
 # XML namespaces are names, not requests; everything else must be our own site.

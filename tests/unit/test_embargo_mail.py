@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -16,8 +14,7 @@ from distributor.embargo import tokens
 from distributor.embargo.handlers import room_url
 from distributor.settings import Settings
 from tests.support.embargo import TERMS_SUMMARY, delivery_of, embargoed_world
-
-SNAPSHOTS = Path(__file__).parent / "snapshots"
+from tests.support.snapshots import assert_matches_snapshot
 
 
 def _parts(raw: bytes) -> tuple[str, str, str]:
@@ -29,7 +26,7 @@ def _parts(raw: bytes) -> tuple[str, str, str]:
     return str(message["Subject"]), html.get_content(), text.get_content()
 
 
-def _recipient(session: Session, world, journalist) -> Recipient:  # type: ignore[no-untyped-def]
+def _recipient(session: Session, world, journalist) -> Recipient:
     delivery = delivery_of(session, world.release, journalist)
     assert delivery is not None
     return Recipient(
@@ -144,8 +141,5 @@ def test_the_embargo_room_variants_of_the_release_template_match_their_snapshots
     assert "&lt;before&gt;" in rendered.html or not requires_terms
     assert ("New flood gates" in rendered.text) is not requires_terms
     name = "release-embargo-terms" if requires_terms else "release-embargo-room"
-    snapshot = SNAPSHOTS / f"{name}.txt"
     current = f"Subject: {rendered.subject}\n\n{rendered.text}\n---HTML---\n{rendered.html}"
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not snapshot.exists():
-        snapshot.write_text(current)
-    assert current == snapshot.read_text(), f"{name} changed; rerun with UPDATE_SNAPSHOTS=1"
+    assert_matches_snapshot(name, current)

@@ -22,7 +22,7 @@ from distributor.embargo.models import (
     Standing,
     TermsAcceptance,
 )
-from distributor.errors import Conflict, ValidationFailed
+from distributor.errors import Conflict, NotFound, ValidationFailed
 from distributor.mail.rendering import EmailRenderer
 from distributor.mail.transport import InMemoryTransport
 from distributor.releases.models import ReleaseStatus
@@ -34,7 +34,7 @@ BROWSER_B = "browser-b-" + "y" * 20
 BROWSER_C = "browser-c-" + "z" * 20
 
 
-def _token(settings: Settings, world, journalist) -> str:  # type: ignore[no-untyped-def]
+def _token(settings: Settings, world, journalist) -> str:
     return tokens.room_token(settings, world.release.id, journalist.id)
 
 
@@ -279,7 +279,7 @@ def test_a_new_browser_needs_the_owners_mailbox(session: Session, settings: Sett
     outgoing = notices.build_notice(session, notice.id, settings=settings, renderer=EmailRenderer())
     assert outgoing is not None and outgoing.mail.recipient == world.alice.email
     code = tokens.new_browser_code(settings, notice.access_id, notice.key)
-    with pytest.raises(Exception):  # a wrong code does nothing
+    with pytest.raises(NotFound, match="expired or was already used"):  # a wrong code does nothing
         room.move_to_browser(session, settings, token, nonce=notice.key, code="x" * 32,
                              browser_key=BROWSER_B, now=now)  # fmt: skip
     moved = room.move_to_browser(
@@ -289,7 +289,7 @@ def test_a_new_browser_needs_the_owners_mailbox(session: Session, settings: Sett
     assert room.look(session, settings, token, BROWSER_A, now).outcome is (
         room.Outcome.OTHER_BROWSER
     )
-    with pytest.raises(Exception):  # used once
+    with pytest.raises(NotFound, match="expired or was already used"):  # used once
         room.move_to_browser(session, settings, token, nonce=notice.key, code=code,
                              browser_key=BROWSER_C, now=now)  # fmt: skip
 

@@ -54,7 +54,7 @@ def test_upload_refuses_incomplete_rights(
     session: Session, storage: LocalStorage, overrides: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ValidationFailed, match=message):
-        add_asset(session, storage, now=NOW, **overrides)
+        add_asset(session, storage, now=NOW, **overrides)  # type: ignore[arg-type]
 
 
 def test_search_filters_by_words_and_fields(session: Session, storage: LocalStorage) -> None:
@@ -76,9 +76,9 @@ def test_search_filters_by_words_and_fields(session: Session, storage: LocalStor
     def ids(**kw: object) -> set[int]:
         found = services.search_assets(
             session,
-            services.AssetQuery(**kw),
+            services.AssetQuery(**kw),  # type: ignore[arg-type]
             now=NOW,
-            warn_days=7,  # type: ignore[arg-type]
+            warn_days=7,
         )
         return {a.id for a in found} & {wall.id, doc.id}
 
@@ -169,7 +169,7 @@ def test_downloads_are_built_once_per_revision_with_the_current_credit(
     )
     second = downloads.prepare_download(storage, asset, "web")
     assert second.key != first.key and second.filename == "harbour-web.jpg"
-    tags = exiftool(storage.read(second.key), ".jpg")
+    tags = exiftool(storage.read(second.key))
     assert tags["XMP-photoshop:Credit"] == "Photo: Jane Doe/Harbour Agency"
 
 

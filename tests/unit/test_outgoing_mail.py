@@ -15,7 +15,6 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Flask
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role
@@ -50,8 +49,9 @@ def _signing(settings: Settings, tmp_path: Path) -> tuple[Settings, bytes]:
     return signing, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
+@pytest.mark.usefixtures("app_ctx")
 def test_a_staff_test_mail_is_signed_and_bounces_to_the_bounce_domain(
-    app_ctx: Flask, session: Session, make_user, settings: Settings, tmp_path: Path
+    session: Session, make_user, settings: Settings, tmp_path: Path
 ) -> None:
     signing, record = _signing(settings, tmp_path)
     user = make_user(Role.ADMIN, name="Ada Admin")

@@ -80,7 +80,7 @@ def test_the_to_header_carries_the_utf8_mailbox_raw() -> None:
     to = format_to("José Díaz", "josé@例子.广告")
     assert to.endswith(" <josé@xn--fsqu00a.xn--4rr70v>".encode())
     assert to.startswith(b"=?utf-8?")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a mailbox we can write"):
         format_to("", "jo\x00sé@example.org")
 
 

@@ -81,6 +81,7 @@ def test_a_transition_removed_from_the_machine_breaks_the_statements_that_make_i
         progress.acceptance_sql(many=False)
 
 
+@pytest.mark.usefixtures("monkeypatch")
 @pytest.mark.parametrize(
     ("source", "target"),
     sorted(
@@ -89,7 +90,7 @@ def test_a_transition_removed_from_the_machine_breaks_the_statements_that_make_i
     ),
 )
 def test_each_delivery_move_is_checked_against_the_machine(
-    source: DeliveryStatus, target: DeliveryStatus, monkeypatch: pytest.MonkeyPatch
+    source: DeliveryStatus, target: DeliveryStatus
 ) -> None:
     without = StateMachine(
         "delivery",
@@ -135,5 +136,5 @@ def test_a_send_and_its_release_move_together_on_every_send_move(
 
 
 def test_ledger_machines_are_the_ones_services_use() -> None:
-    assert services.SEND_MACHINE is ledger.SEND_MACHINE
-    assert services.DELIVERY_MACHINE is ledger.DELIVERY_MACHINE
+    assert services.SEND_MACHINE is ledger.SEND_MACHINE  # type: ignore[attr-defined]
+    assert services.DELIVERY_MACHINE is ledger.DELIVERY_MACHINE  # type: ignore[attr-defined]

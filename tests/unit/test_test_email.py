@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 
-from flask import Flask
+import pytest
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import Role
@@ -15,9 +15,8 @@ from distributor.mail.transport import InMemoryTransport
 from distributor.settings import Settings
 
 
-def test_test_email_is_rendered_and_sent(
-    app_ctx: Flask, session: Session, make_user, settings: Settings
-) -> None:
+@pytest.mark.usefixtures("app_ctx")
+def test_test_email_is_rendered_and_sent(session: Session, make_user, settings: Settings) -> None:
     user = make_user(Role.ADMIN, name="Ada <Admin>")
     transport = InMemoryTransport()
     send_test_email_now(

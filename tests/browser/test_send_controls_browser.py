@@ -10,25 +10,21 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, select, update
 from werkzeug.serving import make_server
 
-from distributor.accounts.models import Role, User
+from distributor.accounts.models import Role
 from distributor.accounts.services import create_user
 from distributor.app import create_app
-from distributor.audience.models import Beat, Journalist
 from distributor.db import Database
 from distributor.delivery import tasks as engine_tasks
 from distributor.delivery.models import Delivery, DeliveryStatus, Send, SendStatus
 from distributor.mail.transport import InMemoryTransport
-from distributor.organisation.models import Organisation
-from distributor.releases.models import PressContact, Release, ReleaseKind, ReleaseStatus
+from distributor.releases.models import ReleaseStatus
 from distributor.settings import Settings
 from tests.conftest import TEST_PASSWORD
 from tests.support import delivery_factories as f
@@ -42,15 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture()
-def live_db(engine: Engine) -> Iterator[Database]:
-    db = Database(engine)
-    yield db
-    with engine.begin() as conn:
-        for table in (Release, Journalist, Beat, ReleaseKind, PressContact, Organisation, User):
-            conn.execute(delete(table))
 
 
 def _shot(page: Any, name: str) -> None:

@@ -201,7 +201,7 @@ def test_hostile_title_and_name_cannot_inject_headers_or_html(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<b>" not in html and "&lt;b&gt;" in html
     assert "onerror=alert(1)>" not in html
-    with pytest.raises(ValueError, match="address is not a plain ASCII mailbox"):
+    with pytest.raises(ValueError, match="address is not a mailbox we can write"):
         compiled.render(recipient(journalist.id, email="x@example.org\r\nBcc: y@example.org"))
     with pytest.raises(ValueError, match="VERP token must be URL-safe"):
         compiled.render(recipient(journalist.id, verp_token="a\r\nb"))

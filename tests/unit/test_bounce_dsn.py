@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -143,21 +146,40 @@ def _blocks(count: int) -> bytes:
     return _dsn(fields, text=text)
 
 
-# Its bound is CPU time: coverage's tracer would be measured with it, so it runs untraced.
-@pytest.mark.no_cover
+_TIME_THE_PARSE = """
+import sys, time
+from tests.unit.test_bounce_dsn import _blocks, _read
+raw = _blocks(10_000)
+start = time.thread_time()
+report = _read(raw)
+print(time.thread_time() - start, len(report.recipients))
+"""
+
+
 def test_ten_thousand_recipient_blocks_parse_in_under_a_second() -> None:
     # Blocks without a Diagnostic-Code each look for their reason in the human text: one
     # index of that text serves them all (it used to cost a scan per block: quadratic).
     raw = _blocks(10_000)
-    # This thread's CPU time: neither other jobs on the host nor threads an earlier test left
-    # running in this process (servers, flushers) count.
-    start = time.thread_time()
     report = _read(raw)
-    elapsed = time.thread_time() - start
-
     assert len(report.recipients) == 10_000
     assert {(r.status, r.kind) for r in report.recipients} == {("5.1.1", BounceKind.HARD)}
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+
+    # The bound is the parser's own CPU time, so it is taken in a fresh interpreter: in the
+    # suite's process a tracer (coverage, Hypothesis) or what earlier tests left behind would
+    # be measured with it (1.9 s there against 0.4 s alone).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE", "COVERAGE"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _TIME_THE_PARSE],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    elapsed, parsed = done.stdout.split()
+    assert int(parsed) == 10_000
+    assert float(elapsed) < 1.0, f"{float(elapsed):.2f} s"
 
 
 def test_deep_mime_nesting_is_refused_not_a_recursion_error() -> None:

@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Sequence
 
-from distributor.mail.addresses import wire_address
+from distributor.mail.addresses import missing_for_utf8, wire_address
 from distributor.mail.outcomes import Reply, Stage, size_refusal
 from distributor.mail.smtp_session import (
     SMTPConfig,
@@ -141,7 +141,7 @@ class SMTPClient(SMTPSession):
         if sender.isascii() and to.isascii():
             mail = b"MAIL FROM:<" + sender + b">" + declared + b"\r\n"
         else:
-            missing = [k for k in ("SMTPUTF8", "8BITMIME") if k not in self.extensions]
+            missing = missing_for_utf8(self.extensions)
             if missing:
                 cfg = self.config
                 raise SMTPUTF8NotOffered(f"{cfg.host}:{cfg.port}", " and ".join(missing))

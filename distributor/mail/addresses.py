@@ -58,6 +58,17 @@ def needs_smtputf8(address: str) -> bool:
     return not address.isascii()
 
 
+# RFC 6531 section 3.1: a server offering SMTPUTF8 offers 8BITMIME too, and a message to an
+# internationalised mailbox goes with BODY=8BITMIME; both must be offered.
+UTF8_EXTENSIONS = ("SMTPUTF8", "8BITMIME")
+
+
+def missing_for_utf8(offered: object) -> list[str]:
+    """The EHLO keywords (upper case) a message to an internationalised mailbox needs and
+    ``offered`` (a set or mapping of keywords) lacks; empty when it may go."""
+    return [k for k in UTF8_EXTENSIONS if k not in offered]  # type: ignore[operator]
+
+
 def normalise_address(
     raw: str, *, check_deliverability: bool = False, relay: RelayExtensions | None = None
 ) -> str:

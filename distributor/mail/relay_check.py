@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from distributor.mail.addresses import missing_for_utf8
 from distributor.mail.smtp_session import (
     SMTPConfig,
     SMTPConnectionLost,
@@ -76,7 +77,7 @@ def smtputf8_refusal(statuses: list[RelayStatus]) -> str | None:
     for status in statuses:
         if not status.is_reachable or status.extensions is None:
             return f"our mail relay {status.address} cannot be reached to check that it can"
-        missing = [k for k in ("SMTPUTF8", "8BITMIME") if not status.offers(k)]
+        missing = missing_for_utf8(status.extensions or frozenset())
         if missing:
             return f"our mail relay {status.address} does not offer {' and '.join(missing)}"
     return None if statuses else "no mail relay is configured"

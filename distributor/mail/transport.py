@@ -11,6 +11,7 @@ import smtplib
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from distributor.mail.addresses import missing_for_utf8
 from distributor.mail.outcomes import Stage
 from distributor.mail.smtp_session import (
     SMTPConfig,
@@ -81,7 +82,7 @@ class SMTPTransport:
         if not all(a.isascii() for a in (envelope_from, *recipients)):
             # RFC 6531: an internationalised mailbox goes only to a relay that offers
             # SMTPUTF8, with BODY=8BITMIME (its headers are raw UTF-8, RFC 6532).
-            missing = [k for k in ("SMTPUTF8", "8BITMIME") if k not in session.extensions]
+            missing = missing_for_utf8(session.extensions)
             if missing:
                 relay = f"{self.config.host}:{self.config.port}"
                 raise SMTPUTF8NotOffered(relay, " and ".join(missing))

@@ -30,8 +30,8 @@ which must become exactly one stored event; ``K`` is how many did not.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
+import json
 import os
 import random
 import secrets
@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,6 +70,7 @@ from distributor.tracking.links import register_links  # noqa: E402
 from distributor.tracking.models import TrackingEvent  # noqa: E402
 from distributor.tracking.tasks import flush_events  # noqa: E402
 
+WORKER_CLASS = "distributor.tracking.worker.TrackingWorker"
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0 Safari/537.36"
@@ -161,66 +163,51 @@ def seed(
 
 
 class Stats:
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.acknowledged = 0  # requests that must each become one stored event
-        self.errors = 0
-        self.status: dict[int, int] = {}
+    """What the load generator (``benchmarks/http_load.py``, a process of its own) saw."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.latencies: list[float] = sorted(result["latencies"])
+        self.acknowledged: int = result["acknowledged"]  # each must become one stored event
+        self.errors: int = result["errors"]
+        self.status: dict[int, int] = {int(k): v for k, v in result["status"].items()}
+        self.elapsed: float = result["elapsed"]
+        self.cpu: float = result["cpu"]  # the client's own CPU seconds during the load
+
+    def p99_ms(self) -> float:
+        lat = self.latencies
+        return lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    length = 0
-    close = False
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        lname = name.strip().lower()
-        if lname == "content-length":
-            length = int(value.strip())
-        elif lname == "connection" and value.strip().lower() == "close":
-            close = True
-    if length:
-        await reader.readexactly(length)
-    return status, close
-
-
-async def _client(
-    host: str, port: int, requests: list[tuple[str, bool]], stats: Stats, deadline: float
-) -> None:
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
-    for path, real in requests:
-        if time.monotonic() > deadline:
-            break
-        payload = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {USER_AGENT}\r\n"
-            "Accept: */*\r\n\r\n"
-        ).encode()
-        started = time.perf_counter()
-        try:
-            if writer is None:
-                reader, writer = await asyncio.open_connection(host, port)
-            assert reader is not None
-            writer.write(payload)
-            await writer.drain()
-            status, close = await _read_response(reader)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            stats.errors += 1
-            if writer is not None:
-                writer.close()
-            reader = writer = None
-            continue
-        stats.latencies.append(time.perf_counter() - started)
-        stats.status[status] = stats.status.get(status, 0) + 1
-        if real and status in (200, 302):
-            stats.acknowledged += 1
-        if close:
-            writer.close()
-            reader = writer = None
-    if writer is not None:
-        writer.close()
+def load(
+    port: int,
+    paths: list[str],
+    *,
+    connections: int,
+    user_agent: str,
+    real: list[bool] | None = None,
+    interval: float | None = None,
+    seconds: float | None = None,
+) -> Stats:
+    """Run the load generator: open loop when ``interval`` is given, else closed loop."""
+    job = {
+        "host": "127.0.0.1",
+        "port": port,
+        "paths": paths,
+        "real": real,
+        "connections": connections,
+        "user_agent": user_agent,
+        "interval": interval,
+        "seconds": seconds,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.http_load"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    return Stats(json.loads(done.stdout))
 
 
 def plan(tokens: list[str], links: list[int], total: int, seed: int) -> list[tuple[str, bool]]:
@@ -239,73 +226,7 @@ def plan(tokens: list[str], links: list[int], total: int, seed: int) -> list[tup
     return out
 
 
-async def drive(
-    host: str, port: int, requests: list[tuple[str, bool]], concurrency: int, seconds: float
-) -> tuple[Stats, float]:
-    stats = Stats()
-    chunks = [requests[i::concurrency] for i in range(concurrency)]
-    started = time.perf_counter()
-    deadline = time.monotonic() + seconds
-    await asyncio.gather(*(_client(host, port, chunk, stats, deadline) for chunk in chunks))
-    return stats, time.perf_counter() - started
-
-
 APPLE_MPP_AGENT = "Mozilla/5.0"  # what Apple's Mail Privacy Protection proxies send
-
-
-async def _burst_client(
-    host: str, port: int, schedule: list[tuple[float, str]], stats: Stats
-) -> None:
-    """Send each request when it is due (open loop) on one keep-alive connection."""
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
-    for due, path in schedule:
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        payload = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {APPLE_MPP_AGENT}\r\n"
-            "Accept: image/*\r\n\r\n"
-        ).encode()
-        try:
-            if writer is None:
-                reader, writer = await asyncio.open_connection(host, port)
-            assert reader is not None
-            writer.write(payload)
-            await writer.drain()
-            status, close = await _read_response(reader)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            stats.errors += 1
-            if writer is not None:
-                writer.close()
-            reader = writer = None
-            continue
-        # From when the request was due, not when it went out: a server that falls behind
-        # shows as latency here instead of silently slowing the arrivals down.
-        stats.latencies.append(time.perf_counter() - due)
-        stats.status[status] = stats.status.get(status, 0) + 1
-        if status == 200:
-            stats.acknowledged += 1
-        if close:
-            writer.close()
-            reader = writer = None
-    if writer is not None:
-        writer.close()
-
-
-async def burst(
-    host: str, port: int, tokens: list[str], total: int, seconds: float, connections: int
-) -> tuple[Stats, float]:
-    """``total`` pixel fetches, one per delivery, arriving evenly within ``seconds``."""
-    stats = Stats()
-    interval = seconds / total
-    start = time.perf_counter() + 0.5
-    schedules: list[list[tuple[float, str]]] = [[] for _ in range(connections)]
-    for i in range(total):
-        path = f"/t/o/{tokens[i % len(tokens)]}.gif"
-        schedules[i % connections].append((start + i * interval, path))
-    await asyncio.gather(*(_burst_client(host, port, sched, stats) for sched in schedules))
-    return stats, time.perf_counter() - start
 
 
 def stored_events(db: Database, release_id: int) -> int:
@@ -397,6 +318,10 @@ def run_wrk(
     return int(requests), int(duration_us) / 1e6, acknowledged, float(p99)
 
 
+def load_average() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     import socket
 
@@ -423,7 +348,7 @@ def main() -> int:
         "--client",
         choices=("auto", "wrk", "python"),
         default="auto",
-        help="load generator: wrk (Debian package) when installed, else the asyncio client",
+        help="load generator: wrk (Debian package) when installed, else benchmarks/http_load.py",
     )
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument(
@@ -433,8 +358,8 @@ def main() -> int:
     parser.add_argument("--burst-connections", type=int, default=64)
     parser.add_argument(
         "--worker-class",
-        default="gthread",
-        help="gunicorn worker class (gthread keeps connections alive; sync closes each one)",
+        default=WORKER_CLASS,
+        help="gunicorn worker class (gthread: the stock threaded worker, for A/B runs)",
     )
     args = parser.parse_args()
 
@@ -507,7 +432,7 @@ def main() -> int:
             start_new_session=True,
         )
         wait_for_port("127.0.0.1", port)
-        threads = f" x {args.threads} threads" if args.worker_class == "gthread" else ""
+        threads = f" x {args.threads} threads" if args.worker_class != "sync" else ""
         log(f"gunicorn: 2 {args.worker_class} workers{threads} on 127.0.0.1:{port}")
 
         app = create_app(settings, db=db)
@@ -520,34 +445,40 @@ def main() -> int:
 
         # Warm up both workers (imports, connection pools) before measuring.
         warm = plan(tokens, links, 400, seed=1)
-        asyncio.run(drive("127.0.0.1", port, warm, 8, 30))
+        load(port, [p for p, _ in warm], connections=8, user_agent=USER_AGENT, seconds=30)
         thread = threading.Thread(target=flusher, daemon=True)
         thread.start()
         cpu_before, own_before = cpu_seconds(gunicorn.pid), time.process_time()
         use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
+        client_cpu = 0.0
         if use_wrk:
             done, elapsed, acknowledged, p99 = run_wrk(
                 port, tokens, links, args.concurrency, args.seconds
             )
         else:
             requests = plan(tokens, links, args.requests, seed=2)
-            stats, elapsed = asyncio.run(
-                drive("127.0.0.1", port, requests, args.concurrency, args.seconds)
+            stats = load(
+                port,
+                [p for p, _ in requests],
+                real=[r for _, r in requests],
+                connections=args.concurrency,
+                user_agent=USER_AGENT,
+                seconds=args.seconds,
             )
-            latencies = sorted(stats.latencies)
-            done, acknowledged = len(latencies), stats.acknowledged
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+            done, acknowledged, elapsed = len(stats.latencies), stats.acknowledged, stats.elapsed
+            p99 = stats.p99_ms()
+            client_cpu = stats.cpu
             log(f"statuses {stats.status}, errors {stats.errors}")
         web_cpu = cpu_seconds(gunicorn.pid) - cpu_before
         own_cpu = time.process_time() - own_before
         stop.set()
         thread.join()
+        client = "wrk" if use_wrk else f"http_load client {client_cpu / max(1, done) * 1000:.2f} ms"
         log(
-            f"{'wrk' if use_wrk else 'asyncio client'}: {done} requests in {elapsed:.1f} s; "
-            f"CPU per request: web workers {web_cpu / max(1, done) * 1000:.2f} ms, "
-            f"bench process (flusher{'' if use_wrk else ' + client'}) "
-            f"{own_cpu / max(1, done) * 1000:.2f} ms; "
-            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            f"{'wrk' if use_wrk else 'http_load'}: {done} requests in {elapsed:.1f} s; "
+            f"CPU per request: web workers {web_cpu / max(1, done) * 1000:.2f} ms, {client}, "
+            f"bench process (flusher) {own_cpu / max(1, done) * 1000:.2f} ms; "
+            f"load average {load_average()} on {os.cpu_count()} CPUs"
         )
 
         # The warm-up's events count too: flush everything, then compare with what was answered.
@@ -596,14 +527,18 @@ def main() -> int:
             stop.clear()
             thread = threading.Thread(target=flusher, daemon=True)
             thread.start()
-            cpu_before = cpu_seconds(gunicorn.pid)
-            stats, burst_elapsed = asyncio.run(
-                burst(
-                    "127.0.0.1", port, burst_tokens, args.burst, args.burst_seconds,
-                    args.burst_connections,
-                )
-            )  # fmt: skip
+            cpu_before, own_before = cpu_seconds(gunicorn.pid), time.process_time()
+            # One fetch per delivery, due evenly over the window, open loop (http_load.py).
+            stats = load(
+                port,
+                [f"/t/o/{burst_tokens[i % len(burst_tokens)]}.gif" for i in range(args.burst)],
+                connections=args.burst_connections,
+                user_agent=APPLE_MPP_AGENT,
+                interval=args.burst_seconds / args.burst,
+            )
+            burst_elapsed = stats.elapsed
             burst_cpu = cpu_seconds(gunicorn.pid) - cpu_before
+            flusher_cpu = time.process_time() - own_before
             stop.set()
             thread.join()
             backlog = buffer.pending()
@@ -613,17 +548,18 @@ def main() -> int:
                     flush_events(app)
                     if buffer.pending() == 0:
                         break
-            latencies = sorted(stats.latencies)
+            latencies = stats.latencies
             answered = len(latencies)
-            burst_p99 = (
-                latencies[min(answered - 1, int(answered * 0.99))] * 1000 if answered else 0.0
-            )
+            burst_p99 = stats.p99_ms()
             burst_stored = stored_events(db, burst_release)
             burst_lost = max(0, stats.acknowledged - burst_stored) + stats.errors
             log(
                 f"burst: {answered} answered in {burst_elapsed:.1f} s, statuses {stats.status}, "
                 f"errors {stats.errors}, median {latencies[answered // 2] * 1000:.1f} ms; "
-                f"web CPU {burst_cpu / max(1, answered) * 1000:.2f} ms per request; "
+                f"CPU per request: web workers {burst_cpu / max(1, answered) * 1000:.2f} ms, "
+                f"http_load client {stats.cpu / max(1, answered) * 1000:.2f} ms, "
+                f"bench process (flusher) {flusher_cpu / max(1, answered) * 1000:.2f} ms; "
+                f"load average {load_average()}; "
                 f"{backlog} events still buffered at the end, flushed in "
                 f"{time.perf_counter() - flush_started:.1f} s; {burst_stored} stored"
             )

@@ -130,6 +130,10 @@ class RedisEventBuffer:
     def push(self, event: RawEvent) -> None:
         self.client.rpush(QUEUE_KEY, event.dumps())
 
+    def push_many(self, events: list[RawEvent]) -> None:
+        """Append several events in one RPUSH: all of them are kept, or (on error) none."""
+        self.client.rpush(QUEUE_KEY, *(event.dumps() for event in events))
+
     def pending(self) -> int:
         return int(self.client.llen(QUEUE_KEY)) + int(self.client.llen(PROCESSING_KEY))
 

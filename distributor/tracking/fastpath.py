@@ -47,6 +47,19 @@ PIXEL_HEADERS = [
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
     *COMMON_HEADERS,
 ]
+
+
+def click_headers(url: str) -> list[tuple[str, str]]:
+    """The headers of a click's redirect to its registered ``url``."""
+    return [
+        ("Location", iri_to_uri(url)),
+        ("Content-Length", "0"),
+        ("Cache-Control", NO_STORE),
+        ("Referrer-Policy", "no-referrer"),
+        *COMMON_HEADERS,
+    ]
+
+
 _PIXEL_PATH = re.compile(r"/t/o/([^/]+)\.gif")
 _CLICK_PATH = re.compile(r"/t/c/([^/]+)/([0-9]{1,10})")
 _TRACKER_KEY = "distributor.tracker"
@@ -82,15 +95,27 @@ class Tracker:
             self._enabled_checked_at = now
         return self._enabled
 
+    def switch_is_fresh(self) -> bool:
+        """Whether ``is_enabled`` can answer from memory, without a query."""
+        return time.monotonic() - self._enabled_checked_at <= SWITCH_TTL
+
+    def event_for(
+        self, kind: str, token: str, link_id: int | None, method: str, user_agent: str
+    ) -> RawEvent | None:
+        """The event this request records, or None when tracking may not keep one."""
+        if not services.is_plausible_token(token) or not self.is_enabled():
+            return None
+        return RawEvent.new(
+            kind=kind, token=token, link_id=link_id, method=method, user_agent=user_agent
+        )
+
     def record(
         self, kind: str, token: str, link_id: int | None, method: str, user_agent: str
     ) -> None:
         """Keep one event durably before the response goes out (Redis, else the database)."""
-        if not services.is_plausible_token(token) or not self.is_enabled():
+        event = self.event_for(kind, token, link_id, method, user_agent)
+        if event is None:
             return
-        event = RawEvent.new(
-            kind=kind, token=token, link_id=link_id, method=method, user_agent=user_agent
-        )
         if self.buffer is not None:
             try:
                 self.buffer.push(event)
@@ -150,15 +175,6 @@ class TrackingFastPath:
                 url = tracker.resolve(token, link_id)
                 if url is not None:
                     tracker.record("click", token, link_id, method, user_agent)
-                    start_response(
-                        "302 FOUND",
-                        [
-                            ("Location", iri_to_uri(url)),
-                            ("Content-Length", "0"),
-                            ("Cache-Control", NO_STORE),
-                            ("Referrer-Policy", "no-referrer"),
-                            *COMMON_HEADERS,
-                        ],
-                    )
+                    start_response("302 FOUND", click_headers(url))
                     return [b""]
         return self.wrapped(environ, start_response)

@@ -3,10 +3,13 @@
 Creates a throwaway PostgreSQL database (server from DATABASE_URL), starts a private
 redis-server on a free loopback port (else uses REDIS_URL, default db 10), migrates the
 database and seeds one sent release with ``--recipients`` deliveries and three tracked
-links. Starts the app under gunicorn with 2 worker processes on loopback against that
-database and Redis, and drives ``/t/o/<token>.gif`` (75%) and ``/t/c/<token>/<link>`` (25%) for
-``--seconds`` with ``--concurrency`` keep-alive connections: ``wrk`` (Debian package) when it is
-installed, else a small asyncio raw-HTTP/1.1 client in this process. A flusher
+links. Starts the app under gunicorn with 2 worker processes of ``--worker-class`` (default
+``distributor.tracking.worker.TrackingWorker``, as in production; ``gthread`` for an A/B run)
+on loopback against that database and Redis, and drives ``/t/o/<token>.gif`` (75%) and
+``/t/c/<token>/<link>`` (25%) for ``--seconds`` with ``--concurrency`` keep-alive connections,
+closed loop: ``wrk`` (Debian package) when it is installed, else ``benchmarks/http_load.py``, a
+lean epoll client in a process of its own, whose CPU is printed apart from the web workers'
+and the bench process's (the flusher's). A flusher
 drains the Redis buffer into the database every second while the load runs, as Celery beat
 would. Afterwards it flushes until the buffer is empty and counts the stored events. It prints,
 as its last line:
@@ -17,7 +20,8 @@ Before that line, with ``--burst`` (default 100,000; 0 skips it), it prints the 
 for the Apple Mail Privacy Protection pattern: one pixel fetch per delivery of a second
 release, arriving evenly within ``--burst-seconds`` (60) over ``--burst-connections`` (64)
 keep-alive connections, open loop (latency counted from when each request was due, so a
-server that falls behind cannot slow the arrivals down), the flusher running meanwhile:
+server that falls behind cannot slow the arrivals down), the flusher running meanwhile, always
+driven by ``http_load.py`` (``wrk`` has no open loop):
 
     tracking burst: <R> req/s, p99 <L> ms, lost <K> of <T> events
 
@@ -50,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select  # noqa: E402
 
+from benchmarks.bench_send import CpuMeter, postgres_pids  # noqa: E402
 from benchmarks.private_redis import start_private_redis  # noqa: E402
 from benchmarks.throwaway_db import create_database, drop_database  # noqa: E402
 from distributor.app import create_app  # noqa: E402
@@ -527,6 +532,13 @@ def main() -> int:
             stop.clear()
             thread = threading.Thread(target=flusher, daemon=True)
             thread.start()
+            servers = CpuMeter(
+                {
+                    "postgres": postgres_pids(engine, name),
+                    "redis": lambda: [private_redis[0].pid] if private_redis else [],
+                }
+            )
+            servers.start()
             cpu_before, own_before = cpu_seconds(gunicorn.pid), time.process_time()
             # One fetch per delivery, due evenly over the window, open loop (http_load.py).
             stats = load(
@@ -539,6 +551,7 @@ def main() -> int:
             burst_elapsed = stats.elapsed
             burst_cpu = cpu_seconds(gunicorn.pid) - cpu_before
             flusher_cpu = time.process_time() - own_before
+            servers.stop()
             stop.set()
             thread.join()
             backlog = buffer.pending()
@@ -558,7 +571,9 @@ def main() -> int:
                 f"errors {stats.errors}, median {latencies[answered // 2] * 1000:.1f} ms; "
                 f"CPU per request: web workers {burst_cpu / max(1, answered) * 1000:.2f} ms, "
                 f"http_load client {stats.cpu / max(1, answered) * 1000:.2f} ms, "
-                f"bench process (flusher) {flusher_cpu / max(1, answered) * 1000:.2f} ms; "
+                f"bench process (flusher) {flusher_cpu / max(1, answered) * 1000:.2f} ms, "
+                f"PostgreSQL {servers.used['postgres'] / max(1, answered) * 1000:.2f} ms, "
+                f"Redis {servers.used['redis'] / max(1, answered) * 1000:.2f} ms; "
                 f"load average {load_average()}; "
                 f"{backlog} events still buffered at the end, flushed in "
                 f"{time.perf_counter() - flush_started:.1f} s; {burst_stored} stored"

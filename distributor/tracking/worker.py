@@ -8,18 +8,19 @@ runs (``benchmarks/bench_tracking.py --worker-class gthread``), most of the cost
 fetch and more than a post-send burst of 1,667 fetches a second can afford on two cores.
 
 ``TrackingWorker`` is ``gthread`` with one shortcut. When a kept-alive connection becomes
-readable it looks at the bytes waiting in the kernel (``MSG_PEEK``, nothing consumed). If they
-are exactly one complete, plain ``GET`` or ``HEAD`` HTTP/1.1 request for ``/t/o/<token>.gif``,
-or for ``/t/c/<token>/<link id>`` whose URL the click cache already holds (no body, no query,
-no percent-escapes, nothing pipelined behind it), the event loop answers it itself: the events
-of every such request of one poll round go to Redis in one RPUSH, and only then are the
-requests consumed and answered. Anything else (the first request of a connection, an uncached
-click, staff pages, a request not all there yet, TLS, HTTP/2, the tracking switch due for a
-re-read, Redis failing) goes to the thread pool unchanged, where the WSGI fast path and Flask
-answer it as before. So the guarantees are the buffer's: an answered request's event is in the
-Redis list already (``buffer.py``), and what is recorded is decided by the same ``Tracker``
-(``fastpath.py``). Shortcut answers skip gunicorn's access log and its ``pre_request`` and
-``post_request`` hooks; their tokens would be redacted from the log anyway.
+readable (or a new one: it waits in the poller too, not in a thread), the event loop looks at
+the bytes waiting in the kernel (``MSG_PEEK``, nothing consumed). If they are exactly one
+complete, plain ``GET`` or ``HEAD`` HTTP/1.1 request for ``/t/o/<token>.gif``, or for
+``/t/c/<token>/<link id>`` whose URL the click cache already holds (no body, no query, no
+percent-escapes, nothing pipelined behind it), the loop answers it itself: the events of every
+such request of one poll round go to Redis in one RPUSH, and only then are the requests
+consumed and answered. Anything else (an uncached click, staff pages, a request not all there
+yet, TLS, HTTP/2, the tracking switch due for a re-read, Redis failing) goes to the thread
+pool unchanged, where the WSGI fast path and Flask answer it as before. So the guarantees are
+the buffer's: an answered request's event is in the Redis list already (``buffer.py``), and
+what is recorded is decided by the same ``Tracker`` (``fastpath.py``). Shortcut answers skip
+gunicorn's access log and its ``pre_request`` and ``post_request`` hooks; their tokens would be
+redacted from the log anyway.
 
 Use it with ``gunicorn --worker-class distributor.tracking.worker.TrackingWorker --threads 4``.
 """
@@ -29,12 +30,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import re
+import selectors
 import socket
 import time
+from functools import partial
 from typing import Any
 
 from gunicorn.util import http_date
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from distributor.logs import get_logger
 from distributor.tracking.buffer import RawEvent
@@ -175,6 +178,29 @@ class TrackingWorker(ThreadWorker):
             if tracker.buffer is not None:  # write-through mode stays on the threads
                 self._tracker = tracker
         super().run()
+
+    def accept(self, listener: Any) -> None:
+        """A new connection waits in the poller like a kept-alive one, not in a thread.
+
+        So its first request can take the shortcut too (a proxy that opens a connection per
+        request, or a burst of new ones); anything else reaches a thread as before.
+        """
+        if self._tracker is None or not self.cfg.keepalive:
+            super().accept(listener)
+            return
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
+        conn.set_timeout()
+        self.keepalived_conns.append(conn)
+        self.poller.register(
+            conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+        )
 
     def on_client_socket_readable(self, conn: Any, client: Any) -> None:
         if self._tracker is None or conn.is_http2:

@@ -131,13 +131,15 @@ def test_the_worker_answers_as_the_app_does_and_keeps_one_event_per_answer(
         _wait_for(port, proc)
         conn = Connection(port)
         pixel = f"/t/o/{tokens[0]}.gif"
-        conn.send(("GET", pixel, {}))  # a connection's first request goes to a thread
-        by_thread = conn.answer()
+        conn.send(("GET", pixel, {}))  # a thread answers: the tracking switch is read first
+        assert conn.answer().body == PIXEL_GIF
         conn.send(("GET", f"/t/o/{tokens[1]}.gif", {}))  # kept alive: the event loop's
         by_loop = conn.answer()
-        for response in (by_thread, by_loop):
+        conn.send(("GET", pixel, {}), ("GET", pixel, {}))  # pipelined: gunicorn parses both
+        by_thread = [conn.answer(), conn.answer()]
+        for response in (by_loop, *by_thread):
             assert (response.status, response.body) == (200, PIXEL_GIF)
-        assert _without_date(by_loop) == _without_date(by_thread)
+            assert _without_date(response) == _without_date(by_loop)
         conn.send(("HEAD", f"/t/o/{tokens[2]}.gif", {}))
         head = conn.answer(head=True)
         assert (head.status, head.body, _without_date(head)) == (200, b"", _without_date(by_loop))
@@ -153,26 +155,28 @@ def test_the_worker_answers_as_the_app_does_and_keeps_one_event_per_answer(
         assert _without_date(second_click) == _without_date(first_click)
         conn.send(("GET", f"/t/c/{tokens[0]}/999999", {}))  # unknown link: the app's 404
         assert conn.answer().status == 404
-        conn.send(("GET", pixel, {}), ("GET", pixel, {}))  # pipelined: gunicorn parses both
-        assert [conn.answer().body, conn.answer().body] == [PIXEL_GIF, PIXEL_GIF]
         conn.send(("GET", pixel, {"Connection": "close"}))
         last = conn.answer()
         assert (last.body, last.headers["connection"]) == (PIXEL_GIF, "close")
         assert conn.closed()
+        fresh = Connection(port)  # a new connection's first request: the event loop's
+        fresh.send(("GET", f"/t/o/{tokens[1]}.gif", {"Connection": "close"}))
+        assert fresh.answer().body == PIXEL_GIF
+        assert fresh.closed()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-    # Answered with a real token: 3 pixels, 2 clicks, 2 pipelined, 1 closing = 8 events;
+    # Answered with a real token: 2 pixels, 2 pipelined, 1 HEAD, 2 clicks, 2 closing = 9 events;
     # the unknown token's event is buffered too and dropped by the flush.
     buffer = RedisEventBuffer.from_url(broker)
-    assert buffer.client.llen(QUEUE_KEY) == 9
+    assert buffer.client.llen(QUEUE_KEY) == 10
     app = create_app(dataclasses.replace(settings, redis_url=broker), db=live_db)
     with app.app_context():
         flush_events(app)
-    assert _stored(live_db, release_id) - before == 8
+    assert _stored(live_db, release_id) - before == 9
     # Only what the threads answered is in gunicorn's access log: the loop took the rest.
     assert access_log.read_text().split("\n")[:-1] == [
-        "GET 200", "GET 302", "GET 404", "GET 200", "GET 200"
+        "GET 200", "GET 200", "GET 200", "GET 302", "GET 404"
     ]  # fmt: skip
 
 

@@ -212,7 +212,10 @@ class TrackingWorker(ThreadWorker):
         super().wait_for_and_dispatch_events(timeout)
         if self._readable:
             ready, self._readable = self._readable, []
-            self._answer(ready)
+            try:
+                self._answer(ready)
+            except Exception:  # a bug here must not take the worker and its connections down
+                self.log.exception("Error in the tracking shortcut.")
 
     def _hand_over(self, conn: Any) -> None:
         """To the thread pool, as ``gthread`` would have done (nothing was consumed)."""

@@ -59,6 +59,9 @@ _REQUEST_LINE = re.compile(
 )
 # RFC 9110 section 5.1: a field name is a token; no space before the colon (RFC 9112 5.1).
 _FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Control characters a field value may not hold (RFC 9110 section 5.5): gunicorn refuses them,
+# and a NUL would make PostgreSQL refuse the stored event.
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Fields that announce a body or a protocol change: such a request is gunicorn's to parse.
 _NOT_PLAIN = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
 PEEK_BYTES = 8192
@@ -100,8 +103,8 @@ def parse_tracked_request(data: bytes, tracker: Tracker) -> TrackedRequest | Non
     close = False
     for field in lines[1:]:
         name, colon, value = field.partition(b":")
-        if not colon or _FIELD_NAME.fullmatch(name) is None or b"\n" in field:
-            return None  # malformed, folded or a bare LF: let the strict parser refuse it
+        if not colon or _FIELD_NAME.fullmatch(name) is None or _BAD_VALUE.search(value):
+            return None  # malformed, folded, a bare LF or a NUL: the strict parser refuses it
         lname = name.lower()
         if lname in _NOT_PLAIN:
             return None

@@ -68,6 +68,8 @@ def test_head_and_connection_close_are_honoured(tracker: Tracker) -> None:
         _request("GET /t/o/tok.gif HTTP/1.1", "User-Agent : a"),  # space before the colon
         _request("GET /t/o/tok.gif HTTP/1.1", "no colon"),
         _request("GET /t/o/tok.gif HTTP/1.1", "X-A: 1\nX-B: 2"),  # a bare LF
+        _request("GET /t/o/tok.gif HTTP/1.1", "User-Agent: a\x00b"),  # PostgreSQL refuses NUL
+        _request("GET /t/o/tok.gif HTTP/1.1", "User-Agent: a\x7fb"),
         _request("GET /t/o/tok.gif?x=1 HTTP/1.1"),
         _request("GET /t/o/t%41k.gif HTTP/1.1"),
         _request("GET /t/o/tok.gif HTTP/1.0"),

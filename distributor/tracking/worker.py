@@ -172,7 +172,9 @@ class TrackingWorker(ThreadWorker):
     def run(self) -> None:
         app = getattr(self, "wsgi", None)
         if (
-            not self.cfg.is_ssl
+            # The event loop this builds on (gunicorn 27's gthread); elsewhere, plain gthread.
+            hasattr(ThreadWorker, "wait_for_and_dispatch_events")
+            and not self.cfg.is_ssl
             and app is not None
             and hasattr(app, "extensions")
             and "tracking" in getattr(app, "blueprints", {})

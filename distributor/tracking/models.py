@@ -49,6 +49,15 @@ class TrackingEvent(Base):
             postgresql_where=text("is_machine IS FALSE"),
             sqlite_where=text("is_machine IS FALSE"),
         ),
+        # Events no flush has classified yet: each flush finds them here instead of reading
+        # every event ever stored (migration 0026).
+        Index(
+            "ix_tracking_events_unclassified",
+            "delivery_id",
+            "kind",
+            postgresql_where=text("classified_at IS NULL"),
+            sqlite_where=text("classified_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

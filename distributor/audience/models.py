@@ -73,10 +73,12 @@ class Journalist(Base):
         ).ddl_if(dialect="postgresql"),
         # The staff list's keyset order (migration 0022).
         Index("ix_journalists_name_address", "name", "email_normalized"),
-        # Those the send rules may not mail now, for the audience breakdown (migration 0022).
+        # Those the send rules may not mail now, for the audience breakdown (migration 0022),
+        # with what the rules read of them (migration 0024).
         Index(
             "ix_journalists_not_now",
             "id",
+            postgresql_include=["erased_at", "is_paused", "delivery_mode"],
             postgresql_where=text(_NOT_NOW),
             sqlite_where=text(_NOT_NOW),
         ),

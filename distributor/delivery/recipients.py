@@ -28,6 +28,9 @@ from distributor.signals import recipients_frozen
 # Why a matched journalist is left out of an embargoed send (the audience breakdown shows them).
 EMBARGO_NOT_ALLOWED = "embargo_not_allowed"
 EMBARGO_PROBATION = "embargo_probation"
+# What a matched journalist gets (``_kind_sql``): mailed now, in the digest, or left out.
+NOW, DIGEST, SUPPRESSED = "now", "digest", "suppressed"
+KINDS = (NOW, DIGEST, SUPPRESSED, EMBARGO_NOT_ALLOWED, EMBARGO_PROBATION)
 
 
 def _sha256_hex(value: str | None) -> str | None:
@@ -59,13 +62,16 @@ def address_hash_sql(session: Session, column: str) -> str:
     return f"dist_sha256({column})"
 
 
-def _excluded_sql(session: Session) -> str:
+def _excluded_sql(session: Session, suppressed_ids: str | None = None) -> str:
     """SQL true for a journalist ``j`` who must not be mailed: erased, paused or suppressed.
 
     The suppressed journalists are found from the suppressions' side (on PostgreSQL one probe
     of the address-hash index per suppression), never by hashing every matched address.
+    ``suppressed_ids`` names a query of their ids already at hand (the breakdown's), else
+    ``_suppressed_ids_sql`` finds them.
     """
-    return f"j.erased_at IS NOT NULL OR j.is_paused OR j.id IN ({_suppressed_ids_sql(session)})"
+    ids = suppressed_ids or _suppressed_ids_sql(session)
+    return f"j.erased_at IS NOT NULL OR j.is_paused OR j.id IN ({ids})"
 
 
 def _suppressed_ids_sql(session: Session) -> str:
@@ -76,42 +82,67 @@ def _suppressed_ids_sql(session: Session) -> str:
     )
 
 
-def _kind_sql(session: Session) -> str:
+def _kind_sql(session: Session, suppressed_ids: str | None = None) -> str:
     """SQL naming what a matched journalist ``j`` gets: suppressed, left out for the embargo,
-    digest or now.
+    digest or now (``KINDS``).
 
     Needs ``es`` (the journalist's ``embargo_standings`` row, LEFT JOINed) and the bound
     parameters ``:is_embargoed`` and ``:now``: the standing counts only while the release is
-    under embargo, and probation only until its date.
+    under embargo, and probation only until its date. ``suppressed_ids``: see
+    ``_excluded_sql``.
     """
     return (
-        f"CASE WHEN {_excluded_sql(session)} THEN 'suppressed' "
+        f"CASE WHEN {_excluded_sql(session, suppressed_ids)} THEN '{SUPPRESSED}' "
         f"WHEN :is_embargoed AND es.standing = 'not_allowed' THEN '{EMBARGO_NOT_ALLOWED}' "
         "WHEN :is_embargoed AND es.standing = 'probation' AND es.probation_until > :now "
         f"THEN '{EMBARGO_PROBATION}' "
-        "WHEN j.delivery_mode = 'daily_digest' THEN 'digest' ELSE 'now' END"
+        f"WHEN j.delivery_mode = 'daily_digest' THEN '{DIGEST}' ELSE '{NOW}' END"
     )
 
 
-def _maybe_not_now_sql(session: Session) -> str:
-    """SQL for the ids of every journalist ``_kind_sql`` may class as anything but 'now'.
+# Who ``_kind_sql`` may class as anything but 'now', short of the suppressed and those with an
+# embargo standing: erased, paused and digest readers (``ix_journalists_not_now``, partial,
+# and covering what ``_kind_sql`` reads of them, migration 0024).
+_MAYBE_NOT_NOW = "j.erased_at IS NOT NULL OR j.is_paused OR j.delivery_mode = 'daily_digest'"
 
-    A superset, each part found through a small index: erased, paused and digest readers
-    (``ix_journalists_not_now``, partial, migration 0022), the suppressed (the address-hash
-    index), anyone with an embargo standing. The breakdown classifies only these, where the
-    freeze classifies every matched journalist, so this must cover every way ``_kind_sql``
-    says anything but 'now' (tests compare the breakdown with the freeze).
+
+def _special_sql(session: Session) -> str:
+    """CTEs ``suppressed_ids`` and ``special`` (jid, kind): every journalist ``_kind_sql`` may
+    class as anything but 'now', classified by it.
+
+    A superset, each part found through a small index: ``_MAYBE_NOT_NOW``, the suppressed, and
+    anyone with an embargo standing. The breakdown classifies only these where the freeze
+    classifies every matched journalist, so this must cover every way ``_kind_sql`` says
+    anything but 'now' (tests compare the breakdown with the freeze). The suppressed are found
+    once (one probe of the address-hash index per suppression: a scalar subquery is never
+    turned into a hash of every journalist's address) and serve both as candidates and in
+    ``_kind_sql``; the candidates besides ``_MAYBE_NOT_NOW`` are looked up by id, never by
+    reading every journalist.
     """
-    return (
-        "SELECT id FROM journalists WHERE erased_at IS NOT NULL OR is_paused "  # noqa: S608
-        "OR delivery_mode = 'daily_digest' "
-        # One probe of the address-hash index per suppression (a scalar subquery is never
-        # turned into a hash of every journalist's address; addresses are unique).
-        "UNION SELECT (SELECT sj.id FROM journalists sj WHERE "
-        f"{address_hash_sql(session, 'sj.email_normalized')} = sup.address_hash) "
-        "FROM suppressions sup "
-        "UNION SELECT journalist_id FROM embargo_standings"
-    )
+    kind = _kind_sql(session, "SELECT id FROM suppressed_ids")
+    standings = "SELECT journalist_id FROM embargo_standings"
+    if is_postgres(session):
+        materialized = "MATERIALIZED "
+        by_id = f"j.id = ANY(ARRAY(SELECT id FROM suppressed_ids UNION ALL {standings}))"  # noqa: S608
+    else:
+        materialized = ""
+        by_id = f"j.id IN (SELECT id FROM suppressed_ids UNION ALL {standings})"  # noqa: S608
+    # Only constant SQL fragments are interpolated here, never values.
+    return f"""
+    suppressed_ids AS {materialized}(
+        SELECT (SELECT sj.id FROM journalists sj
+                WHERE {address_hash_sql(session, "sj.email_normalized")} = sup.address_hash) AS id
+        FROM suppressions sup
+    ),
+    special AS {materialized}(
+        SELECT j.id AS jid, {kind} AS kind FROM journalists j
+        LEFT JOIN embargo_standings es ON es.journalist_id = j.id
+        WHERE {_MAYBE_NOT_NOW}
+        UNION ALL
+        SELECT j.id AS jid, {kind} AS kind FROM journalists j
+        LEFT JOIN embargo_standings es ON es.journalist_id = j.id
+        WHERE {by_id} AND NOT ({_MAYBE_NOT_NOW})
+    )"""  # noqa: S608
 
 
 # Who a release reaches before exclusions: one row per (journalist, beat) and per
@@ -188,11 +219,12 @@ def count_audience(
         # counting; and its hashes of a few hundred thousand ids fit in memory.
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '64MB'"))
-    # One pass over who matched (``matched``, as the freeze reads it), classified by the
-    # freeze's own rules (``_kind_sql``) but only where they can say anything but 'now':
-    # ``special`` holds the few candidates found through small indexes, so the hundreds of
-    # thousands of matched journalists are never looked up one by one. Those mailed now are
-    # every matched journalist less the special ones among them.
+    # Who matched (``matched``, as the freeze reads it) is read twice, straight from the
+    # indexes: once to count the journalists, by kind, and once to count them by beat and
+    # list. Only the few journalists the freeze's rules (``_kind_sql``) may class as anything
+    # but 'now' are classified (``special``, found through small indexes), so the hundreds of
+    # thousands of matched journalists are never looked up one by one; distinct journalists
+    # are counted by sorting ids, never with a hash of every one of them.
     # (journalist, beat) pairs are unique, so a beat's count is a plain count unless two of
     # the release's beats share a name; (journalist, list) pairs and list names are unique.
     shared_names = session.execute(
@@ -202,49 +234,57 @@ def count_audience(
         ),
         {"release_id": release_id},
     ).scalar_one()
-    per_beat = "count(DISTINCT m.jid)" if shared_names else "count(*)"
-    statement = f"""
-    WITH {_MATCHED},
-    special AS (
-        SELECT j.id AS jid, {_kind_sql(session)} AS kind FROM journalists j
-        LEFT JOIN embargo_standings es ON es.journalist_id = j.id
-        WHERE j.id IN ({_maybe_not_now_sql(session)})
+    per_group = "count(DISTINCT m.jid)" if shared_names else "count(*)"
+    matched = _MATCHED
+    if is_postgres(session):
+        # Read from the indexes at each use: cheaper than storing half a million rows.
+        matched = _MATCHED.replace("matched AS (", "matched AS NOT MATERIALIZED (", 1)
+    left_out = [kind for kind in KINDS if kind not in (NOW, DIGEST)]
+    counted = [kind for kind in KINDS if kind != NOW]
+    by_kind = "".join(
+        f", count(DISTINCT m.jid) FILTER (WHERE sp.kind = '{kind}') AS k{i}"
+        for i, kind in enumerate(counted)
     )
-    SELECT 'kind', sp.kind, count(DISTINCT m.jid) FROM matched m
-    JOIN special sp ON sp.jid = m.jid WHERE sp.kind <> 'now' GROUP BY sp.kind
+    unpivot = "".join(
+        f"UNION ALL SELECT 'kind', '{kind}', k{i} FROM totals "  # noqa: S608 - constants
+        for i, kind in enumerate(counted)
+    )
+    # Only constant SQL fragments are interpolated here, never values.
+    statement = f"""
+    WITH {matched}, {_special_sql(session)},
+    totals AS (
+        SELECT count(DISTINCT m.jid) AS everyone{by_kind}
+        FROM matched m LEFT JOIN special sp ON sp.jid = m.jid
+    )
+    SELECT 'matched', '', everyone FROM totals {unpivot}
     UNION ALL
-    SELECT 'matched', '', count(*) FROM (SELECT jid FROM matched GROUP BY jid) everyone
-    UNION ALL
-    SELECT 'beat', m.beat, {per_beat} FROM matched m
-    WHERE m.beat IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM special sp WHERE sp.jid = m.jid AND sp.kind NOT IN ('now', 'digest'))
-    GROUP BY m.beat
-    UNION ALL
-    SELECT 'list', m.list, count(*) FROM matched m
-    WHERE m.list IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM special sp WHERE sp.jid = m.jid AND sp.kind NOT IN ('now', 'digest'))
-    GROUP BY m.list
+    SELECT CASE WHEN m.beat IS NULL THEN 'list' ELSE 'beat' END, COALESCE(m.beat, m.list),
+           {per_group}
+    FROM matched m WHERE NOT EXISTS (
+        SELECT 1 FROM special sp WHERE sp.jid = m.jid
+        AND sp.kind IN ({", ".join(f"'{kind}'" for kind in left_out)}))
+    GROUP BY m.beat, m.list
     """  # noqa: S608
     params = {"release_id": release_id, **_embargo_params(session, release_id, now or utcnow())}
     kinds: dict[str, int] = {}
     by_beat: list[tuple[str, int]] = []
     by_list: list[tuple[str, int]] = []
-    matched = 0
+    everyone = 0
     rows = session.execute(text(statement).bindparams(*_cte_params()), params)
     for group, name, n in rows:
         if group == "kind":
             kinds[str(name)] = int(n)
         elif group == "matched":
-            matched = int(n)
+            everyone = int(n)
         elif group == "beat":
             by_beat.append((str(name), int(n)))
         else:
             by_list.append((str(name), int(n)))
-    kinds["now"] = matched - sum(kinds.values())
+    kinds[NOW] = everyone - sum(kinds.values())
     return AudienceCounts(
-        total=kinds.get("now", 0),
-        digest=kinds.get("digest", 0),
-        suppressed=kinds.get("suppressed", 0),
+        total=kinds[NOW],
+        digest=kinds.get(DIGEST, 0),
+        suppressed=kinds.get(SUPPRESSED, 0),
         by_beat=sorted(by_beat),
         by_list=sorted(by_list),
         embargo_not_allowed=kinds.get(EMBARGO_NOT_ALLOWED, 0),

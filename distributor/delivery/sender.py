@@ -52,7 +52,6 @@ from distributor.settings import Settings
 
 log = get_logger("distributor.delivery.sender")
 
-D = DeliveryStatus
 _RATE_PATIENCE_SECONDS = 10.0  # how long a batch waits for rate-limit tokens
 _RATE_POLL_SECONDS = 0.25
 # A batch that lost the database keeps what it knows and retries this long before giving up.
@@ -165,7 +164,7 @@ class Batch:
             if next_at is not None:
                 backoff_end = now + dt.timedelta(seconds=s.delivery_domain_backoff_seconds)
                 next_at = max(next_at, backoff_end)
-        status = D.FAILED if plan.is_expired else D.DEFERRED
+        status = DeliveryStatus.FAILED if plan.is_expired else DeliveryStatus.DEFERRED
         response = reply.describe(2000) + (f" ({note})" if note else "")
         if plan.is_expired:
             response += f" (still refused after {s.delivery_lifetime_hours} h: given up)"
@@ -177,7 +176,7 @@ class Batch:
             next_attempt_at=next_at,
             count_attempt=is_charged,
         )
-        if ours and status is D.DEFERRED:
+        if ours and status is DeliveryStatus.DEFERRED:
             self.result.deferred += 1
         elif ours:
             self.result.failed += 1
@@ -201,7 +200,7 @@ class Batch:
             return (
                 self.writer.release(
                     [row.id],
-                    status=D.QUEUED,
+                    status=DeliveryStatus.QUEUED,
                     next_attempt_at=None,
                     note=NEVER_HANDED_OVER.format(
                         why=f"the send paused itself: {reply.describe()}"
@@ -214,13 +213,15 @@ class Batch:
         if verdict.outcome is Outcome.DEFERRED:
             return self.transient(row, reply, verdict)
         if verdict.outcome is Outcome.IN_DOUBT:
-            ours = self.writer.record(row.id, D.IN_DOUBT, code=None, response=reply.describe(2000))
+            ours = self.writer.record(
+                row.id, DeliveryStatus.IN_DOUBT, code=None, response=reply.describe(2000)
+            )
             if ours:
                 self.result.in_doubt += 1
             return ours
         ours = self.writer.record(
             row.id,
-            D.FAILED,
+            DeliveryStatus.FAILED,
             code=reply.code,
             response=reply.describe(2000),
             is_policy_rejection=verdict.is_policy_rejection,
@@ -274,7 +275,11 @@ class Batch:
                 f"{self.settings.delivery_lifetime_hours} h: given up)"
             )
             if self.writer.record(
-                row.id, D.FAILED, code=reply.code or None, response=response, count_attempt=False
+                row.id,
+                DeliveryStatus.FAILED,
+                code=reply.code or None,
+                response=response,
+                count_attempt=False,
             ):
                 self.result.failed += 1
         back = [r.id for r in rows if r not in expired]
@@ -285,7 +290,7 @@ class Batch:
         )
         released = self.writer.release(
             back,
-            status=D.QUEUED,
+            status=DeliveryStatus.QUEUED,
             next_attempt_at=now + dt.timedelta(seconds=wait) if wait > 0 else None,
             note=note,
             code=reply.code or None,
@@ -351,14 +356,16 @@ class Batch:
         the outcome authority's reason, no attempt charged, nothing handed over."""
         text, verdict = smtputf8_not_offered(relay, missing)
         assert verdict.outcome is Outcome.FAILED
-        ours = self.writer.record(row.id, D.FAILED, code=None, response=text, count_attempt=False)
+        ours = self.writer.record(
+            row.id, DeliveryStatus.FAILED, code=None, response=text, count_attempt=False
+        )
         if ours:
             self.result.failed += 1
         return ours
 
     def unbuildable(self, row: ClaimedRow, exc: Exception) -> bool:
         ours = self.writer.record(
-            row.id, D.FAILED, code=None, response=f"could not build the message: {exc}"
+            row.id, DeliveryStatus.FAILED, code=None, response=f"could not build the message: {exc}"
         )
         if ours:
             self.result.failed += 1
@@ -389,14 +396,16 @@ class Batch:
         """The send was paused or cancelled mid-batch: return the rows not sent yet."""
         if not rows:
             return
-        status = D.CANCELLED if send_status == "cancelled" else D.QUEUED
+        status = DeliveryStatus.CANCELLED if send_status == "cancelled" else DeliveryStatus.QUEUED
         # When the send paused itself, each row says why it was not sent.
         why = f"the send paused itself: {self.stop_reason}" if self.stop_reason else ""
         self.result.released += self.writer.release(
             [r.id for r in rows],
             status=status,
             next_attempt_at=None,
-            note=NEVER_HANDED_OVER.format(why=why) if why and status is D.QUEUED else "",
+            note=NEVER_HANDED_OVER.format(why=why)
+            if why and status is DeliveryStatus.QUEUED
+            else "",
         )
 
     def release(self, rows: list[ClaimedRow], wait_seconds: float, why: str = "") -> None:
@@ -406,7 +415,7 @@ class Batch:
         now = self.clock()
         self.result.released += self.writer.release(
             [r.id for r in rows],
-            status=D.QUEUED,
+            status=DeliveryStatus.QUEUED,
             next_attempt_at=now + dt.timedelta(seconds=wait_seconds),
             note=NEVER_HANDED_OVER.format(why=why) if why else "",
         )
@@ -744,19 +753,19 @@ def _salvage(
         batch.writer = writer
         for row, reply in refused:
             if not batch.outcome(row, reply):
-                writer.settle_late(row.id, D.FAILED, response=reply.describe(2000))
+                writer.settle_late(row.id, DeliveryStatus.FAILED, response=reply.describe(2000))
         for row, note in doubt:
-            if writer.record(row.id, D.IN_DOUBT, code=None, response=note):
+            if writer.record(row.id, DeliveryStatus.IN_DOUBT, code=None, response=note):
                 batch.result.in_doubt += 1
         note = NEVER_HANDED_OVER.format(why=f"batch interrupted: {why}")
         released = writer.release(
-            [r.id for r in unsent], status=D.QUEUED, next_attempt_at=None, note=note
+            [r.id for r in unsent], status=DeliveryStatus.QUEUED, next_attempt_at=None, note=note
         )
         batch.result.released += released
         if released < len(unsent):
             # Recovery got there first and made a lane's first row in doubt: it never left.
             for row in unsent:
-                writer.settle_late(row.id, D.QUEUED, response=note)
+                writer.settle_late(row.id, DeliveryStatus.QUEUED, response=note)
 
     _with_database(batch, engine, claim_id, write)
 
@@ -779,7 +788,7 @@ def _settle_held(batch: Batch, engine: Engine, claim_id: int, *, end_claim: bool
                 note = LATE_NOTE.format(why="after its worker's claim was recovered")
                 if writer.settle_late(
                     row.id,
-                    D.SENT,
+                    DeliveryStatus.SENT,
                     response=f"{text} [{note}]",
                     message_id=message_id,
                 ):

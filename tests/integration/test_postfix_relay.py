@@ -34,8 +34,6 @@ from tests.support.smtp import SMTPSink
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
-
 
 @pytest.fixture()
 def sink() -> Iterator[SMTPSink]:
@@ -71,7 +69,7 @@ def test_every_message_goes_through_postfix_exactly_once(
         relay.wait_until_idle()
         passed_on = relay.delivered()
     rows = rows_by_email(live_db, send_id)
-    assert {r.status for r in rows.values()} == {D.SENT}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.SENT}
     ours = Counter(str(r.message_id).strip("<>") for r in rows.values())
     assert len(ours) == 300
     # Postfix passed each of our messages on exactly once, and the sink got each exactly once.
@@ -98,12 +96,12 @@ def test_postfix_recipient_refusals_are_sorted_by_what_they_say(
         refusals = relay.smtpd_replies()
         passed_on = relay.delivered()
     rows = rows_by_email(live_db, send_id)
-    assert rows[gone].status is D.FAILED
+    assert rows[gone].status is DeliveryStatus.FAILED
     assert "5.1.1" in (rows[gone].smtp_response or "")
-    assert rows[later].status is D.DEFERRED
+    assert rows[later].status is DeliveryStatus.DEFERRED
     assert "4.2.0" in (rows[later].smtp_response or "")
     others = {e: r for e, r in rows.items() if e not in (gone, later)}
-    assert {r.status for r in others.values()} == {D.SENT}
+    assert {r.status for r in others.values()} == {DeliveryStatus.SENT}
     # Postfix's log agrees: it refused exactly those two, and passed the rest on once each.
     assert sorted(line.split(" to=<")[1].split(">")[0] for line in refusals if " to=<" in line) == (
         sorted([gone, later])
@@ -134,7 +132,7 @@ def _drain_adaptive(
             db, settings, send_id, limiter=open_limiter(), relays=relays, relay_state=state
         )
         rows = rows_by_email(db, send_id).values()
-        if sum(r.status is D.SENT for r in rows) == total:
+        if sum(r.status is DeliveryStatus.SENT for r in rows) == total:
             return got
         if result.claimed:
             found = state.status([relay_key(relays[0])])
@@ -148,7 +146,7 @@ def _check_once_each(relay: PrivatePostfix, sink: SMTPSink, db: Database, send_i
     relay.wait_until_idle()
     passed_on = relay.delivered()
     rows = rows_by_email(db, send_id)
-    assert {r.status for r in rows.values()} == {D.SENT}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.SENT}
     ours = Counter(str(r.message_id).strip("<>") for r in rows.values())
     assert passed_on.sent == ours
     sink.wait_for(len(ours))
@@ -176,13 +174,13 @@ def test_postfix_connection_count_limit_brings_our_connections_down(
             live_db, settings, send_id, limiter=open_limiter(), relays=relays, relay_state=state
         )
         rows = rows_by_email(live_db, send_id)
-        back = [r for r in rows.values() if r.status is D.QUEUED]
+        back = [r for r in rows.values() if r.status is DeliveryStatus.QUEUED]
         assert back, "Postfix refused the third connection; the batch's rows went back"
         for row in back:
             assert row.attempts == 0
             assert row.smtp_response.startswith("connect 421 4.7.0"), row.smtp_response
             assert "too many connections from 127.0.0.1" in row.smtp_response
-        assert not [r for r in rows.values() if r.status is D.DEFERRED]
+        assert not [r for r in rows.values() if r.status is DeliveryStatus.DEFERRED]
         got = _drain_adaptive(live_db, settings, send_id, relay, state, total=150)
         # Postfix's own log says it turned us away, and our connections came down to its limit.
         assert "Connection concurrency limit exceeded" in relay.log()
@@ -208,14 +206,14 @@ def test_postfix_message_rate_limit_lowers_the_shared_rate(
             live_db, settings, send_id, limiter=open_limiter(), relays=relays, relay_state=state
         )
         rows = rows_by_email(live_db, send_id)
-        back = [r for r in rows.values() if r.status is D.QUEUED]
+        back = [r for r in rows.values() if r.status is DeliveryStatus.QUEUED]
         assert back
         for row in back:
             assert row.attempts == 0
             assert row.smtp_response.startswith("mail 450 4.7.1"), row.smtp_response
             assert "too much mail from 127.0.0.1" in row.smtp_response
         # One relay-wide refusal is not charged to any recipient's domain.
-        assert not [r for r in rows.values() if r.status is D.DEFERRED]
+        assert not [r for r in rows.values() if r.status is DeliveryStatus.DEFERRED]
         (status,) = state.status([relay_key(relays[0])])
         assert status.kind == RelayTrouble.RATE and status.rate_per_second > 0
         _drain_adaptive(live_db, settings, send_id, relay, state, total=40)

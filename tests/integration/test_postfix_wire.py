@@ -35,8 +35,6 @@ from tests.support.tls import issue_certificate, make_private_ca
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
-
 
 @pytest.fixture()
 def sink() -> Iterator[SMTPSink]:
@@ -85,7 +83,7 @@ def _exactly_once(db: Database, send_id: int, relay: PrivatePostfix, sink: SMTPS
     relay.wait_until_idle()
     passed_on = relay.delivered()
     rows = rows_by_email(db, send_id)
-    assert {r.status for r in rows.values()} == {D.SENT}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.SENT}
     ours = Counter(str(r.message_id).strip("<>") for r in rows.values())
     assert set(ours.values()) == {1}
     assert passed_on.sent == ours
@@ -137,7 +135,7 @@ def test_a_ca_that_does_not_vouch_for_the_relay_is_a_certificate_error_shown_as_
     assert expected in send.pause_reason and str(other_ca) in send.pause_reason
     assert "no SMTP relay reachable" not in send.pause_reason
     rows = rows_by_email(live_db, send_id)
-    assert {r.status for r in rows.values()} == {D.QUEUED}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.QUEUED}
     assert all(r.attempts == 0 and expected in (r.smtp_response or "") for r in rows.values())
     # Nothing reached Postfix's queue or the sink.
     assert "message-id=" not in log and sink.received == []
@@ -169,7 +167,7 @@ def test_a_message_over_postfixs_message_size_limit_is_never_sent_and_pauses_the
     assert send.status is SendStatus.PAUSED
     assert "over the relay's limit of 4000 bytes" in send.pause_reason
     rows = rows_by_email(live_db, send_id)
-    assert {r.status for r in rows.values()} == {D.QUEUED}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.QUEUED}
     assert all(r.attempts == 0 for r in rows.values())
     assert all("over the relay's limit" in (r.smtp_response or "") for r in rows.values())
     # Postfix never got as far as a MAIL FROM (it would log a reject or a queue id), and

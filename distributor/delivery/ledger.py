@@ -54,7 +54,7 @@ DELIVERY_MACHINE: StateMachine[DeliveryStatus] = StateMachine(
     "delivery",
     {
         DeliveryStatus.QUEUED: {DeliveryStatus.SENDING, DeliveryStatus.CANCELLED},
-        # sending -> queued: released unsent (rate limit, pause, relay trouble) or recovered,
+        # sending -> queued: put back unsent (rate limit, pause, relay trouble) or recovered,
         # never handed over.
         DeliveryStatus.SENDING: {
             DeliveryStatus.SENT,

@@ -80,7 +80,7 @@ def _sqlite_now() -> str:
 
 class ProgressWriter:
     """Autocommit writes of one batch (its own database connection): refusals as they happen,
-    accepted rows in bulk and in the background, heartbeats, releases; all fenced by the
+    accepted rows in bulk and in the background, heartbeats, rows put back; all fenced by the
     claim."""
 
     def __init__(self, engine: Engine, claim_id: int) -> None:
@@ -302,7 +302,7 @@ class ProgressWriter:
             == 1
         )
 
-    def release(
+    def put_back(
         self,
         delivery_ids: Sequence[int],
         *,
@@ -311,7 +311,7 @@ class ProgressWriter:
         note: str = "",
         code: int | None = None,
     ) -> int:
-        """Give rows back never handed over (queued, or cancelled when the send was); ``code``
+        """Put back rows never handed over (queued, or cancelled when the send was); ``code``
         and ``note``: the reply that sent them back, when there was one."""
         if not delivery_ids:
             return 0

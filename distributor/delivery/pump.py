@@ -280,7 +280,7 @@ class Pump:
             row = lane.queue.popleft()
             if row.domain in self.throttled:
                 # The domain asked us to slow down during this batch: leave it for later.
-                batch.release([row], batch.settings.delivery_domain_backoff_seconds)
+                batch.put_back([row], batch.settings.delivery_domain_backoff_seconds)
                 continue
             try:
                 envelope_from, message_id, data = self.render(
@@ -446,7 +446,7 @@ class Pump:
             lane.queue.clear()
         if back:
             back.sort(key=lambda r: r.id)
-            if self.batch.requeue(back, reply, relay=key, wait=pause) < len(back):
+            if self.batch.put_back_for_relay(back, reply, relay=key, wait=pause) < len(back):
                 self.claim_lost = True
 
     def _refused(self, lane: Lane, row: ClaimedRow, reply: Reply) -> None:
@@ -531,7 +531,7 @@ class Pump:
     def _stop_lanes(self, status: str) -> None:
         """Paused or cancelled: messages not handed over yet go back; dots out are awaited."""
         self.stopping = status
-        self.batch.give_back(self.unsent_rows(), status)
+        self.batch.put_back_on_stop(self.unsent_rows(), status)
 
     def abandon(self) -> str:
         """Our claim was recovered by someone else: drop the connections, touch nothing

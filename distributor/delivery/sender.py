@@ -103,7 +103,7 @@ class BatchResult:
     deferred: int = 0
     failed: int = 0
     in_doubt: int = 0
-    released: int = 0
+    put_back: int = 0
     is_send_running: bool = True
     commits: int = 0  # statements that committed acceptances (several rows each)
     salvaged: bool = False  # the batch lost the database or Redis and settled afterwards
@@ -198,7 +198,7 @@ class Batch:
             # (RFC 5321 4.1.1.3): pause the send, say why, charge nobody.
             self.pause(reply)
             return (
-                self.writer.release(
+                self.writer.put_back(
                     [row.id],
                     status=DeliveryStatus.QUEUED,
                     next_attempt_at=None,
@@ -209,7 +209,7 @@ class Batch:
                 == 1
             )
         if verdict.outcome is Outcome.DEFERRED and verdict.is_relay_trouble:
-            return self.requeue([row], reply, relay=relay, wait=wait) == 1
+            return self.put_back_for_relay([row], reply, relay=relay, wait=wait) == 1
         if verdict.outcome is Outcome.DEFERRED:
             return self.transient(row, reply, verdict)
         if verdict.outcome is Outcome.IN_DOUBT:
@@ -257,9 +257,9 @@ class Batch:
             why = f"connection lost: {exc.reason}"
             return self.outcome(row, Reply(Stage.DOT, 0, IN_DOUBT_NOTE.format(why=why)))
         reply = Reply(exc.stage, 0, f"connection lost: {exc.reason}")
-        return self.requeue([row], reply, relay=relay) == 1
+        return self.put_back_for_relay([row], reply, relay=relay) == 1
 
-    def requeue(
+    def put_back_for_relay(
         self, rows: list[ClaimedRow], reply: Reply, *, relay: str, wait: float = 0.0
     ) -> int:
         """A reply about the relay: the rows go back to the queue with that reply and no
@@ -288,17 +288,17 @@ class Batch:
             relay=relay or "?",
             wait=f", paused {wait:.0f} s" if wait >= 1 else "",
         )
-        released = self.writer.release(
+        put_back = self.writer.put_back(
             back,
             status=DeliveryStatus.QUEUED,
             next_attempt_at=now + dt.timedelta(seconds=wait) if wait > 0 else None,
             note=note,
             code=reply.code or None,
         )
-        self.result.released += released
+        self.result.put_back += put_back
         if wait > 0:
             self.result.retry_after = max(self.result.retry_after, wait)
-        return released + len(expired)
+        return put_back + len(expired)
 
     def relay_trouble(self, relay: str, trouble: RelayTrouble, reply: Reply) -> float:
         """Tell every worker that the relay refused us; how long it is paused now."""
@@ -392,14 +392,14 @@ class Batch:
             self.writer.pause_send(self.send_id, reason)
             log.warning("delivery.send_paused_itself", send_id=self.send_id, reason=reason)
 
-    def give_back(self, rows: list[ClaimedRow], send_status: str) -> None:
-        """The send was paused or cancelled mid-batch: return the rows not sent yet."""
+    def put_back_on_stop(self, rows: list[ClaimedRow], send_status: str) -> None:
+        """The send was paused or cancelled mid-batch: put back the rows not sent yet."""
         if not rows:
             return
         status = DeliveryStatus.CANCELLED if send_status == "cancelled" else DeliveryStatus.QUEUED
         # When the send paused itself, each row says why it was not sent.
         why = f"the send paused itself: {self.stop_reason}" if self.stop_reason else ""
-        self.result.released += self.writer.release(
+        self.result.put_back += self.writer.put_back(
             [r.id for r in rows],
             status=status,
             next_attempt_at=None,
@@ -408,12 +408,12 @@ class Batch:
             else "",
         )
 
-    def release(self, rows: list[ClaimedRow], wait_seconds: float, why: str = "") -> None:
-        """Give rows back to the queue unsent, due again after ``wait_seconds``."""
+    def put_back(self, rows: list[ClaimedRow], wait_seconds: float, why: str = "") -> None:
+        """Put rows back in the queue unsent, due again after ``wait_seconds``."""
         if not rows:
             return
         now = self.clock()
-        self.result.released += self.writer.release(
+        self.result.put_back += self.writer.put_back(
             [r.id for r in rows],
             status=DeliveryStatus.QUEUED,
             next_attempt_at=now + dt.timedelta(seconds=wait_seconds),
@@ -462,9 +462,9 @@ def run_batch(
     finally:
         for key, allowance in allowances.items():
             try:
-                state.release(worker, key, allowance.connections)
+                state.end_lease(worker, key, allowance.connections)
             except Exception as exc:
-                log.warning("delivery.relay_release_failed", error=str(exc))
+                log.warning("delivery.relay_lease_end_failed", error=str(exc))
     return result
 
 
@@ -558,7 +558,7 @@ def _run_claimed(
         deferred=result.deferred,
         failed=result.failed,
         in_doubt=result.in_doubt,
-        released=result.released,
+        put_back=result.put_back,
         acceptance_commits=result.commits,
         salvaged=result.salvaged,
         connections=lanes,
@@ -598,7 +598,7 @@ def _deliver(
                 grant = limiter.acquire(worker, wanted)
             except Exception as exc:
                 log.warning("delivery.rate_limiter_unreachable", error=str(exc))
-                batch.release(
+                batch.put_back(
                     waiting,
                     _RATE_LIMITER_DOWN_RETRY_SECONDS,
                     why=f"rate limiter unreachable: {type(exc).__name__}",
@@ -621,7 +621,7 @@ def _deliver(
                     blocked_lanes.add(lane)
                     later.append(row)
             for wait, paused in paused_domains.items():
-                batch.release(paused, wait)
+                batch.put_back(paused, wait)
             sendable, over = _within_relay_rates(batch, pump, sendable)
             waiting = sorted([*later, *over], key=lambda r: r.id) if over else later
             stop = pump.run(sendable)
@@ -641,17 +641,17 @@ def _deliver(
                         stay.append(row)
                 for key, rows_back in back.items():
                     reply, wait = pump.stopped[key]
-                    batch.requeue(rows_back, reply, relay=key, wait=wait)
+                    batch.put_back_for_relay(rows_back, reply, relay=key, wait=wait)
                 waiting = stay
             if stop is not None:
                 if stop != CLAIM_LOST:
-                    batch.give_back(later, stop)
+                    batch.put_back_on_stop(later, stop)
                     batch.result.is_send_running = False
                 waiting = []
                 break
             if waiting:
                 if time.monotonic() >= patience_until:
-                    batch.release(waiting, 1.0)
+                    batch.put_back(waiting, 1.0)
                     waiting = []
                     break
                 pump.beat()
@@ -669,9 +669,9 @@ def _deliver(
         is_clean = True
     finally:
         try:
-            limiter.release(worker, sorted(domains_used))
+            limiter.end_lease(worker, sorted(domains_used))
         except Exception as exc:
-            log.warning("delivery.rate_limiter_release_failed", error=str(exc))
+            log.warning("delivery.rate_limiter_lease_end_failed", error=str(exc))
         batch.result.commits = pump.commits
     _settle_held(batch, engine, claim_id, end_claim=is_clean)
 
@@ -720,7 +720,7 @@ def _salvage(
     exc: Exception,
 ) -> None:
     """Keep what the batch knows after a failure: read the replies to final dots already
-    written, stop sending, and give back every row never handed over (recorded by
+    written, stop sending, and put back every row never handed over (recorded by
     ``_settle_held`` once the database answers)."""
     why = f"{type(exc).__name__}"
     held = batch.held_accepted
@@ -758,11 +758,11 @@ def _salvage(
             if writer.record(row.id, DeliveryStatus.IN_DOUBT, code=None, response=note):
                 batch.result.in_doubt += 1
         note = NEVER_HANDED_OVER.format(why=f"batch interrupted: {why}")
-        released = writer.release(
+        put_back = writer.put_back(
             [r.id for r in unsent], status=DeliveryStatus.QUEUED, next_attempt_at=None, note=note
         )
-        batch.result.released += released
-        if released < len(unsent):
+        batch.result.put_back += put_back
+        if put_back < len(unsent):
             # Recovery got there first and made a lane's first row in doubt: it never left.
             for row in unsent:
                 writer.settle_late(row.id, DeliveryStatus.QUEUED, response=note)

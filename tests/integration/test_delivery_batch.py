@@ -64,7 +64,7 @@ def test_a_batch_waits_for_the_domain_rate_instead_of_giving_up(
             relays=parse_smtp_urls(server.url),
         )
         total = server.total
-    assert (result.sent, result.released, total) == (12, 0, 12)
+    assert (result.sent, result.put_back, total) == (12, 0, 12)
     assert all(r.status is DeliveryStatus.SENT for r in rows_by_email(live_db, send_id).values())
 
 
@@ -83,7 +83,7 @@ def test_rows_still_over_the_rate_after_a_while_go_back_to_the_queue_unsent(
         )
         total = server.total
     rows = rows_by_email(live_db, send_id).values()
-    assert (result.sent, result.released, total) == (5, 15, 5)
+    assert (result.sent, result.put_back, total) == (5, 15, 5)
     queued = [r for r in rows if r.status is DeliveryStatus.QUEUED]
     assert len(queued) == 15
     assert all(r.next_attempt_at is not None and r.attempts == 0 for r in queued)
@@ -188,7 +188,7 @@ def test_pausing_mid_batch_stops_every_connection_and_returns_what_was_not_hande
         received = server.counts()
     (result,) = results
     assert not result.is_send_running
-    assert result.sent + result.released == result.claimed == 200
+    assert result.sent + result.put_back == result.claimed == 200
     assert 20 <= result.sent < 200
     rows = rows_by_email(live_db, send_id)
     sent = {e for e, r in rows.items() if r.status is DeliveryStatus.SENT}

@@ -151,7 +151,7 @@ def test_sessions_the_server_closed_while_idle_are_reopened_at_no_cost(
         accepted, idle_closes, connections = server.accepted, server.idle_closes, server.connections
     # Every lane's session was closed by the server while idle, and reopened.
     assert idle_closes >= 2 and connections >= 2 * idle_closes
-    assert result.sent == 16 and result.deferred == 0 and result.released == 0
+    assert result.sent == 16 and result.deferred == 0 and result.put_back == 0
     rows = rows_by_email(live_db, send_id)
     # Every message went once, each row on its first attempt, none deferred or delayed.
     assert sorted(accepted) == sorted(emails) and set(accepted.values()) == {1}

@@ -147,18 +147,18 @@ def test_redis_relay_state_decreases_shares_and_recovers_step_by_step(
     pause = one.trouble(key, RelayTrouble.CONNECTIONS, "connect 421 too many connections", 0, 6)
     assert pause > 0
     assert two.acquire("c", key, 1).connections == 0  # paused for everyone
-    one.release("a", key, 6)
-    two.release("b", key, 2)
+    one.end_lease("a", key, 6)
+    two.end_lease("b", key, 2)
     time.sleep(pause + 0.05)
     allowance = two.acquire("d", key, 8)
     assert allowance.connections == allowance.allowed_connections == 4  # halved from 8 open
-    two.release("d", key, 4)
+    two.end_lease("d", key, 4)
     steps = []
     for _ in range(6):
         time.sleep(0.12)
         two.good(key)
         steps.append(two.acquire("e", key, 8).allowed_connections)
-        two.release("e", key, 8)
+        two.end_lease("e", key, 8)
     assert steps[:4] == [5, 6, 7, 8]  # one more connection a step, up to the limit
     assert one.status([key]) == []  # fully recovered: the state is gone
 

@@ -179,7 +179,7 @@ class StallingLimiter:
             return Grant(dict.fromkeys(wanted, 0))
         return Grant(dict(wanted))
 
-    def release(self, lease_id: str, domains: list[str]) -> None:
+    def end_lease(self, lease_id: str, domains: list[str]) -> None:
         pass
 
     def back_off(self, domain: str) -> None:

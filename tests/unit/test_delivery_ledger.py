@@ -294,7 +294,7 @@ def test_a_claim_with_a_row_still_sending_is_not_ended(live_db: Database) -> Non
         assert writer.record_accepted(claim.rows[0].id, "<a@x>", "2.0.0 Ok")
         assert not writer.end_claim(send_id)  # rows[1] is still sending
         assert (
-            writer.release([claim.rows[1].id], status=DeliveryStatus.QUEUED, next_attempt_at=None)
+            writer.put_back([claim.rows[1].id], status=DeliveryStatus.QUEUED, next_attempt_at=None)
             == 1
         )
         assert writer.end_claim(send_id)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from select import select as wait_readable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from distributor.delivery.ledger import ClaimedRow
 from distributor.delivery.smtp_client import (
@@ -36,6 +35,7 @@ from distributor.mail.outcomes import (
 from distributor.mail.transport import SMTPConfig
 
 if TYPE_CHECKING:
+    from distributor.delivery.rendering import CompiledRelease
     from distributor.delivery.sender import Batch
 
 log = get_logger("distributor.delivery.pump")
@@ -88,15 +88,15 @@ class Pump:
     """Drives the lanes of a batch together, one event loop, one database connection."""
 
     def __init__(
-        self, batch: Batch, compiled: object, relays: list[SMTPConfig], lane_count: int
+        self, batch: Batch, compiled: CompiledRelease, relays: list[SMTPConfig], lane_count: int
     ) -> None:
         from distributor.delivery.rendering import Recipient
 
         self.batch = batch
-        self.render: Callable[[Any], tuple[str, str, bytes]] = compiled.render  # type: ignore[attr-defined]
+        self.render = compiled.render
         self.recipient = Recipient
         # Built by mime.MessageTemplate: no line starts with a dot, no stuffing scan needed.
-        self.is_dot_safe = bool(getattr(compiled, "is_dot_safe", False))
+        self.is_dot_safe = compiled.is_dot_safe
         self.relays = relays
         # ``relays`` has one entry per lane (the relay whose connection that lane holds), or
         # fewer: then lanes take them in turn.

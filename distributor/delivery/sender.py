@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -50,6 +51,9 @@ from distributor.mail.transport import SMTPConfig
 from distributor.releases.models import Release
 from distributor.settings import Settings
 
+if TYPE_CHECKING:
+    from distributor.delivery.rendering import CompiledRelease
+
 log = get_logger("distributor.delivery.sender")
 
 _RATE_PATIENCE_SECONDS = 10.0  # how long a batch waits for rate-limit tokens
@@ -77,10 +81,10 @@ def worker_name() -> str:
 
 # -- compiled releases, once per worker process -------------------------------------------------
 
-_compiled: dict[int, tuple[dt.datetime, object]] = {}
+_compiled: dict[int, tuple[dt.datetime, CompiledRelease]] = {}
 
 
-def compiled_release(session: Session, release_id: int, settings: Settings) -> object:
+def compiled_release(session: Session, release_id: int, settings: Settings) -> CompiledRelease:
     """The release compiled once per process, recompiled when the release changes."""
     from distributor.delivery.rendering import compile_release
 
@@ -567,7 +571,7 @@ def _run_claimed(
 
 def _deliver(
     rows: list[ClaimedRow],
-    compiled: object,
+    compiled: CompiledRelease,
     batch: Batch,
     relays: list[SMTPConfig],
     lane_count: int,
@@ -828,7 +832,8 @@ def _with_database(
                 writer = ProgressWriter(engine, claim_id)
             except Exception as again:
                 log.warning("delivery.settle_reconnect_failed", error=str(again))
-                writer = _BrokenWriter()  # type: ignore[assignment]
+                # Not a writer: it stands in so that the next ``write`` fails and retries.
+                writer = cast(ProgressWriter, _BrokenWriter())
             batch.writer = writer
 
 

@@ -195,7 +195,7 @@ def build_confirmation(
         "valid_days": tokens.CONFIRM_MAX_AGE // 86400,
         "consent_text": CONSENT_TEXT,
     }
-    rendered = renderer.render("subscription_confirm", context)
+    rendered = renderer.render_email("subscription_confirm", context)
     return outgoing.build_transactional(
         settings,
         rendered=rendered,

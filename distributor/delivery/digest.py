@@ -170,7 +170,7 @@ def build_digest(session: Session, digest: DigestMail, settings: Settings) -> Di
             "unsubscribe_url": unsubscribe,
         },
     }
-    rendered = _renderer().render("digest", context)
+    rendered = _renderer().render_email("digest", context)
     template = MessageTemplate.compile(
         markers=SlotMarkers(),
         subject=rendered.subject,
@@ -187,7 +187,7 @@ def build_digest(session: Session, digest: DigestMail, settings: Settings) -> Di
     message_id = f"<digest.{digest.id}.{mid}@{settings.from_domain}>"
     unsub_token = verp.make(settings, verp.UNSUBSCRIBE, verp.DIGEST, digest.id)
     mailto = f"mailto:unsubscribe+{unsub_token}@{settings.bounce_domain}?subject=unsubscribe"
-    raw = template.render(
+    raw = template.fill(
         HeaderSet(
             message_id=message_id,
             to_name=journalist.name,

@@ -17,6 +17,7 @@ from select import select as wait_readable
 from typing import TYPE_CHECKING
 
 from distributor.delivery.ledger import ClaimedRow
+from distributor.delivery.rendering import CompiledRelease, recipient_of
 from distributor.delivery.smtp_client import (
     SMTPClient,
     SMTPConnectionLost,
@@ -35,7 +36,6 @@ from distributor.mail.outcomes import (
 from distributor.mail.transport import SMTPConfig
 
 if TYPE_CHECKING:
-    from distributor.delivery.rendering import CompiledRelease
     from distributor.delivery.sender import Batch
 
 log = get_logger("distributor.delivery.pump")
@@ -90,11 +90,8 @@ class Pump:
     def __init__(
         self, batch: Batch, compiled: CompiledRelease, relays: list[SMTPConfig], lane_count: int
     ) -> None:
-        from distributor.delivery.rendering import Recipient
-
         self.batch = batch
-        self.render = compiled.render
-        self.recipient = Recipient
+        self.compiled = compiled
         # Built by mime.MessageTemplate: no line starts with a dot, no stuffing scan needed.
         self.is_dot_safe = compiled.is_dot_safe
         self.relays = relays
@@ -270,7 +267,7 @@ class Pump:
     # -- lane steps ----------------------------------------------------------------------
 
     def _start(self, lane: Lane) -> None:
-        """Take the lane's next row: render it and write its envelope."""
+        """Take the lane's next row: build its message and write its envelope."""
         batch = self.batch
         stopped = self.stopped.get(_key(lane.relay))
         if stopped is not None:
@@ -283,17 +280,7 @@ class Pump:
                 batch.put_back([row], batch.settings.delivery_domain_backoff_seconds)
                 continue
             try:
-                envelope_from, message_id, data = self.render(
-                    self.recipient(
-                        row.id,
-                        row.journalist_id,
-                        row.email,
-                        row.name,
-                        row.verp_token,
-                        row.matched_beats,
-                        row.is_tracking_allowed,
-                    )
-                )
+                envelope_from, message_id, data = self.compiled.message_for(recipient_of(row))
             except Exception as exc:  # a bad row must not sink the batch
                 log.exception("delivery.render_failed", delivery_id=row.id)
                 if not batch.unbuildable(row, exc):

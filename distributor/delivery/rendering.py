@@ -3,7 +3,7 @@
 ``compile_release`` renders the ``release`` template with Jinja, putting an inert marker where
 each per-recipient value goes (name, beats, preference and unsubscribe URLs, pixel, tracked
 links), compiles the MJML once, and splits both parts into quoted-printable chunks around the
-markers (see ``distributor.delivery.mime``). ``CompiledRelease.render`` then only joins bytes:
+markers (see ``distributor.delivery.mime``). ``CompiledRelease.message_for`` then only joins bytes:
 no MJML, no Jinja and no ``EmailMessage`` per recipient.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import lru_cache
 from html import escape
+from typing import TYPE_CHECKING, NamedTuple
 
 import nh3
 from sqlalchemy.orm import Session
@@ -45,6 +46,9 @@ from distributor.releases.models import Release
 from distributor.settings import Settings
 from distributor.signals import LinkTracking, RoomLinks, compiling_release, tracking_links
 
+if TYPE_CHECKING:
+    from distributor.delivery.ledger import ClaimedRow
+
 log = get_logger("distributor.delivery.rendering")
 
 MEDIA_LIST_REASON = "our press team added you to one of its media lists"
@@ -63,6 +67,27 @@ class Recipient:
     verp_token: str
     matched_beats: str
     is_tracking_allowed: bool
+
+
+def recipient_of(row: ClaimedRow) -> Recipient:
+    """The recipient a claimed ledger row names."""
+    return Recipient(
+        row.id,
+        row.journalist_id,
+        row.email,
+        row.name,
+        row.verp_token,
+        row.matched_beats,
+        row.is_tracking_allowed,
+    )
+
+
+class ReleaseMessage(NamedTuple):
+    """One recipient's release mail, ready for the SMTP envelope."""
+
+    envelope_from: str  # the VERP bounce address
+    message_id: str
+    data: bytes  # RFC 5322 with CRLF, not dot-stuffed
 
 
 @lru_cache(maxsize=1)
@@ -108,7 +133,7 @@ def _load_tracking(
 
 
 class CompiledRelease:
-    """A release compiled once; ``render`` fills in one recipient."""
+    """A release compiled once; ``message_for`` fills in one recipient."""
 
     # Every line of a rendered message is a header, a boundary or quoted-printable made by
     # ``mime.dot_safe``: none starts with a dot, so SMTP needs no dot-stuffing pass over it.
@@ -168,7 +193,7 @@ class CompiledRelease:
                     self._clicks.append(
                         (f"link{i}", html_value(escape(b)), html_value(escape(a)), text_value(url))
                     )
-        self.html_size = _html_part_size(self.render(_SAMPLE)[2])
+        self.html_size = _html_part_size(self.message_for(_SAMPLE)[2])
 
     def _verp(self, purpose: str, delivery_id: int) -> str:
         return verp.make(self._settings, purpose, verp.DELIVERY, delivery_id)
@@ -193,7 +218,7 @@ class CompiledRelease:
             room = self.room.url_for(r.journalist_id or 0)
             values["room_url"] = (html_value(escape(room)), text_value(room))
         if self._pixel is not None and r.is_tracking_allowed:
-            # Checked by render(): letters, digits, - and _, so it needs no encoding.
+            # Checked by message_for(): letters, digits, - and _, so it needs no encoding.
             token = r.verp_token.encode("ascii") + SOFT_BREAK
             values["pixel"] = (self._pixel[0] + token + self._pixel[1], b"")
             for key, before, after, text in self._clicks:
@@ -202,8 +227,8 @@ class CompiledRelease:
             values["pixel"] = (b"", b"")
         return values
 
-    def render(self, r: Recipient) -> tuple[str, str, bytes]:
-        """(envelope_from VERP address, Message-ID, RFC 5322 bytes with CRLF, not dot-stuffed)."""
+    def message_for(self, r: Recipient) -> ReleaseMessage:
+        """One recipient's message: slot values joined into the compiled bytes."""
         token = r.verp_token
         if not _VERP_TOKEN.fullmatch(token):
             raise ValueError("VERP token must be URL-safe letters, digits, - and _")
@@ -228,10 +253,10 @@ class CompiledRelease:
             # Folded between the two URIs (RFC 5322 2.2.3): each line stays short.
             list_unsubscribe=f"<{unsub}>,\r\n <{mailto}>",
         )
-        message = self.template.render(headers, values)
+        message = self.template.fill(headers, values)
         if self.signer is not None:
             message = self.signer.sign(message)
-        return (
+        return ReleaseMessage(
             f"bounces+{self._verp(verp.BOUNCE, ident)}@{self._bounce_domain}",
             message_id,
             message,

@@ -1,6 +1,6 @@
 """One batch of one send: claim rows, render, push them through a few SMTP connections, record.
 
-This is the hot path. Per recipient it does a string join (``CompiledRelease.render``), one
+This is the hot path. Per recipient it does a string join (``CompiledRelease.message_for``), one
 pipelined SMTP exchange and its share of one group-committed UPDATE (acceptances of all lanes,
 through libpq directly) that travels while the next envelope replies do. No ORM objects, no
 ``EmailMessage``, no per-row Redis call. The event loop is ``pump.Pump``; this module decides
@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -33,6 +33,7 @@ from distributor.delivery.progress import ProgressWriter
 from distributor.delivery.pump import CLAIM_LOST, IDLE, Pump, reply_of
 from distributor.delivery.ratelimit import RateLimiter
 from distributor.delivery.relaystate import Allowance, RelayState, relay_key, relay_state_for
+from distributor.delivery.rendering import CompiledRelease, compile_release
 from distributor.delivery.retry import plan_retry
 from distributor.delivery.smtp_client import SMTPConnectionLost, choose_relay
 from distributor.logs import get_logger
@@ -50,9 +51,6 @@ from distributor.mail.outcomes import (
 from distributor.mail.transport import SMTPConfig
 from distributor.releases.models import Release
 from distributor.settings import Settings
-
-if TYPE_CHECKING:
-    from distributor.delivery.rendering import CompiledRelease
 
 log = get_logger("distributor.delivery.sender")
 
@@ -86,8 +84,6 @@ _compiled: dict[int, tuple[dt.datetime, CompiledRelease]] = {}
 
 def compiled_release(session: Session, release_id: int, settings: Settings) -> CompiledRelease:
     """The release compiled once per process, recompiled when the release changes."""
-    from distributor.delivery.rendering import compile_release
-
     updated_at = session.scalar(select(Release.updated_at).where(Release.id == release_id))
     cached = _compiled.get(release_id)
     if cached is not None and cached[0] == updated_at and updated_at is not None:

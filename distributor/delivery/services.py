@@ -276,6 +276,15 @@ def finish_if_done(session: Session, send_id: int) -> bool:
     return True
 
 
+def finish_unless_due(session: Session, send_id: int, now: dt.datetime) -> bool:
+    """Finish the send unless rows of it are due now; True when they are (another batch is
+    wanted)."""
+    if has_due(session, send_id, now):
+        return True
+    finish_if_done(session, send_id)
+    return False
+
+
 def pause_send(session: Session, release_id: int) -> Send:
     """Stop claiming new batches; running batches hand back what they have not sent."""
     send = _send_for(session, release_id)

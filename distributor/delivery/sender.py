@@ -31,7 +31,7 @@ from distributor.delivery.ledger import ClaimedRow, claim_batch
 from distributor.delivery.models import DeliveryStatus, Send
 from distributor.delivery.progress import ProgressWriter
 from distributor.delivery.pump import CLAIM_LOST, IDLE, Pump, reply_of
-from distributor.delivery.ratelimit import RateLimiter
+from distributor.delivery.ratelimit import Grant, RateLimiter
 from distributor.delivery.relaystate import Allowance, RelayState, relay_key, relay_state_for
 from distributor.delivery.rendering import CompiledRelease, compile_release
 from distributor.delivery.retry import plan_retry
@@ -594,72 +594,25 @@ def _deliver(
         while waiting:
             wanted = Counter(r.domain for r in waiting)
             domains_used.update(wanted)
-            try:
-                grant = limiter.acquire(worker, wanted)
-            except Exception as exc:
-                log.warning("delivery.rate_limiter_unreachable", error=str(exc))
-                batch.put_back(
-                    waiting,
-                    _RATE_LIMITER_DOWN_RETRY_SECONDS,
-                    why=f"rate limiter unreachable: {type(exc).__name__}",
-                )
-                waiting = []
+            grant = _domain_grant(batch, worker, wanted, waiting)
+            if grant is None:
+                waiting = []  # put back: the rate limiter is out of reach
                 break
-            left = dict(grant.granted)
-            sendable: list[ClaimedRow] = []
-            later: list[ClaimedRow] = []
-            paused_domains: dict[float, list[ClaimedRow]] = {}
-            blocked_lanes: set[int] = set()
-            for row in waiting:
-                lane = row.lane % lane_count
-                if row.domain in grant.backoff_seconds:
-                    paused_domains.setdefault(grant.backoff_seconds[row.domain], []).append(row)
-                elif lane not in blocked_lanes and left.get(row.domain, 0) > 0:
-                    left[row.domain] -= 1
-                    sendable.append(row)
-                else:
-                    blocked_lanes.add(lane)
-                    later.append(row)
-            for wait, paused in paused_domains.items():
-                batch.put_back(paused, wait)
-            sendable, over = _within_relay_rates(batch, pump, sendable)
-            waiting = sorted([*later, *over], key=lambda r: r.id) if over else later
+            sendable, later, waiting = _take_granted(batch, pump, waiting, grant)
             stop = pump.run(sendable)
             if sendable and batch.result.sent:
-                for key in {relay_key(lane.relay) for lane in pump.lanes} - set(pump.stopped):
-                    batch.relay_good(key)
+                _report_good_relays(batch, pump)
             if pump.stopped:
-                # A relay refused us: its lanes' rows wait for it (the shared state decides
-                # how many connections and what rate the next batches get).
-                stay: list[ClaimedRow] = []
-                back: dict[str, list[ClaimedRow]] = {}
-                for row in waiting:
-                    key = relay_key(pump.lanes[row.lane % lane_count].relay)
-                    if key in pump.stopped:
-                        back.setdefault(key, []).append(row)
-                    else:
-                        stay.append(row)
-                for key, rows_back in back.items():
-                    reply, wait = pump.stopped[key]
-                    batch.put_back_for_relay(rows_back, reply, relay=key, wait=wait)
-                waiting = stay
+                waiting = _put_back_for_stopped_relays(batch, pump, waiting)
             if stop is not None:
                 if stop != CLAIM_LOST:
                     batch.put_back_on_stop(later, stop)
                     batch.result.is_send_running = False
                 waiting = []
                 break
-            if waiting:
-                if time.monotonic() >= patience_until:
-                    batch.put_back(waiting, 1.0)
-                    waiting = []
-                    break
-                pump.beat()
-                if pump.claim_lost:
-                    pump.abandon()
-                    waiting = []
-                    break
-                time.sleep(_RATE_POLL_SECONDS)
+            if waiting and not _wait_for_next_round(batch, pump, waiting, patience_until):
+                waiting = []
+                break
         pump.close()
         is_clean = not pump.claim_lost
     except Exception as exc:
@@ -668,12 +621,104 @@ def _deliver(
         _salvage(batch, pump, waiting, engine, claim_id, exc)
         is_clean = True
     finally:
-        try:
-            limiter.end_lease(worker, sorted(domains_used))
-        except Exception as exc:
-            log.warning("delivery.rate_limiter_lease_end_failed", error=str(exc))
+        _end_domain_leases(limiter, worker, domains_used)
         batch.result.commits = pump.commits
     _settle_held(batch, engine, claim_id, end_claim=is_clean)
+
+
+def _domain_grant(
+    batch: Batch, worker: str, wanted: Counter[str], waiting: list[ClaimedRow]
+) -> Grant | None:
+    """What the domains' rate limits grant this round; None when the limiter is out of
+    reach (the rows went back to the queue for a few seconds)."""
+    try:
+        return batch.limiter.acquire(worker, wanted)
+    except Exception as exc:
+        log.warning("delivery.rate_limiter_unreachable", error=str(exc))
+        batch.put_back(
+            waiting,
+            _RATE_LIMITER_DOWN_RETRY_SECONDS,
+            why=f"rate limiter unreachable: {type(exc).__name__}",
+        )
+        return None
+
+
+def _take_granted(
+    batch: Batch, pump: Pump, waiting: list[ClaimedRow], grant: Grant
+) -> tuple[list[ClaimedRow], list[ClaimedRow], list[ClaimedRow]]:
+    """Split the waiting rows: (sendable this round, held back by a domain's rate, every
+    row still waiting). Rows of a slowed-down domain go back to the queue until its pause
+    ends; once a lane's row must wait, the lane's later rows wait with it."""
+    lane_count = len(pump.lanes)
+    left = dict(grant.granted)
+    sendable: list[ClaimedRow] = []
+    later: list[ClaimedRow] = []
+    paused_domains: dict[float, list[ClaimedRow]] = {}
+    blocked_lanes: set[int] = set()
+    for row in waiting:
+        lane = row.lane % lane_count
+        if row.domain in grant.backoff_seconds:
+            paused_domains.setdefault(grant.backoff_seconds[row.domain], []).append(row)
+        elif lane not in blocked_lanes and left.get(row.domain, 0) > 0:
+            left[row.domain] -= 1
+            sendable.append(row)
+        else:
+            blocked_lanes.add(lane)
+            later.append(row)
+    for wait, paused in paused_domains.items():
+        batch.put_back(paused, wait)
+    sendable, over = _within_relay_rates(batch, pump, sendable)
+    still_waiting = sorted([*later, *over], key=lambda r: r.id) if over else later
+    return sendable, later, still_waiting
+
+
+def _report_good_relays(batch: Batch, pump: Pump) -> None:
+    """The relays that accepted mail this round and did not refuse us may speed up."""
+    for key in {relay_key(lane.relay) for lane in pump.lanes} - set(pump.stopped):
+        batch.relay_good(key)
+
+
+def _put_back_for_stopped_relays(
+    batch: Batch, pump: Pump, waiting: list[ClaimedRow]
+) -> list[ClaimedRow]:
+    """A relay refused us: its lanes' rows wait for it (the shared state decides how many
+    connections and what rate the next batches get). The rows of the other relays stay."""
+    lane_count = len(pump.lanes)
+    stay: list[ClaimedRow] = []
+    back: dict[str, list[ClaimedRow]] = {}
+    for row in waiting:
+        key = relay_key(pump.lanes[row.lane % lane_count].relay)
+        if key in pump.stopped:
+            back.setdefault(key, []).append(row)
+        else:
+            stay.append(row)
+    for key, rows_back in back.items():
+        reply, wait = pump.stopped[key]
+        batch.put_back_for_relay(rows_back, reply, relay=key, wait=wait)
+    return stay
+
+
+def _wait_for_next_round(
+    batch: Batch, pump: Pump, waiting: list[ClaimedRow], patience_until: float
+) -> bool:
+    """Rows wait for rate-limit tokens: sleep a moment, keeping the claim alive. False when
+    the batch stops waiting (out of patience: the rows went back; or the claim was lost)."""
+    if time.monotonic() >= patience_until:
+        batch.put_back(waiting, 1.0)
+        return False
+    pump.beat()
+    if pump.claim_lost:
+        pump.abandon()
+        return False
+    time.sleep(_RATE_POLL_SECONDS)
+    return True
+
+
+def _end_domain_leases(limiter: RateLimiter, worker: str, domains: set[str]) -> None:
+    try:
+        limiter.end_lease(worker, sorted(domains))
+    except Exception as exc:
+        log.warning("delivery.rate_limiter_lease_end_failed", error=str(exc))
 
 
 def _within_relay_rates(
@@ -729,20 +774,7 @@ def _salvage(
         pump.committing = None
     held.extend((row, m, t) for _, row, m, t in pump.accepted)
     pump.accepted = []
-    doubt: list[tuple[ClaimedRow, str]] = []
-    refused: list[tuple[ClaimedRow, Reply]] = []
-    for lane, row in pump.dots_out():
-        reply = reply_of(lane)
-        message_id = lane.message[0] if lane.message else ""
-        if reply is None:
-            doubt.append((row, IN_DOUBT_NOTE.format(why=f"batch interrupted: {why}")))
-        elif reply.is_positive:
-            held.append((row, message_id, reply.describe()))
-        else:
-            refused.append((row, reply))
-        if lane.client is not None:
-            lane.client.close()
-        lane.phase, lane.row, lane.message = IDLE, None, None
+    doubt, refused = _read_dots_out(pump, held, why)
     unsent = sorted([*pump.unsent_rows(), *waiting], key=lambda r: r.id)
     for lane in pump.lanes:
         if lane.client is not None:
@@ -768,6 +800,28 @@ def _salvage(
                 writer.settle_late(row.id, DeliveryStatus.QUEUED, response=note)
 
     _with_database(batch, engine, claim_id, write)
+
+
+def _read_dots_out(
+    pump: Pump, held: list[tuple[ClaimedRow, str, str]], why: str
+) -> tuple[list[tuple[ClaimedRow, str]], list[tuple[ClaimedRow, Reply]]]:
+    """Read the reply to every final dot already written and close its connection: a 250
+    joins ``held``; returned are the rows left in doubt (no reply) and the refused ones."""
+    doubt: list[tuple[ClaimedRow, str]] = []
+    refused: list[tuple[ClaimedRow, Reply]] = []
+    for lane, row in pump.dots_out():
+        reply = reply_of(lane)
+        message_id = lane.message[0] if lane.message else ""
+        if reply is None:
+            doubt.append((row, IN_DOUBT_NOTE.format(why=f"batch interrupted: {why}")))
+        elif reply.is_positive:
+            held.append((row, message_id, reply.describe()))
+        else:
+            refused.append((row, reply))
+        if lane.client is not None:
+            lane.client.close()
+        lane.phase, lane.row, lane.message = IDLE, None, None
+    return doubt, refused
 
 
 def _settle_held(batch: Batch, engine: Engine, claim_id: int, *, end_claim: bool) -> None:

@@ -6,7 +6,7 @@ When a send starts, the engine freezes digest-mode journalists as deliveries in 
 (journalist, day) constraint is committed *before* the SMTP hand-over, so a rerun, a second
 beat process or a redelivered task finds the day taken and sends nothing twice. A crash
 between hand-over and the final commit leaves the row in ``sending``: its outcome is unknown,
-so it is never resent by itself (STANDARDS.md, RFC 1047) and its releases are not repeated.
+so it is never resent by itself (RFC 1047) and its releases are not repeated.
 """
 
 from __future__ import annotations

@@ -164,7 +164,8 @@ class Claim:
 def lane_of(domain: str, lanes: int) -> int:
     """The lane of a recipient domain: the first byte of its SHA-256, modulo the lane count.
     The claim computes the same in SQL and stores it, so recovery can find each lane's row in
-    doubt; one domain always shares a lane, so a batch opens one connection per domain."""
+    doubt; all of a domain's rows share one lane, so a batch sends them over one connection, in
+    id order."""
     return hashlib.sha256(domain.encode("utf-8")).digest()[0] % max(1, lanes)
 
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 log = get_logger("distributor.delivery.rendering")
 
 MEDIA_LIST_REASON = "our press team added you to one of its media lists"
-HTML_SIZE_WARNING = 90 * 1024  # Gmail clips over ~102 KB (STANDARDS.md)
+HTML_SIZE_WARNING = 90 * 1024  # Gmail clips an HTML part over ~102 KB
 _VERP_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HREF = re.compile(r'href="(https?://[^"]+)"')
 _TOKEN_PROBE = "TOKENxPROBExZ9"  # noqa: S105 - stands in for the VERP token when building URL templates

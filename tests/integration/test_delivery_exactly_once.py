@@ -15,8 +15,10 @@ from collections import Counter
 from collections.abc import Mapping
 
 import pytest
+from psycopg.pq.abc import PGconn, PGresult
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from distributor.audience.models import Suppression
 from distributor.db import Database, utcnow
@@ -63,12 +65,14 @@ def _status(db: Database, ids: list[int]) -> list[DeliveryStatus]:
     return [found[i] for i in ids]
 
 
-def _accept_in_open_transaction(engine: Engine, claim_id: int, row_id: int) -> object:
+def _accept_in_open_transaction(
+    engine: Engine, claim_id: int, row_id: int
+) -> tuple[PoolProxiedConnection, PGconn, PGresult]:
     """The worker's acceptance statement, run but not committed: it holds the row's lock."""
     raw = engine.raw_connection()
     conn = raw.driver_connection
     conn.autocommit = True
-    pq = conn.pgconn
+    pq: PGconn = conn.pgconn
     pq.exec_(b"BEGIN")
     result = pq.exec_params(
         ACCEPT_MANY_SQL.encode(),
@@ -99,8 +103,8 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
     its commit confirmed, sends that row's dot), never requeue it."""
     _postgres_only(live_db)
     claim_id, ids = _claim_three(live_db)
-    raw, pq, accepted = _accept_in_open_transaction(live_db.engine, claim_id, ids[0])  # type: ignore[misc]
-    assert accepted.ntuples == 1  # type: ignore[has-type]
+    raw, pq, accepted = _accept_in_open_transaction(live_db.engine, claim_id, ids[0])
+    assert accepted.ntuples == 1
     outcome: list[ledger.Recovery] = []
     pids: list[int] = []
 
@@ -115,11 +119,11 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
         while not pids:
             time.sleep(0.01)
         _wait_until_blocked(live_db.engine, pids[0])  # recovery waits for the worker's row
-        pq.exec_(b"COMMIT")  # type: ignore[has-type]
+        pq.exec_(b"COMMIT")
     finally:
         sweeper.join(10)
-        raw.invalidate()  # type: ignore[has-type]  # autocommit: never back to the pool
-        raw.close()  # type: ignore[has-type]
+        raw.invalidate()  # autocommit: never back to the pool
+        raw.close()
     assert outcome and (outcome[0].in_doubt, outcome[0].requeued) == (1, 1)
     assert _status(live_db, ids) == [
         DeliveryStatus.SENT,

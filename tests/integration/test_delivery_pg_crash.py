@@ -237,7 +237,7 @@ def test_killing_postgresql_mid_send_loses_and_duplicates_nothing(settings: Sett
                 server.start()
                 engine.dispose()
                 _wait_done(db, send_id, timeout=240)
-                log = Path(worker.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+                log = Path(worker.log_path).read_text(errors="replace")
             counts = sink.counts()
         assert killed >= 2 and 0 < at_crash < n, (killed, at_crash)
         with db.session() as session:

@@ -240,8 +240,8 @@ def test_recovery_marks_one_row_in_doubt_per_lane_of_a_dead_claim(session: Sessi
         and statuses[4] is DeliveryStatus.IN_DOUBT
         and statuses[5] is DeliveryStatus.QUEUED
     )
-    row = session.get(Delivery, rows[2].id)  # type: ignore[assignment]
-    assert row is not None and "final dot may have been written" in row.smtp_response
+    doubted = session.get(Delivery, rows[2].id)
+    assert doubted is not None and "final dot may have been written" in doubted.smtp_response
 
 
 def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn(

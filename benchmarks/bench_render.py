@@ -1,6 +1,6 @@
 """Micro-benchmark of per-recipient release rendering (``CompiledRelease.message_for``).
 
-Prints microseconds per ``render()`` call with tracking on and off, with DKIM signing
+Prints microseconds per ``message_for()`` call with tracking on and off, with DKIM signing
 (RSA-2048, signed through OpenSSL), and the one-off compile time, for a typical release. Figures, not
 assertions: run ``python benchmarks/bench_render.py [-n N]``.
 """

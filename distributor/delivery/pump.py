@@ -321,7 +321,7 @@ class Pump:
             client = self._session_for(lane, row)
             if client is None:
                 return
-            oversize = client.refuse_oversize(len(message.data))
+            oversize = client.refuse_oversize(len(message[2]))
             if oversize is not None:
                 # RFC 1870: over the relay's SIZE; not a byte of it goes out.
                 self._refused(lane, row, oversize)
@@ -361,8 +361,9 @@ class Pump:
     ) -> bool:
         """Pipeline MAIL, RCPT and DATA; True when the lane now waits for their replies.
         False: the row is settled or queued again, and the lane takes its next one."""
+        envelope_from, message_id, data = message
         try:
-            client.write_envelope(message.envelope_from, row.email, len(message.data))
+            client.write_envelope(envelope_from, row.email, len(data))
         except SMTPUTF8NotOffered as exc:
             # Nothing was written: the session stays usable for the lane's next row.
             if not self.batch.not_carried(row, exc.relay, exc.missing):
@@ -375,7 +376,7 @@ class Pump:
                 lane.phase = IDLE
             return False
         lane.row = row
-        lane.message = (message.message_id, message.data)
+        lane.message = (message_id, data)
         lane.phase = ENVELOPE
         lane.since = time.monotonic()
         return True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import lru_cache
 from html import escape
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import nh3
 from sqlalchemy.orm import Session
@@ -82,12 +82,10 @@ def recipient_of(row: ClaimedRow) -> Recipient:
     )
 
 
-class ReleaseMessage(NamedTuple):
-    """One recipient's release mail, ready for the SMTP envelope."""
-
-    envelope_from: str  # the VERP bounce address
-    message_id: str
-    data: bytes  # RFC 5322 with CRLF, not dot-stuffed
+# One recipient's release mail, ready for the SMTP envelope: (the VERP bounce address for MAIL
+# FROM, the Message-ID, RFC 5322 bytes with CRLF, not dot-stuffed). A plain tuple: a NamedTuple
+# costs about a microsecond more per message.
+ReleaseMessage = tuple[str, str, bytes]
 
 
 @lru_cache(maxsize=1)
@@ -256,7 +254,7 @@ class CompiledRelease:
         message = self.template.fill(headers, values)
         if self.signer is not None:
             message = self.signer.sign(message)
-        return ReleaseMessage(
+        return (
             f"bounces+{self._verp(verp.BOUNCE, ident)}@{self._bounce_domain}",
             message_id,
             message,

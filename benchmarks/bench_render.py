@@ -1,6 +1,6 @@
-"""Micro-benchmark of per-recipient release rendering (``CompiledRelease.render``).
+"""Micro-benchmark of per-recipient release rendering (``CompiledRelease.message_for``).
 
-Prints microseconds per ``render()`` call with tracking on and off, with DKIM signing
+Prints microseconds per ``message_for()`` call with tracking on and off, with DKIM signing
 (RSA-2048, signed through OpenSSL), and the one-off compile time, for a typical release. Figures, not
 assertions: run ``python benchmarks/bench_render.py [-n N]``.
 """
@@ -90,11 +90,11 @@ def main() -> None:
         )
 
     tracked, untracked = recipient(True), recipient(False)
-    size = len(compiled.render(tracked)[2])
+    size = len(compiled.message_for(tracked)[2])
     n = args.n
-    us_tracked = per_call_us(lambda: compiled.render(tracked), n)
-    us_untracked = per_call_us(lambda: compiled.render(untracked), n)
-    us_dkim = per_call_us(lambda: signed.render(tracked), max(200, n // 20))
+    us_tracked = per_call_us(lambda: compiled.message_for(tracked), n)
+    us_untracked = per_call_us(lambda: compiled.message_for(untracked), n)
+    us_dkim = per_call_us(lambda: signed.message_for(tracked), max(200, n // 20))
     print(f"compile_release: {compile_ms:.1f} ms CPU once per release (Jinja, MJML, headers)")
     print(f"message: {size} bytes, HTML part {compiled.html_size} bytes")
     print(f"render, tracking off: {us_untracked:.1f} us/message")

@@ -454,9 +454,7 @@ def main() -> int:
                 from distributor.delivery.sender import compiled_release
 
                 compiled = compiled_release(session, release_id, settings)
-                sample = compiled.render(  # type: ignore[attr-defined]
-                    _sample_recipient()
-                )[2]
+                sample = compiled.message_for(_sample_recipient())[2]
         rate = args.n / elapsed
         still = {str(k): v for k, v in counts.items() if k in PENDING_STATUSES}
         if still:

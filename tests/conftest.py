@@ -38,6 +38,9 @@ from tests.support.services import (
     stop_private_redis,
 )
 
+# Shared fixtures that live beside their helpers: ``postfix_sink``.
+pytest_plugins = ("tests.support.postfix",)
+
 TEST_PASSWORD = "correct horse battery staple"
 
 

@@ -34,6 +34,10 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from typing_extensions import override
+
+from tests.support.fake_smtp import FakeSMTPSession
+
 
 @dataclass
 class SinkFaults:
@@ -146,85 +150,61 @@ class Sink:
         await self.journal.append(b"R\t" + _field(stage) + b"\t%d\t" % code + _field(who) + b"\n")
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 chaos-sink.test ESMTP\r\n")
-        sender = ""
-        rcpt: str | None = None
-        is_mail_ok = False
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            faults = self.faults
-            if faults.mode == "blackhole":
-                writer.write(b"421 4.3.2 Service shutting down\r\n")
-                await writer.drain()
-                return
-            verb = line[:4].upper()
-            if verb in (b"EHLO", b"HELO"):
-                writer.write(b"250-chaos-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
-            elif verb == b"MAIL":
-                sender = line[10:].strip().strip(b"<>").decode("utf-8", "replace")
-                rcpt = None
-                if faults.mode == "sender_refused":
-                    is_mail_ok = False
-                    await self._refuse("mail", 550, sender)
-                    writer.write(
-                        b"550 5.1.8 <" + sender.encode() + b">: Sender address rejected: "
-                        b"Domain not found\r\n"
-                    )
-                else:
-                    is_mail_ok = True
-                    writer.write(b"250 2.1.0 Ok\r\n")
-            elif verb == b"RCPT":
-                address = line[8:].strip().strip(b"<>").decode("utf-8", "replace")
-                if not is_mail_ok:
-                    writer.write(b"503 5.5.1 Error: need MAIL command\r\n")
-                elif picked(address, faults.hardfail_every, b"hard"):
-                    await self._refuse("rcpt", 550, address)
-                    writer.write(b"550 5.1.1 <" + address.encode() + b">: User unknown\r\n")
-                elif (
-                    picked(address, faults.tempfail_every, b"temp")
-                    and address not in self._tempfailed
-                ):
-                    self._tempfailed.add(address)
-                    await self._refuse("rcpt", 451, address)
-                    writer.write(b"451 4.3.0 Temporary failure, try again later\r\n")
-                else:
-                    rcpt = address
-                    writer.write(b"250 2.1.5 Ok\r\n")
-            elif verb == b"DATA":
-                if rcpt is None:
-                    writer.write(b"554 5.5.1 Error: no valid recipients\r\n")
-                    continue
-                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                await writer.drain()
-                body = await reader.readuntil(b"\r\n.\r\n")
-                fields = _field(_verp_token(sender)) + b"\t" + _field(rcpt) + b"\t"
-                fields += _field(_message_id(body))
-                is_dropped = picked(rcpt, faults.drop_every, b"drop")
-                record = b"A\t" + fields + b"\n"
-                if is_dropped:
-                    record += b"D\t" + fields + b"\n"
-                await self.journal.append(record)
-                if is_dropped:
-                    return  # RFC 1047: received, and the client never hears so
-                if faults.reply_delay:
-                    await asyncio.sleep(faults.reply_delay)
-                writer.write(b"250 2.0.0 Ok: queued\r\n")
-                rcpt = None
-            elif verb == b"RSET":
-                rcpt = None
-                writer.write(b"250 2.0.0 Ok\r\n")
-            elif verb == b"NOOP":
-                writer.write(b"250 2.0.0 Ok\r\n")
-            elif verb == b"QUIT":
-                writer.write(b"221 2.0.0 Bye\r\n")
-                await writer.drain()
-                return
-            else:
-                writer.write(b"502 5.5.2 Error: command not recognized\r\n")
-            if not reader._buffer:  # type: ignore[attr-defined]  # one flush per pipelined group
-                await writer.drain()
+        await _SinkSession(self, reader, writer).run()
+
+
+class _SinkSession(FakeSMTPSession):
+    host = b"chaos-sink.test"
+
+    def __init__(
+        self, sink: Sink, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        super().__init__(reader, writer)
+        self.sink = sink
+
+    @override
+    async def read_command(self) -> bytes:
+        line = await self.reader.readline()
+        if line and self.sink.faults.mode == "blackhole":
+            self.reply(b"421 4.3.2 Service shutting down")
+            await self.writer.drain()
+            return b""
+        return line
+
+    @override
+    async def mail(self, sender: str, line: bytes) -> bytes:
+        if self.sink.faults.mode != "sender_refused":
+            return b"250 2.1.0 Ok"
+        await self.sink._refuse("mail", 550, sender)
+        return b"550 5.1.8 <" + sender.encode() + b">: Sender address rejected: Domain not found"
+
+    @override
+    async def recipient(self, address: str) -> bytes:
+        sink, faults = self.sink, self.sink.faults
+        if picked(address, faults.hardfail_every, b"hard"):
+            await sink._refuse("rcpt", 550, address)
+            return b"550 5.1.1 <" + address.encode() + b">: User unknown"
+        if picked(address, faults.tempfail_every, b"temp") and address not in sink._tempfailed:
+            sink._tempfailed.add(address)
+            await sink._refuse("rcpt", 451, address)
+            return b"451 4.3.0 Temporary failure, try again later"
+        return b"250 2.1.5 Ok"
+
+    @override
+    async def message(self, sender: str, rcpt: str, body: bytes) -> bytes | None:
+        faults = self.sink.faults
+        fields = _field(_verp_token(sender)) + b"\t" + _field(rcpt) + b"\t"
+        fields += _field(_message_id(body))
+        is_dropped = picked(rcpt, faults.drop_every, b"drop")
+        record = b"A\t" + fields + b"\n"
+        if is_dropped:
+            record += b"D\t" + fields + b"\n"
+        await self.sink.journal.append(record)
+        if is_dropped:
+            return None  # RFC 1047: received, and the client never hears so
+        if faults.reply_delay:
+            await asyncio.sleep(faults.reply_delay)
+        return b"250 2.0.0 Ok: queued"
 
 
 async def serve(hosts: list[str], port: int, journal_path: Path, control: Path) -> None:

@@ -52,7 +52,7 @@ def send_test_email_now(
         "smtp_url_host": settings.smtp_url.split("@")[-1],
         "public_base_url": settings.public_base_url,
     }
-    rendered = renderer.render("test_email", context)
+    rendered = renderer.render_email("test_email", context)
     mail = outgoing.build_transactional(
         settings,
         rendered=rendered,

@@ -124,7 +124,7 @@ def request_subscription(
         select(ConfirmationRequest.id)
         .where(
             ConfirmationRequest.address_hash == hashed,
-            ConfirmationRequest.sent_at > now - CONFIRMATION_INTERVAL,
+            ConfirmationRequest.requested_at > now - CONFIRMATION_INTERVAL,
         )
         .limit(1)
     )
@@ -160,7 +160,7 @@ def request_subscription(
         journalist_id=journalist.id,
         beat_ids=",".join(str(b.id) for b in beats),
         ip_hash=ip_hash(settings, ip),
-        sent_at=now,
+        requested_at=now,
     )
     session.add(request)
     session.flush()
@@ -195,7 +195,7 @@ def build_confirmation(
         "valid_days": tokens.CONFIRM_MAX_AGE // 86400,
         "consent_text": CONSENT_TEXT,
     }
-    rendered = renderer.render("subscription_confirm", context)
+    rendered = renderer.render_email("subscription_confirm", context)
     return outgoing.build_transactional(
         settings,
         rendered=rendered,
@@ -247,8 +247,8 @@ def unsent_confirmations(session: Session, *, now: dt.datetime | None = None) ->
             select(ConfirmationRequest.id).where(
                 ConfirmationRequest.mailed_at.is_(None),
                 ConfirmationRequest.journalist_id.is_not(None),
-                ConfirmationRequest.sent_at < now - dt.timedelta(minutes=2),
-                ConfirmationRequest.sent_at > now - dt.timedelta(hours=6),
+                ConfirmationRequest.requested_at < now - dt.timedelta(minutes=2),
+                ConfirmationRequest.requested_at > now - dt.timedelta(hours=6),
             )
         )
     )
@@ -292,7 +292,7 @@ def confirm_subscription(
     if suppression is not None:
         # Only a request made after the person left (or complained) may bring them back:
         # a link kept from before would undo their decision (GDPR Art. 7(3)).
-        asked_at = request.sent_at if request is not None else None
+        asked_at = request.requested_at if request is not None else None
         if (
             suppression.reason not in SELF_LIFTABLE
             or asked_at is None

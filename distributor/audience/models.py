@@ -199,7 +199,9 @@ class ConfirmationRequest(Base):
     """
 
     __tablename__ = "confirmation_requests"
-    __table_args__ = (Index("ix_confirmation_requests_hash_sent", "address_hash", "sent_at"),)
+    __table_args__ = (
+        Index("ix_confirmation_requests_hash_requested", "address_hash", "requested_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     address_hash: Mapped[str] = mapped_column(String(64))
@@ -208,7 +210,7 @@ class ConfirmationRequest(Base):
     )
     beat_ids: Mapped[str] = mapped_column(String(500), default="")  # comma-separated
     ip_hash: Mapped[str | None] = mapped_column(String(64))
-    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)  # when it was asked for
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)  # when it was asked for
     # Set once the worker handed the mail to SMTP: a redelivered task sends nothing twice,
     # and the sweep re-queues requests the broker lost.
     mailed_at: Mapped[dt.datetime | None]

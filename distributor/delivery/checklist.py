@@ -120,7 +120,7 @@ class _Images(HTMLParser):
 
 def _sample_message(compiled: CompiledRelease) -> email.message.EmailMessage:
     sample = staff_recipient(email="checklist@example.org", name="Checklist", label="checklist")
-    message = email.message_from_bytes(compiled.render(sample)[2], policy=email.policy.default)
+    message = email.message_from_bytes(compiled.message_for(sample)[2], policy=email.policy.default)
     assert isinstance(message, email.message.EmailMessage)
     return message
 

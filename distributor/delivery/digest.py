@@ -6,7 +6,7 @@ When a send starts, the engine freezes digest-mode journalists as deliveries in 
 (journalist, day) constraint is committed *before* the SMTP hand-over, so a rerun, a second
 beat process or a redelivered task finds the day taken and sends nothing twice. A crash
 between hand-over and the final commit leaves the row in ``sending``: its outcome is unknown,
-so it is never resent by itself (STANDARDS.md, RFC 1047) and its releases are not repeated.
+so it is never resent by itself (RFC 1047) and its releases are not repeated.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def build_digest(session: Session, digest: DigestMail, settings: Settings) -> Di
             "unsubscribe_url": unsubscribe,
         },
     }
-    rendered = _renderer().render("digest", context)
+    rendered = _renderer().render_email("digest", context)
     template = MessageTemplate.compile(
         markers=SlotMarkers(),
         subject=rendered.subject,
@@ -187,7 +187,7 @@ def build_digest(session: Session, digest: DigestMail, settings: Settings) -> Di
     message_id = f"<digest.{digest.id}.{mid}@{settings.from_domain}>"
     unsub_token = verp.make(settings, verp.UNSUBSCRIBE, verp.DIGEST, digest.id)
     mailto = f"mailto:unsubscribe+{unsub_token}@{settings.bounce_domain}?subject=unsubscribe"
-    raw = template.render(
+    raw = template.fill(
         HeaderSet(
             message_id=message_id,
             to_name=journalist.name,

@@ -50,40 +50,66 @@ from distributor.delivery.models import (
 )
 from distributor.statemachine import StateMachine
 
-D = DeliveryStatus
-
 DELIVERY_MACHINE: StateMachine[DeliveryStatus] = StateMachine(
     "delivery",
     {
-        D.QUEUED: {D.SENDING, D.CANCELLED},
-        # sending -> queued: released unsent (rate limit, pause, relay trouble) or recovered,
+        DeliveryStatus.QUEUED: {DeliveryStatus.SENDING, DeliveryStatus.CANCELLED},
+        # sending -> queued: put back unsent (rate limit, pause, relay trouble) or recovered,
         # never handed over.
-        D.SENDING: {D.SENT, D.DEFERRED, D.FAILED, D.IN_DOUBT, D.QUEUED, D.CANCELLED},
-        D.DEFERRED: {D.QUEUED, D.CANCELLED},
-        D.FAILED: {D.QUEUED},  # staff: retry failed
+        DeliveryStatus.SENDING: {
+            DeliveryStatus.SENT,
+            DeliveryStatus.DEFERRED,
+            DeliveryStatus.FAILED,
+            DeliveryStatus.IN_DOUBT,
+            DeliveryStatus.QUEUED,
+            DeliveryStatus.CANCELLED,
+        },
+        DeliveryStatus.DEFERRED: {DeliveryStatus.QUEUED, DeliveryStatus.CANCELLED},
+        DeliveryStatus.FAILED: {DeliveryStatus.QUEUED},  # staff: retry failed
         # Staff decided to resend; or the worker that held it learned its outcome after
         # recovery had taken its claim (a 250 it held, a refusal, or it never sent the dot).
-        D.IN_DOUBT: {D.QUEUED, D.SENT, D.FAILED, D.DEFERRED},
-        D.CANCELLED: {D.QUEUED},  # a cancelled send started again
-        D.DIGEST: {D.SENT, D.FAILED, D.CANCELLED},  # the daily digest took it
+        DeliveryStatus.IN_DOUBT: {
+            DeliveryStatus.QUEUED,
+            DeliveryStatus.SENT,
+            DeliveryStatus.FAILED,
+            DeliveryStatus.DEFERRED,
+        },
+        DeliveryStatus.CANCELLED: {DeliveryStatus.QUEUED},  # a cancelled send started again
+        DeliveryStatus.DIGEST: {
+            DeliveryStatus.SENT,
+            DeliveryStatus.FAILED,
+            DeliveryStatus.CANCELLED,
+        },  # the daily digest took it
     },
 )
 
-S = SendStatus
 
 SEND_MACHINE: StateMachine[SendStatus] = StateMachine(
     "send",
     {
-        S.SCHEDULED: {S.RUNNING, S.CANCELLED},
-        S.RUNNING: {S.PAUSED, S.CANCELLED, S.FINISHED},
-        S.PAUSED: {S.RUNNING, S.CANCELLED},
-        S.FINISHED: {S.RUNNING},  # retry failed / resend in doubt reopens it
-        S.CANCELLED: {S.RUNNING, S.SCHEDULED},  # started or scheduled again
+        SendStatus.SCHEDULED: {SendStatus.RUNNING, SendStatus.CANCELLED},
+        SendStatus.RUNNING: {SendStatus.PAUSED, SendStatus.CANCELLED, SendStatus.FINISHED},
+        SendStatus.PAUSED: {SendStatus.RUNNING, SendStatus.CANCELLED},
+        SendStatus.FINISHED: {SendStatus.RUNNING},  # retry failed / resend in doubt reopens it
+        SendStatus.CANCELLED: {
+            SendStatus.RUNNING,
+            SendStatus.SCHEDULED,
+        },  # started or scheduled again
     },
 )
 
-FINAL_STATUSES = frozenset({D.SENT, D.FAILED, D.IN_DOUBT, D.CANCELLED, D.DIGEST})
-PENDING_STATUSES = frozenset({D.QUEUED, D.SENDING, D.DEFERRED})
+FINAL_STATUSES = frozenset(
+    {
+        DeliveryStatus.SENT,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.IN_DOUBT,
+        DeliveryStatus.CANCELLED,
+        DeliveryStatus.DIGEST,
+    }
+)
+PENDING_STATUSES = frozenset(
+    {DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED}
+)
 
 
 def move_delivery(delivery: Delivery, target: DeliveryStatus) -> None:
@@ -138,11 +164,14 @@ class Claim:
 def lane_of(domain: str, lanes: int) -> int:
     """The lane of a recipient domain: the first byte of its SHA-256, modulo the lane count.
     The claim computes the same in SQL and stores it, so recovery can find each lane's row in
-    doubt; one domain always shares a lane, so a batch opens one connection per domain."""
+    doubt; all of a domain's rows share one lane, so a batch sends them over one connection, in
+    id order."""
     return hashlib.sha256(domain.encode("utf-8")).digest()[0] % max(1, lanes)
 
 
-_QUEUED_TO_SENDING = DELIVERY_MACHINE.sql_guard(D.SENDING, {D.QUEUED}, column="q.status")
+_QUEUED_TO_SENDING = DELIVERY_MACHINE.sql_guard(
+    DeliveryStatus.SENDING, {DeliveryStatus.QUEUED}, column="q.status"
+)
 
 # The ids are picked by the (send_id, status, next_attempt_at) index and locked with SKIP
 # LOCKED, then updated through the primary key (= ANY(ARRAY(...)) keeps the planner from
@@ -150,7 +179,7 @@ _QUEUED_TO_SENDING = DELIVERY_MACHINE.sql_guard(D.SENDING, {D.QUEUED}, column="q
 # costs more than the claim; the batch is sorted by id in Python. Times are the database's.
 _CLAIM_PG = f"""
 UPDATE deliveries AS d
-SET status = '{D.SENDING}', claim_id = :claim, claimed_by = :worker, claimed_at = now(),
+SET status = '{DeliveryStatus.SENDING}', claim_id = :claim, claimed_by = :worker, claimed_at = now(),
     first_attempt_at = COALESCE(d.first_attempt_at, now()), updated_at = now(),
     claim_lane = get_byte(sha256(convert_to(d.recipient_domain, 'UTF8')), 0) % :lanes
 WHERE d.id = ANY(ARRAY(
@@ -173,7 +202,7 @@ RETURNING d.id, d.journalist_id, d.email, d.recipient_domain, d.verp_token, d.ma
 # SQLite has one writer at a time, so the sub-select cannot race; RETURNING needs 3.35.
 _CLAIM_SQLITE = f"""
 UPDATE deliveries
-SET status = '{D.SENDING}', claim_id = :claim, claimed_by = :worker, claimed_at = :now,
+SET status = '{DeliveryStatus.SENDING}', claim_id = :claim, claimed_by = :worker, claimed_at = :now,
     first_attempt_at = COALESCE(first_attempt_at, :now), updated_at = :now,
     claim_lane = dist_lane(recipient_domain, :lanes)
 WHERE id IN (
@@ -278,10 +307,12 @@ def promote_due_deferred(session: Session, now: dt.datetime) -> int:
         update(Delivery)
         .where(
             Delivery.send_id.in_(_unfinished_sends()),
-            DELIVERY_MACHINE.guard(Delivery.status, D.QUEUED, {D.DEFERRED}),
+            DELIVERY_MACHINE.guard(
+                Delivery.status, DeliveryStatus.QUEUED, {DeliveryStatus.DEFERRED}
+            ),
             Delivery.next_attempt_at <= now,
         )
-        .values(status=D.QUEUED, updated_at=now)
+        .values(status=DeliveryStatus.QUEUED, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -331,7 +362,7 @@ def recover_stale_claims(session: Session, *, stale_seconds: float) -> Recovery:
     )
     held = session.execute(
         select(Delivery.id, Delivery.claim_id, Delivery.claim_lane)
-        .where(Delivery.claim_id.in_(claim_ids), Delivery.status == D.SENDING)
+        .where(Delivery.claim_id.in_(claim_ids), Delivery.status == DeliveryStatus.SENDING)
         .order_by(Delivery.id)
         .with_for_update()
     ).all()
@@ -349,13 +380,15 @@ def recover_stale_claims(session: Session, *, stale_seconds: float) -> Recovery:
     in_doubt = _move_ids(
         session,
         doubt,
-        D.IN_DOUBT,
-        {D.SENDING},
+        DeliveryStatus.IN_DOUBT,
+        {DeliveryStatus.SENDING},
         attempts=Delivery.attempts + 1,
         smtp_response=RECOVERED_NOTE,
         updated_at=now,
     )
-    requeued = _move_ids(session, rest, D.QUEUED, {D.SENDING}, updated_at=now)
+    requeued = _move_ids(
+        session, rest, DeliveryStatus.QUEUED, {DeliveryStatus.SENDING}, updated_at=now
+    )
     return Recovery(requeued=requeued, in_doubt=in_doubt, claims=len(claim_ids))
 
 
@@ -398,7 +431,7 @@ def has_due(session: Session, send_id: int, now: dt.datetime) -> bool:
             select(Delivery.id)
             .where(
                 Delivery.send_id == send_id,
-                Delivery.status == D.QUEUED,
+                Delivery.status == DeliveryStatus.QUEUED,
                 (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
             )
             .limit(1)

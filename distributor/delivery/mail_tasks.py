@@ -36,7 +36,7 @@ def send_release_test(
             if user is None:
                 raise NotFound("The colleague for this test send no longer exists")
             compiled = compile_release(session, release_id, settings)
-            envelope_from, message_id, raw = compiled.render(
+            envelope_from, message_id, raw = compiled.message_for(
                 staff_recipient(email=user.email, name=user.name, label="test")
             )
         outgoing.send(

@@ -216,13 +216,13 @@ def _fold(name: str, value: str) -> bytes:
 
 
 class MessageTemplate:
-    """Static headers and both body parts, encoded once; ``render`` joins bytes."""
+    """Static headers and both body parts, encoded once; ``fill`` joins bytes."""
 
     def __init__(self, static_headers: bytes, body_head: bytes, html: _Part, text: _Part,
                  boundary: str) -> None:  # fmt: skip
         self.boundary = b = boundary.encode("ascii")
         # Positions 1, 3, 5 and 7 take Message-ID, Date, To and List-Unsubscribe; the holes
-        # after them take the slot values. Rendering copies this list and fills it in.
+        # after them take the slot values. ``fill`` copies this list and fills it in.
         skeleton = [b"Message-ID: ", b"", b"\r\nDate: ", b"", b"\r\nTo: ", b"",
                     b"\r\nList-Unsubscribe: ", b"", b"\r\n" + static_headers + body_head
                     + b"--" + b + b'\r\nContent-Type: text/plain; charset="utf-8"\r\n'
@@ -291,7 +291,7 @@ class MessageTemplate:
             boundary=boundary,
         )
 
-    def render(self, h: HeaderSet, values: dict[str, tuple[bytes, bytes]]) -> bytes:
+    def fill(self, h: HeaderSet, values: dict[str, tuple[bytes, bytes]]) -> bytes:
         out = self._skeleton.copy()
         out[1] = safe_header(h.message_id).encode("ascii")
         out[3] = current_date()

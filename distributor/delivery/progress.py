@@ -23,26 +23,24 @@ from distributor.audience.services import ADD_IF_ABSENT, suppression_row
 from distributor.delivery.ledger import DELIVERY_MACHINE, SEND_MACHINE
 from distributor.delivery.models import DeliveryStatus, SendStatus
 
-D = DeliveryStatus
-
-_SENDING = {D.SENDING}
+_SENDING = {DeliveryStatus.SENDING}
 _FENCE = "EXISTS (SELECT 1 FROM delivery_claims c WHERE c.id = {claim} AND c.recovered_at IS NULL)"
 
 
 def acceptance_sql(*, many: bool) -> str:
     """The acceptance (sending -> sent) of one row, or of several through ``unnest``; its
     status guard comes from the machine, so the statement cannot exist without the move."""
-    guard = DELIVERY_MACHINE.sql_guard(D.SENT, _SENDING, column="d.status")
+    guard = DELIVERY_MACHINE.sql_guard(DeliveryStatus.SENT, _SENDING, column="d.status")
     fence = _FENCE.format(claim="$4::bigint")
     if not many:
         return (
-            f"UPDATE deliveries AS d SET status = '{D.SENT}', sent_at = clock_timestamp(), "
+            f"UPDATE deliveries AS d SET status = '{DeliveryStatus.SENT}', sent_at = clock_timestamp(), "
             "message_id = $1, smtp_code = 250, smtp_response = $2, attempts = d.attempts + 1, "
             "next_attempt_at = NULL, updated_at = clock_timestamp() "
             f"WHERE d.id = $3::bigint AND d.claim_id = $4::bigint AND {guard} AND {fence}"
         )
     return (
-        f"UPDATE deliveries AS d SET status = '{D.SENT}', sent_at = clock_timestamp(), "
+        f"UPDATE deliveries AS d SET status = '{DeliveryStatus.SENT}', sent_at = clock_timestamp(), "
         "message_id = v.message_id, smtp_code = 250, smtp_response = v.response, "
         "attempts = d.attempts + 1, next_attempt_at = NULL, updated_at = clock_timestamp() "
         "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, message_id, response) "
@@ -82,7 +80,7 @@ def _sqlite_now() -> str:
 
 class ProgressWriter:
     """Autocommit writes of one batch (its own database connection): refusals as they happen,
-    accepted rows in bulk and in the background, heartbeats, releases; all fenced by the
+    accepted rows in bulk and in the background, heartbeats, rows put back; all fenced by the
     claim."""
 
     def __init__(self, engine: Engine, claim_id: int) -> None:
@@ -171,11 +169,11 @@ class ProgressWriter:
             confirmed = set()
             for delivery_id, message_id, response in accepted:
                 rows = self._run(
-                    f"UPDATE deliveries SET status = '{D.SENT}', sent_at = {{now}}, "
+                    f"UPDATE deliveries SET status = '{DeliveryStatus.SENT}', sent_at = {{now}}, "
                     "message_id = ?, smtp_code = 250, smtp_response = ?, "
                     "attempts = attempts + 1, next_attempt_at = NULL, updated_at = {now} "
                     "WHERE id = ? AND claim_id = ? "
-                    f"AND {DELIVERY_MACHINE.sql_guard(D.SENT, _SENDING)} AND {{fence}}",
+                    f"AND {DELIVERY_MACHINE.sql_guard(DeliveryStatus.SENT, _SENDING)} AND {{fence}}",
                     (message_id, reply_text(response), delivery_id, self.claim_id, self.claim_id),
                 )
                 if rows == 1:
@@ -256,7 +254,7 @@ class ProgressWriter:
         self._cur.execute(
             self._sql(
                 "SELECT 1 FROM deliveries WHERE id = ? AND claim_id = ? "
-                f"AND status = '{D.SENDING}' AND {{fence}}"
+                f"AND status = '{DeliveryStatus.SENDING}' AND {{fence}}"
             ),
             (delivery_id, self.claim_id, self.claim_id),
         )
@@ -304,7 +302,7 @@ class ProgressWriter:
             == 1
         )
 
-    def release(
+    def put_back(
         self,
         delivery_ids: Sequence[int],
         *,
@@ -313,7 +311,7 @@ class ProgressWriter:
         note: str = "",
         code: int | None = None,
     ) -> int:
-        """Give rows back never handed over (queued, or cancelled when the send was); ``code``
+        """Put back rows never handed over (queued, or cancelled when the send was); ``code``
         and ``note``: the reply that sent them back, when there was one."""
         if not delivery_ids:
             return 0
@@ -345,8 +343,8 @@ class ProgressWriter:
     ) -> bool:
         """Recovery made this row of our claim ``in_doubt`` while we held its outcome: write
         what we know (a 250 we got, a refusal, or that its dot never went out)."""
-        guard = DELIVERY_MACHINE.sql_guard(status, {D.IN_DOUBT})
-        sent = status is D.SENT
+        guard = DELIVERY_MACHINE.sql_guard(status, {DeliveryStatus.IN_DOUBT})
+        sent = status is DeliveryStatus.SENT
         return (
             self._run(
                 f"UPDATE deliveries SET status = '{status}', smtp_response = ?, "
@@ -389,7 +387,7 @@ class ProgressWriter:
             self._run(
                 "UPDATE delivery_claims SET ended_at = {now} WHERE id = ? "
                 "AND recovered_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries d "
-                f"WHERE d.send_id = ? AND d.status = '{D.SENDING}' AND d.claim_id = ?)",
+                f"WHERE d.send_id = ? AND d.status = '{DeliveryStatus.SENDING}' AND d.claim_id = ?)",
                 (self.claim_id, send_id, self.claim_id),
             )
             == 1

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from select import select as wait_readable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from distributor.delivery.ledger import ClaimedRow
+from distributor.delivery.rendering import CompiledRelease, ReleaseMessage, recipient_of
 from distributor.delivery.smtp_client import (
     SMTPClient,
     SMTPConnectionLost,
@@ -88,15 +88,12 @@ class Pump:
     """Drives the lanes of a batch together, one event loop, one database connection."""
 
     def __init__(
-        self, batch: Batch, compiled: object, relays: list[SMTPConfig], lane_count: int
+        self, batch: Batch, compiled: CompiledRelease, relays: list[SMTPConfig], lane_count: int
     ) -> None:
-        from distributor.delivery.rendering import Recipient
-
         self.batch = batch
-        self.render: Callable[[Any], tuple[str, str, bytes]] = compiled.render  # type: ignore[attr-defined]
-        self.recipient = Recipient
+        self.compiled = compiled
         # Built by mime.MessageTemplate: no line starts with a dot, no stuffing scan needed.
-        self.is_dot_safe = bool(getattr(compiled, "is_dot_safe", False))
+        self.is_dot_safe = compiled.is_dot_safe
         self.relays = relays
         # ``relays`` has one entry per lane (the relay whose connection that lane holds), or
         # fewer: then lanes take them in turn.
@@ -131,65 +128,100 @@ class Pump:
         new status, or CLAIM_LOST)."""
         if not rows:
             return None
-        n = len(self.lanes)
-        for row in rows:
-            self.lanes[row.lane % n].queue.append(row)
-        writer = self.batch.writer
-        if not self.is_checked:
-            # The claim was committed a moment ago; confirm it once before the first dots.
-            self.is_checked = True
-            if not writer.is_claimed(rows[0].id):
-                return self.abandon()
-            for lane in self.lanes:
-                lane.fenced = True
+        self._queue(rows)
+        if not self._confirm_claim_once(rows[0]):
+            return self.abandon()
         while True:
             if self.claim_lost:
                 return self.abandon()
             tick = time.monotonic()
-            if self.stopping is None and tick - self.last_check >= _STATUS_CHECK_SECONDS:
-                self.last_check = tick
-                status = writer.send_status(self.batch.send_id)
-                if status != "running":
-                    self._stop_lanes(status or "cancelled")
+            self._check_send_status(tick)
             self.beat(tick)
             if self.claim_lost:
                 return self.abandon()
-            if self.stopping is None:
-                for lane in self.lanes:
-                    if lane.phase == IDLE and lane.queue:
-                        self._start(lane)
-                        if self.stopping is not None or self.claim_lost:
-                            break
+            self._start_idle_lanes()
             self._collect(wait=False)
-            if self.committing is None and self.accepted and self._time_to_commit(tick):
-                # One commit in flight at a time; acceptances gather while it runs.
-                self.committing, self.accepted = self.accepted, []
-                writer.submit_accepted(
-                    [(row.id, message_id, text) for _, row, message_id, text in self.committing]
-                )
+            self._commit_if_due(tick)
             if self.claim_lost:
                 return self.abandon()
-            if self.stopping is None:
-                for lane in self.lanes:
-                    if lane.phase == READY and lane.fenced:
-                        self._send_body(lane)
+            self._send_fenced_bodies()
             busy = [lane for lane in self.lanes if lane.phase in (ENVELOPE, DOT)]
-            if not busy:
-                if self.committing is not None:
-                    self._collect(wait=True)
-                    continue
-                if self.accepted:
-                    continue
-                if self.stopping is None and any(
-                    lane.queue or lane.phase == READY for lane in self.lanes
-                ):
-                    continue
+            if busy:
+                self._read_replies(busy)
+            elif self.committing is not None:
+                self._collect(wait=True)  # only the commit is on its way: wait for it
+            elif not self._has_work_left():
                 return self.stopping
-            for lane in self._readable(busy):
-                if lane.phase == ENVELOPE:
-                    self._read_envelope(lane)
-                elif lane.phase == DOT:
-                    self._read_dot(lane)
+
+    def _queue(self, rows: list[ClaimedRow]) -> None:
+        """Each row joins its lane's queue, in id order."""
+        n = len(self.lanes)
+        for row in rows:
+            self.lanes[row.lane % n].queue.append(row)
+
+    def _confirm_claim_once(self, row: ClaimedRow) -> bool:
+        """The claim was committed a moment ago; confirm it once before the first dots."""
+        if self.is_checked:
+            return True
+        self.is_checked = True
+        if not self.batch.writer.is_claimed(row.id):
+            return False
+        for lane in self.lanes:
+            lane.fenced = True
+        return True
+
+    def _check_send_status(self, tick: float) -> None:
+        """Every second or so: a send paused or cancelled by staff stops the lanes."""
+        if self.stopping is not None or tick - self.last_check < _STATUS_CHECK_SECONDS:
+            return
+        self.last_check = tick
+        status = self.batch.writer.send_status(self.batch.send_id)
+        if status != "running":
+            self._stop_lanes(status or "cancelled")
+
+    def _start_idle_lanes(self) -> None:
+        """Every idle lane with rows queued takes its next one."""
+        if self.stopping is not None:
+            return
+        for lane in self.lanes:
+            if lane.phase == IDLE and lane.queue:
+                self._start(lane)
+                if self.stopping is not None or self.claim_lost:
+                    return
+
+    def _commit_if_due(self, tick: float) -> None:
+        """One commit in flight at a time; acceptances gather while it runs."""
+        if self.committing is None and self.accepted and self._time_to_commit(tick):
+            self.committing, self.accepted = self.accepted, []
+            self.batch.writer.submit_accepted(
+                [(row.id, message_id, text) for _, row, message_id, text in self.committing]
+            )
+
+    def _send_fenced_bodies(self) -> None:
+        """Lanes whose envelope was accepted and whose last outcome is committed send their
+        message's body and final dot."""
+        if self.stopping is not None:
+            return
+        for lane in self.lanes:
+            if lane.phase == READY and lane.fenced:
+                self._send_body(lane)
+
+    def _read_replies(self, busy: list[Lane]) -> None:
+        """Read the replies that have come (or give up on servers silent for too long)."""
+        for lane in self._readable(busy):
+            if lane.phase == ENVELOPE:
+                self._read_envelope(lane)
+            elif lane.phase == DOT:
+                self._read_dot(lane)
+
+    def _has_work_left(self) -> bool:
+        """No reply and no commit on its way: acceptances wait for their commit, or rows for
+        a lane (unless the batch is stopping)."""
+        if self.accepted:
+            return True
+        return self.stopping is None and any(
+            lane.queue or lane.phase == READY for lane in self.lanes
+        )
 
     def beat(self, tick: float | None = None) -> None:
         """Move the claim's heartbeat when it is due; a recovered claim stops the batch."""
@@ -270,8 +302,7 @@ class Pump:
     # -- lane steps ----------------------------------------------------------------------
 
     def _start(self, lane: Lane) -> None:
-        """Take the lane's next row: render it and write its envelope."""
-        batch = self.batch
+        """Take the lane's next row: build its message and write its envelope."""
         stopped = self.stopped.get(_key(lane.relay))
         if stopped is not None:
             self._stop_relay(_key(lane.relay), *stopped)
@@ -280,64 +311,75 @@ class Pump:
             row = lane.queue.popleft()
             if row.domain in self.throttled:
                 # The domain asked us to slow down during this batch: leave it for later.
-                batch.release([row], batch.settings.delivery_domain_backoff_seconds)
+                self.batch.put_back([row], self.batch.settings.delivery_domain_backoff_seconds)
                 continue
-            try:
-                envelope_from, message_id, data = self.render(
-                    self.recipient(
-                        row.id,
-                        row.journalist_id,
-                        row.email,
-                        row.name,
-                        row.verp_token,
-                        row.matched_beats,
-                        row.is_tracking_allowed,
-                    )
-                )
-            except Exception as exc:  # a bad row must not sink the batch
-                log.exception("delivery.render_failed", delivery_id=row.id)
-                if not batch.unbuildable(row, exc):
-                    self.claim_lost = True
+            message = self._message_for(row)
+            if message is None:
+                if self.claim_lost:
                     return
                 continue
-            client, refusal = self._client(lane)
+            client = self._session_for(lane, row)
             if client is None:
-                lane.queue.appendleft(row)
-                if batch.pause_if_refused(refusal):
-                    self._stop_lanes("paused")  # every row not handed over goes back
-                    return
-                assert refusal is not None
-                # The relay's own answer (or the connection's error) goes on every row sent
-                # back, never a generic phrase.
-                self._relay_refused(lane, refusal)
                 return
-            oversize = client.refuse_oversize(len(data))
+            oversize = client.refuse_oversize(len(message[2]))
             if oversize is not None:
                 # RFC 1870: over the relay's SIZE; not a byte of it goes out.
                 self._refused(lane, row, oversize)
                 return
-            try:
-                client.write_envelope(envelope_from, row.email, len(data))
-            except SMTPUTF8NotOffered as exc:
-                # Nothing was written: the session stays usable for the lane's next row.
-                if not batch.not_carried(row, exc.relay, exc.missing):
-                    self.claim_lost = True
-                    return
-                continue
-            except SMTPConnectionLost as exc:
-                client.close()
-                if self._resend(lane, row):
-                    continue
+            if self._write_envelope(lane, client, row, message) or self.claim_lost:
+                return
+
+    def _message_for(self, row: ClaimedRow) -> ReleaseMessage | None:
+        """The row's message; None when it cannot be built (the row failed, or was not
+        ours any more)."""
+        try:
+            return self.compiled.message_for(recipient_of(row))
+        except Exception as exc:  # a bad row must not sink the batch
+            log.exception("delivery.render_failed", delivery_id=row.id)
+            if not self.batch.unbuildable(row, exc):
+                self.claim_lost = True
+            return None
+
+    def _session_for(self, lane: Lane, row: ClaimedRow) -> SMTPClient | None:
+        """The lane's SMTP session; None when the relay would not give one: the row goes
+        back to the front of the lane's queue and the send or the relay stops."""
+        client, refusal = self._client(lane)
+        if client is not None:
+            return client
+        lane.queue.appendleft(row)
+        if self.batch.pause_if_refused(refusal):
+            self._stop_lanes("paused")  # every row not handed over goes back
+            return None
+        assert refusal is not None
+        # The relay's own answer (or the connection's error) goes on every row sent
+        # back, never a generic phrase.
+        self._relay_refused(lane, refusal)
+        return None
+
+    def _write_envelope(
+        self, lane: Lane, client: SMTPClient, row: ClaimedRow, message: ReleaseMessage
+    ) -> bool:
+        """Pipeline MAIL, RCPT and DATA; True when the lane now waits for their replies.
+        False: the row is settled or queued again, and the lane takes its next one."""
+        envelope_from, message_id, data = message
+        try:
+            client.write_envelope(envelope_from, row.email, len(data))
+        except SMTPUTF8NotOffered as exc:
+            # Nothing was written: the session stays usable for the lane's next row.
+            if not self.batch.not_carried(row, exc.relay, exc.missing):
+                self.claim_lost = True
+            return False
+        except SMTPConnectionLost as exc:
+            client.close()
+            if not self._resend(lane, row):
                 self._lost(lane, row, exc)
-                if self.claim_lost:
-                    return
                 lane.phase = IDLE
-                continue
-            lane.row = row
-            lane.message = (message_id, data)
-            lane.phase = ENVELOPE
-            lane.since = time.monotonic()
-            return
+            return False
+        lane.row = row
+        lane.message = (message_id, data)
+        lane.phase = ENVELOPE
+        lane.since = time.monotonic()
+        return True
 
     def _read_envelope(self, lane: Lane) -> None:
         row, client = lane.row, lane.client
@@ -446,7 +488,7 @@ class Pump:
             lane.queue.clear()
         if back:
             back.sort(key=lambda r: r.id)
-            if self.batch.requeue(back, reply, relay=key, wait=pause) < len(back):
+            if self.batch.put_back_for_relay(back, reply, relay=key, wait=pause) < len(back):
                 self.claim_lost = True
 
     def _refused(self, lane: Lane, row: ClaimedRow, reply: Reply) -> None:
@@ -531,7 +573,7 @@ class Pump:
     def _stop_lanes(self, status: str) -> None:
         """Paused or cancelled: messages not handed over yet go back; dots out are awaited."""
         self.stopping = status
-        self.batch.give_back(self.unsent_rows(), status)
+        self.batch.put_back_on_stop(self.unsent_rows(), status)
 
     def abandon(self) -> str:
         """Our claim was recovered by someone else: drop the connections, touch nothing

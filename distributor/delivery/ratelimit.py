@@ -50,7 +50,7 @@ class Grant:
 class RateLimiter(Protocol):
     def acquire(self, lease_id: str, wanted: Mapping[str, int]) -> Grant: ...
 
-    def release(self, lease_id: str, domains: list[str]) -> None: ...
+    def end_lease(self, lease_id: str, domains: list[str]) -> None: ...
 
     def back_off(self, domain: str) -> None: ...
 
@@ -108,7 +108,7 @@ return out
 """
 
 
-_RELEASE = """
+_END_LEASE = """
 for i = 3, #ARGV do
   redis.call('ZREM', ARGV[1] .. ':conc:' .. ARGV[i], ARGV[2])
 end
@@ -121,7 +121,7 @@ class RedisRateLimiter:
         self.client = client
         self.limits = limits
         self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._end_lease = client.register_script(_END_LEASE)
 
     def acquire(self, lease_id: str, wanted: Mapping[str, int]) -> Grant:
         args: list[Any] = [
@@ -146,10 +146,10 @@ class RedisRateLimiter:
                 backoff[domain] = wait_ms / 1000
         return Grant(granted, backoff)
 
-    def release(self, lease_id: str, domains: list[str]) -> None:
+    def end_lease(self, lease_id: str, domains: list[str]) -> None:
         if not domains or self.limits.domain_concurrency <= 0:
             return
-        self._release(args=[PREFIX, lease_id, *domains])
+        self._end_lease(args=[PREFIX, lease_id, *domains])
 
     def back_off(self, domain: str) -> None:
         self.client.set(
@@ -216,7 +216,7 @@ class LocalRateLimiter:
                 granted[domain] = got
         return Grant(granted, backoff)
 
-    def release(self, lease_id: str, domains: list[str]) -> None:
+    def end_lease(self, lease_id: str, domains: list[str]) -> None:
         with self._lock:
             for domain in domains:
                 self._leases.get(domain, {}).pop(lease_id, None)

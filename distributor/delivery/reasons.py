@@ -18,7 +18,6 @@ from distributor.mail.outcomes import enhanced_status
 from distributor.mail.transport import parse_smtp_urls
 from distributor.settings import Settings
 
-D = DeliveryStatus
 _MOST = 8  # groups shown
 
 
@@ -60,7 +59,7 @@ def current_reasons(
         )
         .where(
             Delivery.send_id == send_id,
-            Delivery.status.in_([D.QUEUED, D.DEFERRED]),
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
             Delivery.smtp_response != "",
         )
         .group_by(Delivery.status, Delivery.recipient_domain, Delivery.smtp_code)
@@ -69,7 +68,7 @@ def current_reasons(
     domains: list[Reason] = []
     for status, domain, code, count, since, sample in groups:
         reply = _reply_of(str(sample))
-        if D(status) is D.QUEUED:
+        if DeliveryStatus(status) is DeliveryStatus.QUEUED:
             # Rows the relay sent back: one line per reply code, whatever the domain.
             entry = waiting.setdefault(code, _Waiting(0, since, reply))
             entry.count += int(count)

@@ -12,10 +12,10 @@ Where the state lives, and why Redis: the database is the truth about *deliverie
 state is advice that is re-learnt within a few refusals, and those cost recipients nothing (their
 rows go back to the queue without an attempt). Keeping it in a table would add a row lock that
 every batch of every worker contends for on each connection and each round; in Redis it is one
-Lua call per batch (``acquire``) and one when it ends (``release``), plus one per round only
+Lua call per batch (``acquire``) and one when it ends (``end_lease``), plus one per round only
 while a relay is rate-limited: per batch of up to DELIVERY_BATCH_SIZE messages, about the cost
 of three Redis PINGs (measured 2026-11-30 on the shared 2-core machine under load 30:
-acquire + release 14.6 ms a batch, PING 5.7 ms, ``take`` 5.4 ms; 3,000 calls each). If Redis is flushed, the relay starts again at its
+acquire + end_lease 14.6 ms a batch, PING 5.7 ms, ``take`` 5.4 ms; 3,000 calls each). If Redis is flushed, the relay starts again at its
 configured limits and is slowed again by its next refusal. If Redis is unreachable, each process
 falls back to its own state with a conservative share of the limits
 (``connections // DELIVERY_PARALLEL_BATCHES``, at least one), so workers together stay near
@@ -121,7 +121,7 @@ class RelayState(Protocol):
 
     def acquire(self, lease_id: str, key: str, wanted: int) -> Allowance: ...
 
-    def release(self, lease_id: str, key: str, count: int) -> None: ...
+    def end_lease(self, lease_id: str, key: str, count: int) -> None: ...
 
     def renew(self, lease_id: str, key: str, count: int) -> None: ...
 
@@ -165,7 +165,7 @@ if got > 0 then redis.call('EXPIRE', ckey, lease_s + 60) end
 return {got, 0, lim, math.floor(rate * 1000)}
 """
 
-_RELEASE = """
+_END_LEASE = """
 local ckey = ARGV[1] .. ':conns'
 for i = 1, tonumber(ARGV[3]) do redis.call('ZREM', ckey, ARGV[2] .. '#' .. i) end
 return 0
@@ -277,7 +277,7 @@ class RedisRelayState:
         self.client = client
         self.limits = limits
         self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._end_lease = client.register_script(_END_LEASE)
         self._renew = client.register_script(_RENEW)
         self._take = client.register_script(_TAKE)
         self._trouble = client.register_script(_TROUBLE)
@@ -310,9 +310,9 @@ class RedisRelayState:
             is_degraded=allowed < lim.connections or rate != lim.rate_per_second,
         )
 
-    def release(self, lease_id: str, key: str, count: int) -> None:
+    def end_lease(self, lease_id: str, key: str, count: int) -> None:
         if count > 0:
-            self._release(args=[self._k(key), lease_id, count])
+            self._end_lease(args=[self._k(key), lease_id, count])
 
     def renew(self, lease_id: str, key: str, count: int) -> None:
         if count > 0:
@@ -444,7 +444,7 @@ class LocalRelayState:
                 leases[f"{lease_id}#{i}"] = now + self.limits.lease_seconds
             return Allowance(key, got, 0.0, lim, st.rate, degraded)
 
-    def release(self, lease_id: str, key: str, count: int) -> None:
+    def end_lease(self, lease_id: str, key: str, count: int) -> None:
         with self._lock:
             leases = self._leases.get(key, {})
             for i in range(1, count + 1):
@@ -574,10 +574,10 @@ class FallbackRelayState:
             self._down(exc)
             return self.local.acquire(lease_id, key, wanted)
 
-    def release(self, lease_id: str, key: str, count: int) -> None:
-        self.local.release(lease_id, key, count)
+    def end_lease(self, lease_id: str, key: str, count: int) -> None:
+        self.local.end_lease(lease_id, key, count)
         try:
-            self.shared.release(lease_id, key, count)
+            self.shared.end_lease(lease_id, key, count)
         except Exception as exc:
             self._down(exc)
 

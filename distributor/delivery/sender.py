@@ -1,6 +1,6 @@
 """One batch of one send: claim rows, render, push them through a few SMTP connections, record.
 
-This is the hot path. Per recipient it does a string join (``CompiledRelease.render``), one
+This is the hot path. Per recipient it does a string join (``CompiledRelease.message_for``), one
 pipelined SMTP exchange and its share of one group-committed UPDATE (acceptances of all lanes,
 through libpq directly) that travels while the next envelope replies do. No ORM objects, no
 ``EmailMessage``, no per-row Redis call. The event loop is ``pump.Pump``; this module decides
@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -30,8 +31,9 @@ from distributor.delivery.ledger import ClaimedRow, claim_batch
 from distributor.delivery.models import DeliveryStatus, Send
 from distributor.delivery.progress import ProgressWriter
 from distributor.delivery.pump import CLAIM_LOST, IDLE, Pump, reply_of
-from distributor.delivery.ratelimit import RateLimiter
+from distributor.delivery.ratelimit import Grant, RateLimiter
 from distributor.delivery.relaystate import Allowance, RelayState, relay_key, relay_state_for
+from distributor.delivery.rendering import CompiledRelease, compile_release
 from distributor.delivery.retry import plan_retry
 from distributor.delivery.smtp_client import SMTPConnectionLost, choose_relay
 from distributor.logs import get_logger
@@ -52,7 +54,6 @@ from distributor.settings import Settings
 
 log = get_logger("distributor.delivery.sender")
 
-D = DeliveryStatus
 _RATE_PATIENCE_SECONDS = 10.0  # how long a batch waits for rate-limit tokens
 _RATE_POLL_SECONDS = 0.25
 # A batch that lost the database keeps what it knows and retries this long before giving up.
@@ -78,13 +79,11 @@ def worker_name() -> str:
 
 # -- compiled releases, once per worker process -------------------------------------------------
 
-_compiled: dict[int, tuple[dt.datetime, object]] = {}
+_compiled: dict[int, tuple[dt.datetime, CompiledRelease]] = {}
 
 
-def compiled_release(session: Session, release_id: int, settings: Settings) -> object:
+def compiled_release(session: Session, release_id: int, settings: Settings) -> CompiledRelease:
     """The release compiled once per process, recompiled when the release changes."""
-    from distributor.delivery.rendering import compile_release
-
     updated_at = session.scalar(select(Release.updated_at).where(Release.id == release_id))
     cached = _compiled.get(release_id)
     if cached is not None and cached[0] == updated_at and updated_at is not None:
@@ -104,7 +103,7 @@ class BatchResult:
     deferred: int = 0
     failed: int = 0
     in_doubt: int = 0
-    released: int = 0
+    put_back: int = 0
     is_send_running: bool = True
     commits: int = 0  # statements that committed acceptances (several rows each)
     salvaged: bool = False  # the batch lost the database or Redis and settled afterwards
@@ -165,7 +164,7 @@ class Batch:
             if next_at is not None:
                 backoff_end = now + dt.timedelta(seconds=s.delivery_domain_backoff_seconds)
                 next_at = max(next_at, backoff_end)
-        status = D.FAILED if plan.is_expired else D.DEFERRED
+        status = DeliveryStatus.FAILED if plan.is_expired else DeliveryStatus.DEFERRED
         response = reply.describe(2000) + (f" ({note})" if note else "")
         if plan.is_expired:
             response += f" (still refused after {s.delivery_lifetime_hours} h: given up)"
@@ -177,7 +176,7 @@ class Batch:
             next_attempt_at=next_at,
             count_attempt=is_charged,
         )
-        if ours and status is D.DEFERRED:
+        if ours and status is DeliveryStatus.DEFERRED:
             self.result.deferred += 1
         elif ours:
             self.result.failed += 1
@@ -199,9 +198,9 @@ class Batch:
             # (RFC 5321 4.1.1.3): pause the send, say why, charge nobody.
             self.pause(reply)
             return (
-                self.writer.release(
+                self.writer.put_back(
                     [row.id],
-                    status=D.QUEUED,
+                    status=DeliveryStatus.QUEUED,
                     next_attempt_at=None,
                     note=NEVER_HANDED_OVER.format(
                         why=f"the send paused itself: {reply.describe()}"
@@ -210,17 +209,19 @@ class Batch:
                 == 1
             )
         if verdict.outcome is Outcome.DEFERRED and verdict.is_relay_trouble:
-            return self.requeue([row], reply, relay=relay, wait=wait) == 1
+            return self.put_back_for_relay([row], reply, relay=relay, wait=wait) == 1
         if verdict.outcome is Outcome.DEFERRED:
             return self.transient(row, reply, verdict)
         if verdict.outcome is Outcome.IN_DOUBT:
-            ours = self.writer.record(row.id, D.IN_DOUBT, code=None, response=reply.describe(2000))
+            ours = self.writer.record(
+                row.id, DeliveryStatus.IN_DOUBT, code=None, response=reply.describe(2000)
+            )
             if ours:
                 self.result.in_doubt += 1
             return ours
         ours = self.writer.record(
             row.id,
-            D.FAILED,
+            DeliveryStatus.FAILED,
             code=reply.code,
             response=reply.describe(2000),
             is_policy_rejection=verdict.is_policy_rejection,
@@ -256,9 +257,9 @@ class Batch:
             why = f"connection lost: {exc.reason}"
             return self.outcome(row, Reply(Stage.DOT, 0, IN_DOUBT_NOTE.format(why=why)))
         reply = Reply(exc.stage, 0, f"connection lost: {exc.reason}")
-        return self.requeue([row], reply, relay=relay) == 1
+        return self.put_back_for_relay([row], reply, relay=relay) == 1
 
-    def requeue(
+    def put_back_for_relay(
         self, rows: list[ClaimedRow], reply: Reply, *, relay: str, wait: float = 0.0
     ) -> int:
         """A reply about the relay: the rows go back to the queue with that reply and no
@@ -274,7 +275,11 @@ class Batch:
                 f"{self.settings.delivery_lifetime_hours} h: given up)"
             )
             if self.writer.record(
-                row.id, D.FAILED, code=reply.code or None, response=response, count_attempt=False
+                row.id,
+                DeliveryStatus.FAILED,
+                code=reply.code or None,
+                response=response,
+                count_attempt=False,
             ):
                 self.result.failed += 1
         back = [r.id for r in rows if r not in expired]
@@ -283,17 +288,17 @@ class Batch:
             relay=relay or "?",
             wait=f", paused {wait:.0f} s" if wait >= 1 else "",
         )
-        released = self.writer.release(
+        put_back = self.writer.put_back(
             back,
-            status=D.QUEUED,
+            status=DeliveryStatus.QUEUED,
             next_attempt_at=now + dt.timedelta(seconds=wait) if wait > 0 else None,
             note=note,
             code=reply.code or None,
         )
-        self.result.released += released
+        self.result.put_back += put_back
         if wait > 0:
             self.result.retry_after = max(self.result.retry_after, wait)
-        return released + len(expired)
+        return put_back + len(expired)
 
     def relay_trouble(self, relay: str, trouble: RelayTrouble, reply: Reply) -> float:
         """Tell every worker that the relay refused us; how long it is paused now."""
@@ -351,14 +356,16 @@ class Batch:
         the outcome authority's reason, no attempt charged, nothing handed over."""
         text, verdict = smtputf8_not_offered(relay, missing)
         assert verdict.outcome is Outcome.FAILED
-        ours = self.writer.record(row.id, D.FAILED, code=None, response=text, count_attempt=False)
+        ours = self.writer.record(
+            row.id, DeliveryStatus.FAILED, code=None, response=text, count_attempt=False
+        )
         if ours:
             self.result.failed += 1
         return ours
 
     def unbuildable(self, row: ClaimedRow, exc: Exception) -> bool:
         ours = self.writer.record(
-            row.id, D.FAILED, code=None, response=f"could not build the message: {exc}"
+            row.id, DeliveryStatus.FAILED, code=None, response=f"could not build the message: {exc}"
         )
         if ours:
             self.result.failed += 1
@@ -385,28 +392,30 @@ class Batch:
             self.writer.pause_send(self.send_id, reason)
             log.warning("delivery.send_paused_itself", send_id=self.send_id, reason=reason)
 
-    def give_back(self, rows: list[ClaimedRow], send_status: str) -> None:
-        """The send was paused or cancelled mid-batch: return the rows not sent yet."""
+    def put_back_on_stop(self, rows: list[ClaimedRow], send_status: str) -> None:
+        """The send was paused or cancelled mid-batch: put back the rows not sent yet."""
         if not rows:
             return
-        status = D.CANCELLED if send_status == "cancelled" else D.QUEUED
+        status = DeliveryStatus.CANCELLED if send_status == "cancelled" else DeliveryStatus.QUEUED
         # When the send paused itself, each row says why it was not sent.
         why = f"the send paused itself: {self.stop_reason}" if self.stop_reason else ""
-        self.result.released += self.writer.release(
+        self.result.put_back += self.writer.put_back(
             [r.id for r in rows],
             status=status,
             next_attempt_at=None,
-            note=NEVER_HANDED_OVER.format(why=why) if why and status is D.QUEUED else "",
+            note=NEVER_HANDED_OVER.format(why=why)
+            if why and status is DeliveryStatus.QUEUED
+            else "",
         )
 
-    def release(self, rows: list[ClaimedRow], wait_seconds: float, why: str = "") -> None:
-        """Give rows back to the queue unsent, due again after ``wait_seconds``."""
+    def put_back(self, rows: list[ClaimedRow], wait_seconds: float, why: str = "") -> None:
+        """Put rows back in the queue unsent, due again after ``wait_seconds``."""
         if not rows:
             return
         now = self.clock()
-        self.result.released += self.writer.release(
+        self.result.put_back += self.writer.put_back(
             [r.id for r in rows],
-            status=D.QUEUED,
+            status=DeliveryStatus.QUEUED,
             next_attempt_at=now + dt.timedelta(seconds=wait_seconds),
             note=NEVER_HANDED_OVER.format(why=why) if why else "",
         )
@@ -453,9 +462,9 @@ def run_batch(
     finally:
         for key, allowance in allowances.items():
             try:
-                state.release(worker, key, allowance.connections)
+                state.end_lease(worker, key, allowance.connections)
             except Exception as exc:
-                log.warning("delivery.relay_release_failed", error=str(exc))
+                log.warning("delivery.relay_lease_end_failed", error=str(exc))
     return result
 
 
@@ -549,7 +558,7 @@ def _run_claimed(
         deferred=result.deferred,
         failed=result.failed,
         in_doubt=result.in_doubt,
-        released=result.released,
+        put_back=result.put_back,
         acceptance_commits=result.commits,
         salvaged=result.salvaged,
         connections=lanes,
@@ -558,7 +567,7 @@ def _run_claimed(
 
 def _deliver(
     rows: list[ClaimedRow],
-    compiled: object,
+    compiled: CompiledRelease,
     batch: Batch,
     relays: list[SMTPConfig],
     lane_count: int,
@@ -585,72 +594,25 @@ def _deliver(
         while waiting:
             wanted = Counter(r.domain for r in waiting)
             domains_used.update(wanted)
-            try:
-                grant = limiter.acquire(worker, wanted)
-            except Exception as exc:
-                log.warning("delivery.rate_limiter_unreachable", error=str(exc))
-                batch.release(
-                    waiting,
-                    _RATE_LIMITER_DOWN_RETRY_SECONDS,
-                    why=f"rate limiter unreachable: {type(exc).__name__}",
-                )
-                waiting = []
+            grant = _domain_grant(batch, worker, wanted, waiting)
+            if grant is None:
+                waiting = []  # put back: the rate limiter is out of reach
                 break
-            left = dict(grant.granted)
-            sendable: list[ClaimedRow] = []
-            later: list[ClaimedRow] = []
-            paused_domains: dict[float, list[ClaimedRow]] = {}
-            blocked_lanes: set[int] = set()
-            for row in waiting:
-                lane = row.lane % lane_count
-                if row.domain in grant.backoff_seconds:
-                    paused_domains.setdefault(grant.backoff_seconds[row.domain], []).append(row)
-                elif lane not in blocked_lanes and left.get(row.domain, 0) > 0:
-                    left[row.domain] -= 1
-                    sendable.append(row)
-                else:
-                    blocked_lanes.add(lane)
-                    later.append(row)
-            for wait, paused in paused_domains.items():
-                batch.release(paused, wait)
-            sendable, over = _within_relay_rates(batch, pump, sendable)
-            waiting = sorted([*later, *over], key=lambda r: r.id) if over else later
+            sendable, later, waiting = _take_granted(batch, pump, waiting, grant)
             stop = pump.run(sendable)
             if sendable and batch.result.sent:
-                for key in {relay_key(lane.relay) for lane in pump.lanes} - set(pump.stopped):
-                    batch.relay_good(key)
+                _report_good_relays(batch, pump)
             if pump.stopped:
-                # A relay refused us: its lanes' rows wait for it (the shared state decides
-                # how many connections and what rate the next batches get).
-                stay: list[ClaimedRow] = []
-                back: dict[str, list[ClaimedRow]] = {}
-                for row in waiting:
-                    key = relay_key(pump.lanes[row.lane % lane_count].relay)
-                    if key in pump.stopped:
-                        back.setdefault(key, []).append(row)
-                    else:
-                        stay.append(row)
-                for key, rows_back in back.items():
-                    reply, wait = pump.stopped[key]
-                    batch.requeue(rows_back, reply, relay=key, wait=wait)
-                waiting = stay
+                waiting = _put_back_for_stopped_relays(batch, pump, waiting)
             if stop is not None:
                 if stop != CLAIM_LOST:
-                    batch.give_back(later, stop)
+                    batch.put_back_on_stop(later, stop)
                     batch.result.is_send_running = False
                 waiting = []
                 break
-            if waiting:
-                if time.monotonic() >= patience_until:
-                    batch.release(waiting, 1.0)
-                    waiting = []
-                    break
-                pump.beat()
-                if pump.claim_lost:
-                    pump.abandon()
-                    waiting = []
-                    break
-                time.sleep(_RATE_POLL_SECONDS)
+            if waiting and not _wait_for_next_round(batch, pump, waiting, patience_until):
+                waiting = []
+                break
         pump.close()
         is_clean = not pump.claim_lost
     except Exception as exc:
@@ -659,12 +621,104 @@ def _deliver(
         _salvage(batch, pump, waiting, engine, claim_id, exc)
         is_clean = True
     finally:
-        try:
-            limiter.release(worker, sorted(domains_used))
-        except Exception as exc:
-            log.warning("delivery.rate_limiter_release_failed", error=str(exc))
+        _end_domain_leases(limiter, worker, domains_used)
         batch.result.commits = pump.commits
     _settle_held(batch, engine, claim_id, end_claim=is_clean)
+
+
+def _domain_grant(
+    batch: Batch, worker: str, wanted: Counter[str], waiting: list[ClaimedRow]
+) -> Grant | None:
+    """What the domains' rate limits grant this round; None when the limiter is out of
+    reach (the rows went back to the queue for a few seconds)."""
+    try:
+        return batch.limiter.acquire(worker, wanted)
+    except Exception as exc:
+        log.warning("delivery.rate_limiter_unreachable", error=str(exc))
+        batch.put_back(
+            waiting,
+            _RATE_LIMITER_DOWN_RETRY_SECONDS,
+            why=f"rate limiter unreachable: {type(exc).__name__}",
+        )
+        return None
+
+
+def _take_granted(
+    batch: Batch, pump: Pump, waiting: list[ClaimedRow], grant: Grant
+) -> tuple[list[ClaimedRow], list[ClaimedRow], list[ClaimedRow]]:
+    """Split the waiting rows: (sendable this round, held back by a domain's rate, every
+    row still waiting). Rows of a slowed-down domain go back to the queue until its pause
+    ends; once a lane's row must wait, the lane's later rows wait with it."""
+    lane_count = len(pump.lanes)
+    left = dict(grant.granted)
+    sendable: list[ClaimedRow] = []
+    later: list[ClaimedRow] = []
+    paused_domains: dict[float, list[ClaimedRow]] = {}
+    blocked_lanes: set[int] = set()
+    for row in waiting:
+        lane = row.lane % lane_count
+        if row.domain in grant.backoff_seconds:
+            paused_domains.setdefault(grant.backoff_seconds[row.domain], []).append(row)
+        elif lane not in blocked_lanes and left.get(row.domain, 0) > 0:
+            left[row.domain] -= 1
+            sendable.append(row)
+        else:
+            blocked_lanes.add(lane)
+            later.append(row)
+    for wait, paused in paused_domains.items():
+        batch.put_back(paused, wait)
+    sendable, over = _within_relay_rates(batch, pump, sendable)
+    still_waiting = sorted([*later, *over], key=lambda r: r.id) if over else later
+    return sendable, later, still_waiting
+
+
+def _report_good_relays(batch: Batch, pump: Pump) -> None:
+    """The relays that accepted mail this round and did not refuse us may speed up."""
+    for key in {relay_key(lane.relay) for lane in pump.lanes} - set(pump.stopped):
+        batch.relay_good(key)
+
+
+def _put_back_for_stopped_relays(
+    batch: Batch, pump: Pump, waiting: list[ClaimedRow]
+) -> list[ClaimedRow]:
+    """A relay refused us: its lanes' rows wait for it (the shared state decides how many
+    connections and what rate the next batches get). The rows of the other relays stay."""
+    lane_count = len(pump.lanes)
+    stay: list[ClaimedRow] = []
+    back: dict[str, list[ClaimedRow]] = {}
+    for row in waiting:
+        key = relay_key(pump.lanes[row.lane % lane_count].relay)
+        if key in pump.stopped:
+            back.setdefault(key, []).append(row)
+        else:
+            stay.append(row)
+    for key, rows_back in back.items():
+        reply, wait = pump.stopped[key]
+        batch.put_back_for_relay(rows_back, reply, relay=key, wait=wait)
+    return stay
+
+
+def _wait_for_next_round(
+    batch: Batch, pump: Pump, waiting: list[ClaimedRow], patience_until: float
+) -> bool:
+    """Rows wait for rate-limit tokens: sleep a moment, keeping the claim alive. False when
+    the batch stops waiting (out of patience: the rows went back; or the claim was lost)."""
+    if time.monotonic() >= patience_until:
+        batch.put_back(waiting, 1.0)
+        return False
+    pump.beat()
+    if pump.claim_lost:
+        pump.abandon()
+        return False
+    time.sleep(_RATE_POLL_SECONDS)
+    return True
+
+
+def _end_domain_leases(limiter: RateLimiter, worker: str, domains: set[str]) -> None:
+    try:
+        limiter.end_lease(worker, sorted(domains))
+    except Exception as exc:
+        log.warning("delivery.rate_limiter_lease_end_failed", error=str(exc))
 
 
 def _within_relay_rates(
@@ -711,7 +765,7 @@ def _salvage(
     exc: Exception,
 ) -> None:
     """Keep what the batch knows after a failure: read the replies to final dots already
-    written, stop sending, and give back every row never handed over (recorded by
+    written, stop sending, and put back every row never handed over (recorded by
     ``_settle_held`` once the database answers)."""
     why = f"{type(exc).__name__}"
     held = batch.held_accepted
@@ -720,6 +774,39 @@ def _salvage(
         pump.committing = None
     held.extend((row, m, t) for _, row, m, t in pump.accepted)
     pump.accepted = []
+    doubt, refused = _read_dots_out(pump, held, why)
+    unsent = sorted([*pump.unsent_rows(), *waiting], key=lambda r: r.id)
+    for lane in pump.lanes:
+        if lane.client is not None:
+            lane.client.close()
+            lane.client = None
+
+    def write(writer: ProgressWriter) -> None:
+        batch.writer = writer
+        for row, reply in refused:
+            if not batch.outcome(row, reply):
+                writer.settle_late(row.id, DeliveryStatus.FAILED, response=reply.describe(2000))
+        for row, note in doubt:
+            if writer.record(row.id, DeliveryStatus.IN_DOUBT, code=None, response=note):
+                batch.result.in_doubt += 1
+        note = NEVER_HANDED_OVER.format(why=f"batch interrupted: {why}")
+        put_back = writer.put_back(
+            [r.id for r in unsent], status=DeliveryStatus.QUEUED, next_attempt_at=None, note=note
+        )
+        batch.result.put_back += put_back
+        if put_back < len(unsent):
+            # Recovery got there first and made a lane's first row in doubt: it never left.
+            for row in unsent:
+                writer.settle_late(row.id, DeliveryStatus.QUEUED, response=note)
+
+    _with_database(batch, engine, claim_id, write)
+
+
+def _read_dots_out(
+    pump: Pump, held: list[tuple[ClaimedRow, str, str]], why: str
+) -> tuple[list[tuple[ClaimedRow, str]], list[tuple[ClaimedRow, Reply]]]:
+    """Read the reply to every final dot already written and close its connection: a 250
+    joins ``held``; returned are the rows left in doubt (no reply) and the refused ones."""
     doubt: list[tuple[ClaimedRow, str]] = []
     refused: list[tuple[ClaimedRow, Reply]] = []
     for lane, row in pump.dots_out():
@@ -734,31 +821,7 @@ def _salvage(
         if lane.client is not None:
             lane.client.close()
         lane.phase, lane.row, lane.message = IDLE, None, None
-    unsent = sorted([*pump.unsent_rows(), *waiting], key=lambda r: r.id)
-    for lane in pump.lanes:
-        if lane.client is not None:
-            lane.client.close()
-            lane.client = None
-
-    def write(writer: ProgressWriter) -> None:
-        batch.writer = writer
-        for row, reply in refused:
-            if not batch.outcome(row, reply):
-                writer.settle_late(row.id, D.FAILED, response=reply.describe(2000))
-        for row, note in doubt:
-            if writer.record(row.id, D.IN_DOUBT, code=None, response=note):
-                batch.result.in_doubt += 1
-        note = NEVER_HANDED_OVER.format(why=f"batch interrupted: {why}")
-        released = writer.release(
-            [r.id for r in unsent], status=D.QUEUED, next_attempt_at=None, note=note
-        )
-        batch.result.released += released
-        if released < len(unsent):
-            # Recovery got there first and made a lane's first row in doubt: it never left.
-            for row in unsent:
-                writer.settle_late(row.id, D.QUEUED, response=note)
-
-    _with_database(batch, engine, claim_id, write)
+    return doubt, refused
 
 
 def _settle_held(batch: Batch, engine: Engine, claim_id: int, *, end_claim: bool) -> None:
@@ -779,7 +842,7 @@ def _settle_held(batch: Batch, engine: Engine, claim_id: int, *, end_claim: bool
                 note = LATE_NOTE.format(why="after its worker's claim was recovered")
                 if writer.settle_late(
                     row.id,
-                    D.SENT,
+                    DeliveryStatus.SENT,
                     response=f"{text} [{note}]",
                     message_id=message_id,
                 ):
@@ -819,7 +882,8 @@ def _with_database(
                 writer = ProgressWriter(engine, claim_id)
             except Exception as again:
                 log.warning("delivery.settle_reconnect_failed", error=str(again))
-                writer = _BrokenWriter()  # type: ignore[assignment]
+                # Not a writer: it stands in so that the next ``write`` fails and retries.
+                writer = cast(ProgressWriter, _BrokenWriter())
             batch.writer = writer
 
 

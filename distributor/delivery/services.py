@@ -32,9 +32,6 @@ from distributor.releases.services import transition
 from distributor.tasks_api import TaskRef, enqueue_after_commit
 
 DISPATCH_SEND = TaskRef("delivery.dispatch_send")
-D = DeliveryStatus
-S = SendStatus
-R = ReleaseStatus
 _RATE_WINDOW_SECONDS = 20
 
 
@@ -43,18 +40,26 @@ _RATE_WINDOW_SECONDS = 20
 # The release statuses a send in each status may sit beside. A send that was reopened after
 # it finished (retry failed, resend in doubt) runs beside a release already ``sent``.
 RELEASE_BESIDE_SEND: dict[SendStatus, frozenset[ReleaseStatus]] = {
-    S.SCHEDULED: frozenset({R.SCHEDULED}),
-    S.RUNNING: frozenset({R.SENDING, R.SENT}),
-    S.PAUSED: frozenset({R.SENDING, R.SENT}),
-    S.FINISHED: frozenset({R.SENT, R.WITHDRAWN}),
-    S.CANCELLED: frozenset({R.APPROVED, R.SENT, R.WITHDRAWN, R.DRAFT, R.IN_REVIEW}),
+    SendStatus.SCHEDULED: frozenset({ReleaseStatus.SCHEDULED}),
+    SendStatus.RUNNING: frozenset({ReleaseStatus.SENDING, ReleaseStatus.SENT}),
+    SendStatus.PAUSED: frozenset({ReleaseStatus.SENDING, ReleaseStatus.SENT}),
+    SendStatus.FINISHED: frozenset({ReleaseStatus.SENT, ReleaseStatus.WITHDRAWN}),
+    SendStatus.CANCELLED: frozenset(
+        {
+            ReleaseStatus.APPROVED,
+            ReleaseStatus.SENT,
+            ReleaseStatus.WITHDRAWN,
+            ReleaseStatus.DRAFT,
+            ReleaseStatus.IN_REVIEW,
+        }
+    ),
 }
 
 _RELEASE_COMMENTS = {
-    S.SCHEDULED: "Send scheduled",
-    S.RUNNING: "Send started",
-    S.FINISHED: "Every message sent",
-    S.CANCELLED: "Send cancelled",
+    SendStatus.SCHEDULED: "Send scheduled",
+    SendStatus.RUNNING: "Send started",
+    SendStatus.FINISHED: "Every message sent",
+    SendStatus.CANCELLED: "Send cancelled",
 }
 
 
@@ -63,11 +68,11 @@ def release_status_for(send: SendStatus, release: ReleaseStatus) -> ReleaseStatu
     if release in RELEASE_BESIDE_SEND[send]:
         return release
     return {
-        S.SCHEDULED: R.SCHEDULED,
-        S.RUNNING: R.SENDING,
-        S.PAUSED: R.SENDING,
-        S.FINISHED: R.SENT,
-        S.CANCELLED: R.APPROVED,
+        SendStatus.SCHEDULED: ReleaseStatus.SCHEDULED,
+        SendStatus.RUNNING: ReleaseStatus.SENDING,
+        SendStatus.PAUSED: ReleaseStatus.SENDING,
+        SendStatus.FINISHED: ReleaseStatus.SENT,
+        SendStatus.CANCELLED: ReleaseStatus.APPROVED,
     }[send]
 
 
@@ -92,7 +97,7 @@ def _follow(
 ) -> None:
     wanted = release_status_for(send.status, release.status)
     if wanted is not release.status:
-        if wanted is R.APPROVED and release.status is R.SCHEDULED:
+        if wanted is ReleaseStatus.APPROVED and release.status is ReleaseStatus.SCHEDULED:
             release.scheduled_send_at = None
         transition(
             session,
@@ -202,9 +207,11 @@ def _begin(
             update(Delivery)
             .where(
                 Delivery.send_id == send.id,
-                DELIVERY_MACHINE.guard(Delivery.status, D.QUEUED, {D.CANCELLED}),
+                DELIVERY_MACHINE.guard(
+                    Delivery.status, DeliveryStatus.QUEUED, {DeliveryStatus.CANCELLED}
+                ),
             )
-            .values(status=D.QUEUED, next_attempt_at=None, updated_at=now)
+            .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         send.cancelled_at = None
@@ -269,6 +276,15 @@ def finish_if_done(session: Session, send_id: int) -> bool:
     return True
 
 
+def finish_unless_due(session: Session, send_id: int, now: dt.datetime) -> bool:
+    """Finish the send unless rows of it are due now; True when they are (another batch is
+    wanted)."""
+    if has_due(session, send_id, now):
+        return True
+    finish_if_done(session, send_id)
+    return False
+
+
 def pause_send(session: Session, release_id: int) -> Send:
     """Stop claiming new batches; running batches hand back what they have not sent."""
     send = _send_for(session, release_id)
@@ -311,9 +327,13 @@ def cancel_send(session: Session, release_id: int) -> Send:
         update(Delivery)
         .where(
             Delivery.send_id == send.id,
-            DELIVERY_MACHINE.guard(Delivery.status, D.CANCELLED, {D.QUEUED, D.DEFERRED}),
+            DELIVERY_MACHINE.guard(
+                Delivery.status,
+                DeliveryStatus.CANCELLED,
+                {DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED},
+            ),
         )
-        .values(status=D.CANCELLED, next_attempt_at=None, updated_at=now)
+        .values(status=DeliveryStatus.CANCELLED, next_attempt_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     was_scheduled = send.status is SendStatus.SCHEDULED
@@ -348,7 +368,7 @@ def retry_failed(session: Session, release_id: int) -> int:
         session.scalars(
             select(Delivery.id).where(
                 Delivery.send_id == send.id,
-                Delivery.status == D.FAILED,
+                Delivery.status == DeliveryStatus.FAILED,
                 Delivery.is_policy_rejection.is_(False),
                 Delivery.email.is_not(None),
             )
@@ -358,7 +378,7 @@ def retry_failed(session: Session, release_id: int) -> int:
     ids = [i for i in candidates if i not in blocked]
     if not ids:
         return 0
-    count = _requeue(session, ids, from_status=D.FAILED)
+    count = _requeue(session, ids, from_status=DeliveryStatus.FAILED)
     _reopen(session, send)
     return count
 
@@ -371,14 +391,14 @@ def resend_in_doubt(session: Session, release_id: int, delivery_ids: list[int]) 
         session.scalars(
             select(Delivery.id).where(
                 Delivery.send_id == send.id,
-                Delivery.status == D.IN_DOUBT,
+                Delivery.status == DeliveryStatus.IN_DOUBT,
                 Delivery.id.in_(delivery_ids),
             )
         )
     )
     if not ids:
         return 0
-    count = _requeue(session, ids, from_status=D.IN_DOUBT)
+    count = _requeue(session, ids, from_status=DeliveryStatus.IN_DOUBT)
     _reopen(session, send)
     return count
 
@@ -392,10 +412,10 @@ def _requeue(session: Session, ids: list[int], *, from_status: DeliveryStatus) -
             update(Delivery)
             .where(
                 Delivery.id.in_(chunk),
-                DELIVERY_MACHINE.guard(Delivery.status, D.QUEUED, {from_status}),
+                DELIVERY_MACHINE.guard(Delivery.status, DeliveryStatus.QUEUED, {from_status}),
             )
             .values(
-                status=D.QUEUED,
+                status=DeliveryStatus.QUEUED,
                 next_attempt_at=None,
                 first_attempt_at=None,  # a new lifetime for the retry
                 updated_at=now,
@@ -439,7 +459,7 @@ def send_progress(session: Session, release_id: int) -> SendProgress:
         session.scalar(
             select(func.count(Delivery.id)).where(
                 Delivery.send_id == send.id,
-                Delivery.status == D.SENT,
+                Delivery.status == DeliveryStatus.SENT,
                 Delivery.sent_at >= window_start,
             )
         )
@@ -457,7 +477,7 @@ def list_in_doubt(session: Session, release_id: int) -> list[Delivery]:
     return list(
         session.scalars(
             select(Delivery)
-            .where(Delivery.release_id == release_id, Delivery.status == D.IN_DOUBT)
+            .where(Delivery.release_id == release_id, Delivery.status == DeliveryStatus.IN_DOUBT)
             .order_by(Delivery.id)
         )
     )

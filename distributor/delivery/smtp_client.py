@@ -1,11 +1,11 @@
-"""A small, fast SMTP client for bulk delivery: one connection per batch, PIPELINING.
+"""A small, fast SMTP client for bulk delivery: one per lane of a batch, PIPELINING.
 
 ``smtplib`` waits for every reply in turn and copies each message several times; at thousands
 of messages a second that is most of the cost. This client writes MAIL, RCPT and DATA in one
 packet when the server advertises PIPELINING (RFC 2920), reads the three replies, then sends
-the body and waits for the reply to the final dot. Callers split those steps
-(``write_envelope`` / ``read_envelope`` / ``send_body``) so they can do other work, such as
-recording the in-flight marker in the database, while the envelope replies travel.
+the body and waits for the reply to the final dot. ``pump.Pump`` splits those steps
+(``write_envelope`` / ``read_envelope`` / ``write_body`` / ``read_body_reply``) so that while
+one lane's replies travel it drives the other lanes and commits their acceptances.
 
 A message to a mailbox whose local part is not ASCII carries ``SMTPUTF8`` and
 ``BODY=8BITMIME`` on its MAIL FROM (RFC 6531: its envelope and its UTF-8 headers,

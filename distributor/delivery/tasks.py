@@ -20,6 +20,7 @@ from distributor.delivery.ratelimit import RateLimiter, rate_limiter_for
 from distributor.delivery.sender import run_batch
 from distributor.delivery.services import (
     finish_if_done,
+    finish_unless_due,
     restart_if_quiet,
     start_due_scheduled,
 )
@@ -68,10 +69,10 @@ def send_batch(send_id: int) -> None:
         send_batch.apply_async((send_id,), countdown=min(30.0, result.retry_after))
         return
     with task_session() as session:
-        if result.claimed and ledger.has_due(session, send_id, utcnow()):
-            send_batch.delay(send_id)
-        else:
+        if not result.claimed:
             finish_if_done(session, send_id)
+        elif finish_unless_due(session, send_id, utcnow()):
+            send_batch.delay(send_id)
 
 
 @shared_task(name="delivery.sweep")
@@ -111,5 +112,5 @@ def sweep() -> None:
             restarted = restart_if_quiet(
                 session, send_id, now, claim_timeout_seconds=settings.delivery_claim_timeout_seconds
             )
-            if not restarted and not ledger.has_due(session, send_id, now):
-                finish_if_done(session, send_id)
+            if not restarted:
+                finish_unless_due(session, send_id, now)

@@ -97,7 +97,7 @@ def _sample_for_current_user() -> Recipient:
 
 
 def _preview_parts(compiled: CompiledRelease) -> tuple[str, str, EmailMessage]:
-    raw = compiled.render(_sample_for_current_user())[2]
+    raw = compiled.message_for(_sample_for_current_user())[2]
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     html = message.get_body(("html",))

@@ -161,7 +161,7 @@ def build_notice(
         f"{tokens.new_browser_code(settings, access.id, notice.key)}",
         "base_url": base,
     }
-    rendered = renderer.render(_TEMPLATES[notice.kind], context)
+    rendered = renderer.render_email(_TEMPLATES[notice.kind], context)
     # The same road as every other mail: VERP sender, DKIM when on, our header rules.
     mail = outgoing_mail.build_transactional(
         settings,

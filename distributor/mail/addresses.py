@@ -16,6 +16,7 @@ suppression list, deduplication and every non-SMTPUTF8 hop on the same key.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from functools import lru_cache
 from typing import Protocol
 
@@ -63,10 +64,10 @@ def needs_smtputf8(address: str) -> bool:
 UTF8_EXTENSIONS = ("SMTPUTF8", "8BITMIME")
 
 
-def missing_for_utf8(offered: object) -> list[str]:
+def missing_for_utf8(offered: Container[str]) -> list[str]:
     """The EHLO keywords (upper case) a message to an internationalised mailbox needs and
     ``offered`` (a set or mapping of keywords) lacks; empty when it may go."""
-    return [k for k in UTF8_EXTENSIONS if k not in offered]  # type: ignore[operator]
+    return [k for k in UTF8_EXTENSIONS if k not in offered]
 
 
 def normalise_address(

@@ -93,7 +93,7 @@ class EmailRenderer:
     def render_text(self, name: str, context: dict[str, Any]) -> str:
         return self.text_env.get_template(f"{name}/body.txt").render(context)
 
-    def render(self, name: str, context: dict[str, Any]) -> RenderedEmail:
+    def render_email(self, name: str, context: dict[str, Any]) -> RenderedEmail:
         """Render subject, HTML and text for one email."""
         return RenderedEmail(
             subject=self.render_subject(name, context),

@@ -162,7 +162,7 @@ def build_expiry_notice(
     # The one road every mail takes: VERP sender, DKIM when on, our header rules.
     mail = outgoing_mail.build_transactional(
         settings,
-        rendered=renderer.render("media_rights_ending", context),
+        rendered=renderer.render_email("media_rights_ending", context),
         from_name=org.name,
         to_address=asset.owner.email,
         reply_to=org.press_email,

@@ -107,7 +107,7 @@ def build_notification(
     if release is None:
         raise NotFound("The release no longer exists")
     context = notification_context(session, mail, release, settings)
-    rendered = renderer.render("notification", context)
+    rendered = renderer.render_email("notification", context)
     # The one road every mail takes: VERP sender, DKIM when on, our header rules.
     message = outgoing.build_transactional(
         settings,

@@ -24,21 +24,20 @@ from distributor.releases.models import Release, ReleaseStatus
 from distributor.signals import release_moved
 from distributor.tasks_api import TaskRef, enqueue_after_commit
 
-S = ReleaseStatus
 SEND_NOTIFICATION = TaskRef("notifications.send_notification")
 MUTED = "notifications_muted"
 
 
 def kind_of_move(from_status: ReleaseStatus, to_status: ReleaseStatus) -> NotificationKind | None:
-    if to_status is S.IN_REVIEW:
+    if to_status is ReleaseStatus.IN_REVIEW:
         return NotificationKind.SUBMITTED
-    if from_status is S.IN_REVIEW and to_status is S.APPROVED:
+    if from_status is ReleaseStatus.IN_REVIEW and to_status is ReleaseStatus.APPROVED:
         return NotificationKind.APPROVED
-    if from_status is S.IN_REVIEW and to_status is S.DRAFT:
+    if from_status is ReleaseStatus.IN_REVIEW and to_status is ReleaseStatus.DRAFT:
         return NotificationKind.SENT_BACK
-    if to_status is S.SCHEDULED:
+    if to_status is ReleaseStatus.SCHEDULED:
         return NotificationKind.SCHEDULED
-    if to_status is S.SENT:
+    if to_status is ReleaseStatus.SENT:
         return NotificationKind.SENT
     return None
 

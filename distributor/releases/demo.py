@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -412,11 +413,42 @@ def _lerp(a: tuple[int, ...], b: tuple[int, ...], t: float) -> tuple[int, ...]:
 def draw_scene(scene: str, seed: int, size: tuple[int, int] = (1500, 1000)) -> bytes:
     """A simple illustrated coastal scene (sky gradient, sea, a subject), as PNG bytes."""
     rng = random.Random(seed)
-    sky_top, sky_bottom, sea = _PALETTES.get(scene, _PALETTES["tide"])
     w, h = size
     image = Image.new("RGB", size)
     draw = ImageDraw.Draw(image)
     horizon = int(h * rng.uniform(0.52, 0.62))
+    _draw_sky_and_sea(draw, rng, scene, size, horizon)
+    if scene in ("cliff", "lighthouse", "van", "marsh", "sun"):
+        land = (52, 74, 58) if scene not in ("harbour", "lighthouse") else (25, 30, 45)
+        draw.polygon(
+            [(0, horizon - 160), (w * 0.35, horizon - 120), (w * 0.45, horizon + 60), (0, h)],
+            fill=land,
+        )
+    subject = _SUBJECTS.get(scene)
+    if subject is not None:
+        subject(_Canvas(draw, rng, w, h, horizon))
+    image = image.filter(ImageFilter.GaussianBlur(radius=1.2))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class _Canvas:
+    """What a scene's subject is drawn on, with the scene's random stream."""
+
+    draw: ImageDraw.ImageDraw
+    rng: random.Random
+    w: int
+    h: int
+    horizon: int
+
+
+def _draw_sky_and_sea(
+    draw: ImageDraw.ImageDraw, rng: random.Random, scene: str, size: tuple[int, int], horizon: int
+) -> None:
+    sky_top, sky_bottom, sea = _PALETTES.get(scene, _PALETTES["tide"])
+    w, h = size
     for y in range(horizon):
         draw.line([(0, y), (w, y)], fill=_lerp(sky_top, sky_bottom, y / horizon))
     sun_x, sun_y, sun_r = rng.randint(w // 5, 4 * w // 5), rng.randint(h // 8, horizon // 2), 70
@@ -429,74 +461,116 @@ def draw_scene(scene: str, seed: int, size: tuple[int, int] = (1500, 1000)) -> b
         amp, phase = 3 + i * 0.6, rng.uniform(0, math.tau)
         points = [(x, y + amp * math.sin(x / (40 + i * 3) + phase)) for x in range(0, w + 20, 20)]
         draw.line(points, fill=_lerp(sea, (255, 255, 255), 0.25), width=2)
-    land = (52, 74, 58) if scene not in ("harbour", "lighthouse") else (25, 30, 45)
-    if scene in ("cliff", "lighthouse", "van", "marsh", "sun"):
-        draw.polygon(
-            [(0, horizon - 160), (w * 0.35, horizon - 120), (w * 0.45, horizon + 60), (0, h)],
-            fill=land,
+
+
+def _draw_lighthouse(c: _Canvas) -> None:
+    w = c.w
+    x0 = int(w * 0.2)
+    c.draw.polygon(
+        [
+            (x0 - 30, c.horizon - 120),
+            (x0 + 30, c.horizon - 120),
+            (x0 + 18, c.horizon - 420),
+            (x0 - 18, c.horizon - 420),
+        ],
+        fill=(245, 245, 240),
+    )
+    c.draw.rectangle([x0 - 26, c.horizon - 460, x0 + 26, c.horizon - 420], fill=(250, 220, 120))
+    c.draw.polygon(
+        [(x0, c.horizon - 440), (w, c.horizon - 560), (w, c.horizon - 320)], fill=(255, 236, 170)
+    )
+
+
+def _draw_boats(c: _Canvas) -> None:
+    w = c.w
+    for i in range(c.rng.randint(3, 5)):
+        bx = int(w * (0.15 + i * 0.18)) + c.rng.randint(-30, 30)
+        by = c.horizon + 90 + c.rng.randint(0, 120)
+        hull = c.rng.choice([(200, 60, 50), (40, 90, 150), (230, 200, 60), (240, 240, 240)])
+        c.draw.polygon(
+            [(bx - 110, by), (bx + 110, by), (bx + 80, by + 45), (bx - 80, by + 45)], fill=hull
         )
-    if scene == "lighthouse":
-        x0 = int(w * 0.2)
-        draw.polygon([(x0 - 30, horizon - 120), (x0 + 30, horizon - 120), (x0 + 18, horizon - 420),
-                      (x0 - 18, horizon - 420)], fill=(245, 245, 240))  # fmt: skip
-        draw.rectangle([x0 - 26, horizon - 460, x0 + 26, horizon - 420], fill=(250, 220, 120))
-        draw.polygon([(x0, horizon - 440), (w, horizon - 560), (w, horizon - 320)],
-                     fill=(255, 236, 170))  # fmt: skip
-    if scene in ("boats", "harbour"):
-        for i in range(rng.randint(3, 5)):
-            bx = int(w * (0.15 + i * 0.18)) + rng.randint(-30, 30)
-            by = horizon + 90 + rng.randint(0, 120)
-            hull = rng.choice([(200, 60, 50), (40, 90, 150), (230, 200, 60), (240, 240, 240)])
-            draw.polygon([(bx - 110, by), (bx + 110, by), (bx + 80, by + 45), (bx - 80, by + 45)],
-                         fill=hull)  # fmt: skip
-            draw.rectangle([bx - 30, by - 55, bx + 30, by], fill=(245, 245, 245))
-            draw.line([(bx, by - 55), (bx, by - 170)], fill=(60, 60, 60), width=5)
-    if scene == "houses":
-        colours = [(214, 98, 86), (240, 196, 90), (96, 160, 200), (150, 200, 150), (236, 236, 230)]
-        for i in range(8):
-            hx = 60 + i * 175
-            top = horizon - rng.randint(220, 300)
-            draw.rectangle([hx, top, hx + 165, horizon + 40], fill=colours[i % len(colours)])
-            draw.polygon([(hx - 8, top), (hx + 82, top - 70), (hx + 173, top)], fill=(70, 70, 80))
-            for wy in range(top + 30, horizon, 80):
-                draw.rectangle([hx + 25, wy, hx + 65, wy + 45], fill=(250, 250, 235))
-                draw.rectangle([hx + 100, wy, hx + 140, wy + 45], fill=(250, 250, 235))
-    if scene == "tide":
-        for i in range(6):
-            px = int(w * (0.1 + i * 0.16))
-            draw.rectangle([px, horizon - 140, px + 10, h - 80 - i * 20], fill=(70, 70, 70))
-            draw.rectangle([px - 18, horizon - 170, px + 28, horizon - 140], fill=(30, 40, 50))
-    if scene == "van":
-        vx, vy = int(w * 0.55), horizon - 40
-        draw.rounded_rectangle([vx, vy - 170, vx + 380, vy + 40], radius=26, fill=(250, 250, 250))
-        draw.rectangle([vx, vy - 40, vx + 380, vy - 10], fill=(20, 110, 160))
-        for cx in (vx + 80, vx + 300):
-            draw.ellipse([cx - 38, vy + 10, cx + 38, vy + 86], fill=(30, 30, 30))
-    if scene == "rain":
-        for _ in range(500):
-            rx, ry = rng.randint(0, w), rng.randint(0, h)
-            draw.line([(rx, ry), (rx - 8, ry + 30)], fill=(220, 226, 235), width=2)
-    if scene == "windows":
-        draw.rectangle([0, 0, w, h], outline=(90, 70, 60), width=60)
-        draw.rectangle([w // 2 - 20, 0, w // 2 + 20, h], fill=(90, 70, 60))
-        for _ in range(900):
-            dx, dy, r = rng.randint(60, w - 60), rng.randint(60, h - 60), rng.randint(2, 9)
-            draw.ellipse([dx - r, dy - r, dx + r, dy + r], fill=(236, 242, 246))
-    if scene == "marsh":
-        for i in range(7):
-            y = horizon + 40 + i * 60
-            pts = [(x, y + 25 * math.sin(x / 120 + i)) for x in range(0, w + 40, 40)]
-            draw.line(pts, fill=(96, 150, 96), width=30)
-    if scene == "sun":
-        for row in range(3):
-            for col in range(6):
-                x0, y0 = 520 + col * 150 - row * 30, horizon - 230 + row * 70
-                draw.polygon([(x0, y0), (x0 + 130, y0), (x0 + 110, y0 + 60), (x0 - 20, y0 + 60)],
-                             fill=(30, 60, 110), outline=(200, 220, 240))  # fmt: skip
-    image = image.filter(ImageFilter.GaussianBlur(radius=1.2))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
+        c.draw.rectangle([bx - 30, by - 55, bx + 30, by], fill=(245, 245, 245))
+        c.draw.line([(bx, by - 55), (bx, by - 170)], fill=(60, 60, 60), width=5)
+
+
+def _draw_houses(c: _Canvas) -> None:
+    colours = [(214, 98, 86), (240, 196, 90), (96, 160, 200), (150, 200, 150), (236, 236, 230)]
+    for i in range(8):
+        hx = 60 + i * 175
+        top = c.horizon - c.rng.randint(220, 300)
+        c.draw.rectangle([hx, top, hx + 165, c.horizon + 40], fill=colours[i % len(colours)])
+        c.draw.polygon([(hx - 8, top), (hx + 82, top - 70), (hx + 173, top)], fill=(70, 70, 80))
+        for wy in range(top + 30, c.horizon, 80):
+            c.draw.rectangle([hx + 25, wy, hx + 65, wy + 45], fill=(250, 250, 235))
+            c.draw.rectangle([hx + 100, wy, hx + 140, wy + 45], fill=(250, 250, 235))
+
+
+def _draw_tide(c: _Canvas) -> None:
+    w, h = c.w, c.h
+    for i in range(6):
+        px = int(w * (0.1 + i * 0.16))
+        c.draw.rectangle([px, c.horizon - 140, px + 10, h - 80 - i * 20], fill=(70, 70, 70))
+        c.draw.rectangle([px - 18, c.horizon - 170, px + 28, c.horizon - 140], fill=(30, 40, 50))
+
+
+def _draw_van(c: _Canvas) -> None:
+    w = c.w
+    vx, vy = int(w * 0.55), c.horizon - 40
+    c.draw.rounded_rectangle([vx, vy - 170, vx + 380, vy + 40], radius=26, fill=(250, 250, 250))
+    c.draw.rectangle([vx, vy - 40, vx + 380, vy - 10], fill=(20, 110, 160))
+    for cx in (vx + 80, vx + 300):
+        c.draw.ellipse([cx - 38, vy + 10, cx + 38, vy + 86], fill=(30, 30, 30))
+
+
+def _draw_rain(c: _Canvas) -> None:
+    w, h = c.w, c.h
+    for _ in range(500):
+        rx, ry = c.rng.randint(0, w), c.rng.randint(0, h)
+        c.draw.line([(rx, ry), (rx - 8, ry + 30)], fill=(220, 226, 235), width=2)
+
+
+def _draw_windows(c: _Canvas) -> None:
+    w, h = c.w, c.h
+    c.draw.rectangle([0, 0, w, h], outline=(90, 70, 60), width=60)
+    c.draw.rectangle([w // 2 - 20, 0, w // 2 + 20, h], fill=(90, 70, 60))
+    for _ in range(900):
+        dx, dy, r = c.rng.randint(60, w - 60), c.rng.randint(60, h - 60), c.rng.randint(2, 9)
+        c.draw.ellipse([dx - r, dy - r, dx + r, dy + r], fill=(236, 242, 246))
+
+
+def _draw_marsh(c: _Canvas) -> None:
+    w = c.w
+    for i in range(7):
+        y = c.horizon + 40 + i * 60
+        pts = [(x, y + 25 * math.sin(x / 120 + i)) for x in range(0, w + 40, 40)]
+        c.draw.line(pts, fill=(96, 150, 96), width=30)
+
+
+def _draw_solar_panels(c: _Canvas) -> None:
+    for row in range(3):
+        for col in range(6):
+            x0, y0 = 520 + col * 150 - row * 30, c.horizon - 230 + row * 70
+            c.draw.polygon(
+                [(x0, y0), (x0 + 130, y0), (x0 + 110, y0 + 60), (x0 - 20, y0 + 60)],
+                fill=(30, 60, 110),
+                outline=(200, 220, 240),
+            )
+
+
+# The subject drawn over sky, sea and land, by scene (each may use the scene's random stream).
+_SUBJECTS: dict[str, Callable[[_Canvas], None]] = {
+    "lighthouse": _draw_lighthouse,
+    "boats": _draw_boats,
+    "harbour": _draw_boats,
+    "houses": _draw_houses,
+    "tide": _draw_tide,
+    "van": _draw_van,
+    "rain": _draw_rain,
+    "windows": _draw_windows,
+    "marsh": _draw_marsh,
+    "sun": _draw_solar_panels,
+}
 
 
 # -- seeding -----------------------------------------------------------------------------------

@@ -27,18 +27,28 @@ from distributor.releases.models import (
 from distributor.signals import release_moved
 from distributor.statemachine import StateMachine
 
-S = ReleaseStatus
-
 RELEASE_WORKFLOW: StateMachine[ReleaseStatus] = StateMachine(
     "release",
     {
-        S.DRAFT: {S.IN_REVIEW, S.WITHDRAWN},
-        S.IN_REVIEW: {S.DRAFT, S.APPROVED, S.WITHDRAWN},
-        S.APPROVED: {S.SCHEDULED, S.SENDING, S.WITHDRAWN},
-        S.SCHEDULED: {S.APPROVED, S.SENDING, S.WITHDRAWN},
-        S.SENDING: {S.SENT, S.APPROVED},
-        S.SENT: {S.WITHDRAWN},
-        S.WITHDRAWN: {S.DRAFT},
+        ReleaseStatus.DRAFT: {ReleaseStatus.IN_REVIEW, ReleaseStatus.WITHDRAWN},
+        ReleaseStatus.IN_REVIEW: {
+            ReleaseStatus.DRAFT,
+            ReleaseStatus.APPROVED,
+            ReleaseStatus.WITHDRAWN,
+        },
+        ReleaseStatus.APPROVED: {
+            ReleaseStatus.SCHEDULED,
+            ReleaseStatus.SENDING,
+            ReleaseStatus.WITHDRAWN,
+        },
+        ReleaseStatus.SCHEDULED: {
+            ReleaseStatus.APPROVED,
+            ReleaseStatus.SENDING,
+            ReleaseStatus.WITHDRAWN,
+        },
+        ReleaseStatus.SENDING: {ReleaseStatus.SENT, ReleaseStatus.APPROVED},
+        ReleaseStatus.SENT: {ReleaseStatus.WITHDRAWN},
+        ReleaseStatus.WITHDRAWN: {ReleaseStatus.DRAFT},
     },
 )
 
@@ -49,41 +59,41 @@ _SYSTEM_ONLY: frozenset[Role] = frozenset()
 # Who may make each move. The system (``by=None``: the delivery worker, a sweep) may make any
 # move the state machine allows; ``sending -> sent`` is the worker's alone.
 TRANSITION_ROLES: dict[tuple[ReleaseStatus, ReleaseStatus], frozenset[Role]] = {
-    (S.DRAFT, S.IN_REVIEW): _ALL_STAFF,  # submit for review
-    (S.DRAFT, S.WITHDRAWN): _ALL_STAFF,  # abandon a draft
-    (S.IN_REVIEW, S.DRAFT): _EDITORS,  # send back, with a comment
-    (S.IN_REVIEW, S.APPROVED): _EDITORS,
-    (S.IN_REVIEW, S.WITHDRAWN): _EDITORS,
-    (S.APPROVED, S.SCHEDULED): _EDITORS,
-    (S.APPROVED, S.SENDING): _EDITORS,  # send now
-    (S.APPROVED, S.WITHDRAWN): _EDITORS,
-    (S.SCHEDULED, S.APPROVED): _EDITORS,  # cancel the schedule
-    (S.SCHEDULED, S.SENDING): _EDITORS,
-    (S.SCHEDULED, S.WITHDRAWN): _EDITORS,
-    (S.SENDING, S.SENT): _SYSTEM_ONLY,
-    (S.SENDING, S.APPROVED): _EDITORS,  # cancel the send
-    (S.SENT, S.WITHDRAWN): _EDITORS,
-    (S.WITHDRAWN, S.DRAFT): _EDITORS,  # restore as a draft
+    (ReleaseStatus.DRAFT, ReleaseStatus.IN_REVIEW): _ALL_STAFF,  # submit for review
+    (ReleaseStatus.DRAFT, ReleaseStatus.WITHDRAWN): _ALL_STAFF,  # abandon a draft
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.DRAFT): _EDITORS,  # send back, with a comment
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.APPROVED): _EDITORS,
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.WITHDRAWN): _EDITORS,
+    (ReleaseStatus.APPROVED, ReleaseStatus.SCHEDULED): _EDITORS,
+    (ReleaseStatus.APPROVED, ReleaseStatus.SENDING): _EDITORS,  # send now
+    (ReleaseStatus.APPROVED, ReleaseStatus.WITHDRAWN): _EDITORS,
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.APPROVED): _EDITORS,  # cancel the schedule
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.SENDING): _EDITORS,
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.WITHDRAWN): _EDITORS,
+    (ReleaseStatus.SENDING, ReleaseStatus.SENT): _SYSTEM_ONLY,
+    (ReleaseStatus.SENDING, ReleaseStatus.APPROVED): _EDITORS,  # cancel the send
+    (ReleaseStatus.SENT, ReleaseStatus.WITHDRAWN): _EDITORS,
+    (ReleaseStatus.WITHDRAWN, ReleaseStatus.DRAFT): _EDITORS,  # restore as a draft
 }
 
 # Moves that need a reason in the audit log when a person makes them.
 COMMENT_REQUIRED: frozenset[tuple[ReleaseStatus, ReleaseStatus]] = frozenset(
-    {(S.IN_REVIEW, S.DRAFT)}
+    {(ReleaseStatus.IN_REVIEW, ReleaseStatus.DRAFT)}
 )
 
 # Human names for the buttons on the release page.
 ACTION_LABELS: dict[tuple[ReleaseStatus, ReleaseStatus], str] = {
-    (S.DRAFT, S.IN_REVIEW): "Submit for review",
-    (S.DRAFT, S.WITHDRAWN): "Discard draft",
-    (S.IN_REVIEW, S.DRAFT): "Send back",
-    (S.IN_REVIEW, S.APPROVED): "Approve",
-    (S.IN_REVIEW, S.WITHDRAWN): "Withdraw",
-    (S.APPROVED, S.WITHDRAWN): "Withdraw",
-    (S.SCHEDULED, S.APPROVED): "Cancel schedule",
-    (S.SCHEDULED, S.WITHDRAWN): "Withdraw",
-    (S.SENDING, S.APPROVED): "Cancel send",
-    (S.SENT, S.WITHDRAWN): "Withdraw",
-    (S.WITHDRAWN, S.DRAFT): "Restore as draft",
+    (ReleaseStatus.DRAFT, ReleaseStatus.IN_REVIEW): "Submit for review",
+    (ReleaseStatus.DRAFT, ReleaseStatus.WITHDRAWN): "Discard draft",
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.DRAFT): "Send back",
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.APPROVED): "Approve",
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.WITHDRAWN): "Withdraw",
+    (ReleaseStatus.APPROVED, ReleaseStatus.WITHDRAWN): "Withdraw",
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.APPROVED): "Cancel schedule",
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.WITHDRAWN): "Withdraw",
+    (ReleaseStatus.SENDING, ReleaseStatus.APPROVED): "Cancel send",
+    (ReleaseStatus.SENT, ReleaseStatus.WITHDRAWN): "Withdraw",
+    (ReleaseStatus.WITHDRAWN, ReleaseStatus.DRAFT): "Restore as draft",
 }
 
 
@@ -113,7 +123,12 @@ def transition(
     """
     current = release.status
     RELEASE_WORKFLOW.check(current, to)
-    if require_other_approver and by is not None and to is S.APPROVED and current is S.IN_REVIEW:
+    if (
+        require_other_approver
+        and by is not None
+        and to is ReleaseStatus.APPROVED
+        and current is ReleaseStatus.IN_REVIEW
+    ):
         last_editor = session.scalar(
             select(ReleaseVersion.by_id)
             .where(ReleaseVersion.release_id == release.id)
@@ -133,12 +148,12 @@ def transition(
         if (current, to) in COMMENT_REQUIRED and not comment.strip():
             raise ValidationFailed("Say what needs to change: a comment is required.")
     now = now or utcnow()
-    if to is S.APPROVED and current is S.IN_REVIEW:
+    if to is ReleaseStatus.APPROVED and current is ReleaseStatus.IN_REVIEW:
         _publish_if_due(release, now)
-    elif to is S.DRAFT:
+    elif to is ReleaseStatus.DRAFT:
         # A draft is not public, whatever it was before.
         release.published_at = None
-    if to is S.WITHDRAWN:
+    if to is ReleaseStatus.WITHDRAWN:
         # The reviewers' link dies with the release and stays dead if it is restored.
         release.preview_token = secrets.token_urlsafe(32)
     release.status = to

@@ -106,7 +106,9 @@ def test_a_press_office_day(
             matched_beats="Coastal towns",
             is_tracking_allowed=True,
         )
-        envelope, _, raw = compile_release(session, embargoed.id, app_settings).render(recipient)
+        envelope, _, raw = compile_release(session, embargoed.id, app_settings).message_for(
+            recipient
+        )
         stored = store_message(session, mail_from=envelope, rcpt_to=[journalist.email], raw=raw)
         release_id, slug, stored_id = embargoed.id, embargoed.slug, stored.id
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -15,10 +16,10 @@ from tests.support import delivery_factories as f
 from tests.support.delivery_seed import subscribe
 
 
-def _walk(session: Session, **filters: object) -> tuple[list[int], list[int]]:
+def _walk(session: Session, **filters: Any) -> tuple[list[int], list[int]]:
     """Every page forwards from the start, then backwards from the last page."""
     forwards: list[list[int]] = []
-    page = services.search_journalists(session, per_page=4, **filters)  # type: ignore[arg-type]
+    page = services.search_journalists(session, per_page=4, **filters)
     while True:
         forwards.append([j.id for j in page.journalists])
         if page.next_after is None:
@@ -27,7 +28,7 @@ def _walk(session: Session, **filters: object) -> tuple[list[int], list[int]]:
             session,
             per_page=4,
             after=page.next_after,
-            **filters,  # type: ignore[arg-type]
+            **filters,
         )
     backwards: list[list[int]] = [forwards[-1]]
     while page.previous_before is not None:
@@ -35,7 +36,7 @@ def _walk(session: Session, **filters: object) -> tuple[list[int], list[int]]:
             session,
             per_page=4,
             before=page.previous_before,
-            **filters,  # type: ignore[arg-type]
+            **filters,
         )
         backwards.insert(0, [j.id for j in page.journalists])
     assert all(len(p) == 4 for p in forwards[:-1]) and 1 <= len(forwards[-1]) <= 4

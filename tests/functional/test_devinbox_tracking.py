@@ -34,7 +34,7 @@ def test_dev_inbox_shows_the_mail_without_pixel_or_tracked_links(
         matched_beats="Climate",
         is_tracking_allowed=True,
     )
-    envelope, _, raw = compile_release(session, release.id, settings).render(recipient)
+    envelope, _, raw = compile_release(session, release.id, settings).message_for(recipient)
     assert b"/t/o/AbC123_-xyz" in raw.replace(b"=\r\n", b"")  # the real mail is tracked
     stored = store_message(session, mail_from=envelope, rcpt_to=[recipient.email], raw=raw)
     session.commit()

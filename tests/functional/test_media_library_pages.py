@@ -42,7 +42,7 @@ class OfflineResolver:
 
 def _mail(session: Session, release_id: int, settings: Settings) -> tuple[str, str]:
     compiled = compile_release(session, release_id, settings)
-    raw = compiled.render(staff_recipient(email="m@example.org", name="M", label="test"))[2]
+    raw = compiled.message_for(staff_recipient(email="m@example.org", name="M", label="test"))[2]
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     html, text = message.get_body(("html",)), message.get_body(("plain",))

@@ -35,8 +35,10 @@ def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     }
 
 
-def _value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
-    return samples[("distributor_" + name, tuple(sorted(labels.items())))]  # type: ignore[no-any-return]
+def _value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples[("distributor_" + name, tuple(sorted(labels.items())))]
 
 
 @pytest.fixture()

@@ -86,7 +86,7 @@ def test_admin_saves_identity_and_the_newsroom_and_mail_use_it(
     release = f.release(session)
     session.commit()
     compiled = compile_release(session, release.id, settings)
-    raw = compiled.render(staff_recipient(email="a@example.org", name="A", label="test"))[2]
+    raw = compiled.message_for(staff_recipient(email="a@example.org", name="A", label="test"))[2]
     text = raw.replace(b"=\r\n", b"").decode("ascii", "replace")
     assert "Notes to editors" in text and "The Estuary Trust protects tidal habitats." in text
     assert f"/media/logos/{org.logo_key}.png" in text

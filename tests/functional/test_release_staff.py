@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from distributor.accounts.models import Role, User
 from distributor.db import utcnow
@@ -19,7 +20,7 @@ from tests.support.forms import csrf_token
 from tests.support.releases import beat, image_bytes, kind, make_release
 
 
-def _compose(client: FlaskClient, session: Session, **overrides: object) -> object:
+def _compose(client: FlaskClient, session: Session, **overrides: object) -> TestResponse:
     token = csrf_token(client, "/staff/releases/new")
     climate = beat(session)
     data: dict[str, object] = {
@@ -44,7 +45,7 @@ def test_a_press_officer_writes_a_release_and_submits_it(
 ) -> None:
     officer = logged_in(Role.PRESS_OFFICER)
     response = _compose(client, session)
-    assert response.status_code == 302, response.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert response.status_code == 302, response.get_data(as_text=True)
     release = session.scalar(select(Release).where(Release.title == "Tide gauges switched on"))
     assert release is not None
     assert release.status is ReleaseStatus.DRAFT
@@ -75,11 +76,11 @@ def test_a_photo_without_alt_text_or_an_unreadable_photo_is_refused(
 ) -> None:
     logged_in(Role.PRESS_OFFICER)
     response = _compose(client, session, photo_alt="")
-    assert response.status_code == 422  # type: ignore[attr-defined]
-    assert "alt text" in response.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert response.status_code == 422
+    assert "alt text" in response.get_data(as_text=True)
     response = _compose(client, session, photo=(io.BytesIO(b"not an image"), "x.jpg"))
-    assert response.status_code == 422  # type: ignore[attr-defined]
-    assert "not an image" in response.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert response.status_code == 422
+    assert "not an image" in response.get_data(as_text=True)
     assert session.scalar(select(Release).where(Release.title == "Tide gauges switched on")) is None
 
 

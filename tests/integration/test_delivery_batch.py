@@ -19,8 +19,6 @@ from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
-
 
 def test_a_domain_that_says_slow_down_waits_while_others_go_out(
     settings: Settings, live_db: Database
@@ -38,17 +36,19 @@ def test_a_domain_that_says_slow_down_waits_while_others_go_out(
         counts = server.counts()
     rows = rows_by_email(live_db, send_id)
     assert result.claimed == 30
-    assert rows[slow].status is D.DEFERRED and rows[slow].smtp_code == 451
+    assert rows[slow].status is DeliveryStatus.DEFERRED and rows[slow].smtp_code == 451
     assert rows[slow].smtp_response.startswith("rcpt 451 4.7.1")
     for email, row in rows.items():
         if email.endswith("@d1.example") and email != slow:
             # Not tried after the 421: back in the queue for after the domain's pause.
-            assert row.status in (D.QUEUED, D.SENT)
-            if row.status is D.QUEUED:
+            assert row.status in (DeliveryStatus.QUEUED, DeliveryStatus.SENT)
+            if row.status is DeliveryStatus.QUEUED:
                 assert row.next_attempt_at is not None and counts[email] == 0
         elif not email.endswith("@d1.example"):
-            assert row.status is D.SENT and counts[email] == 1
-    assert any(r.status is D.QUEUED for e, r in rows.items() if e.endswith("@d1.example"))
+            assert row.status is DeliveryStatus.SENT and counts[email] == 1
+    assert any(
+        r.status is DeliveryStatus.QUEUED for e, r in rows.items() if e.endswith("@d1.example")
+    )
 
 
 def test_a_batch_waits_for_the_domain_rate_instead_of_giving_up(
@@ -64,8 +64,8 @@ def test_a_batch_waits_for_the_domain_rate_instead_of_giving_up(
             relays=parse_smtp_urls(server.url),
         )
         total = server.total
-    assert (result.sent, result.released, total) == (12, 0, 12)
-    assert all(r.status is D.SENT for r in rows_by_email(live_db, send_id).values())
+    assert (result.sent, result.put_back, total) == (12, 0, 12)
+    assert all(r.status is DeliveryStatus.SENT for r in rows_by_email(live_db, send_id).values())
 
 
 def test_rows_still_over_the_rate_after_a_while_go_back_to_the_queue_unsent(
@@ -83,8 +83,8 @@ def test_rows_still_over_the_rate_after_a_while_go_back_to_the_queue_unsent(
         )
         total = server.total
     rows = rows_by_email(live_db, send_id).values()
-    assert (result.sent, result.released, total) == (5, 15, 5)
-    queued = [r for r in rows if r.status is D.QUEUED]
+    assert (result.sent, result.put_back, total) == (5, 15, 5)
+    queued = [r for r in rows if r.status is DeliveryStatus.QUEUED]
     assert len(queued) == 15
     assert all(r.next_attempt_at is not None and r.attempts == 0 for r in queued)
 
@@ -112,7 +112,7 @@ def test_a_batch_spreads_over_its_connections_and_keeps_each_domain_on_one(
     assert all(len(used) == 1 for used in by_domain.values())
     assert len(set().union(*by_domain.values())) == most_at_once
     rows = rows_by_email(live_db, send_id)
-    assert all(r.status is D.SENT and r.claim_lane is not None for r in rows.values())
+    assert all(r.status is DeliveryStatus.SENT and r.claim_lane is not None for r in rows.values())
 
 
 def test_a_batch_over_starttls_with_auth_uses_all_its_connections(
@@ -188,12 +188,12 @@ def test_pausing_mid_batch_stops_every_connection_and_returns_what_was_not_hande
         received = server.counts()
     (result,) = results
     assert not result.is_send_running
-    assert result.sent + result.released == result.claimed == 200
+    assert result.sent + result.put_back == result.claimed == 200
     assert 20 <= result.sent < 200
     rows = rows_by_email(live_db, send_id)
-    sent = {e for e, r in rows.items() if r.status is D.SENT}
+    sent = {e for e, r in rows.items() if r.status is DeliveryStatus.SENT}
     assert sent == set(received) and all(n == 1 for n in received.values())
-    assert all(r.status is D.QUEUED for e, r in rows.items() if e not in sent)
+    assert all(r.status is DeliveryStatus.QUEUED for e, r in rows.items() if e not in sent)
 
 
 def test_a_paused_send_is_not_claimed(settings: Settings, live_db: Database) -> None:

@@ -15,8 +15,10 @@ from collections import Counter
 from collections.abc import Mapping
 
 import pytest
+from psycopg.pq.abc import PGconn, PGresult
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from distributor.audience.models import Suppression
 from distributor.db import Database, utcnow
@@ -36,8 +38,6 @@ from tests.support.delivery_seed import (
 from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
-
-D = DeliveryStatus
 
 
 def _postgres_only(db: Database) -> None:
@@ -65,12 +65,14 @@ def _status(db: Database, ids: list[int]) -> list[DeliveryStatus]:
     return [found[i] for i in ids]
 
 
-def _accept_in_open_transaction(engine: Engine, claim_id: int, row_id: int) -> object:
+def _accept_in_open_transaction(
+    engine: Engine, claim_id: int, row_id: int
+) -> tuple[PoolProxiedConnection, PGconn, PGresult]:
     """The worker's acceptance statement, run but not committed: it holds the row's lock."""
     raw = engine.raw_connection()
     conn = raw.driver_connection
     conn.autocommit = True
-    pq = conn.pgconn
+    pq: PGconn = conn.pgconn
     pq.exec_(b"BEGIN")
     result = pq.exec_params(
         ACCEPT_MANY_SQL.encode(),
@@ -101,8 +103,8 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
     its commit confirmed, sends that row's dot), never requeue it."""
     _postgres_only(live_db)
     claim_id, ids = _claim_three(live_db)
-    raw, pq, accepted = _accept_in_open_transaction(live_db.engine, claim_id, ids[0])  # type: ignore[misc]
-    assert accepted.ntuples == 1  # type: ignore[has-type]
+    raw, pq, accepted = _accept_in_open_transaction(live_db.engine, claim_id, ids[0])
+    assert accepted.ntuples == 1
     outcome: list[ledger.Recovery] = []
     pids: list[int] = []
 
@@ -117,13 +119,17 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
         while not pids:
             time.sleep(0.01)
         _wait_until_blocked(live_db.engine, pids[0])  # recovery waits for the worker's row
-        pq.exec_(b"COMMIT")  # type: ignore[has-type]
+        pq.exec_(b"COMMIT")
     finally:
         sweeper.join(10)
-        raw.invalidate()  # type: ignore[has-type]  # autocommit: never back to the pool
-        raw.close()  # type: ignore[has-type]
+        raw.invalidate()  # autocommit: never back to the pool
+        raw.close()
     assert outcome and (outcome[0].in_doubt, outcome[0].requeued) == (1, 1)
-    assert _status(live_db, ids) == [D.SENT, D.IN_DOUBT, D.QUEUED]
+    assert _status(live_db, ids) == [
+        DeliveryStatus.SENT,
+        DeliveryStatus.IN_DOUBT,
+        DeliveryStatus.QUEUED,
+    ]
     # The worker, fenced out, sends that one in-doubt dot and gets a 250: its write fails, it
     # stops, and it records what it knows about that row.
     writer = ProgressWriter(live_db.engine, claim_id)
@@ -132,11 +138,15 @@ def test_an_acceptance_committing_during_recovery_leaves_the_lane_its_in_doubt_r
         assert not writer.heartbeat()
         assert not writer.is_claimed(ids[2])
         assert writer.settle_late(
-            ids[1], D.SENT, response="dot 250 recorded late", message_id="<m1@x>"
+            ids[1], DeliveryStatus.SENT, response="dot 250 recorded late", message_id="<m1@x>"
         )
     finally:
         writer.close()
-    assert _status(live_db, ids) == [D.SENT, D.SENT, D.QUEUED]
+    assert _status(live_db, ids) == [
+        DeliveryStatus.SENT,
+        DeliveryStatus.SENT,
+        DeliveryStatus.QUEUED,
+    ]
 
 
 def test_an_acceptance_after_recovery_took_the_claim_writes_nothing(live_db: Database) -> None:
@@ -166,7 +176,11 @@ def test_an_acceptance_after_recovery_took_the_claim_writes_nothing(live_db: Dat
     session.close()
     worker.join(10)
     assert results == [0]
-    assert _status(live_db, ids) == [D.IN_DOUBT, D.QUEUED, D.QUEUED]
+    assert _status(live_db, ids) == [
+        DeliveryStatus.IN_DOUBT,
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.QUEUED,
+    ]
 
 
 def test_a_worker_whose_clock_is_two_minutes_behind_is_not_taken_for_dead(
@@ -206,7 +220,7 @@ def test_a_worker_whose_clock_is_two_minutes_behind_is_not_taken_for_dead(
     assert len(recovered) > 3 and sum(r.claims for r in recovered) == 0
     assert result.sent == 300
     rows = rows_by_email(live_db, send_id)
-    assert all(rows[e].status is D.SENT and counts[e] == 1 for e in emails)
+    assert all(rows[e].status is DeliveryStatus.SENT and counts[e] == 1 for e in emails)
 
 
 def test_a_relay_refusing_our_envelope_sender_pauses_the_send_and_blames_nobody(
@@ -220,7 +234,7 @@ def test_a_relay_refusing_our_envelope_sender_pauses_the_send_and_blames_nobody(
         assert server.total == 0
     assert not result.is_send_running
     rows = rows_by_email(live_db, send_id)
-    assert {r.status for r in rows.values()} == {D.QUEUED}  # pending, not failed
+    assert {r.status for r in rows.values()} == {DeliveryStatus.QUEUED}  # pending, not failed
     assert all(r.attempts == 0 for r in rows.values())  # nobody charged an attempt
     with live_db.session() as session:
         assert session.scalar(select(func.count(Suppression.id))) == 0  # nobody suppressed
@@ -242,12 +256,14 @@ def test_relay_trouble_requeues_without_charging_an_attempt(
     rows = rows_by_email(live_db, send_id)
     # A 421 is about the session: the row and the relay's other rows not handed over go back
     # to the queue with that reply and no attempt (docs/RELAYS.md), never deferred.
-    back = [e for e in emails if rows[e].status is D.QUEUED]
+    back = [e for e in emails if rows[e].status is DeliveryStatus.QUEUED]
     assert closing in back
     for e in back:
         assert rows[e].attempts == 0 and counts[e] == 0
         assert rows[e].smtp_response.startswith("rcpt 421 4.7.0")
-    assert all(rows[e].status is D.SENT and counts[e] == 1 for e in emails if e not in back)
+    assert all(
+        rows[e].status is DeliveryStatus.SENT and counts[e] == 1 for e in emails if e not in back
+    )
 
 
 class _RedisGoesAway(LocalRateLimiter):
@@ -275,14 +291,14 @@ def test_losing_redis_gives_back_what_was_never_handed_over(
         counts = server.counts()
     rows = rows_by_email(live_db, send_id)
     statuses = Counter(r.status for r in rows.values())
-    assert statuses[D.IN_DOUBT] == 0
-    assert statuses[D.SENT] == result.sent == sum(counts.values()) == 15
+    assert statuses[DeliveryStatus.IN_DOUBT] == 0
+    assert statuses[DeliveryStatus.SENT] == result.sent == sum(counts.values()) == 15
     for email, row in rows.items():
-        if row.status is D.QUEUED:
+        if row.status is DeliveryStatus.QUEUED:
             assert counts[email] == 0 and row.attempts == 0
             assert "never handed to the SMTP server" in row.smtp_response
         else:
-            assert row.status is D.SENT and counts[email] == 1
+            assert row.status is DeliveryStatus.SENT and counts[email] == 1
 
 
 def test_losing_the_database_mid_batch_keeps_every_250_and_records_it_when_it_answers(
@@ -320,8 +336,8 @@ def test_losing_the_database_mid_batch_keeps_every_250_and_records_it_when_it_an
     for email, row in rows.items():
         if counts[email]:
             # Handed over: recorded sent (the 250 was held while the database was away).
-            assert row.status is D.SENT, (email, row.status, row.smtp_response)
+            assert row.status is DeliveryStatus.SENT, (email, row.status, row.smtp_response)
             assert row.smtp_response.startswith("dot 250")
         else:
-            assert row.status is D.QUEUED and row.attempts == 0
+            assert row.status is DeliveryStatus.QUEUED and row.attempts == 0
     assert result.salvaged

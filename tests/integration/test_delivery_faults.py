@@ -32,8 +32,6 @@ from tests.support.worker import celery_worker, service_env
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
-
 
 def _env(settings: Settings, broker: str, smtp_url: str, **extra: str) -> dict[str, str]:
     values = {
@@ -100,7 +98,7 @@ def _in_flight(db: Database, send_id: int) -> int:
         return int(
             session.scalar(
                 select(func.count(Delivery.id)).where(
-                    Delivery.send_id == send_id, Delivery.status == D.SENDING
+                    Delivery.send_id == send_id, Delivery.status == DeliveryStatus.SENDING
                 )
             )
             or 0
@@ -131,11 +129,11 @@ def _assert_exactly_once(ledger: dict[str, DeliveryStatus], counts: dict[str, in
     assert max(counts.values(), default=0) <= 1, "a recipient got the release twice"
     unknown = 0
     for email, status in ledger.items():
-        if status is D.SENT:
+        if status is DeliveryStatus.SENT:
             assert counts.get(email) == 1, (
                 f"{email} is recorded sent but arrived {counts.get(email, 0)} times"
             )
-        elif status is D.IN_DOUBT:
+        elif status is DeliveryStatus.IN_DOUBT:
             unknown += 1
         else:
             raise AssertionError(f"{email} ended {status.value}")
@@ -167,7 +165,7 @@ def test_sigkill_every_worker_mid_send_then_restart(
         with live_db.session() as session:
             stranded = session.scalar(
                 select(func.count(Delivery.id)).where(
-                    Delivery.send_id == send_id, Delivery.status == D.SENDING
+                    Delivery.send_id == send_id, Delivery.status == DeliveryStatus.SENDING
                 )
             )
         assert stranded, (
@@ -221,20 +219,24 @@ def test_temporary_permanent_and_lost_replies(
         }
         for email in busy:  # 451 4.3.0 the first time: delivered on a later attempt; the
             # relay's own trouble (RFC 3463 class 3) costs the recipient no attempt.
-            assert (rows[email].status, rows[email].attempts, counts[email]) == (D.SENT, 1, 1)
+            assert (rows[email].status, rows[email].attempts, counts[email]) == (
+                DeliveryStatus.SENT,
+                1,
+                1,
+            )
         for email in bad:  # 550 5.1.1: failed and suppressed
-            assert rows[email].status is D.FAILED
+            assert rows[email].status is DeliveryStatus.FAILED
             assert rows[email].smtp_code == 550
             assert rows[email].smtp_response.startswith("rcpt 550 5.1.1")
             assert counts[email] == 0
             hashed = address_hash(email)
             assert session.scalar(select(Suppression).where(Suppression.address_hash == hashed))
         # Dropped after the final dot: in doubt, listed for staff, not resent.
-        assert rows[lost].status is D.IN_DOUBT and counts[lost] == 1
+        assert rows[lost].status is DeliveryStatus.IN_DOUBT and counts[lost] == 1
         assert rows[lost].smtp_response.startswith("dot: in doubt: the final dot was written")
         assert [d.email for d in services.list_in_doubt(session, release_id)] == [lost]
         others = set(emails) - set(busy) - set(bad) - {lost}
-        assert all(rows[e].status is D.SENT and counts[e] == 1 for e in others)
+        assert all(rows[e].status is DeliveryStatus.SENT and counts[e] == 1 for e in others)
         assert all(rows[e].message_id for e in others)
         # Each row keeps the reply that decided it, with its stage.
         assert all(rows[e].smtp_response.startswith("dot 250 2.0.0") for e in others)

@@ -38,7 +38,6 @@ from tests.support.worker import celery_worker, service_env
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -238,7 +237,7 @@ def test_killing_postgresql_mid_send_loses_and_duplicates_nothing(settings: Sett
                 server.start()
                 engine.dispose()
                 _wait_done(db, send_id, timeout=240)
-                log = Path(worker.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+                log = Path(worker.log_path).read_text(errors="replace")
             counts = sink.counts()
         assert killed >= 2 and 0 < at_crash < n, (killed, at_crash)
         with db.session() as session:
@@ -250,10 +249,10 @@ def test_killing_postgresql_mid_send_loses_and_duplicates_nothing(settings: Sett
         assert len(ledger) == n
         twice = [e for e, c in counts.items() if c > 1]
         assert not twice, f"{len(twice)} recipients got the release twice: {twice[:5]}"
-        lost = [e for e in emails if ledger[e] is D.SENT and counts[e] != 1]
+        lost = [e for e in emails if ledger[e] is DeliveryStatus.SENT and counts[e] != 1]
         assert not lost, f"recorded sent but never arrived: {lost[:5]}"
-        in_doubt = [e for e in emails if ledger[e] is D.IN_DOUBT]
-        assert {ledger[e] for e in emails} <= {D.SENT, D.IN_DOUBT}
+        in_doubt = [e for e in emails if ledger[e] is DeliveryStatus.IN_DOUBT]
+        assert {ledger[e] for e in emails} <= {DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT}
         # At most one message per connection the workers held is in doubt.
         assert len(in_doubt) <= 2 * 4 * settings.delivery_connections_per_batch, log[-3000:]
         engine.dispose()

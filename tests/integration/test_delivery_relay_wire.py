@@ -27,8 +27,6 @@ from tests.support.scripted_smtp import ScriptedSMTPServer, StallingLimiter
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
-
 
 def _send(db: Database, send_id: int) -> Send:
     with db.session() as session:
@@ -50,7 +48,7 @@ def test_the_size_is_declared_when_the_relay_offers_size(
         _batch(live_db, settings, send_id, server)
         lines = list(server.mail_lines)
         accepted = server.accepted
-    assert {r.status for r in rows_by_email(live_db, send_id).values()} == {D.SENT}
+    assert {r.status for r in rows_by_email(live_db, send_id).values()} == {DeliveryStatus.SENT}
     assert sorted(accepted) == sorted(emails)
     sizes = [int(m.group(1)) for m in (re.search(rb" SIZE=(\d+)$", line) for line in lines) if m]
     assert len(sizes) == 6 and all(size > 2000 for size in sizes)
@@ -71,7 +69,7 @@ def test_a_message_over_the_advertised_size_is_never_sent_and_pauses_the_send(
     assert "5.3.4" in send.pause_reason and "same refusal of this message" in send.pause_reason
     rows = rows_by_email(live_db, send_id)
     # Nobody is failed or charged for it, and every row says why it waits.
-    assert {r.status for r in rows.values()} == {D.QUEUED}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.QUEUED}
     assert all(r.attempts == 0 for r in rows.values())
     for row in rows.values():
         assert "never handed to the SMTP server" in (row.smtp_response or "")
@@ -89,7 +87,7 @@ def test_a_message_over_the_advertised_size_is_never_sent_and_pauses_the_send(
         _batch(live_db, settings, send_id, bigger)
         accepted = bigger.accepted
     assert sorted(accepted) == sorted(emails) and set(accepted.values()) == {1}
-    assert {r.status for r in rows_by_email(live_db, send_id).values()} == {D.SENT}
+    assert {r.status for r in rows_by_email(live_db, send_id).values()} == {DeliveryStatus.SENT}
 
 
 def test_the_same_content_refusal_in_a_row_pauses_the_send_with_the_reason(
@@ -108,10 +106,14 @@ def test_the_same_content_refusal_in_a_row_pauses_the_send_with_the_reason(
     assert "3 recipients in a row" in send.pause_reason
     assert "dot 554 5.7.1 Message rejected" in send.pause_reason
     rows = rows_by_email(live_db, send_id)
-    failed = [r for r in rows.values() if r.status is D.FAILED]
+    failed = [r for r in rows.values() if r.status is DeliveryStatus.FAILED]
     assert tried == len(failed) == 3
     assert all(r.is_policy_rejection and "5.7.1" in (r.smtp_response or "") for r in failed)
-    assert all(r.status is D.QUEUED for r in rows.values() if r.status is not D.FAILED)
+    assert all(
+        r.status is DeliveryStatus.QUEUED
+        for r in rows.values()
+        if r.status is not DeliveryStatus.FAILED
+    )
 
 
 def test_refusals_broken_by_acceptances_do_not_pause_the_send(
@@ -130,8 +132,8 @@ def test_refusals_broken_by_acceptances_do_not_pause_the_send(
         _batch(live_db, three, send_id, server)
     assert _send(live_db, send_id).status is SendStatus.RUNNING
     rows = rows_by_email(live_db, send_id)
-    assert {e for e, r in rows.items() if r.status is D.FAILED} == refused
-    assert {e for e, r in rows.items() if r.status is D.SENT} == set(emails) - refused
+    assert {e for e, r in rows.items() if r.status is DeliveryStatus.FAILED} == refused
+    assert {e for e, r in rows.items() if r.status is DeliveryStatus.SENT} == set(emails) - refused
 
 
 def test_sessions_the_server_closed_while_idle_are_reopened_at_no_cost(
@@ -149,9 +151,9 @@ def test_sessions_the_server_closed_while_idle_are_reopened_at_no_cost(
         accepted, idle_closes, connections = server.accepted, server.idle_closes, server.connections
     # Every lane's session was closed by the server while idle, and reopened.
     assert idle_closes >= 2 and connections >= 2 * idle_closes
-    assert result.sent == 16 and result.deferred == 0 and result.released == 0
+    assert result.sent == 16 and result.deferred == 0 and result.put_back == 0
     rows = rows_by_email(live_db, send_id)
     # Every message went once, each row on its first attempt, none deferred or delayed.
     assert sorted(accepted) == sorted(emails) and set(accepted.values()) == {1}
-    assert {r.status for r in rows.values()} == {D.SENT}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.SENT}
     assert {r.attempts for r in rows.values()} == {1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import delete, select
@@ -33,10 +34,10 @@ from tests.support.worker import celery_worker, service_env
 pytestmark = pytest.mark.integration
 
 
-def _wait(predicate: object, timeout: float = 90.0) -> None:
+def _wait(predicate: Callable[[], object], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.2)
     raise AssertionError("the worker did not finish in time")

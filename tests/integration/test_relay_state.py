@@ -27,8 +27,6 @@ from tests.support.faulty_smtp import FaultySMTPServer, Script
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
-
 
 def drain(
     db: Database,
@@ -49,7 +47,7 @@ def drain(
             db, settings, send_id, limiter=open_limiter(), relays=relays, relay_state=state
         )
         statuses = [r.status for r in rows_by_email(db, send_id).values()]
-        if statuses.count(D.SENT) == total:
+        if statuses.count(DeliveryStatus.SENT) == total:
             return allowed
         if result.claimed:
             found = state.status([relay_key(relays[0])])
@@ -73,7 +71,7 @@ def test_ses_throttling_after_data_slows_the_relay_and_charges_no_attempt(
         )
         assert server.throttled > 0
         rows = rows_by_email(live_db, send_id)
-        back = [r for r in rows.values() if r.status is D.QUEUED]
+        back = [r for r in rows.values() if r.status is DeliveryStatus.QUEUED]
         assert back, "the relay's refusal sent the batch's rows back to the queue"
         for row in back:
             # The reply that decided it, word for word; about the relay; no attempt charged.
@@ -82,14 +80,14 @@ def test_ses_throttling_after_data_slows_the_relay_and_charges_no_attempt(
                 "dot 454 Throttling failure: Maximum sending rate exceeded."
             ), row.smtp_response
             assert "about the relay, not the recipient" in row.smtp_response
-        assert not [r for r in rows.values() if r.status is D.DEFERRED]
+        assert not [r for r in rows.values() if r.status is DeliveryStatus.DEFERRED]
         (status,) = state.status([key])
         assert status.kind == RelayTrouble.RATE
         assert status.rate_per_second > 0
         drain(live_db, settings, send_id, server.url, state, total=90)
         received = server.counts()
     rows = rows_by_email(live_db, send_id)
-    assert {r.status for r in rows.values()} == {D.SENT}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.SENT}
     # Exactly once each, and only the one accepted try counted as an attempt.
     assert received == {e: 1 for e in emails}
     assert {r.attempts for r in rows.values()} == {1}
@@ -110,7 +108,7 @@ def test_too_many_connections_at_connect_brings_the_connection_count_down(
         )
         assert server.turned_away > 0
         rows = rows_by_email(live_db, send_id)
-        back = [r for r in rows.values() if r.status is D.QUEUED]
+        back = [r for r in rows.values() if r.status is DeliveryStatus.QUEUED]
         assert back
         assert all(r.attempts == 0 for r in back)
         assert all(
@@ -124,7 +122,7 @@ def test_too_many_connections_at_connect_brings_the_connection_count_down(
     # The shared limit came down to what the relay takes (6 asked, 2 allowed by the relay).
     assert allowed and allowed[-1] <= 2
     rows = rows_by_email(live_db, send_id)
-    assert {r.status for r in rows.values()} == {D.SENT}
+    assert {r.status for r in rows.values()} == {DeliveryStatus.SENT}
     assert received == {e: 1 for e in emails}
     assert {r.attempts for r in rows.values()} == {1}
 
@@ -149,18 +147,18 @@ def test_redis_relay_state_decreases_shares_and_recovers_step_by_step(
     pause = one.trouble(key, RelayTrouble.CONNECTIONS, "connect 421 too many connections", 0, 6)
     assert pause > 0
     assert two.acquire("c", key, 1).connections == 0  # paused for everyone
-    one.release("a", key, 6)
-    two.release("b", key, 2)
+    one.end_lease("a", key, 6)
+    two.end_lease("b", key, 2)
     time.sleep(pause + 0.05)
     allowance = two.acquire("d", key, 8)
     assert allowance.connections == allowance.allowed_connections == 4  # halved from 8 open
-    two.release("d", key, 4)
+    two.end_lease("d", key, 4)
     steps = []
     for _ in range(6):
         time.sleep(0.12)
         two.good(key)
         steps.append(two.acquire("e", key, 8).allowed_connections)
-        two.release("e", key, 8)
+        two.end_lease("e", key, 8)
     assert steps[:4] == [5, 6, 7, 8]  # one more connection a step, up to the limit
     assert one.status([key]) == []  # fully recovered: the state is gone
 

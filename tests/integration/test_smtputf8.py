@@ -32,7 +32,6 @@ from tests.support.smtp import SMTPSink
 
 pytestmark = pytest.mark.integration
 
-D = DeliveryStatus
 TYPED = "José@例子.广告"
 STORED = "josé@xn--fsqu00a.xn--4rr70v"
 
@@ -105,7 +104,9 @@ def test_a_batch_sends_the_utf8_mailbox_with_smtputf8(
     others = [r for r in received if r is not intl]
     # Plain ASCII mail asks for nothing but its SIZE (RFC 1870).
     assert all([o.split("=")[0] for o in r.mail_options] == ["SIZE"] for r in others)
-    assert all(row.status is D.SENT for row in rows_by_email(live_db, send_id).values())
+    assert all(
+        row.status is DeliveryStatus.SENT for row in rows_by_email(live_db, send_id).values()
+    )
 
 
 def test_a_relay_that_stopped_offering_it_fails_that_row_alone(
@@ -121,13 +122,13 @@ def test_a_relay_that_stopped_offering_it_fails_that_row_alone(
     )
     rows = rows_by_email(live_db, send_id)
     row = rows[STORED]
-    assert (row.status, row.smtp_code, row.attempts) == (D.FAILED, None, 0)
+    assert (row.status, row.smtp_code, row.attempts) == (DeliveryStatus.FAILED, None, 0)
     relay = f"127.0.0.1:{ascii_relay.port}"
     assert row.smtp_response.startswith(f"not sent (5.6.7): our relay {relay} does not offer")
     assert "SMTPUTF8" in row.smtp_response
     # Every other row went out; the send was not paused and nobody else was charged.
     assert (result.sent, result.failed, result.is_send_running) == (5, 1, True)
-    assert all(r.status is D.SENT for e, r in rows.items() if e != STORED)
+    assert all(r.status is DeliveryStatus.SENT for e, r in rows.items() if e != STORED)
     assert len(ascii_relay.wait_for(5)) == 5
     assert all(STORED not in r.rcpt_tos for r in ascii_relay.received)
 

@@ -128,14 +128,15 @@ def test_totp_login_and_no_replay(
     assert first.headers["Location"].endswith("/login/code")
     assert client.get("/staff/audience/journalists").status_code == 302  # not logged in yet
     code_page = client.get("/login/code")
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', code_page.text)  # type: ignore[assignment]
-    assert token
+    found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', code_page.text)
+    assert found
+    token = found.group(1)
     used = client.post(
         "/login/code",
-        data={"csrf_token": token.group(1), "code": _code(secret, -30)},  # type: ignore[attr-defined]
+        data={"csrf_token": token, "code": _code(secret, -30)},
     )
     assert b"already used" in used.data  # the step enable() consumed
-    ok = client.post("/login/code", data={"csrf_token": token.group(1), "code": _code(secret)})  # type: ignore[attr-defined]
+    ok = client.post("/login/code", data={"csrf_token": token, "code": _code(secret)})
     assert ok.status_code == 302
     assert client.get("/staff/audience/journalists").status_code == 200
 

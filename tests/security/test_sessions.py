@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from distributor.accounts import services
 from distributor.accounts.models import Role, StaffSession, User
+from distributor.db import Database
+from distributor.settings import Settings
 from tests.conftest import login
 from tests.support.forms import csrf_token
 
@@ -93,7 +95,7 @@ def test_log_out_everywhere(app: Flask, make_user: Callable[..., User]) -> None:
     assert not _in(laptop) and not _in(phone)
 
 
-def test_proxy_fix_only_when_configured(settings: object, db: object) -> None:
+def test_proxy_fix_only_when_configured(settings: Settings, db: Database) -> None:
     import dataclasses
 
     from distributor.app import create_app
@@ -102,8 +104,8 @@ def test_proxy_fix_only_when_configured(settings: object, db: object) -> None:
 
     def client_ip_seen(proxies: int) -> str:
         app = create_app(
-            dataclasses.replace(settings, proxy_fix_x_for=proxies),  # type: ignore[arg-type, type-var]
-            db=db,  # type: ignore[arg-type]
+            dataclasses.replace(settings, proxy_fix_x_for=proxies),
+            db=db,
             mail_transport=InMemoryTransport(),
         )
 

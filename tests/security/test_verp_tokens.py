@@ -28,7 +28,7 @@ def _render(session: Session, settings: Settings) -> tuple[str, str, str, bytes]
     f.organisation(session, settings)
     d = delivery(session, email=ADDRESS, token=TRACKING)
     compiled = compile_release(session, d.release_id, settings)
-    envelope_from, message_id, raw = compiled.render(
+    envelope_from, message_id, raw = compiled.message_for(
         Recipient(
             delivery_id=d.id,
             journalist_id=d.journalist_id,

@@ -19,14 +19,17 @@ from distributor.audience.models import (
 )
 from distributor.db import Database, utcnow
 from distributor.delivery.models import Delivery, Send, SendStatus
-from distributor.delivery.ratelimit import Limits, LocalRateLimiter
+from distributor.delivery.ratelimit import Limits, LocalRateLimiter, RateLimiter
 from distributor.delivery.recipients import freeze_recipients
+from distributor.delivery.sender import run_batch
+from distributor.mail.transport import parse_smtp_urls
 from distributor.releases.models import (
     Release,
     ReleaseStatus,
     release_beats,
     release_media_lists,
 )
+from distributor.settings import Settings
 from tests.support import delivery_factories as f
 
 
@@ -153,3 +156,20 @@ def open_limiter(**overrides: int) -> LocalRateLimiter:
         **overrides,
     }
     return LocalRateLimiter(Limits(**values))
+
+
+def drain(
+    db: Database,
+    settings: Settings,
+    send_id: int,
+    url: str,
+    limiter: RateLimiter | None = None,
+) -> None:
+    """Run batches of the send through the relay at ``url`` until one claims nothing or the
+    send stops (at most 20)."""
+    for _ in range(20):
+        result = run_batch(
+            db, settings, send_id, limiter=limiter or open_limiter(), relays=parse_smtp_urls(url)
+        )
+        if result.claimed == 0 or not result.is_send_running:
+            return

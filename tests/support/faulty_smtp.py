@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.support.fake_smtp import FakeSMTPSession
 from tests.support.services import free_port
 
 
@@ -132,70 +133,7 @@ class FaultySMTPServer:
             writer.write(b"421 4.7.0 faulty.test Error: too many connections from 127.0.0.1\r\n")
             await writer.drain()
             return
-        writer.write(b"220 faulty.test ESMTP\r\n")
-        sender = ""
-        rcpt: str | None = None
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            verb = line[:4].upper()
-            if verb in (b"EHLO", b"HELO"):
-                writer.write(b"250-faulty.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
-            elif verb == b"MAIL":
-                sender = line[10:].strip().strip(b"<>").decode()
-                rcpt = None
-                if script.refuse_sender:
-                    sender = ""
-                    writer.write(b"550 5.1.8 Sender address rejected: Domain not found\r\n")
-                else:
-                    writer.write(b"250 2.1.0 Ok\r\n")
-            elif verb == b"RCPT":
-                address = line[8:].strip().strip(b"<>").decode()
-                if not sender:
-                    writer.write(b"503 5.5.1 Error: need MAIL command\r\n")
-                    continue
-                reply = self._rcpt_reply(address)
-                if reply.startswith(b"250"):
-                    rcpt = address
-                writer.write(reply)
-            elif verb == b"DATA":
-                if rcpt is None:
-                    writer.write(b"554 5.5.1 No valid recipients\r\n")
-                    continue
-                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                await writer.drain()
-                body = await reader.readuntil(b"\r\n.\r\n")
-                if script.max_per_second and not self._within_rate():
-                    writer.write(b"454 Throttling failure: Maximum sending rate exceeded.\r\n")
-                    rcpt = None
-                    continue
-                with self._lock:
-                    self.received[rcpt] += 1
-                    self.connection_of.setdefault(rcpt, []).append(number)
-                    self.envelope_senders.append(sender)
-                    if len(self.samples) < 50:
-                        self.samples[rcpt] = body
-                if rcpt in script.drop_after_dot:
-                    writer.transport.abort()
-                    return
-                if script.reply_delay:
-                    await asyncio.sleep(script.reply_delay)
-                writer.write(b"250 2.0.0 Ok: queued\r\n")
-                rcpt = None
-            elif verb == b"RSET":
-                rcpt = None
-                writer.write(b"250 2.0.0 Ok\r\n")
-            elif verb == b"NOOP":
-                writer.write(b"250 2.0.0 Ok\r\n")
-            elif verb == b"QUIT":
-                writer.write(b"221 2.0.0 Bye\r\n")
-                await writer.drain()
-                return
-            else:
-                writer.write(b"502 5.5.2 Command not recognized\r\n")
-            if not reader._buffer:  # type: ignore[attr-defined]  # flush once per pipelined group
-                await writer.drain()
+        await _FaultySession(self, reader, writer, number).run()
 
     def _within_rate(self) -> bool:
         with self._lock:
@@ -225,3 +163,42 @@ class FaultySMTPServer:
                 self.refused[address] += 1
                 return b"451 4.3.0 Temporary failure, try again\r\n"
         return b"250 2.1.5 Ok\r\n"
+
+
+class _FaultySession(FakeSMTPSession):
+    host = b"faulty.test"
+
+    def __init__(
+        self,
+        server: FaultySMTPServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        number: int,
+    ) -> None:
+        super().__init__(reader, writer)
+        self.server = server
+        self.number = number  # the connection's, in order of arrival
+
+    async def mail(self, sender: str, line: bytes) -> bytes:
+        if self.server.script.refuse_sender:
+            return b"550 5.1.8 Sender address rejected: Domain not found"
+        return b"250 2.1.0 Ok"
+
+    async def recipient(self, address: str) -> bytes:
+        return self.server._rcpt_reply(address).rstrip(b"\r\n")
+
+    async def message(self, sender: str, rcpt: str, body: bytes) -> bytes | None:
+        server, script = self.server, self.server.script
+        if script.max_per_second and not server._within_rate():
+            return b"454 Throttling failure: Maximum sending rate exceeded."
+        with server._lock:
+            server.received[rcpt] += 1
+            server.connection_of.setdefault(rcpt, []).append(self.number)
+            server.envelope_senders.append(sender)
+            if len(server.samples) < 50:
+                server.samples[rcpt] = body
+        if rcpt in script.drop_after_dot:
+            return None
+        if script.reply_delay:
+            await asyncio.sleep(script.reply_delay)
+        return b"250 2.0.0 Ok: queued"

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -39,8 +40,8 @@ def photo_with_exif(width: int = 2400, height: int = 1600, fmt: str = "JPEG") ->
     return out.getvalue()
 
 
-def details(**overrides: object) -> services.AssetInput:
-    values: dict[str, object] = {
+def details(**overrides: Any) -> services.AssetInput:
+    values: dict[str, Any] = {
         "title": "Harbour wall at dawn",
         "caption": "The new flood wall at Portmere harbour.",
         "alt_text": "A concrete wall along a harbour at sunrise",
@@ -52,7 +53,7 @@ def details(**overrides: object) -> services.AssetInput:
         "tags": "Flood, harbour",
     }
     values.update(overrides)
-    return services.AssetInput(**values)  # type: ignore[arg-type]
+    return services.AssetInput(**values)
 
 
 def add_asset(

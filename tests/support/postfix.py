@@ -15,11 +15,15 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.support.services import free_port
+import pytest
+
+from tests.support.services import free_port, need
+from tests.support.smtp import SMTPSink
 
 POSTFIX = "/usr/sbin/postfix"
 DAEMONS = Path("/usr/lib/postfix/sbin")
@@ -284,3 +288,18 @@ def _master_running(lock: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@pytest.fixture()
+def postfix_sink() -> Iterator[SMTPSink]:
+    """The recording sink behind a private Postfix: the witness of what the relay passed on."""
+    with SMTPSink() as running:
+        yield running
+
+
+def private_postfix(sink: SMTPSink, **options: Any) -> PrivatePostfix:
+    """A private Postfix relaying to ``sink`` (start it with ``with``); the test is skipped
+    where Debian's postfix package is not installed."""
+    reason = unavailable_reason()
+    need(reason is None, reason or "")
+    return PrivatePostfix(sink.port, **options)

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from distributor.delivery.ratelimit import Grant
+from tests.support.fake_smtp import FakeSMTPSession
 from tests.support.services import free_port
 
 
@@ -80,77 +81,61 @@ class ScriptedSMTPServer:
         finally:
             writer.close()
 
-    async def _readline(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-        if self.idle_timeout is None:
-            return await reader.readline()
-        try:
-            return await asyncio.wait_for(reader.readline(), self.idle_timeout)
-        except TimeoutError:
-            with self._lock:
-                self.idle_closes += 1
-            writer.write(b"421 4.4.2 scripted.test Error: timeout exceeded\r\n")
-            await writer.drain()
-            return b""
-
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 scripted.test ESMTP\r\n")
-        rcpt: str | None = None
-        has_sender = False
-        while True:
-            line = await self._readline(reader, writer)
-            if not line:
-                return
-            with self._lock:
-                self.bytes_received += len(line)
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                size = b"250-SIZE %d\r\n" % self.size_limit if self.size_limit is not None else b""
-                writer.write(
-                    b"250-scripted.test\r\n250-PIPELINING\r\n" + size + b"250 8BITMIME\r\n"
-                )
-            elif verb == b"MAIL":
-                with self._lock:
-                    self.mail_lines.append(line.rstrip())
-                declared = _declared_size(line)
-                if self.size_limit and declared is not None and declared > self.size_limit:
-                    has_sender = False
-                    writer.write(b"552 5.3.4 Message size exceeds fixed limit\r\n")
-                else:
-                    has_sender = True
-                    writer.write(b"250 2.1.0 Ok\r\n")
-                rcpt = None
-            elif verb == b"RCPT":
-                if not has_sender:
-                    writer.write(b"503 5.5.1 Error: need MAIL command\r\n")
-                else:
-                    rcpt = line[8:].strip().strip(b"<>").decode()
-                    writer.write(b"250 2.1.5 Ok\r\n")
-            elif verb == b"DATA":
-                if rcpt is None:
-                    writer.write(b"554 5.5.1 Error: no valid recipients\r\n")
-                    continue
-                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                await writer.drain()
-                body = await reader.readuntil(b"\r\n.\r\n")
-                reply = self.dot_reply(rcpt)
-                with self._lock:
-                    self.bytes_received += len(body)
-                    self.bodies_seen[rcpt] += 1
-                    if reply.startswith(b"250"):
-                        self.accepted[rcpt] += 1
-                writer.write(reply + b"\r\n")
-                rcpt, has_sender = None, False
-            elif verb in (b"RSET", b"NOOP"):
-                rcpt, has_sender = None, False
-                writer.write(b"250 2.0.0 Ok\r\n")
-            elif verb == b"QUIT":
-                writer.write(b"221 2.0.0 Bye\r\n")
-                await writer.drain()
-                return
-            else:
-                writer.write(b"502 5.5.2 Error: command not recognized\r\n")
-            if not reader._buffer:  # type: ignore[attr-defined]  # flush once per pipelined group
-                await writer.drain()
+        await _ScriptedSession(self, reader, writer).run()
+
+
+class _ScriptedSession(FakeSMTPSession):
+    host = b"scripted.test"
+
+    def __init__(
+        self,
+        server: ScriptedSMTPServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        super().__init__(reader, writer)
+        self.server = server
+
+    def extensions(self) -> list[bytes]:
+        size = self.server.size_limit
+        return [b"PIPELINING", *([b"SIZE %d" % size] if size is not None else []), b"8BITMIME"]
+
+    async def read_command(self) -> bytes:
+        server = self.server
+        if server.idle_timeout is None:
+            line = await self.reader.readline()
+        else:
+            try:
+                line = await asyncio.wait_for(self.reader.readline(), server.idle_timeout)
+            except TimeoutError:
+                with server._lock:
+                    server.idle_closes += 1
+                self.reply(b"421 4.4.2 scripted.test Error: timeout exceeded")
+                await self.writer.drain()
+                return b""
+        with server._lock:
+            server.bytes_received += len(line)
+        return line
+
+    async def mail(self, sender: str, line: bytes) -> bytes:
+        server = self.server
+        with server._lock:
+            server.mail_lines.append(line.rstrip())
+        declared = _declared_size(line)
+        if server.size_limit and declared is not None and declared > server.size_limit:
+            return b"552 5.3.4 Message size exceeds fixed limit"
+        return b"250 2.1.0 Ok"
+
+    async def message(self, sender: str, rcpt: str, body: bytes) -> bytes | None:
+        server = self.server
+        reply = server.dot_reply(rcpt)
+        with server._lock:
+            server.bytes_received += len(body)
+            server.bodies_seen[rcpt] += 1
+            if reply.startswith(b"250"):
+                server.accepted[rcpt] += 1
+        return reply
 
 
 def _declared_size(line: bytes) -> int | None:
@@ -179,7 +164,7 @@ class StallingLimiter:
             return Grant(dict.fromkeys(wanted, 0))
         return Grant(dict(wanted))
 
-    def release(self, lease_id: str, domains: list[str]) -> None:
+    def end_lease(self, lease_id: str, domains: list[str]) -> None:
         pass
 
     def back_off(self, domain: str) -> None:

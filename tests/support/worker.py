@@ -27,6 +27,12 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+class WorkerProcess(subprocess.Popen[bytes]):
+    """A running worker and the file its output goes to."""
+
+    log_path = ""
+
+
 @contextmanager
 def celery_worker(
     env: dict[str, str],
@@ -34,7 +40,7 @@ def celery_worker(
     concurrency: int = 2,
     pool: str = "prefork",
     extra_args: list[str] | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> Iterator[WorkerProcess]:
     """Start ``celery -A worker worker`` and wait until it reports ready; stop it afterwards."""
     log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)  # noqa: SIM115
     argv = [
@@ -55,7 +61,7 @@ def celery_worker(
         "--without-heartbeat",
         *(extra_args or []),
     ]
-    proc = subprocess.Popen(
+    proc = WorkerProcess(
         argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
@@ -69,7 +75,7 @@ def celery_worker(
             time.sleep(0.2)
         else:
             raise AssertionError(f"worker did not start:\n{Path(log.name).read_text()}")
-        proc.log_path = log.name  # type: ignore[attr-defined]
+        proc.log_path = log.name
         yield proc
     finally:
         if proc.poll() is None:

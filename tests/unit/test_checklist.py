@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -36,10 +37,10 @@ def statuses(
     *,
     resolver: FakeResolver | None = None,
     org: Organisation | None = None,
-    **release_fields: object,
+    **release_fields: Any,
 ) -> dict[str, tuple[CheckStatus, str]]:
     org = org or f.organisation(session, settings)
-    release = f.release(session, **release_fields)  # type: ignore[arg-type]
+    release = f.release(session, **release_fields)
     checklist = run_checklist(
         release=release,
         compiled=compile_release(session, release.id, settings),
@@ -106,8 +107,7 @@ def test_problems_in_the_release_are_flagged(session: Session, settings: Setting
 def test_missing_alt_text_and_postal_address(session: Session, settings: Settings) -> None:
     org = f.organisation(session, settings)
     org.postal_address = ""
-    release_fields = {"photo": True}
-    got = statuses(session, settings, org=org, **release_fields)  # type: ignore[arg-type]
+    got = statuses(session, settings, org=org, photo=True)
     assert got["Postal address"][0] is CheckStatus.BAD
     org.postal_address = settings.org_postal_address
     r = f.release(session)

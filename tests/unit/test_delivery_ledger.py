@@ -17,8 +17,6 @@ from distributor.delivery.progress import ProgressWriter
 from distributor.errors import IllegalTransition
 from tests.support import delivery_factories as f
 
-D = DeliveryStatus
-
 
 def _send(session: Session, n: int) -> tuple[Send, list[Delivery]]:
     release = f.release(session, photo=False, attachments=False, contacts=False)
@@ -42,14 +40,14 @@ def _claim(session: Session, send: Send, worker: str, *, age_seconds: float) -> 
 
 
 def test_illegal_moves_raise() -> None:
-    row = Delivery(status=D.SENT)
+    row = Delivery(status=DeliveryStatus.SENT)
     with pytest.raises(IllegalTransition):
-        move_delivery(row, D.QUEUED)
-    row = Delivery(status=D.QUEUED)
-    move_delivery(row, D.SENDING)
-    move_delivery(row, D.DEFERRED)
+        move_delivery(row, DeliveryStatus.QUEUED)
+    row = Delivery(status=DeliveryStatus.QUEUED)
+    move_delivery(row, DeliveryStatus.SENDING)
+    move_delivery(row, DeliveryStatus.DEFERRED)
     with pytest.raises(IllegalTransition):
-        move_delivery(row, D.SENT)
+        move_delivery(row, DeliveryStatus.SENT)
 
 
 def test_two_workers_claim_disjoint_rows(live_db: Database) -> None:
@@ -113,20 +111,20 @@ def test_recovery_requeues_unsent_rows_and_marks_only_the_in_flight_one_in_doubt
     for i, row in enumerate(rows):
         row.claim_id = w1.id if i < 5 else (w2.id if i < 7 else live.id)
         row.claim_lane = 0
-        row.status = D.SENT if i < 2 else D.SENDING
+        row.status = DeliveryStatus.SENT if i < 2 else DeliveryStatus.SENDING
     session.flush()
     result = ledger.recover_stale_claims(session, stale_seconds=20)
     assert (result.claims, result.requeued, result.in_doubt) == (2, 3, 2)
     statuses = [session.scalar(select(Delivery.status).where(Delivery.id == r.id)) for r in rows]
     assert statuses == [
-        D.SENT,
-        D.SENT,
-        D.IN_DOUBT,
-        D.QUEUED,
-        D.QUEUED,
-        D.IN_DOUBT,
-        D.QUEUED,
-        D.SENDING,
+        DeliveryStatus.SENT,
+        DeliveryStatus.SENT,
+        DeliveryStatus.IN_DOUBT,
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.IN_DOUBT,
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENDING,
     ]
     session.expire_all()
     assert session.get(DeliveryClaim, w1.id).recovered_at is not None
@@ -137,14 +135,17 @@ def test_recovery_requeues_unsent_rows_and_marks_only_the_in_flight_one_in_doubt
 
 def test_due_deferred_rows_go_back_to_the_queue(session: Session) -> None:
     _send_row, rows = _send(session, 2)
-    rows[0].status = D.DEFERRED
+    rows[0].status = DeliveryStatus.DEFERRED
     rows[0].next_attempt_at = utcnow() - dt.timedelta(seconds=1)
-    rows[1].status = D.DEFERRED
+    rows[1].status = DeliveryStatus.DEFERRED
     rows[1].next_attempt_at = utcnow() + dt.timedelta(minutes=10)
     session.flush()
     assert ledger.promote_due_deferred(session, utcnow()) == 1
     session.expire_all()
-    assert [session.get(Delivery, r.id).status for r in rows] == [D.QUEUED, D.DEFERRED]
+    assert [session.get(Delivery, r.id).status for r in rows] == [
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.DEFERRED,
+    ]
 
 
 def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
@@ -164,7 +165,7 @@ def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
         assert not mine.is_claimed(ids[0])  # sent: no longer ours to send
         mine.record(
             ids[1],
-            D.DEFERRED,
+            DeliveryStatus.DEFERRED,
             code=451,
             response="4.3.0 later",
             next_attempt_at=utcnow() + dt.timedelta(minutes=5),
@@ -175,9 +176,17 @@ def test_progress_writes_are_fenced_by_the_claim(live_db: Database) -> None:
     with live_db.session() as session:
         first, second = (session.get(Delivery, i) for i in ids)
         assert first is not None and second is not None
-        assert (first.status, first.message_id, first.attempts) == (D.SENT, "<m0@y>", 1)
+        assert (first.status, first.message_id, first.attempts) == (
+            DeliveryStatus.SENT,
+            "<m0@y>",
+            1,
+        )
         assert first.sent_at is not None
-        assert (second.status, second.smtp_code, second.attempts) == (D.DEFERRED, 451, 1)
+        assert (second.status, second.smtp_code, second.attempts) == (
+            DeliveryStatus.DEFERRED,
+            451,
+            1,
+        )
 
 
 def _journalist_at(session: Session, domain: str, i: int) -> Journalist:
@@ -210,18 +219,29 @@ def test_recovery_marks_one_row_in_doubt_per_lane_of_a_dead_claim(session: Sessi
     # One dead batch with three lanes: lane 0 sent rows 0-1 and had row 2 in flight; lane 1
     # had row 4 in flight (row 3 was refused), row 5 not reached; lane 2 finished (rows 6-8).
     lanes = [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    final = {0: D.SENT, 1: D.SENT, 3: D.FAILED, 6: D.SENT, 7: D.SENT, 8: D.SENT}
+    final = {
+        0: DeliveryStatus.SENT,
+        1: DeliveryStatus.SENT,
+        3: DeliveryStatus.FAILED,
+        6: DeliveryStatus.SENT,
+        7: DeliveryStatus.SENT,
+        8: DeliveryStatus.SENT,
+    }
     for i, row in enumerate(rows):
         row.claim_id, row.claim_lane = dead.id, lanes[i]
-        row.status = final.get(i, D.SENDING)
+        row.status = final.get(i, DeliveryStatus.SENDING)
     session.flush()
     result = ledger.recover_stale_claims(session, stale_seconds=20)
     assert (result.in_doubt, result.requeued) == (2, 1)
     session.expire_all()
     statuses = [session.get(Delivery, r.id).status for r in rows]
-    assert statuses[2] is D.IN_DOUBT and statuses[4] is D.IN_DOUBT and statuses[5] is D.QUEUED
-    row = session.get(Delivery, rows[2].id)  # type: ignore[assignment]
-    assert row is not None and "final dot may have been written" in row.smtp_response
+    assert (
+        statuses[2] is DeliveryStatus.IN_DOUBT
+        and statuses[4] is DeliveryStatus.IN_DOUBT
+        and statuses[5] is DeliveryStatus.QUEUED
+    )
+    doubted = session.get(Delivery, rows[2].id)
+    assert doubted is not None and "final dot may have been written" in doubted.smtp_response
 
 
 def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn(
@@ -246,7 +266,7 @@ def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn
         assert mine.take_confirmed(wait=False) == {c[0]}  # not the row we never claimed
         assert mine.take_confirmed(wait=True) is None  # nothing in flight any more
         mine.submit_accepted([(c[1], "<b@x>", "Ok")])
-        assert mine.record(c[2], D.FAILED, code=550, response="5.1.1 no such user")
+        assert mine.record(c[2], DeliveryStatus.FAILED, code=550, response="5.1.1 no such user")
         assert mine.take_confirmed(wait=True) == {c[1]}
         mine.submit_accepted([(i, f"<{i}@x>", "Ok") for i in c[2:]])
         confirmed = None
@@ -257,7 +277,7 @@ def test_acceptances_commit_in_the_background_while_other_writes_wait_their_turn
         mine.close()
     with live_db.session() as session:
         row = session.get(Delivery, c[0])
-        assert row is not None and row.status is D.SENT and row.message_id == "<a@x>"
+        assert row is not None and row.status is DeliveryStatus.SENT and row.message_id == "<a@x>"
         assert row.smtp_response == 'queued as "A\\B" é'
 
 
@@ -273,7 +293,10 @@ def test_a_claim_with_a_row_still_sending_is_not_ended(live_db: Database) -> Non
     try:
         assert writer.record_accepted(claim.rows[0].id, "<a@x>", "2.0.0 Ok")
         assert not writer.end_claim(send_id)  # rows[1] is still sending
-        assert writer.release([claim.rows[1].id], status=D.QUEUED, next_attempt_at=None) == 1
+        assert (
+            writer.put_back([claim.rows[1].id], status=DeliveryStatus.QUEUED, next_attempt_at=None)
+            == 1
+        )
         assert writer.end_claim(send_id)
         assert writer.heartbeat()  # ended, not recovered: still ours to touch
     finally:

@@ -39,7 +39,7 @@ def test_local_limiter_caps_concurrency_per_domain_until_released() -> None:
     assert limiter.acquire("one", {"a.example": 1}).granted["a.example"] == 1
     assert limiter.acquire("two", {"a.example": 1}).granted["a.example"] == 1
     assert limiter.acquire("three", {"a.example": 1}).granted["a.example"] == 0
-    limiter.release("one", ["a.example"])
+    limiter.end_lease("one", ["a.example"])
     assert limiter.acquire("three", {"a.example": 1}).granted["a.example"] == 1
 
 
@@ -63,7 +63,7 @@ def test_redis_limiter_is_shared_between_limiters() -> None:
     assert two.acquire("w3", {"b.example": 1}).granted == {"b.example": 1}
     # Two leases hold a.example; a third batch must wait until one is released.
     assert two.acquire("w4", {"a.example": 1}).granted == {"a.example": 0}
-    one.release("w1", ["a.example"])
+    one.end_lease("w1", ["a.example"])
     two.back_off("b.example")
     grant = one.acquire("w5", {"b.example": 1, "c.example": 1})
     assert grant.granted == {"b.example": 0, "c.example": 1}

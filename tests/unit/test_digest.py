@@ -6,8 +6,8 @@ import datetime as dt
 import email
 import email.policy
 import smtplib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from sqlalchemy import select
@@ -27,8 +27,12 @@ from tests.support import delivery_factories as f
 MORNING = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
 
 
+# What sweep_digests opens for each transaction.
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
 @pytest.fixture()
-def unit_of_work(db: Database):
+def unit_of_work(db: Database) -> UnitOfWork:
     @contextmanager
     def work() -> Iterator[Session]:
         s = db.session()
@@ -70,12 +74,12 @@ def parse(sent: SentMessage) -> email.message.EmailMessage:
 
 
 def test_one_digest_per_day_with_every_waiting_release(
-    session: Session, settings: Settings, reader: Journalist, unit_of_work: object
+    session: Session, settings: Settings, reader: Journalist, unit_of_work: UnitOfWork
 ) -> None:
     waiting(session, reader, "Harbour reopens", "New ferry timetable")
     transport = InMemoryTransport()
     run = lambda now: sweep_digests(  # noqa: E731
-        unit_of_work,  # type: ignore[arg-type]
+        unit_of_work,
         now=now,
         settings=settings,
         transport=transport,
@@ -113,7 +117,7 @@ def test_one_digest_per_day_with_every_waiting_release(
 
 
 def test_suppressed_journalist_gets_nothing(
-    session: Session, settings: Settings, reader: Journalist, unit_of_work: object
+    session: Session, settings: Settings, reader: Journalist, unit_of_work: UnitOfWork
 ) -> None:
     waiting(session, reader, "Harbour reopens")
     import hashlib
@@ -127,7 +131,7 @@ def test_suppressed_journalist_gets_nothing(
     )
     session.commit()
     transport = InMemoryTransport()
-    assert sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=transport) == 0  # type: ignore[arg-type]
+    assert sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=transport) == 0
     assert transport.sent == []
     session.expire_all()
     (row,) = session.scalars(select(Delivery).where(Delivery.journalist_id == reader.id)).all()
@@ -145,28 +149,28 @@ class FailingTransport:
 
 
 def test_unreachable_server_is_retried_by_the_next_sweep(
-    session: Session, settings: Settings, reader: Journalist, unit_of_work: object
+    session: Session, settings: Settings, reader: Journalist, unit_of_work: UnitOfWork
 ) -> None:
     waiting(session, reader, "Harbour reopens")
     down = FailingTransport(ConnectionRefusedError("refused"))
-    assert sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=down) == 0  # type: ignore[arg-type]
+    assert sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=down) == 0
     assert down.calls == 1
     session.expire_all()
     assert session.scalars(select(DigestMail)).all() == []
     up = InMemoryTransport()
     later = MORNING + dt.timedelta(minutes=15)
-    assert sweep_digests(unit_of_work, now=later, settings=settings, transport=up) == 1  # type: ignore[arg-type]
+    assert sweep_digests(unit_of_work, now=later, settings=settings, transport=up) == 1
     assert len(up.sent) == 1
 
 
 def test_permanent_refusal_fails_and_unknown_outcome_is_not_resent(
-    session: Session, settings: Settings, reader: Journalist, unit_of_work: object
+    session: Session, settings: Settings, reader: Journalist, unit_of_work: UnitOfWork
 ) -> None:
     waiting(session, reader, "Harbour reopens")
     refused = FailingTransport(
         smtplib.SMTPRecipientsRefused({reader.email: (550, b"5.1.1 no such user")})
     )
-    sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=refused)  # type: ignore[arg-type]
+    sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=refused)
     session.expire_all()
     (row,) = session.scalars(select(Delivery).where(Delivery.journalist_id == reader.id)).all()
     assert row.status is DeliveryStatus.FAILED and row.smtp_code == 550
@@ -175,10 +179,10 @@ def test_permanent_refusal_fails_and_unknown_outcome_is_not_resent(
     other.delivery_mode = DeliveryMode.DAILY_DIGEST
     waiting(session, other, "Ferry news")
     dropped = FailingTransport(smtplib.SMTPServerDisconnected("lost after DATA"))
-    sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=dropped)  # type: ignore[arg-type]
+    sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=dropped)
     again = InMemoryTransport()
     later = MORNING + dt.timedelta(days=1)
-    assert sweep_digests(unit_of_work, now=later, settings=settings, transport=again) == 0  # type: ignore[arg-type]
+    assert sweep_digests(unit_of_work, now=later, settings=settings, transport=again) == 0
     assert again.sent == []
     session.expire_all()
     digest = session.scalar(select(DigestMail).where(DigestMail.journalist_id == other.id))
@@ -190,7 +194,7 @@ def test_a_digest_to_a_utf8_mailbox_takes_the_smtputf8_road(
     session: Session,
     settings: Settings,
     reader: Journalist,
-    unit_of_work: object,
+    unit_of_work: UnitOfWork,
     is_offered: bool,
 ) -> None:
     """RFC 6531/6532 through a real SMTP server on loopback: sent with SMTPUTF8 and a raw
@@ -202,7 +206,7 @@ def test_a_digest_to_a_utf8_mailbox_takes_the_smtputf8_road(
     waiting(session, reader, "Harbour reopens")
     with SMTPSink(enable_SMTPUTF8=is_offered) as relay:
         transport = SMTPTransport(SMTPConfig.from_url(relay.url))
-        sent = sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=transport)  # type: ignore[arg-type]
+        sent = sweep_digests(unit_of_work, now=MORNING, settings=settings, transport=transport)
         received = relay.received
     session.expire_all()
     (row,) = session.scalars(select(Delivery).where(Delivery.journalist_id == reader.id)).all()

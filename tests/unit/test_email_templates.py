@@ -19,7 +19,7 @@ def test_every_template_has_a_sample_context() -> None:
 
 @pytest.mark.parametrize("name", renderer.names())
 def test_template_matches_snapshot(name: str) -> None:
-    rendered = renderer.render(name, CONTEXTS[name]())
+    rendered = renderer.render_email(name, CONTEXTS[name]())
     assert "<mj-" not in rendered.html and "</mj-" not in rendered.html
     assert len(rendered.html.encode()) < 90 * 1024, "Gmail clips HTML over ~102 KB"
     assert rendered.subject and "\n" not in rendered.subject
@@ -39,7 +39,7 @@ _LOADS = re.compile(r"""<(?:img|link|script|iframe)\b[^>]*>|url\([^)]*\)|@import
 @pytest.mark.parametrize("name", renderer.names())
 def test_mail_asks_no_third_party_for_anything(name: str) -> None:
     """No web fonts, no remote images but ours: a request tells that party the reader's IP."""
-    html = renderer.render(name, CONTEXTS[name]()).html
+    html = renderer.render_email(name, CONTEXTS[name]()).html
     assert "fonts.googleapis" not in html and "fonts.gstatic" not in html
     for url in _URL.findall(html):
         assert url.startswith((_OWN, *_NAMESPACES, *_SAMPLE_LINKS)), url
@@ -50,7 +50,7 @@ def test_mail_asks_no_third_party_for_anything(name: str) -> None:
 
 @pytest.mark.parametrize("name", renderer.names())
 def test_mail_declares_its_language(name: str) -> None:
-    html = renderer.render(name, CONTEXTS[name]()).html
+    html = renderer.render_email(name, CONTEXTS[name]()).html
     assert '<html lang="en"' in html
 
 
@@ -76,7 +76,7 @@ def test_unknown_mjml_tag_is_caught() -> None:
 
 
 def test_release_mail_carries_the_organisations_identity() -> None:
-    rendered = renderer.render("release", CONTEXTS["release"]())
+    rendered = renderer.render_email("release", CONTEXTS["release"]())
     assert "Notes to editors" in rendered.html and "About Harbour Light Foundation" in rendered.html
     assert "funds local reporting on &lt;coastal&gt; towns" in rendered.html
     assert "NOTES TO EDITORS" in rendered.text

@@ -47,7 +47,7 @@ def test_each_journalist_gets_their_own_room_link_and_no_preview_token(
     compiled = compile_release(session, world.release.id, settings)
     seen = {}
     for person in (world.alice, world.carol):
-        _, raw = compiled.render(_recipient(session, world, person))[1:]
+        _, raw = compiled.message_for(_recipient(session, world, person))[1:]
         subject, html, text = _parts(raw)
         assert subject.startswith("Embargoed to ")
         own = room_url(settings, world.release.id, person.id)
@@ -69,7 +69,7 @@ def test_with_terms_the_mail_carries_the_summary_and_the_link_not_the_text(
 ) -> None:
     world = embargoed_world(session, settings, requires_terms=True)
     compiled = compile_release(session, world.release.id, settings)
-    _, html, text = _parts(compiled.render(_recipient(session, world, world.alice))[2])
+    _, html, text = _parts(compiled.message_for(_recipient(session, world, world.alice))[2])
     own = room_url(settings, world.release.id, world.alice.id)
     assert world.release.summary in text
     assert TERMS_SUMMARY in text
@@ -84,7 +84,7 @@ def test_a_staff_preview_of_the_mail_carries_no_working_room_link(
     world = embargoed_world(session, settings, requires_terms=False)
     compiled = compile_release(session, world.release.id, settings)
     _, html, _text = _parts(
-        compiled.render(staff_recipient(email="ed@example.org", name="Ed", label="preview"))[2]
+        compiled.message_for(staff_recipient(email="ed@example.org", name="Ed", label="preview"))[2]
     )
     assert room_url(settings, world.release.id, 0) in html
     assert world.release.preview_token not in html
@@ -135,7 +135,7 @@ def test_the_embargo_room_variants_of_the_release_template_match_their_snapshots
         "requires_terms": requires_terms,
         "terms_summary": "Nothing may be published <before> the lift & nothing shared.",
     }
-    rendered = EmailRenderer().render("release", context)
+    rendered = EmailRenderer().render_email("release", context)
     assert "<mj-" not in rendered.html and "</mj-" not in rendered.html
     assert "/embargo/room-token" in rendered.html and "/embargo/room-token" in rendered.text
     assert "&lt;before&gt;" in rendered.html or not requires_terms

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -51,10 +52,10 @@ def test_upload_stores_the_original_once_and_records_history(
     ],
 )
 def test_upload_refuses_incomplete_rights(
-    session: Session, storage: LocalStorage, overrides: dict[str, object], message: str
+    session: Session, storage: LocalStorage, overrides: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValidationFailed, match=message):
-        add_asset(session, storage, now=NOW, **overrides)  # type: ignore[arg-type]
+        add_asset(session, storage, now=NOW, **overrides)
 
 
 def test_search_filters_by_words_and_fields(session: Session, storage: LocalStorage) -> None:
@@ -73,10 +74,10 @@ def test_search_filters_by_words_and_fields(session: Session, storage: LocalStor
         rights_until=NOW + dt.timedelta(days=3),
     )
 
-    def ids(**kw: object) -> set[int]:
+    def ids(**kw: Any) -> set[int]:
         found = services.search_assets(
             session,
-            services.AssetQuery(**kw),  # type: ignore[arg-type]
+            services.AssetQuery(**kw),
             now=NOW,
             warn_days=7,
         )

@@ -17,31 +17,34 @@ from distributor.releases.models import ReleaseStatus, ReleaseTransition
 from distributor.releases.workflow import RELEASE_WORKFLOW, TRANSITION_ROLES
 from tests.support.releases import make_release, staff
 
-S = ReleaseStatus
 EDITORS = {Role.EDITOR, Role.ADMIN}
 
 # The moves the issue asks for, and who may make them (None: the system only).
-EXPECTED: dict[tuple[S, S], set[Role]] = {
-    (S.DRAFT, S.IN_REVIEW): set(Role),
-    (S.DRAFT, S.WITHDRAWN): set(Role),
-    (S.IN_REVIEW, S.DRAFT): EDITORS,
-    (S.IN_REVIEW, S.APPROVED): EDITORS,
-    (S.IN_REVIEW, S.WITHDRAWN): EDITORS,
-    (S.APPROVED, S.SCHEDULED): EDITORS,
-    (S.APPROVED, S.SENDING): EDITORS,
-    (S.APPROVED, S.WITHDRAWN): EDITORS,
-    (S.SCHEDULED, S.APPROVED): EDITORS,
-    (S.SCHEDULED, S.SENDING): EDITORS,
-    (S.SCHEDULED, S.WITHDRAWN): EDITORS,
-    (S.SENDING, S.SENT): set(),
-    (S.SENDING, S.APPROVED): EDITORS,
-    (S.SENT, S.WITHDRAWN): EDITORS,
-    (S.WITHDRAWN, S.DRAFT): EDITORS,
+EXPECTED: dict[tuple[ReleaseStatus, ReleaseStatus], set[Role]] = {
+    (ReleaseStatus.DRAFT, ReleaseStatus.IN_REVIEW): set(Role),
+    (ReleaseStatus.DRAFT, ReleaseStatus.WITHDRAWN): set(Role),
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.DRAFT): EDITORS,
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.APPROVED): EDITORS,
+    (ReleaseStatus.IN_REVIEW, ReleaseStatus.WITHDRAWN): EDITORS,
+    (ReleaseStatus.APPROVED, ReleaseStatus.SCHEDULED): EDITORS,
+    (ReleaseStatus.APPROVED, ReleaseStatus.SENDING): EDITORS,
+    (ReleaseStatus.APPROVED, ReleaseStatus.WITHDRAWN): EDITORS,
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.APPROVED): EDITORS,
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.SENDING): EDITORS,
+    (ReleaseStatus.SCHEDULED, ReleaseStatus.WITHDRAWN): EDITORS,
+    (ReleaseStatus.SENDING, ReleaseStatus.SENT): set(),
+    (ReleaseStatus.SENDING, ReleaseStatus.APPROVED): EDITORS,
+    (ReleaseStatus.SENT, ReleaseStatus.WITHDRAWN): EDITORS,
+    (ReleaseStatus.WITHDRAWN, ReleaseStatus.DRAFT): EDITORS,
 }
 
 
 def test_the_state_machine_allows_exactly_the_documented_moves() -> None:
-    allowed = {(a, b) for a, b in itertools.product(S, S) if RELEASE_WORKFLOW.can(a, b)}
+    allowed = {
+        (a, b)
+        for a, b in itertools.product(ReleaseStatus, ReleaseStatus)
+        if RELEASE_WORKFLOW.can(a, b)
+    }
     assert allowed == set(EXPECTED)
     assert set(TRANSITION_ROLES) == set(EXPECTED)
 
@@ -51,7 +54,7 @@ MOVES = [(a, b, role) for (a, b) in EXPECTED for role in Role]
 
 @pytest.mark.parametrize(("current", "target", "role"), MOVES)
 def test_each_role_may_make_exactly_its_moves(
-    session: Session, current: S, target: S, role: Role
+    session: Session, current: ReleaseStatus, target: ReleaseStatus, role: Role
 ) -> None:
     user = staff(session, role)
     release = make_release(session, status=current)
@@ -72,7 +75,9 @@ def test_each_role_may_make_exactly_its_moves(
 
 
 @pytest.mark.parametrize(("current", "target"), list(EXPECTED))
-def test_the_system_may_make_every_allowed_move(session: Session, current: S, target: S) -> None:
+def test_the_system_may_make_every_allowed_move(
+    session: Session, current: ReleaseStatus, target: ReleaseStatus
+) -> None:
     release = make_release(session, status=current)
     services.transition(session, release, target, by=None)
     assert release.status is target
@@ -84,11 +89,15 @@ def test_the_system_may_make_every_allowed_move(session: Session, current: S, ta
     assert last is not None and last.by_id is None
 
 
-ILLEGAL = [(a, b) for a, b in itertools.product(S, S) if (a, b) not in EXPECTED]
+ILLEGAL = [
+    (a, b) for a, b in itertools.product(ReleaseStatus, ReleaseStatus) if (a, b) not in EXPECTED
+]
 
 
 @pytest.mark.parametrize(("current", "target"), ILLEGAL)
-def test_illegal_moves_are_refused_even_for_admins(session: Session, current: S, target: S) -> None:
+def test_illegal_moves_are_refused_even_for_admins(
+    session: Session, current: ReleaseStatus, target: ReleaseStatus
+) -> None:
     admin = staff(session, Role.ADMIN)
     release = make_release(session, status=current)
     with pytest.raises(IllegalTransition):
@@ -98,29 +107,34 @@ def test_illegal_moves_are_refused_even_for_admins(session: Session, current: S,
 
 def test_only_an_approved_release_can_be_scheduled_or_sent(session: Session) -> None:
     editor = staff(session, Role.EDITOR)
-    for status in (S.DRAFT, S.IN_REVIEW, S.SENT, S.WITHDRAWN):
+    for status in (
+        ReleaseStatus.DRAFT,
+        ReleaseStatus.IN_REVIEW,
+        ReleaseStatus.SENT,
+        ReleaseStatus.WITHDRAWN,
+    ):
         release = make_release(session, status=status)
-        for target in (S.SCHEDULED, S.SENDING):
+        for target in (ReleaseStatus.SCHEDULED, ReleaseStatus.SENDING):
             with pytest.raises(IllegalTransition):
                 services.transition(session, release, target, by=editor)
 
 
 def test_sending_back_needs_a_comment(session: Session) -> None:
     editor = staff(session, Role.EDITOR)
-    release = make_release(session, status=S.IN_REVIEW)
+    release = make_release(session, status=ReleaseStatus.IN_REVIEW)
     with pytest.raises(ValidationFailed):
-        services.transition(session, release, S.DRAFT, by=editor, comment="  ")
-    assert release.status is S.IN_REVIEW
-    services.transition(session, release, S.DRAFT, by=editor, comment="Add a quote.")
-    assert release.status is S.DRAFT
+        services.transition(session, release, ReleaseStatus.DRAFT, by=editor, comment="  ")
+    assert release.status is ReleaseStatus.IN_REVIEW
+    services.transition(session, release, ReleaseStatus.DRAFT, by=editor, comment="Add a quote.")
+    assert release.status is ReleaseStatus.DRAFT
 
 
 def test_a_disabled_account_cannot_move_releases(session: Session) -> None:
     editor = staff(session, Role.EDITOR)
     editor.is_active = False
-    release = make_release(session, status=S.IN_REVIEW)
+    release = make_release(session, status=ReleaseStatus.IN_REVIEW)
     with pytest.raises(Forbidden):
-        services.transition(session, release, S.APPROVED, by=editor)
+        services.transition(session, release, ReleaseStatus.APPROVED, by=editor)
 
 
 # -- publication and embargo -------------------------------------------------------------------
@@ -128,7 +142,7 @@ def test_a_disabled_account_cannot_move_releases(session: Session) -> None:
 
 def test_approving_without_embargo_publishes_at_once(session: Session) -> None:
     now = utcnow()
-    release = make_release(session, status=S.APPROVED, now=now)
+    release = make_release(session, status=ReleaseStatus.APPROVED, now=now)
     assert release.published_at == now
     assert services.is_publicly_visible(release, now)
 
@@ -136,7 +150,7 @@ def test_approving_without_embargo_publishes_at_once(session: Session) -> None:
 def test_an_embargoed_release_is_published_by_the_sweep_after_the_lift(session: Session) -> None:
     now = utcnow()
     lift = now + dt.timedelta(hours=2)
-    release = make_release(session, status=S.APPROVED, embargo_until=lift, now=now)
+    release = make_release(session, status=ReleaseStatus.APPROVED, embargo_until=lift, now=now)
     assert release.published_at is None
     assert not services.is_publicly_visible(release, now)
     assert services.publish_due_embargoes(session, now + dt.timedelta(hours=1)) == []
@@ -152,9 +166,9 @@ def test_an_embargoed_release_is_published_by_the_sweep_after_the_lift(session: 
 def test_the_sweep_ignores_drafts_and_withdrawn_releases(session: Session) -> None:
     now = utcnow()
     past = now - dt.timedelta(minutes=5)
-    draft = make_release(session, status=S.DRAFT)
+    draft = make_release(session, status=ReleaseStatus.DRAFT)
     draft.embargo_until = past
-    withdrawn = make_release(session, status=S.WITHDRAWN)
+    withdrawn = make_release(session, status=ReleaseStatus.WITHDRAWN)
     withdrawn.embargo_until = past
     session.flush()
     assert services.publish_due_embargoes(session, now) == []
@@ -162,11 +176,11 @@ def test_the_sweep_ignores_drafts_and_withdrawn_releases(session: Session) -> No
 
 def test_withdrawn_and_unapproved_releases_are_never_public(session: Session) -> None:
     now = utcnow()
-    for status in (S.DRAFT, S.IN_REVIEW, S.WITHDRAWN):
+    for status in (ReleaseStatus.DRAFT, ReleaseStatus.IN_REVIEW, ReleaseStatus.WITHDRAWN):
         assert not services.is_publicly_visible(make_release(session, status=status, now=now), now)
-    sent = make_release(session, status=S.SENT, now=now)
+    sent = make_release(session, status=ReleaseStatus.SENT, now=now)
     assert services.is_publicly_visible(sent, now)
-    services.transition(session, sent, S.WITHDRAWN, by=None)
+    services.transition(session, sent, ReleaseStatus.WITHDRAWN, by=None)
     assert not services.is_publicly_visible(sent, now)
 
 
@@ -174,15 +188,15 @@ def test_a_future_embargo_set_after_publication_hides_the_release_again(
     session: Session,
 ) -> None:
     now = utcnow()
-    release = make_release(session, status=S.APPROVED, now=now)
+    release = make_release(session, status=ReleaseStatus.APPROVED, now=now)
     services.set_embargo(release, now + dt.timedelta(hours=1), now)
     assert release.published_at is None
     assert not services.is_publicly_visible(release, now)
 
 
 def test_restoring_a_withdrawn_release_makes_it_an_unpublished_draft(session: Session) -> None:
-    release = make_release(session, status=S.APPROVED)
-    services.transition(session, release, S.WITHDRAWN, by=None)
-    services.transition(session, release, S.DRAFT, by=None)
+    release = make_release(session, status=ReleaseStatus.APPROVED)
+    services.transition(session, release, ReleaseStatus.WITHDRAWN, by=None)
+    services.transition(session, release, ReleaseStatus.DRAFT, by=None)
     assert release.published_at is None
-    assert release.status is S.DRAFT
+    assert release.status is ReleaseStatus.DRAFT

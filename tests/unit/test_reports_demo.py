@@ -49,9 +49,10 @@ def test_demo_reports_come_after_their_sends_and_are_never_reparsed(
     assert events and bounces and complaints
     for event in events:
         assert _went_out(deliveries[event.delivery_id]) <= event.occurred_at <= now
-    for row in [*bounces, *complaints]:
-        assert row.delivery_id is not None and row.matched_by == "verp"  # type: ignore[attr-defined]
-        assert _went_out(deliveries[row.delivery_id]) <= row.received_at <= now  # type: ignore[attr-defined]
+    reports: list[Bounce | Complaint] = [*bounces, *complaints]
+    for row in reports:
+        assert row.delivery_id is not None and row.matched_by == "verp"
+        assert _went_out(deliveries[row.delivery_id]) <= row.received_at <= now
 
     # Each report is a real message the parser reads to the same result, and it is processed.
     for bounce in bounces:

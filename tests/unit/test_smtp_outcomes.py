@@ -21,7 +21,6 @@ from distributor.mail.outcomes import (
     says_no_such_user,
 )
 
-D, F, Q = Outcome.DEFERRED, Outcome.FAILED, Outcome.IN_DOUBT
 HARD, SOFT, POLICY, MESSAGE = (
     BounceKind.HARD,
     BounceKind.SOFT,
@@ -29,113 +28,115 @@ HARD, SOFT, POLICY, MESSAGE = (
     BounceKind.MESSAGE,
 )
 
+# fmt: off
 CASES = [
     # (stage, code, text, outcome, subject, kind)
     # Accepted at any stage.
     (Stage.DOT, 250, "2.0.0 Ok: queued as 4F2", Outcome.DELIVERED, Subject.NONE, None),
     (Stage.DATA, 354, "End data with <CR><LF>.<CR><LF>", Outcome.DELIVERED, Subject.NONE, None),
     # Connect and EHLO: always the relay, whatever the class.
-    (Stage.CONNECT, 421, "4.7.0 Too many connections", D, Subject.RELAY, None),
-    (Stage.CONNECT, 554, "5.7.1 No SMTP service here", D, Subject.RELAY, None),
-    (Stage.CONNECT, 550, "5.1.1 nonsense at connect", D, Subject.RELAY, None),
-    (Stage.HELO, 501, "5.5.2 Syntax: EHLO hostname", D, Subject.RELAY, None),
-    (Stage.HELO, 535, "5.7.8 Authentication credentials invalid", D, Subject.RELAY, None),
-    (Stage.HELO, 454, "4.7.0 TLS not available due to local problem", D, Subject.RELAY, None),
+    (Stage.CONNECT, 421, "4.7.0 Too many connections", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.CONNECT, 554, "5.7.1 No SMTP service here", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.CONNECT, 550, "5.1.1 nonsense at connect", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.HELO, 501, "5.5.2 Syntax: EHLO hostname", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.HELO, 535, "5.7.8 Authentication credentials invalid", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.HELO, 454, "4.7.0 TLS not available due to local problem", Outcome.DEFERRED, Subject.RELAY, None),
     # MAIL FROM: our envelope sender, our host, or the declared size; never the recipient.
     (
         Stage.MAIL,
         550,
         "5.1.8 <b@x>: Sender address rejected: Domain not found",
-        D,
+        Outcome.DEFERRED,
         Subject.SENDER,
         POLICY,
     ),
-    (Stage.MAIL, 553, "5.1.7 The sender address is invalid", D, Subject.SENDER, POLICY),
-    (Stage.MAIL, 550, "5.1.1 <b@x>: Sender address rejected", D, Subject.SENDER, POLICY),
-    (Stage.MAIL, 554, "5.7.1 Access denied", D, Subject.SENDER, POLICY),
-    (Stage.MAIL, 550, "Rejected", D, Subject.SENDER, POLICY),
-    (Stage.MAIL, 450, "4.7.1 <host>: too much mail from 192.0.2.1", D, Subject.RELAY, None),
-    (Stage.MAIL, 451, "4.3.0 Temporary lookup failure", D, Subject.RELAY, None),
-    (Stage.MAIL, 454, "Throttling failure: Maximum sending rate exceeded.", D, Subject.RELAY, None),
-    (Stage.MAIL, 421, "4.4.2 Timeout exceeded", D, Subject.RELAY, None),
-    (Stage.MAIL, 552, "5.3.4 Message size exceeds fixed limit", D, Subject.MESSAGE, MESSAGE),
-    (Stage.MAIL, 555, "5.5.4 Unsupported option: SMTPUTF8", D, Subject.RELAY, BounceKind.RELAY),
-    (Stage.MAIL, 503, "5.5.1 Error: nested MAIL command", D, Subject.RELAY, BounceKind.RELAY),
-    (Stage.MAIL, 530, "5.7.0 Authentication required", D, Subject.RELAY, BounceKind.RELAY),
+    (Stage.MAIL, 553, "5.1.7 The sender address is invalid", Outcome.DEFERRED, Subject.SENDER, POLICY),
+    (Stage.MAIL, 550, "5.1.1 <b@x>: Sender address rejected", Outcome.DEFERRED, Subject.SENDER, POLICY),
+    (Stage.MAIL, 554, "5.7.1 Access denied", Outcome.DEFERRED, Subject.SENDER, POLICY),
+    (Stage.MAIL, 550, "Rejected", Outcome.DEFERRED, Subject.SENDER, POLICY),
+    (Stage.MAIL, 450, "4.7.1 <host>: too much mail from 192.0.2.1", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.MAIL, 451, "4.3.0 Temporary lookup failure", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.MAIL, 454, "Throttling failure: Maximum sending rate exceeded.", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.MAIL, 421, "4.4.2 Timeout exceeded", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.MAIL, 552, "5.3.4 Message size exceeds fixed limit", Outcome.DEFERRED, Subject.MESSAGE, MESSAGE),
+    (Stage.MAIL, 555, "5.5.4 Unsupported option: SMTPUTF8", Outcome.DEFERRED, Subject.RELAY, BounceKind.RELAY),
+    (Stage.MAIL, 503, "5.5.1 Error: nested MAIL command", Outcome.DEFERRED, Subject.RELAY, BounceKind.RELAY),
+    (Stage.MAIL, 530, "5.7.0 Authentication required", Outcome.DEFERRED, Subject.RELAY, BounceKind.RELAY),
     # RCPT: the recipient, its domain, or us.
     (
         Stage.RCPT,
         550,
         "5.1.1 <x@y>: Recipient address rejected: User unknown",
-        F,
+        Outcome.FAILED,
         Subject.RECIPIENT,
         HARD,
     ),
-    (Stage.RCPT, 550, "5.1.10 RESOLVER.ADR.RecipientNotFound", F, Subject.RECIPIENT, HARD),
-    (Stage.RCPT, 550, "5.1.2 Host unknown", F, Subject.RECIPIENT, HARD),
-    (Stage.RCPT, 554, "5.2.1 Mailbox disabled", F, Subject.RECIPIENT, HARD),
-    (Stage.RCPT, 550, "5.1.8 Sender address rejected", F, Subject.SENDER, POLICY),
-    (Stage.RCPT, 550, "5.1.7 Bad sender's mailbox address syntax", F, Subject.SENDER, POLICY),
-    (Stage.RCPT, 550, "5.7.1 Recipient rejected by policy", F, Subject.SENDER, POLICY),
-    (Stage.RCPT, 554, "5.7.1 <x@y>: Relay access denied", D, Subject.RELAY, BounceKind.RELAY),
-    (Stage.RCPT, 552, "5.2.2 Mailbox full", D, Subject.RECIPIENT, None),
-    (Stage.RCPT, 552, "Too many recipients", D, Subject.RECIPIENT, None),
-    (Stage.RCPT, 553, "5.3.0 <x@y>... Unknown user", F, Subject.RECIPIENT, HARD),
-    (Stage.RCPT, 550, "Unknown user: x@y", F, Subject.RECIPIENT, HARD),
-    (Stage.RCPT, 550, "Sorry, no mailbox here by that name.", F, Subject.RECIPIENT, HARD),
-    (Stage.RCPT, 550, "Blocked: listed at zen.spamhaus.org", F, Subject.SENDER, POLICY),
-    (Stage.RCPT, 550, "Requested action not taken", F, Subject.RECIPIENT, SOFT),
-    (Stage.RCPT, 550, "5.4.1 Recipient address rejected: Access denied", F, Subject.DOMAIN, SOFT),
+    (Stage.RCPT, 550, "5.1.10 RESOLVER.ADR.RecipientNotFound", Outcome.FAILED, Subject.RECIPIENT, HARD),
+    (Stage.RCPT, 550, "5.1.2 Host unknown", Outcome.FAILED, Subject.RECIPIENT, HARD),
+    (Stage.RCPT, 554, "5.2.1 Mailbox disabled", Outcome.FAILED, Subject.RECIPIENT, HARD),
+    (Stage.RCPT, 550, "5.1.8 Sender address rejected", Outcome.FAILED, Subject.SENDER, POLICY),
+    (Stage.RCPT, 550, "5.1.7 Bad sender's mailbox address syntax", Outcome.FAILED, Subject.SENDER, POLICY),
+    (Stage.RCPT, 550, "5.7.1 Recipient rejected by policy", Outcome.FAILED, Subject.SENDER, POLICY),
+    (Stage.RCPT, 554, "5.7.1 <x@y>: Relay access denied", Outcome.DEFERRED, Subject.RELAY, BounceKind.RELAY),
+    (Stage.RCPT, 552, "5.2.2 Mailbox full", Outcome.DEFERRED, Subject.RECIPIENT, None),
+    (Stage.RCPT, 552, "Too many recipients", Outcome.DEFERRED, Subject.RECIPIENT, None),
+    (Stage.RCPT, 553, "5.3.0 <x@y>... Unknown user", Outcome.FAILED, Subject.RECIPIENT, HARD),
+    (Stage.RCPT, 550, "Unknown user: x@y", Outcome.FAILED, Subject.RECIPIENT, HARD),
+    (Stage.RCPT, 550, "Sorry, no mailbox here by that name.", Outcome.FAILED, Subject.RECIPIENT, HARD),
+    (Stage.RCPT, 550, "Blocked: listed at zen.spamhaus.org", Outcome.FAILED, Subject.SENDER, POLICY),
+    (Stage.RCPT, 550, "Requested action not taken", Outcome.FAILED, Subject.RECIPIENT, SOFT),
+    (Stage.RCPT, 550, "5.4.1 Recipient address rejected: Access denied", Outcome.FAILED, Subject.DOMAIN, SOFT),
     (
         Stage.RCPT,
         450,
         "4.2.0 <x@y>: Recipient address rejected: try later",
-        D,
+        Outcome.DEFERRED,
         Subject.RECIPIENT,
         None,
     ),
-    (Stage.RCPT, 450, "4.1.1 Recipient lookup failed, try again", D, Subject.RECIPIENT, None),
-    (Stage.RCPT, 451, "4.7.1 Greylisted, try later", D, Subject.DOMAIN, None),
-    (Stage.RCPT, 421, "4.7.0 closing connection", D, Subject.RELAY, None),
-    (Stage.RCPT, 503, "5.5.1 Error: need MAIL command", D, Subject.RELAY, None),
-    (Stage.RCPT, 451, "4.4.3 Domain lookup failed", D, Subject.DOMAIN, None),
+    (Stage.RCPT, 450, "4.1.1 Recipient lookup failed, try again", Outcome.DEFERRED, Subject.RECIPIENT, None),
+    (Stage.RCPT, 451, "4.7.1 Greylisted, try later", Outcome.DEFERRED, Subject.DOMAIN, None),
+    (Stage.RCPT, 421, "4.7.0 closing connection", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.RCPT, 503, "5.5.1 Error: need MAIL command", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.RCPT, 451, "4.4.3 Domain lookup failed", Outcome.DEFERRED, Subject.DOMAIN, None),
     # DATA command.
-    (Stage.DATA, 554, "5.5.1 Error: no valid recipients", D, Subject.RELAY, None),
-    (Stage.DATA, 451, "4.3.0 Local error", D, Subject.RELAY, None),
-    (Stage.DATA, 421, "4.3.2 Shutting down", D, Subject.RELAY, None),
+    (Stage.DATA, 554, "5.5.1 Error: no valid recipients", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.DATA, 451, "4.3.0 Local error", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.DATA, 421, "4.3.2 Shutting down", Outcome.DEFERRED, Subject.RELAY, None),
     # After the final dot.
     (
         Stage.DOT,
         552,
         "5.3.4 Message size exceeds fixed maximum message size",
-        F,
+        Outcome.FAILED,
         Subject.MESSAGE,
         MESSAGE,
     ),
-    (Stage.DOT, 554, "5.6.0 Message content rejected", F, Subject.MESSAGE, MESSAGE),
-    (Stage.DOT, 550, "5.7.1 Message rejected as spam", F, Subject.SENDER, POLICY),
-    (Stage.DOT, 550, "5.7.26 Unauthenticated email is not accepted", F, Subject.SENDER, POLICY),
+    (Stage.DOT, 554, "5.6.0 Message content rejected", Outcome.FAILED, Subject.MESSAGE, MESSAGE),
+    (Stage.DOT, 550, "5.7.1 Message rejected as spam", Outcome.FAILED, Subject.SENDER, POLICY),
+    (Stage.DOT, 550, "5.7.26 Unauthenticated email is not accepted", Outcome.FAILED, Subject.SENDER, POLICY),
     (
         Stage.DOT,
         550,
         "5.1.1 The email account that you tried to reach does not exist",
-        F,
+        Outcome.FAILED,
         Subject.RECIPIENT,
         HARD,
     ),
-    (Stage.DOT, 451, "4.7.1 Please try again later", D, Subject.DOMAIN, None),
-    (Stage.DOT, 451, "4.3.0 Error: queue file write error", D, Subject.RELAY, None),
-    (Stage.DOT, 421, "4.7.0 Too many errors, closing", D, Subject.RELAY, None),
+    (Stage.DOT, 451, "4.7.1 Please try again later", Outcome.DEFERRED, Subject.DOMAIN, None),
+    (Stage.DOT, 451, "4.3.0 Error: queue file write error", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.DOT, 421, "4.7.0 Too many errors, closing", Outcome.DEFERRED, Subject.RELAY, None),
     (
         Stage.DOT,
         450,
         "4.7.1 Throttling failure: Daily message quota exceeded",
-        D,
+        Outcome.DEFERRED,
         Subject.RELAY,
         None,
     ),
-    (Stage.DOT, 554, "Transaction failed", F, Subject.RECIPIENT, SOFT),
+    (Stage.DOT, 554, "Transaction failed", Outcome.FAILED, Subject.RECIPIENT, SOFT),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("stage", "code", "text", "outcome", "subject", "kind"), CASES)
@@ -175,12 +176,12 @@ def test_a_permanent_refusal_of_our_sender_stops_the_send() -> None:
 @pytest.mark.parametrize(
     ("stage", "outcome"),
     [
-        (Stage.CONNECT, D),
-        (Stage.HELO, D),
-        (Stage.MAIL, D),
-        (Stage.RCPT, D),
-        (Stage.DATA, D),
-        (Stage.DOT, Q),
+        (Stage.CONNECT, Outcome.DEFERRED),
+        (Stage.HELO, Outcome.DEFERRED),
+        (Stage.MAIL, Outcome.DEFERRED),
+        (Stage.RCPT, Outcome.DEFERRED),
+        (Stage.DATA, Outcome.DEFERRED),
+        (Stage.DOT, Outcome.IN_DOUBT),
     ],
 )
 def test_connection_lost_at_each_stage(stage: Stage, outcome: Outcome) -> None:
@@ -239,6 +240,7 @@ def test_describe_keeps_stage_code_and_text() -> None:
 
 # What a reply about the relay asks of every worker: fewer connections, a lower shared rate,
 # a pause, or nothing; and replies about a recipient or a domain are no relay trouble at all.
+# fmt: off
 RELAY_CASES = [
     # Postfix smtpd_client_connection_count_limit, at connect.
     (
@@ -276,6 +278,7 @@ RELAY_CASES = [
     (Stage.DOT, 552, "5.3.4 Message size exceeds fixed limit", None),
     (Stage.DOT, 250, "2.0.0 Ok: queued as 4F2", None),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("stage", "code", "text", "trouble"), RELAY_CASES)

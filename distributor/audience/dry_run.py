@@ -133,28 +133,58 @@ def analyse(
             )
             continue
         seen[address] = row_number
-        values = {"email": address}
-        problem = ""
-        for name, pos in positions.items():
-            if name == "email":
-                continue
-            value = record[pos].strip() if pos < len(record) else ""
-            limit = MAX_LENGTHS.get(name)
-            if limit is not None and len(value) > limit:
-                problem = f"{FIELD_LABELS[name]} is longer than {limit} characters"
-                break
-            if name == "country":
-                value = value.upper()
-                if value and not re.fullmatch(r"[A-Z]{2}", value):
-                    problem = "country must be a two-letter code such as GB or DE"
-                    break
-            values[name] = value
+        values, problem = _field_values(record, positions, address)
         if problem:
             result.problems.append(RowProblem(row_number, address, "invalid", problem))
             continue
         candidates.append((row_number, values))
 
-    addresses = [values["email"] for _, values in candidates]
+    existing, suppressed = _known_and_suppressed(
+        session, [values["email"] for _, values in candidates]
+    )
+    for row_number, values in candidates:
+        address = values["email"]
+        if address in existing:
+            result.existing_ids[address] = existing[address]
+            result.problems.append(
+                RowProblem(
+                    row_number, address, "existing", "already in the audience: left unchanged"
+                )
+            )
+        elif address in suppressed:
+            result.problems.append(
+                RowProblem(row_number, address, "suppressed", "on the suppression list: skipped")
+            )
+        else:
+            result.rows.append(values)
+    result.problems.sort(key=lambda p: p.row_number)
+    return result
+
+
+def _field_values(
+    record: list[str], positions: dict[str, int], address: str
+) -> tuple[dict[str, str], str]:
+    """The row's mapped fields, and what is wrong with the first bad one ("" when none is)."""
+    values = {"email": address}
+    for name, pos in positions.items():
+        if name == "email":
+            continue
+        value = record[pos].strip() if pos < len(record) else ""
+        limit = MAX_LENGTHS.get(name)
+        if limit is not None and len(value) > limit:
+            return values, f"{FIELD_LABELS[name]} is longer than {limit} characters"
+        if name == "country":
+            value = value.upper()
+            if value and not re.fullmatch(r"[A-Z]{2}", value):
+                return values, "country must be a two-letter code such as GB or DE"
+        values[name] = value
+    return values, ""
+
+
+def _known_and_suppressed(
+    session: Session, addresses: list[str]
+) -> tuple[dict[str, int], set[str]]:
+    """Which addresses are journalists already (address -> id) and which are suppressed."""
     existing: dict[str, int] = {}
     suppressed: set[str] = set()
     # PostgreSQL takes each chunk as one array (a million addresses: 100 round trips, not
@@ -178,20 +208,4 @@ def analyse(
         suppressed.update(
             hashes[h] for h in session.scalars(select(Suppression.address_hash).where(listed))
         )
-    for row_number, values in candidates:
-        address = values["email"]
-        if address in existing:
-            result.existing_ids[address] = existing[address]
-            result.problems.append(
-                RowProblem(
-                    row_number, address, "existing", "already in the audience: left unchanged"
-                )
-            )
-        elif address in suppressed:
-            result.problems.append(
-                RowProblem(row_number, address, "suppressed", "on the suppression list: skipped")
-            )
-        else:
-            result.rows.append(values)
-    result.problems.sort(key=lambda p: p.row_number)
-    return result
+    return existing, suppressed

@@ -204,7 +204,7 @@ def _begin(
                 Delivery.send_id == send.id,
                 DELIVERY_MACHINE.guard(Delivery.status, D.QUEUED, {D.CANCELLED}),
             )
-            .values(status=D.QUEUED, next_attempt_at=None, updated_at=now)
+            .values(status=D.QUEUED, claim_id=None, next_attempt_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         send.cancelled_at = None
@@ -396,6 +396,7 @@ def _requeue(session: Session, ids: list[int], *, from_status: DeliveryStatus) -
             )
             .values(
                 status=D.QUEUED,
+                claim_id=None,  # back in the queue (ledger.UNCLAIMED_STATUSES)
                 next_attempt_at=None,
                 first_attempt_at=None,  # a new lifetime for the retry
                 updated_at=now,

@@ -395,8 +395,8 @@ class ProgressWriter:
             self._run(
                 "UPDATE delivery_claims SET ended_at = {now} WHERE id = ? "
                 "AND recovered_at IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries d "
-                f"WHERE d.claim_id = ? AND d.send_id = ? AND d.status = '{D.SENDING}')",
-                (self.claim_id, self.claim_id, send_id),
+                f"WHERE d.send_id = ? AND d.status = '{D.SENDING}' AND d.claim_id = ?)",
+                (self.claim_id, send_id, self.claim_id),
             )
             == 1
         )

@@ -297,10 +297,6 @@ def freeze_recipients(session: Session, *, send_id: int, release_id: int, now: d
     added = int(result.rowcount)  # type: ignore[attr-defined]
     if added < 0:  # the sqlite3 module does not count rows of a WITH ... INSERT
         added = int(session.execute(text("SELECT changes()")).scalar_one())
-    if is_postgres(session) and added:
-        # The planner's statistics now, not when autovacuum comes round: the batches plan
-        # their claims and acceptances once per connection, over a table that just grew.
-        session.execute(text("ANALYZE deliveries"))
     recipients_frozen.send(release_id, session=session, send_id=send_id, now=now)
     return added
 

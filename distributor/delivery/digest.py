@@ -64,6 +64,7 @@ def due_journalists(session: Session, day: dt.date) -> list[int]:
         select(Delivery.journalist_id)
         .where(
             Delivery.status == DeliveryStatus.DIGEST,
+            Delivery.claim_id.is_(None),  # digest rows are never claimed: their index
             Delivery.journalist_id.is_not(None),
             ~taken,
         )
@@ -85,7 +86,11 @@ def _pending(session: Session, journalist_id: int) -> list[Delivery]:
     already = {int(i) for ids in earlier for i in ids.split(",") if i}
     deliveries = session.scalars(
         select(Delivery)
-        .where(Delivery.journalist_id == journalist_id, Delivery.status == DeliveryStatus.DIGEST)
+        .where(
+            Delivery.journalist_id == journalist_id,
+            Delivery.claim_id.is_(None),
+            Delivery.status == DeliveryStatus.DIGEST,
+        )
         .order_by(Delivery.id)
     ).all()
     return [d for d in deliveries if d.release_id not in already]
@@ -218,6 +223,7 @@ def deliver_digest(
         select(Delivery).where(
             Delivery.journalist_id == digest.journalist_id,
             Delivery.release_id.in_(ids),
+            Delivery.claim_id.is_(None),
             Delivery.status == DeliveryStatus.DIGEST,
         )
     ).all()

@@ -110,6 +110,10 @@ FINAL_STATUSES = frozenset(
 PENDING_STATUSES = frozenset(
     {DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED}
 )
+# A row in these statuses belongs to no claim: every move into them writes ``claim_id`` NULL,
+# which puts the row back in the queue index (``ix_deliveries_unclaimed``) where claims look.
+# A row ``sending`` always names the open claim that holds it.
+UNCLAIMED_STATUSES = frozenset({DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED})
 
 
 def move_delivery(delivery: Delivery, target: DeliveryStatus) -> None:
@@ -173,30 +177,34 @@ _QUEUED_TO_SENDING = DELIVERY_MACHINE.sql_guard(
     DeliveryStatus.SENDING, {DeliveryStatus.QUEUED}, column="q.status"
 )
 
-# The ids are picked by the (send_id, status, next_attempt_at) index and locked with SKIP
-# LOCKED, then updated through the primary key (= ANY(ARRAY(...)) keeps the planner from
-# hashing the whole table). No ORDER BY: sorting every queued row of a big send on each claim
-# costs more than the claim; the batch is sorted by id in Python. Times are the database's.
+# The ids are picked by the queue index (``ix_deliveries_unclaimed``: rows no claim holds)
+# and locked with SKIP LOCKED, then updated through the primary key (= ANY(ARRAY(...)) keeps
+# the planner from hashing the whole table). ORDER BY the index's own order (due retries
+# first, then fresh rows) costs no sort and keeps the planner on the index: with statistics
+# saying every row is queued and unclaimed, it would otherwise choose a sequential scan that
+# walks past every row claimed before. The batch is sorted by id in Python. The journalists
+# are joined once for the whole batch. Times are the database's.
 _CLAIM_PG = f"""
-UPDATE deliveries AS d
-SET status = '{DeliveryStatus.SENDING}', claim_id = :claim, claimed_by = :worker, claimed_at = now(),
-    first_attempt_at = COALESCE(d.first_attempt_at, now()), updated_at = now(),
-    claim_lane = get_byte(sha256(convert_to(d.recipient_domain, 'UTF8')), 0) % :lanes
-WHERE d.id = ANY(ARRAY(
-    SELECT q.id FROM deliveries q
-    WHERE q.send_id = :send_id AND {_QUEUED_TO_SENDING}
-      AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= now())
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-))
-RETURNING d.id, d.journalist_id, d.email, d.recipient_domain, d.verp_token, d.matched_beats,
-          d.attempts, d.first_attempt_at,
-          COALESCE((SELECT j.name FROM journalists j WHERE j.id = d.journalist_id), ''),
-          COALESCE(
-              (SELECT j.is_tracking_allowed FROM journalists j WHERE j.id = d.journalist_id),
-              false
-          ),
-          d.claim_lane
+WITH claimed AS (
+    UPDATE deliveries AS d
+    SET status = '{DeliveryStatus.SENDING}', claim_id = :claim, claimed_by = :worker, claimed_at = now(),
+        first_attempt_at = COALESCE(d.first_attempt_at, now()), updated_at = now(),
+        claim_lane = get_byte(sha256(convert_to(d.recipient_domain, 'UTF8')), 0) % :lanes
+    WHERE d.id = ANY(ARRAY(
+        SELECT q.id FROM deliveries q
+        WHERE q.send_id = :send_id AND q.claim_id IS NULL AND {_QUEUED_TO_SENDING}
+          AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= now())
+        ORDER BY q.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING d.id, d.journalist_id, d.email, d.recipient_domain, d.verp_token,
+              d.matched_beats, d.attempts, d.first_attempt_at, d.claim_lane
+)
+SELECT c.id, c.journalist_id, c.email, c.recipient_domain, c.verp_token, c.matched_beats,
+       c.attempts, c.first_attempt_at, COALESCE(j.name, ''),
+       COALESCE(j.is_tracking_allowed, false), c.claim_lane
+FROM claimed c LEFT JOIN journalists j ON j.id = c.journalist_id
 """
 
 # SQLite has one writer at a time, so the sub-select cannot race; RETURNING needs 3.35.
@@ -207,7 +215,7 @@ SET status = '{DeliveryStatus.SENDING}', claim_id = :claim, claimed_by = :worker
     claim_lane = dist_lane(recipient_domain, :lanes)
 WHERE id IN (
     SELECT q.id FROM deliveries q
-    WHERE q.send_id = :send_id AND {_QUEUED_TO_SENDING}
+    WHERE q.send_id = :send_id AND q.claim_id IS NULL AND {_QUEUED_TO_SENDING}
       AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= :now)
       AND EXISTS (SELECT 1 FROM sends s WHERE s.id = :send_id AND s.status = 'running')
     ORDER BY q.id LIMIT :limit
@@ -302,20 +310,25 @@ def _unfinished_sends() -> Any:
 
 
 def promote_due_deferred(session: Session, now: dt.datetime) -> int:
-    """deferred -> queued once ``next_attempt_at`` has come."""
-    result = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.send_id.in_(_unfinished_sends()),
-            DELIVERY_MACHINE.guard(
-                Delivery.status, DeliveryStatus.QUEUED, {DeliveryStatus.DEFERRED}
-            ),
-            Delivery.next_attempt_at <= now,
+    """deferred -> queued once ``next_attempt_at`` has come. One statement per unfinished
+    send, each a range of ``ix_deliveries_send`` (send_id, next_attempt_at): no index names
+    the status, and one statement over all sends may be planned as a walk over every row."""
+    total = 0
+    for send_id in list(session.scalars(_unfinished_sends())):
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.send_id == send_id,
+                DELIVERY_MACHINE.guard(
+                    Delivery.status, DeliveryStatus.QUEUED, {DeliveryStatus.DEFERRED}
+                ),
+                Delivery.next_attempt_at <= now,
+            )
+            .values(status=DeliveryStatus.QUEUED, claim_id=None, updated_at=now)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=DeliveryStatus.QUEUED, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return total
 
 
 @dataclass(frozen=True)
@@ -362,7 +375,13 @@ def recover_stale_claims(session: Session, *, stale_seconds: float) -> Recovery:
     )
     held = session.execute(
         select(Delivery.id, Delivery.claim_id, Delivery.claim_lane)
-        .where(Delivery.claim_id.in_(claim_ids), Delivery.status == DeliveryStatus.SENDING)
+        .where(
+            Delivery.send_id.in_(
+                select(DeliveryClaim.send_id).where(DeliveryClaim.id.in_(claim_ids))
+            ),
+            Delivery.claim_id.in_(claim_ids),
+            Delivery.status == DeliveryStatus.SENDING,
+        )
         .order_by(Delivery.id)
         .with_for_update()
     ).all()
@@ -387,7 +406,12 @@ def recover_stale_claims(session: Session, *, stale_seconds: float) -> Recovery:
         updated_at=now,
     )
     requeued = _move_ids(
-        session, rest, DeliveryStatus.QUEUED, {DeliveryStatus.SENDING}, updated_at=now
+        session,
+        rest,
+        DeliveryStatus.QUEUED,
+        {DeliveryStatus.SENDING},
+        claim_id=None,
+        updated_at=now,
     )
     return Recovery(requeued=requeued, in_doubt=in_doubt, claims=len(claim_ids))
 
@@ -412,15 +436,32 @@ def _move_ids(
     return total
 
 
+def _pending_where(send_id: int) -> tuple[Any, Any]:
+    """Where a send's pending rows are: in the queue index (rows no claim holds), or held by
+    one of the send's open claims (rows ``sending``). Two index look-ups, never a walk over
+    the rows already sent."""
+    open_claims = select(DeliveryClaim.id).where(
+        DeliveryClaim.send_id == send_id, DeliveryClaim.ended_at.is_(None)
+    )
+    unclaimed = (Delivery.send_id == send_id) & Delivery.claim_id.is_(None)
+    held = (Delivery.send_id == send_id) & Delivery.claim_id.in_(open_claims)
+    pending = Delivery.status.in_(PENDING_STATUSES)
+    return unclaimed & pending, held & pending
+
+
+def count_pending(session: Session, send_id: int) -> int:
+    """How many rows of the send are still queued, sending or deferred."""
+    return sum(
+        int(session.scalar(select(func.count(Delivery.id)).where(where)) or 0)
+        for where in _pending_where(send_id)
+    )
+
+
 def has_pending(session: Session, send_id: int) -> bool:
     """Whether any row of the send is still queued, sending or deferred."""
-    return (
-        session.scalar(
-            select(Delivery.id)
-            .where(Delivery.send_id == send_id, Delivery.status.in_(PENDING_STATUSES))
-            .limit(1)
-        )
-        is not None
+    return any(
+        session.scalar(select(Delivery.id).where(where).limit(1)) is not None
+        for where in _pending_where(send_id)
     )
 
 
@@ -431,6 +472,7 @@ def has_due(session: Session, send_id: int, now: dt.datetime) -> bool:
             select(Delivery.id)
             .where(
                 Delivery.send_id == send_id,
+                Delivery.claim_id.is_(None),
                 Delivery.status == DeliveryStatus.QUEUED,
                 (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
             )

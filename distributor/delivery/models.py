@@ -99,15 +99,38 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("release_id", "journalist_id"),
-        # Claims, progress and sweeps go through (send_id, status, ...); no index leads with
-        # status alone (each one costs on both updates of every row on the send path).
-        Index("ix_deliveries_send_status", "send_id", "status", "next_attempt_at"),
+        # No index names ``status``: a status move then rewrites no index entry and, with room
+        # on the page (``fillfactor``, migration 0023), PostgreSQL updates the row in place
+        # (a heap-only tuple); the acceptance, one write per message, is such a move.
+        # Per-send reads and the deferred rows due go through (send_id, next_attempt_at).
+        Index("ix_deliveries_send", "send_id", "next_attempt_at"),
+        # The queue: rows no batch holds (``claim_id`` NULL: queued, deferred, cancelled,
+        # digest). A claim sets ``claim_id`` and so leaves it; every move back to queued or
+        # deferred clears it (``ledger.UNCLAIMED``).
+        Index(
+            "ix_deliveries_unclaimed",
+            "send_id",
+            "next_attempt_at",
+            postgresql_where=text("claim_id IS NULL"),
+            sqlite_where=text("claim_id IS NULL"),
+        ),
+        # The rows of a claim (recovery, the end of a batch, rows still sending), by send: an
+        # acceptance names its rows by id and must not be planned over its claim's rows.
+        Index(
+            "ix_deliveries_claim",
+            "send_id",
+            "claim_id",
+            postgresql_where=text("claim_id IS NOT NULL"),
+            sqlite_where=text("claim_id IS NOT NULL"),
+        ),
+        # A digest reader's rows (digest rows are never claimed).
         Index(
             "ix_deliveries_digest",
             "journalist_id",
-            postgresql_where=text("status = 'digest'"),
-            sqlite_where=text("status = 'digest'"),
+            postgresql_where=text("claim_id IS NULL"),
+            sqlite_where=text("claim_id IS NULL"),
         ),
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -20,11 +20,16 @@ from sqlalchemy.engine import Engine
 
 from distributor.audience.models import SuppressionReason
 from distributor.audience.services import ADD_IF_ABSENT, suppression_row
-from distributor.delivery.ledger import DELIVERY_MACHINE, SEND_MACHINE
+from distributor.delivery.ledger import DELIVERY_MACHINE, SEND_MACHINE, UNCLAIMED_STATUSES
 from distributor.delivery.models import DeliveryStatus, SendStatus
 
 _SENDING = {DeliveryStatus.SENDING}
 _FENCE = "EXISTS (SELECT 1 FROM delivery_claims c WHERE c.id = {claim} AND c.recovered_at IS NULL)"
+
+
+def _unclaim(status: DeliveryStatus) -> str:
+    """A move into queued or deferred lets go of the claim (``ledger.UNCLAIMED_STATUSES``)."""
+    return "claim_id = NULL, " if status in UNCLAIMED_STATUSES else ""
 
 
 def acceptance_sql(*, many: bool) -> str:
@@ -265,7 +270,8 @@ class ProgressWriter:
         if statement is None:
             guard = DELIVERY_MACHINE.sql_guard(status, _SENDING)
             statement = (
-                f"UPDATE deliveries SET status = '{status}', smtp_code = ?, smtp_response = ?, "
+                f"UPDATE deliveries SET status = '{status}', {_unclaim(status)}"
+                "smtp_code = ?, smtp_response = ?, "
                 "next_attempt_at = ?, is_policy_rejection = ?, attempts = attempts + ?, "
                 f"updated_at = {{now}} WHERE id = ? AND claim_id = ? AND {guard} AND {{fence}}"
             )
@@ -321,8 +327,8 @@ class ProgressWriter:
             chunk = list(delivery_ids[start : start + 1000])
             marks = ", ".join([self.p] * len(chunk))
             total += self._run(
-                f"UPDATE deliveries SET status = '{status}', next_attempt_at = ?, "
-                "smtp_response = CASE WHEN ? = '' THEN smtp_response ELSE ? END, "
+                f"UPDATE deliveries SET status = '{status}', claim_id = NULL, "
+                "next_attempt_at = ?, smtp_response = CASE WHEN ? = '' THEN smtp_response ELSE ? END, "
                 "smtp_code = COALESCE(CAST(? AS INTEGER), smtp_code), "
                 f"updated_at = {{now}} WHERE id IN ({marks}) AND claim_id = ? AND {guard} "
                 "AND {fence}",
@@ -347,7 +353,7 @@ class ProgressWriter:
         sent = status is DeliveryStatus.SENT
         return (
             self._run(
-                f"UPDATE deliveries SET status = '{status}', smtp_response = ?, "
+                f"UPDATE deliveries SET status = '{status}', {_unclaim(status)}smtp_response = ?, "
                 "message_id = CASE WHEN ? = '' THEN message_id ELSE ? END, "
                 f"sent_at = CASE WHEN ? THEN {{now}} ELSE sent_at END, "
                 f"smtp_code = CASE WHEN ? THEN 250 ELSE smtp_code END, updated_at = {{now}} "

@@ -211,7 +211,9 @@ def _begin(
                     Delivery.status, DeliveryStatus.QUEUED, {DeliveryStatus.CANCELLED}
                 ),
             )
-            .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, updated_at=now)
+            .values(
+                status=DeliveryStatus.QUEUED, claim_id=None, next_attempt_at=None, updated_at=now
+            )
             .execution_options(synchronize_session=False)
         )
         send.cancelled_at = None
@@ -416,6 +418,7 @@ def _requeue(session: Session, ids: list[int], *, from_status: DeliveryStatus) -
             )
             .values(
                 status=DeliveryStatus.QUEUED,
+                claim_id=None,  # back in the queue (ledger.UNCLAIMED_STATUSES)
                 next_attempt_at=None,
                 first_attempt_at=None,  # a new lifetime for the retry
                 updated_at=now,

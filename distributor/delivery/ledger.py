@@ -120,6 +120,8 @@ def move_delivery(delivery: Delivery, target: DeliveryStatus) -> None:
     """Move one row, checking the state machine."""
     DELIVERY_MACHINE.check(delivery.status, target)
     delivery.status = target
+    if target in UNCLAIMED_STATUSES:
+        delivery.claim_id = None
 
 
 def move_send(send: Send, target: SendStatus) -> None:

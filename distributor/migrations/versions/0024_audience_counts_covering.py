@@ -2,7 +2,7 @@
 one covering partial index
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0023
 
 ``ix_journalists_not_now`` (partial: erased, paused or digest readers) now carries what the
 freeze's rules read of those journalists (``erased_at``, ``is_paused``, ``delivery_mode``), so
@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0024"
-down_revision = "0022"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 

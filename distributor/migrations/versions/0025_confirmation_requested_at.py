@@ -1,7 +1,7 @@
 """confirmation requests: ``sent_at`` is the time the mail was asked for, ``requested_at``
 
 Revision ID: 0025
-Revises: 0022
+Revises: 0024
 
 The column always held when the journalist asked for the confirmation mail (the mail's own
 hand-over to SMTP is ``mailed_at``); its name now says so, and so does its index's.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0025"
-down_revision = "0022"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 

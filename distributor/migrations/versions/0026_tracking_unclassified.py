@@ -1,7 +1,7 @@
 """tracking: a partial index on the events no flush has classified yet
 
 Revision ID: 0026
-Revises: 0022
+Revises: 0025
 
 ``classify_pending`` runs after every flush (every 5 s) and looked for ``classified_at IS
 NULL`` by reading the whole ``tracking_events`` table; the partial index holds only the
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0026"
-down_revision = "0022"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 

@@ -106,7 +106,7 @@ class Delivery(Base):
         Index("ix_deliveries_send", "send_id", "next_attempt_at"),
         # The queue: rows no batch holds (``claim_id`` NULL: queued, deferred, cancelled,
         # digest). A claim sets ``claim_id`` and so leaves it; every move back to queued or
-        # deferred clears it (``ledger.UNCLAIMED``).
+        # deferred clears it (``ledger.UNCLAIMED_STATUSES``).
         Index(
             "ix_deliveries_unclaimed",
             "send_id",

@@ -165,7 +165,8 @@ class Settings:
     )
     delivery_parallel_batches: int = field(default=8, metadata={"env": "DELIVERY_PARALLEL_BATCHES"})
     # The same permanent content or policy refusal (5.3.x, 5.6.x, 5.7.x) for this many
-    # recipients in a row pauses the send with the reason (0: never).
+    # recipients in a row pauses the send with the reason; the same transient refusal of
+    # recipients at RCPT (451 4.3.0) that many in a row pauses the relay (0: never).
     delivery_pause_after_same_refusals: int = field(
         default=5, metadata={"env": "DELIVERY_PAUSE_AFTER_SAME_REFUSALS"}
     )

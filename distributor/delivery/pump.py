@@ -494,6 +494,8 @@ class Pump:
     def _refused(self, lane: Lane, row: ClaimedRow, reply: Reply) -> None:
         verdict = classify_reply(reply)
         trouble = relay_trouble(reply) if not verdict.stops_the_send else None
+        if self.batch.count_refusal(reply) and trouble is None:
+            trouble = RelayTrouble.SESSION  # one recipient's answer, given to each in turn
         key = _key(lane.relay)
         pause = 0.0
         if trouble is not None and trouble is not RelayTrouble.PROTOCOL:

@@ -45,6 +45,7 @@ from distributor.mail.outcomes import (
     Subject,
     Verdict,
     classify_reply,
+    repeated_deferral,
     repeated_refusal,
     smtputf8_not_offered,
 )
@@ -230,25 +231,34 @@ class Batch:
             self.result.failed += 1
         if verdict.is_suppressing:
             self.writer.suppress(row.email, SuppressionReason.HARD_BOUNCE, reply.describe(2000))
-        self.count_refusal(reply)
         return ours
 
-    def count_refusal(self, reply: Reply | None) -> None:
-        """The same content or policy refusal for ``DELIVERY_PAUSE_AFTER_SAME_REFUSALS``
-        recipients in a row (``outcomes.repeated_refusal``) pauses the send; anything else
-        between them (an acceptance: ``reply`` None) starts the count again."""
-        key = repeated_refusal(reply) if reply is not None else None
+    def count_refusal(self, reply: Reply | None) -> bool:
+        """Count a refusal (``reply``; None for an acceptance, which ends any run) in the run
+        of the same refusal for recipients in a row; the limit is
+        ``DELIVERY_PAUSE_AFTER_SAME_REFUSALS``.
+
+        The same permanent content or policy refusal (``outcomes.repeated_refusal``) is about
+        the message or us: the send pauses itself. The same transient refusal at RCPT
+        (``outcomes.repeated_deferral``) is the relay's trouble: True, and the caller pauses
+        the relay. Anything else between them starts the count again."""
+        permanent = repeated_refusal(reply) if reply is not None else None
+        key = permanent or (repeated_deferral(reply) if reply is not None else None)
         last, count = self.same_refusals
         count = count + 1 if key is not None and key == last else (1 if key else 0)
         self.same_refusals = (key, count)
         limit = self.settings.delivery_pause_after_same_refusals
-        if key is not None and limit > 0 and count >= limit:
-            assert reply is not None
-            self.pause(
-                reply,
-                f"The same refusal came for {count} recipients in a row, so it is about the "
-                f"message or about us, not them: {reply.describe()}",
-            )
+        if key is None or limit <= 0 or count < limit or reply is None:
+            return False
+        if permanent is None:
+            self.same_refusals = (None, 0)
+            return True
+        self.pause(
+            reply,
+            f"The same refusal came for {count} recipients in a row, so it is about the "
+            f"message or about us, not them: {reply.describe()}",
+        )
+        return False
 
     def lost(self, row: ClaimedRow, exc: SMTPConnectionLost, relay: str = "") -> bool:
         """The connection broke: in doubt after the final dot (RFC 1047), else never handed

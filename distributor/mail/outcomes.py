@@ -289,7 +289,7 @@ def _classify_recipient_answer(stage: Stage, code: int, status: str, text: str) 
     if transient:
         if subject_digit == "4":
             return _verdict(Outcome.DEFERRED, Subject.DOMAIN, None, code)
-        if subject_digit == "3" and detail != "4":
+        if subject_digit == "3" and detail != "4" and _is_system_wide(stage, detail):
             return _verdict(Outcome.DEFERRED, Subject.RELAY, None, code)
         return _verdict(Outcome.DEFERRED, Subject.RECIPIENT, None, code)
     if code == 552 and stage is Stage.RCPT:
@@ -315,6 +315,19 @@ def _classify_recipient_answer(stage: Stage, code: int, status: str, text: str) 
         return _verdict(Outcome.FAILED, Subject.RECIPIENT, BounceKind.SOFT, code)
     # Anything else is a protocol violation by the server: try again later.
     return _verdict(Outcome.DEFERRED, Subject.RELAY, None, code)
+
+
+def _is_system_wide(stage: Stage, detail: str) -> bool:
+    """Is a transient mail-system reply (4.3.x, RFC 3463) about the whole relay?
+
+    After the final dot or at DATA it is (Postfix "451 4.3.0 Error: queue file write error"),
+    and so are "mail system full" (4.3.1) and "not accepting network messages" (4.3.2)
+    anywhere. At RCPT any other 4.3.x answers for that one recipient ("451 4.3.0 <x>:
+    Temporary lookup failure"): the relay goes on taking the others, so only that recipient
+    waits. A relay that gives the same one to every recipient is caught by
+    ``repeated_deferral``, which turns a run of them into relay trouble.
+    """
+    return stage is not Stage.RCPT or detail in ("1", "2")
 
 
 # Words of a connection-count limit: Postfix smtpd_client_connection_count_limit
@@ -429,6 +442,24 @@ def repeated_refusal(reply: Reply) -> str | None:
     if subject_digit in {"3", "6", "7"} or verdict.kind in {BounceKind.MESSAGE, BounceKind.POLICY}:
         return f"{reply.code} {status}".strip()
     return None
+
+
+def repeated_deferral(reply: Reply) -> str | None:
+    """The transient refusal of a recipient this reply is, as a key to compare with the next
+    recipient's (``"451 4.3.0"``), or None when it is not one.
+
+    One recipient deferred at RCPT is that recipient's; the same deferral for several
+    recipients in a row, with no acceptance between them, is the relay's trouble (a lookup
+    table it cannot read, say): the caller pauses the relay instead of charging every
+    recipient an attempt. Greylisting and per-domain limits (subject domain) are not one:
+    a run of them is one domain's throttle, handled as such.
+    """
+    verdict = classify_reply(reply)
+    if verdict.outcome is not Outcome.DEFERRED or verdict.subject is not Subject.RECIPIENT:
+        return None
+    if reply.stage is not Stage.RCPT:
+        return None
+    return f"{reply.code} {reply.enhanced or ''}".strip()
 
 
 def smtputf8_not_offered(relay: str, missing: str = "SMTPUTF8") -> tuple[str, Verdict]:

@@ -15,7 +15,7 @@ import pytest
 from distributor.db import Database
 from distributor.delivery import services
 from distributor.delivery.models import DeliveryStatus, Send, SendStatus
-from distributor.delivery.sender import run_batch
+from distributor.delivery.sender import BatchResult, run_batch
 from distributor.mail.transport import parse_smtp_urls
 from distributor.settings import Settings
 from tests.support.delivery_seed import (
@@ -38,6 +38,14 @@ def _send(db: Database, send_id: int) -> Send:
 
 def _batch(db: Database, settings: Settings, send_id: int, server: ScriptedSMTPServer) -> None:
     run_batch(db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url))
+
+
+def _batch_result(
+    db: Database, settings: Settings, send_id: int, server: ScriptedSMTPServer
+) -> BatchResult:
+    return run_batch(
+        db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url)
+    )
 
 
 def test_the_size_is_declared_when_the_relay_offers_size(
@@ -134,6 +142,59 @@ def test_refusals_broken_by_acceptances_do_not_pause_the_send(
     rows = rows_by_email(live_db, send_id)
     assert {e for e, r in rows.items() if r.status is DeliveryStatus.FAILED} == refused
     assert {e for e, r in rows.items() if r.status is DeliveryStatus.SENT} == set(emails) - refused
+
+
+def test_a_temporary_lookup_failure_at_rcpt_defers_that_recipient_only(
+    settings: Settings, live_db: Database
+) -> None:
+    send_id, emails = running_send(live_db, 30, domains=5)
+    failing = set(emails[::4])
+
+    def rcpt(address: str) -> bytes:
+        if address in failing:
+            return b"451 4.3.0 <" + address.encode() + b">: Temporary lookup failure"
+        return b"250 2.1.5 Ok"
+
+    with ScriptedSMTPServer(rcpt_reply=rcpt) as server:
+        result = _batch_result(live_db, settings, send_id, server)
+        accepted = server.accepted
+    rows = rows_by_email(live_db, send_id)
+    # RFC 3463 4.3.0 at RCPT, while the relay takes the others: that recipient waits, charged
+    # one attempt, and nothing else slows down (no relay pause, nobody put back).
+    assert result.put_back == 0 and result.sent == len(emails) - len(failing)
+    assert sorted(accepted) == sorted(set(emails) - failing)
+    for email, row in rows.items():
+        if email in failing:
+            assert row.status is DeliveryStatus.DEFERRED and row.attempts == 1
+            assert row.next_attempt_at is not None
+            assert (row.smtp_response or "").startswith("rcpt 451 4.3.0")
+        else:
+            assert row.status is DeliveryStatus.SENT
+    assert _send(live_db, send_id).status is SendStatus.RUNNING
+
+
+def test_the_same_deferral_for_recipients_in_a_row_is_the_relays_trouble(
+    settings: Settings, live_db: Database
+) -> None:
+    three = dataclasses.replace(
+        settings, delivery_pause_after_same_refusals=3, delivery_connections_per_batch=1
+    )
+    send_id, emails = running_send(live_db, 20, domains=4)
+    lookup_down = b"451 4.3.0 Temporary lookup failure"
+    with ScriptedSMTPServer(rcpt_reply=lambda address: lookup_down) as server:
+        result = _batch_result(live_db, three, send_id, server)
+        asked = list(server.rcpt_lines)
+    rows = rows_by_email(live_db, send_id)
+    deferred = [r for r in rows.values() if r.status is DeliveryStatus.DEFERRED]
+    back = [r for r in rows.values() if r.status is DeliveryStatus.QUEUED]
+    # Three recipients in a row got it: those three wait, charged; then the relay is paused
+    # and every other row goes back uncharged with the relay's reply, never asked.
+    assert len(asked) == len(deferred) == 3 and all(r.attempts == 1 for r in deferred)
+    assert len(back) == len(emails) - 3 and result.put_back >= len(back) - 3
+    assert all(r.attempts == 0 and "451 4.3.0" in (r.smtp_response or "") for r in back)
+    assert result.retry_after > 0
+    # A paused relay is no reason to pause the send: it goes on when the relay does.
+    assert _send(live_db, send_id).status is SendStatus.RUNNING
 
 
 def test_sessions_the_server_closed_while_idle_are_reopened_at_no_cost(

@@ -25,10 +25,13 @@ class ScriptedSMTPServer:
         *,
         size_limit: int | None = None,
         dot_reply: Callable[[str], bytes] | None = None,
+        rcpt_reply: Callable[[str], bytes] | None = None,
         idle_timeout: float | None = None,
     ) -> None:
         self.size_limit = size_limit
         self.dot_reply = dot_reply or (lambda rcpt: b"250 2.0.0 Ok: queued")
+        self.rcpt_reply = rcpt_reply or (lambda rcpt: b"250 2.1.5 Ok")
+        self.rcpt_lines: list[str] = []  # every RCPT TO, in order
         self.idle_timeout = idle_timeout
         self.port = free_port()
         self.mail_lines: list[bytes] = []
@@ -126,6 +129,12 @@ class _ScriptedSession(FakeSMTPSession):
         if server.size_limit and declared is not None and declared > server.size_limit:
             return b"552 5.3.4 Message size exceeds fixed limit"
         return b"250 2.1.0 Ok"
+
+    async def recipient(self, address: str) -> bytes:
+        server = self.server
+        with server._lock:
+            server.rcpt_lines.append(address)
+        return server.rcpt_reply(address)
 
     async def message(self, sender: str, rcpt: str, body: bytes) -> bytes | None:
         server = self.server

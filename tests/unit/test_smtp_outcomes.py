@@ -18,6 +18,7 @@ from distributor.mail.outcomes import (
     classify_reply,
     classify_report,
     enhanced_status,
+    repeated_deferral,
     says_no_such_user,
 )
 
@@ -99,6 +100,12 @@ CASES = [
     (Stage.RCPT, 421, "4.7.0 closing connection", Outcome.DEFERRED, Subject.RELAY, None),
     (Stage.RCPT, 503, "5.5.1 Error: need MAIL command", Outcome.DEFERRED, Subject.RELAY, None),
     (Stage.RCPT, 451, "4.4.3 Domain lookup failed", Outcome.DEFERRED, Subject.DOMAIN, None),
+    # RFC 3463 X.3.x at RCPT: the whole system only when full (4.3.1) or shut (4.3.2);
+    # any other is this recipient's (the relay goes on taking the others).
+    (Stage.RCPT, 451, "4.3.0 <x@y>: Temporary lookup failure", Outcome.DEFERRED, Subject.RECIPIENT, None),
+    (Stage.RCPT, 451, "4.3.0 Temporary failure, try again later", Outcome.DEFERRED, Subject.RECIPIENT, None),
+    (Stage.RCPT, 452, "4.3.1 Insufficient system storage", Outcome.DEFERRED, Subject.RELAY, None),
+    (Stage.RCPT, 451, "4.3.2 System not accepting network messages", Outcome.DEFERRED, Subject.RELAY, None),
     # DATA command.
     (Stage.DATA, 554, "5.5.1 Error: no valid recipients", Outcome.DEFERRED, Subject.RELAY, None),
     (Stage.DATA, 451, "4.3.0 Local error", Outcome.DEFERRED, Subject.RELAY, None),
@@ -287,3 +294,22 @@ def test_relay_trouble_table(stage: Stage, code: int, text: str, trouble: str | 
 
     found = relay_trouble(Reply(stage, code, text))
     assert (found.value if found else None) == trouble
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "text", "key"),
+    [
+        (Stage.RCPT, 451, "4.3.0 <a@b>: Temporary lookup failure", "451 4.3.0"),
+        (Stage.RCPT, 450, "4.2.0 Mailbox busy", "450 4.2.0"),
+        # Not a recipient's deferral: a domain's throttle, the relay's, or no deferral at all.
+        (Stage.RCPT, 451, "4.7.1 Greylisted", None),
+        (Stage.RCPT, 452, "4.3.1 Insufficient system storage", None),
+        (Stage.RCPT, 550, "5.1.1 User unknown", None),
+        (Stage.DOT, 451, "4.3.0 Error: queue file write error", None),
+        (Stage.RCPT, 250, "2.1.5 Ok", None),
+    ],
+)
+def test_repeated_deferral_keys_only_a_recipients_deferral_at_rcpt(
+    stage: Stage, code: int, text: str, key: str | None
+) -> None:
+    assert repeated_deferral(Reply(stage, code, text)) == key

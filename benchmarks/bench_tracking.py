@@ -74,6 +74,7 @@ from distributor.tracking.buffer import (  # noqa: E402
 from distributor.tracking.links import register_links  # noqa: E402
 from distributor.tracking.models import TrackingEvent  # noqa: E402
 from distributor.tracking.tasks import flush_events  # noqa: E402
+from tests.support.tracking import stored_events  # noqa: E402
 
 WORKER_CLASS = "distributor.tracking.worker.TrackingWorker"
 USER_AGENT = (
@@ -234,16 +235,9 @@ def plan(tokens: list[str], links: list[int], total: int, seed: int) -> list[tup
 APPLE_MPP_AGENT = "Mozilla/5.0"  # what Apple's Mail Privacy Protection proxies send
 
 
-def stored_events(db: Database, release_id: int) -> int:
+def stored_for(db: Database, release_id: int) -> int:
     with db.session() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(TrackingEvent)
-                .where(TrackingEvent.release_id == release_id)
-            )
-            or 0
-        )
+        return stored_events(session, release_id)
 
 
 def cpu_seconds(root_pid: int) -> float:
@@ -564,7 +558,7 @@ def main() -> int:
             latencies = stats.latencies
             answered = len(latencies)
             burst_p99 = stats.p99_ms()
-            burst_stored = stored_events(db, burst_release)
+            burst_stored = stored_for(db, burst_release)
             burst_lost = max(0, stats.acknowledged - burst_stored) + stats.errors
             log(
                 f"burst: {answered} answered in {burst_elapsed:.1f} s, statuses {stats.status}, "

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from distributor.app import create_app
@@ -16,10 +16,10 @@ from distributor.delivery.models import Delivery, DeliveryStatus
 from distributor.reports.sample import HUMAN_UA, seed_sent_release
 from distributor.settings import Settings
 from distributor.tracking.buffer import PROCESSING_KEY, QUEUE_KEY, RawEvent, RedisEventBuffer
-from distributor.tracking.models import TrackingEvent
 from distributor.tracking.services import store_events
 from distributor.tracking.tasks import flush_events
 from tests.support.services import need, redis_available, redis_url
+from tests.support.tracking import stored_events
 
 
 @pytest.fixture()
@@ -31,17 +31,6 @@ def buffer() -> Iterator[RedisEventBuffer]:
     buf.client.delete(QUEUE_KEY, PROCESSING_KEY)
 
 
-def _count(session: Session, release_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(TrackingEvent)
-            .where(TrackingEvent.release_id == release_id)
-        )
-        or 0
-    )
-
-
 def test_a_flush_that_dies_is_replayed_without_loss_or_duplicates(
     buffer: RedisEventBuffer, session: Session
 ) -> None:
@@ -50,7 +39,7 @@ def test_a_flush_that_dies_is_replayed_without_loss_or_duplicates(
     for d in deliveries:
         d.status, d.sent_at = DeliveryStatus.SENT, utcnow() - dt.timedelta(hours=1)
     session.flush()
-    baseline = _count(session, release.id)
+    baseline = stored_events(session, release.id)
     pushed = [
         RawEvent.new(
             kind="open", token=d.verp_token, link_id=None, method="GET", user_agent=HUMAN_UA
@@ -82,7 +71,7 @@ def test_a_flush_that_dies_is_replayed_without_loss_or_duplicates(
     drained = buffer.drain(write, batch_size=7)
     assert drained == len(pushed)  # the 7 replayed plus the 13 never claimed
     assert buffer.pending() == 0
-    assert _count(session, release.id) - baseline == len(pushed)
+    assert stored_events(session, release.id) - baseline == len(pushed)
 
 
 def test_only_one_flusher_at_a_time(buffer: RedisEventBuffer) -> None:
@@ -104,19 +93,19 @@ def test_events_answered_over_http_reach_the_database_through_redis_and_the_flus
     assert delivery is not None
     delivery.status, delivery.sent_at = DeliveryStatus.SENT, utcnow() - dt.timedelta(hours=1)
     session.commit()
-    baseline = _count(session, release.id)
+    baseline = stored_events(session, release.id)
     client = app.test_client()
     for _ in range(5):
         response = client.get(f"/t/o/{delivery.verp_token}.gif", headers={"User-Agent": HUMAN_UA})
         assert response.status_code == 200
     assert buffer.pending() == 5  # answered, kept in Redis, not yet in the database
-    assert _count(session, release.id) == baseline
+    assert stored_events(session, release.id) == baseline
 
     with app.app_context():
         drained, _ = flush_events(app)
     assert drained == 5 and buffer.pending() == 0
     session.expire_all()
-    assert _count(session, release.id) - baseline == 5
+    assert stored_events(session, release.id) - baseline == 5
 
 
 def test_an_event_the_database_refuses_is_set_aside_and_the_rest_go_through(

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from distributor.app import create_app
 from distributor.db import Database, utcnow
@@ -21,9 +21,10 @@ from distributor.reports.sample import HUMAN_UA, seed_sent_release
 from distributor.settings import Settings
 from distributor.tracking.buffer import QUEUE_KEY, RedisEventBuffer
 from distributor.tracking.fastpath import PIXEL_GIF
-from distributor.tracking.models import TrackedLink, TrackingEvent
+from distributor.tracking.models import TrackedLink
 from distributor.tracking.tasks import flush_events
 from tests.support.services import free_port
+from tests.support.tracking import stored_events
 from tests.support.worker import ROOT, service_env
 
 WORKER = "distributor.tracking.worker.TrackingWorker"
@@ -182,11 +183,4 @@ def test_the_worker_answers_as_the_app_does_and_keeps_one_event_per_answer(
 
 def _stored(db: Database, release_id: int) -> int:
     with db.session() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(TrackingEvent)
-                .where(TrackingEvent.release_id == release_id)
-            )
-            or 0
-        )
+        return stored_events(session, release_id)

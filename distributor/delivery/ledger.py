@@ -209,6 +209,9 @@ SELECT c.id, c.journalist_id, c.email, c.recipient_domain, c.verp_token, c.match
 FROM claimed c LEFT JOIN journalists j ON j.id = c.journalist_id
 """
 
+_CLAIM_PLAN = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
+_DEFAULT_PLAN = "RESET enable_sort; RESET enable_bitmapscan"
+
 # SQLite has one writer at a time, so the sub-select cannot race; RETURNING needs 3.35.
 _CLAIM_SQLITE = f"""
 UPDATE deliveries

@@ -65,6 +65,17 @@ def journalist_query_filters(filters: dict[str, object]) -> dict[str, object]:
     }
 
 
+def journalist_search_filters(filters: dict[str, object]) -> dict[str, object]:
+    """``journalist_query_filters`` for a page of the list, which reads its matches twice: all
+    of them (up to ``services.EXACT_TOTAL_LIMIT``), then a page walking the name index."""
+    return {
+        **journalist_query_filters(filters),
+        "engagement_every_match": engagement_report.engagement_condition(
+            str(filters["engagement"]), every_match=True
+        ),
+    }
+
+
 # -- journalists ---------------------------------------------------------------------------------
 
 
@@ -77,7 +88,7 @@ def journalists() -> str:
         session,
         after=_int_arg("after"),
         before=_int_arg("before"),
-        **journalist_query_filters(filters),  # type: ignore[arg-type]
+        **journalist_search_filters(filters),  # type: ignore[arg-type]
     )
     suppressed = services.suppressed_addresses(
         session, [j.email_normalized for j in page.journalists]

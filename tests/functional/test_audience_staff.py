@@ -350,3 +350,45 @@ def test_engagement_filter_counts_only_human_reactions(
     assert names("engaged") == {"human"}
     assert names("unengaged") == {"machine", "silent"}
     assert names("") == set(people)
+
+
+def test_engaged_condition_forms_select_the_same_journalists(
+    session: Session, settings: Settings
+) -> None:
+    """The list counts its matches with the set form of "engaged" and walks pages with the
+    EXISTS form: both must pick the same people (two human events, an old one, a machine's
+    and an event whose journalist was erased)."""
+    import datetime as dt
+
+    from distributor.audience.models import Journalist
+    from distributor.db import utcnow
+    from distributor.reports.engagement import ENGAGEMENT_WINDOW, engagement_condition
+    from distributor.tracking.models import EventKind, TrackingEvent
+
+    f.organisation(session, settings)
+    release = f.release(session)
+    recent, old = utcnow(), utcnow() - ENGAGEMENT_WINDOW - dt.timedelta(days=1)
+    events = {"twice": [recent, recent], "old": [old], "machine": [recent], "none": [recent]}
+    for name, times in events.items():
+        person = f.journalist(session, email=f"{name}@example.org", name=name)
+        d = f.send_with_delivery(session, release, person)
+        for i, at in enumerate(times):
+            session.add(
+                TrackingEvent(
+                    event_uid=f"evt-{name}-{i}",
+                    delivery_id=d.id,
+                    release_id=release.id,
+                    journalist_id=None if name == "none" else person.id,
+                    kind=EventKind.OPEN,
+                    occurred_at=at,
+                    is_machine=name == "machine",
+                )
+            )
+    session.flush()
+
+    def engaged(every_match: bool) -> set[str]:
+        condition = engagement_condition("engaged", every_match=every_match)
+        assert condition is not None
+        return set(session.scalars(select(Journalist.name).where(condition)))
+
+    assert engaged(every_match=True) == engaged(every_match=False) == {"twice"}

@@ -55,6 +55,7 @@ MEDIA_LIST_REASON = "our press team added you to one of its media lists"
 HTML_SIZE_WARNING = 90 * 1024  # Gmail clips an HTML part over ~102 KB
 _VERP_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HREF = re.compile(r'href="(https?://[^"]+)"')
+_REASONS_KEPT = 256  # distinct beat lists whose encoded reason a compiled release keeps
 _TOKEN_PROBE = "TOKENxPROBExZ9"  # noqa: S105 - stands in for the VERP token when building URL templates
 
 
@@ -158,6 +159,11 @@ class CompiledRelease:
         self._bounce_domain = settings.bounce_domain
         self._prefs_prefix = f"{settings.public_base_url}/preferences/"
         self._unsub_prefix = f"{settings.public_base_url}/unsubscribe/"
+        # A token URL in the body is its prefix, encoded once here, and the token on a line of
+        # its own after a soft break (quoted-printable joins them again, RFC 2045 6.7 rule 5):
+        # re-encoding the whole URL for every recipient costs about ten times as much.
+        self._prefs_qp = text_value(self._prefs_prefix)
+        self._unsub_qp = text_value(self._unsub_prefix)
         self._prefs_token = FastToken(
             settings, tokens.preferences_token, tokens.load_preferences_token
         )
@@ -166,6 +172,7 @@ class CompiledRelease:
         )
         self._tracking = tracking
         self._settings = settings
+        self._reasons: dict[str, tuple[bytes, bytes]] = {}
         # What is the same for every recipient is encoded here, once.
         self._plain_links = {
             f"link{i}": (html_value(escape(u)), text_value(u)) for i, u in enumerate(tracked_urls)
@@ -196,17 +203,28 @@ class CompiledRelease:
     def _verp(self, purpose: str, delivery_id: int) -> str:
         return verp.make(self._settings, purpose, verp.DELIVERY, delivery_id)
 
-    def _slot_values(self, r: Recipient, unsub: str) -> dict[str, tuple[bytes, bytes]]:
-        beats = " ".join(r.matched_beats.split())
-        reason = f"you follow {beats}" if beats else MEDIA_LIST_REASON
+    def _reason(self, matched_beats: str) -> tuple[bytes, bytes]:
+        """Why the recipient gets this mail, encoded for both parts. A function of the beats
+        alone (a send has few distinct ones), so it is encoded once per distinct value."""
+        encoded = self._reasons.get(matched_beats)
+        if encoded is None:
+            beats = " ".join(matched_beats.split())
+            reason = f"you follow {beats}" if beats else MEDIA_LIST_REASON
+            encoded = (html_value(escape(reason)), text_value(reason))
+            if len(self._reasons) >= _REASONS_KEPT:
+                self._reasons.clear()
+            self._reasons[matched_beats] = encoded
+        return encoded
+
+    def _slot_values(self, r: Recipient, unsub_token: str) -> dict[str, tuple[bytes, bytes]]:
         name = " ".join(r.name.split()) or r.email  # no line breaks from a name, anywhere
         # Token URLs are URL-safe ASCII: the same bytes serve both parts.
-        prefs = text_value(self._prefs_prefix + self._prefs_token(r.journalist_id or 0))
-        unsub_value = text_value(unsub)
+        prefs = self._prefs_qp + text_value(self._prefs_token(r.journalist_id or 0))
+        unsub_value = self._unsub_qp + text_value(unsub_token)
         values = {
             "name": (html_value(escape(name)), text_value(name)),
             "email": (html_value(escape(r.email)), text_value(r.email)),
-            "reason": (html_value(escape(reason)), text_value(reason)),
+            "reason": self._reason(r.matched_beats),
             "preferences_url": (prefs, prefs),
             "unsubscribe_url": (unsub_value, unsub_value),
         }
@@ -242,8 +260,9 @@ class CompiledRelease:
             f"@{self._bounce_domain}?subject=unsubscribe"
         )
         # No journalist (a staff test send): the tokens name nobody and their pages say so.
-        unsub = self._unsub_prefix + self._unsub_token(r.journalist_id or 0)
-        values = self._slot_values(r, unsub)
+        unsub_token = self._unsub_token(r.journalist_id or 0)
+        unsub = self._unsub_prefix + unsub_token
+        values = self._slot_values(r, unsub_token)
         headers = HeaderSet(
             message_id=message_id,
             to_name=r.name,

@@ -82,8 +82,11 @@ def wire_parts(message: bytes, *, is_dot_safe: bool = False) -> tuple[bytes, byt
     return message, (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
+_UNSAFE_IN_ADDRESS = re.compile(r"[\r\n<>]")
+
+
 def _address(value: str) -> bytes:
-    if any(c in value for c in "\r\n<>"):
+    if _UNSAFE_IN_ADDRESS.search(value) is not None:
         raise ValueError(f"unsafe address {value!r}")
     if not value.isascii():
         # The domain goes out in its IDNA form (RFC 5890), also for addresses stored before
@@ -250,11 +253,13 @@ class SMTPClient(SMTPSession):
             return
         try:
             sent = sock.sendmsg([first, second])
-            if sent < len(first):  # a partial write: send the rest in order
-                sock.sendall(memoryview(first)[sent:])
-                sock.sendall(second)
-            elif sent < len(first) + len(second):
-                sock.sendall(second[sent - len(first) :])
+        except BlockingIOError:  # a non-blocking socket with a full buffer: nothing went out
+            sent = 0
         except OSError as exc:
             self.close()
             raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc
+        if sent < len(first):  # a partial write: the rest in order, waiting for room
+            self._write(memoryview(first)[sent:], stage)
+            self._write(second, stage)
+        elif sent < len(first) + len(second):
+            self._write(second[sent - len(first) :], stage)

@@ -16,8 +16,10 @@ import base64
 import contextlib
 import dataclasses
 import os
+import select
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -195,8 +197,14 @@ class SMTPSession:
         if cfg.username and authenticate:
             self._login(cfg.username, cfg.password or "")
         self.is_pipelining = "PIPELINING" in self.extensions
-        if self._sock is not None:
+        if isinstance(self._sock, ssl.SSLSocket):
             self._sock.settimeout(cfg.timeout)
+        elif self._sock is not None:
+            # Plain TCP: non-blocking, waiting in select() only when the kernel says a read or
+            # write would block (``_wait``), still at most the relay's timeout. Python's own
+            # timeout polls the socket before every call: one more system call for each read
+            # and write of every message.
+            self._sock.setblocking(False)
 
     def _start_tls(self, stage: Stage) -> None:
         """Wrap the socket in TLS, verifying the relay's certificate against ``ca_file`` (or
@@ -298,14 +306,48 @@ class SMTPSession:
 
     # -- wire ---------------------------------------------------------------------------------
 
-    def _write(self, data: bytes, stage: Stage) -> None:
-        if self._sock is None:
+    def _write(self, data: bytes | memoryview, stage: Stage) -> None:
+        sock = self._sock
+        if sock is None:
             raise SMTPConnectionLost(stage, "not connected")
         try:
-            self._sock.sendall(data)
+            if sock.gettimeout() != 0.0:  # during the session's setup, and TLS
+                sock.sendall(data)
+                return
+            view = memoryview(data)
+            deadline = 0.0
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:  # the kernel's buffer is full: wait for room
+                    deadline = deadline or time.monotonic() + self.config.timeout
+                    self._wait(sock, deadline, is_write=True)
         except OSError as exc:
             self.close()
             raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc
+
+    @staticmethod
+    def _wait(sock: socket.socket, deadline: float, *, is_write: bool = False) -> None:
+        """Until a non-blocking socket can be read (or written), or ``TimeoutError`` once
+        ``deadline`` (monotonic) has passed."""
+        left = max(0.0, deadline - time.monotonic())
+        watched = [sock]
+        readable, writable, _ = select.select(
+            [] if is_write else watched, watched if is_write else [], [], left
+        )
+        if not readable and not writable:
+            raise TimeoutError("timed out")
+
+    def _recv(self, sock: socket.socket) -> bytes:
+        """What the server sent; a non-blocking socket waits for it up to the relay's
+        timeout, as a blocking one would."""
+        deadline = 0.0
+        while True:
+            try:
+                return sock.recv(65536)
+            except BlockingIOError:
+                deadline = deadline or time.monotonic() + self.config.timeout
+                self._wait(sock, deadline)
 
     def _read_line(self, stage: Stage) -> bytes:
         while True:
@@ -316,7 +358,7 @@ class SMTPSession:
             if self._sock is None:
                 raise SMTPConnectionLost(stage, "not connected")
             try:
-                chunk = self._sock.recv(65536)
+                chunk = self._recv(self._sock)
             except OSError as exc:
                 self.close()
                 raise SMTPConnectionLost(stage, str(exc) or type(exc).__name__) from exc

@@ -50,7 +50,12 @@ def _b32_head(digest: bytes) -> str:
     the standard library's pure-Python encoder (a MAC is made for every message sent)."""
     n = int.from_bytes(digest[:13], "big") >> 4
     p = _B32_PAIRS
-    return "".join([p[(n >> shift) & 1023] for shift in (90, 80, 70, 60, 50, 40, 30, 20, 10, 0)])
+    # Spelled out: a comprehension and a join cost about twice as much per MAC.
+    return (
+        p[n >> 90] + p[(n >> 80) & 1023] + p[(n >> 70) & 1023] + p[(n >> 60) & 1023]
+        + p[(n >> 50) & 1023] + p[(n >> 40) & 1023] + p[(n >> 30) & 1023]
+        + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023]
+    )  # fmt: skip
 
 
 def _mac(secret_key: str, purpose: str, reference: str) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import socket
+import threading
+import time
 
 import pytest
 
@@ -134,3 +137,65 @@ def test_an_internationalised_domain_goes_into_rcpt_in_idna_form() -> None:
 
     assert _address("anna@bücher.example") == b"anna@xn--bcher-kva.example"
     assert _address("desk@example.org") == b"desk@example.org"
+
+
+class _StallingServer:
+    """Answers the greeting, EHLO and (optionally) the envelope, then neither reads nor
+    writes: the client's reads and writes must still give up after the relay's timeout."""
+
+    def __init__(self, *, answer_envelope: bool) -> None:
+        self.answer_envelope = answer_envelope
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.release = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 stalling\r\n")
+            lines.readline()
+            conn.sendall(b"250-stalling\r\n250 PIPELINING\r\n")
+            if self.answer_envelope:
+                for _ in range(3):
+                    lines.readline()
+                conn.sendall(b"250 ok\r\n250 ok\r\n354 go on\r\n")
+            self.release.wait(10)
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+
+
+def test_a_silent_server_times_out_a_read_after_the_relay_timeout() -> None:
+    server = _StallingServer(answer_envelope=False)
+    try:
+        client = SMTPClient(SMTPConfig("127.0.0.1", server.port, timeout=0.5))
+        client.connect()
+        client.write_envelope("f@example.org", "r@example.org", 10)
+        started = time.monotonic()
+        with pytest.raises(SMTPConnectionLost) as lost:
+            client.read_envelope()
+        assert (lost.value.stage, lost.value.reason) == (Stage.MAIL, "timed out")
+        assert 0.4 < time.monotonic() - started < 5
+        assert not client.is_connected
+    finally:
+        server.close()
+
+
+def test_a_server_that_stops_reading_times_out_the_body_at_the_dot() -> None:
+    server = _StallingServer(answer_envelope=True)
+    try:
+        client = SMTPClient(SMTPConfig("127.0.0.1", server.port, timeout=0.5))
+        client.connect()
+        client.write_envelope("f@example.org", "r@example.org", 10)
+        assert client.read_envelope() is None
+        started = time.monotonic()
+        with pytest.raises(SMTPConnectionLost) as lost:
+            # Far more than the kernel's socket buffers hold: the write must wait, then give up.
+            client.write_body(b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 300_000)
+        # From the first byte of the body on, the outcome is in doubt (RFC 1047).
+        assert (lost.value.stage, lost.value.reason) == (Stage.DOT, "timed out")
+        assert 0.4 < time.monotonic() - started < 5
+    finally:
+        server.close()

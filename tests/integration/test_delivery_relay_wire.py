@@ -40,6 +40,14 @@ def _batch(db: Database, settings: Settings, send_id: int, server: ScriptedSMTPS
     run_batch(db, settings, send_id, limiter=open_limiter(), relays=parse_smtp_urls(server.url))
 
 
+def _three_in_a_row(settings: Settings) -> Settings:
+    """Three of the same refusal in a row count, on one connection (so "in a row" is the
+    order the server saw)."""
+    return dataclasses.replace(
+        settings, delivery_pause_after_same_refusals=3, delivery_connections_per_batch=1
+    )
+
+
 def _batch_result(
     db: Database, settings: Settings, send_id: int, server: ScriptedSMTPServer
 ) -> BatchResult:
@@ -101,9 +109,7 @@ def test_a_message_over_the_advertised_size_is_never_sent_and_pauses_the_send(
 def test_the_same_content_refusal_in_a_row_pauses_the_send_with_the_reason(
     settings: Settings, live_db: Database
 ) -> None:
-    three = dataclasses.replace(
-        settings, delivery_pause_after_same_refusals=3, delivery_connections_per_batch=1
-    )
+    three = _three_in_a_row(settings)
     send_id, _ = running_send(live_db, 30, domains=5)
     spam = b"554 5.7.1 Message rejected: looks like spam"
     with ScriptedSMTPServer(dot_reply=lambda rcpt: spam) as server:
@@ -127,9 +133,7 @@ def test_the_same_content_refusal_in_a_row_pauses_the_send_with_the_reason(
 def test_refusals_broken_by_acceptances_do_not_pause_the_send(
     settings: Settings, live_db: Database
 ) -> None:
-    three = dataclasses.replace(
-        settings, delivery_pause_after_same_refusals=3, delivery_connections_per_batch=1
-    )
+    three = _three_in_a_row(settings)
     send_id, emails = running_send(live_db, 30, domains=5)
     refused = set(emails[::2])
 
@@ -176,9 +180,7 @@ def test_a_temporary_lookup_failure_at_rcpt_defers_that_recipient_only(
 def test_the_same_deferral_for_recipients_in_a_row_is_the_relays_trouble(
     settings: Settings, live_db: Database
 ) -> None:
-    three = dataclasses.replace(
-        settings, delivery_pause_after_same_refusals=3, delivery_connections_per_batch=1
-    )
+    three = _three_in_a_row(settings)
     send_id, emails = running_send(live_db, 20, domains=4)
     lookup_down = b"451 4.3.0 Temporary lookup failure"
     with ScriptedSMTPServer(rcpt_reply=lambda address: lookup_down) as server:

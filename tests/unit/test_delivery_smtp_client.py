@@ -167,12 +167,18 @@ class _StallingServer:
         self.listener.close()
 
 
+def _session(server: _StallingServer) -> SMTPClient:
+    """A session with the stalling server, its envelope written (``timeout`` 0.5 s)."""
+    client = SMTPClient(SMTPConfig("127.0.0.1", server.port, timeout=0.5))
+    client.connect()
+    client.write_envelope("f@example.org", "r@example.org", 10)
+    return client
+
+
 def test_a_silent_server_times_out_a_read_after_the_relay_timeout() -> None:
     server = _StallingServer(answer_envelope=False)
     try:
-        client = SMTPClient(SMTPConfig("127.0.0.1", server.port, timeout=0.5))
-        client.connect()
-        client.write_envelope("f@example.org", "r@example.org", 10)
+        client = _session(server)
         started = time.monotonic()
         with pytest.raises(SMTPConnectionLost) as lost:
             client.read_envelope()
@@ -186,9 +192,7 @@ def test_a_silent_server_times_out_a_read_after_the_relay_timeout() -> None:
 def test_a_server_that_stops_reading_times_out_the_body_at_the_dot() -> None:
     server = _StallingServer(answer_envelope=True)
     try:
-        client = SMTPClient(SMTPConfig("127.0.0.1", server.port, timeout=0.5))
-        client.connect()
-        client.write_envelope("f@example.org", "r@example.org", 10)
+        client = _session(server)
         assert client.read_envelope() is None
         started = time.monotonic()
         with pytest.raises(SMTPConnectionLost) as lost:

@@ -9,6 +9,7 @@ confirm in ``consent.py``; the preference centre, data export and erasure in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import unicodedata
@@ -484,14 +485,12 @@ def search_journalists(
     every match (the ids counted below); ``engagement`` serves the walk of the name index.
     A cursor naming a journalist who no longer exists starts the list again.
     """
-    stmt, match_stmt = (
-        journalist_query(
-            q=q, beat_id=beat_id, outlet_id=outlet_id, status=status, engagement=condition
-        )
-        for condition in (
-            engagement,
-            engagement if engagement_every_match is None else engagement_every_match,
-        )
+    query = functools.partial(
+        journalist_query, q=q, beat_id=beat_id, outlet_id=outlet_id, status=status
+    )
+    stmt = query(engagement=engagement)
+    match_stmt = (
+        stmt if engagement_every_match is None else query(engagement=engagement_every_match)
     )
     key = tuple_(Journalist.name, Journalist.email_normalized)
     # Up to EXACT_TOTAL_LIMIT matches are fetched as ids first (the exact total) and a page is

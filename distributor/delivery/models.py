@@ -106,11 +106,13 @@ class Delivery(Base):
         Index("ix_deliveries_send", "send_id", "next_attempt_at"),
         # The queue: rows no batch holds (``claim_id`` NULL: queued, deferred, cancelled,
         # digest). A claim sets ``claim_id`` and so leaves it; every move back to queued or
-        # deferred clears it (``ledger.UNCLAIMED_STATUSES``).
+        # deferred clears it (``ledger.UNCLAIMED_STATUSES``). Fresh rows (``next_attempt_at``
+        # NULL) lie in id order, so a claim can start after the last id it took (migration 0027).
         Index(
             "ix_deliveries_unclaimed",
             "send_id",
             "next_attempt_at",
+            "id",
             postgresql_where=text("claim_id IS NULL"),
             sqlite_where=text("claim_id IS NULL"),
         ),

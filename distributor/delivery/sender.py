@@ -55,6 +55,12 @@ from distributor.settings import Settings
 
 log = get_logger("distributor.delivery.sender")
 
+# Where this process's next claim of a send starts looking for fresh rows
+# (``ledger.claim_batch``'s ``after``), by database and send. A hint only: a process that
+# starts afresh, or a wrong hint, costs one longer walk of the queue index, never a row.
+_CLAIM_AFTER: dict[tuple[str, int], int] = {}
+_CLAIM_AFTER_KEPT = 64
+
 _RATE_PATIENCE_SECONDS = 10.0  # how long a batch waits for rate-limit tokens
 _RATE_POLL_SECONDS = 0.25
 # A batch that lost the database keeps what it knows and retries this long before giving up.
@@ -526,6 +532,7 @@ def _run_claimed(
         release_id = send.release_id
         compiled = compiled_release(session, release_id, settings)
         session.commit()
+        hint = (str(db.engine.url), send_id)
         with session.begin():
             claim = claim_batch(
                 session.connection(),
@@ -533,9 +540,14 @@ def _run_claimed(
                 worker=worker,
                 limit=batch_size or settings.delivery_batch_size,
                 lanes=lanes,
+                after=_CLAIM_AFTER.get(hint, 0),
             )
     finally:
         session.close()
+    if claim is not None:
+        if len(_CLAIM_AFTER) >= _CLAIM_AFTER_KEPT and hint not in _CLAIM_AFTER:
+            _CLAIM_AFTER.clear()
+        _CLAIM_AFTER[hint] = claim.after
     if claim is None:
         result.is_send_running = False
         return

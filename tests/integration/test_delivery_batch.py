@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy.engine import Connection
 
 from distributor.db import Database
-from distributor.delivery import pump, sender
+from distributor.delivery import ledger, pump, sender
+from distributor.delivery.ledger import Claim
 from distributor.delivery.models import DeliveryStatus, Send, SendStatus
 from distributor.delivery.sender import run_batch
 from distributor.mail.transport import parse_smtp_urls
@@ -208,3 +212,31 @@ def test_a_paused_send_is_not_claimed(settings: Settings, live_db: Database) -> 
         )
         assert server.total == 0
     assert (result.claimed, result.is_send_running) == (0, False)
+
+
+def test_each_claim_of_a_worker_starts_where_its_last_one_ended(
+    settings: Settings, live_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send_id, _ = running_send(live_db, 9, domains=3)
+    hints: list[tuple[int, int]] = []
+
+    def claim_batch(conn: Connection, **kwargs: Any) -> Claim | None:
+        claim = ledger.claim_batch(conn, **kwargs)
+        hints.append((kwargs["after"], claim.after if claim else -1))
+        return claim
+
+    monkeypatch.setattr(sender, "claim_batch", claim_batch)
+    with FaultySMTPServer() as server:
+        for _ in range(3):
+            result = run_batch(
+                live_db,
+                settings,
+                send_id,
+                limiter=open_limiter(),
+                relays=parse_smtp_urls(server.url),
+                batch_size=3,
+            )
+            assert result.claimed == 3
+    # Each claim is handed the hint the one before it returned.
+    assert [after for after, _ in hints[1:]] == [returned for _, returned in hints[:-1]]
+    assert hints[0][1] < hints[1][1] < hints[2][1]

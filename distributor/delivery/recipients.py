@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from distributor.db import UTCDateTime, utcnow
+from distributor.delivery.models import Delivery
 from distributor.releases.models import Release
 from distributor.signals import recipients_frozen
 
@@ -298,6 +299,8 @@ def freeze_recipients(session: Session, *, send_id: int, release_id: int, now: d
     Journalists who already have a row for this release (a cancelled send started again)
     keep it. The caller holds the release's row lock (``services.start_send``), so a plain
     anti-join finds those rows; the unique (release_id, journalist_id) still stands behind it.
+    A release with no row yet (every first send) skips the anti-join: a look-up in the
+    unique index per frozen row, about a tenth of the freeze.
     No ``ON CONFLICT``: its speculative insertion costs every frozen row an extra pass over the
     arbiter index and an extra WAL record, even when nothing conflicts.
     """
@@ -320,10 +323,14 @@ def freeze_recipients(session: Session, *, send_id: int, release_id: int, now: d
                :false, :now, :now
         FROM classified c
         WHERE c.kind IN ('now', 'digest')
+        """  # noqa: S608
+    has_rows = session.scalar(select(Delivery.id).where(Delivery.release_id == release_id).limit(1))
+    if has_rows is not None:
+        insert += """
           AND NOT EXISTS (
               SELECT 1 FROM deliveries x WHERE x.release_id = :release_id AND x.journalist_id = c.jid
           )
-        """  # noqa: S608
+        """
     statement = text(_matched_cte(session) + insert).bindparams(
         bindparam("send_id", type_=Integer()),
         bindparam("release_id", type_=Integer()),

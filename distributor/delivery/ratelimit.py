@@ -62,17 +62,21 @@ _ACQUIRE = """
 local prefix, now = ARGV[1], tonumber(ARGV[2])
 local rate, drate, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local lease, lease_s = ARGV[6], tonumber(ARGV[7])
-local function take(key, r, n)
-  if r <= 0 then return n end
+local function refill(key, r)
   local state = redis.call('HMGET', key, 't', 'ts')
   local tokens = tonumber(state[1]) or r
   local ts = tonumber(state[2]) or now
-  tokens = math.min(r, tokens + math.max(0, now - ts) * r)
-  local got = math.min(n, math.floor(tokens))
-  redis.call('HSET', key, 't', tokens - got, 'ts', now)
-  redis.call('EXPIRE', key, 60)
-  return got
+  return math.min(r, tokens + math.max(0, now - ts) * r)
 end
+local function store(key, tokens)
+  redis.call('HSET', key, 't', tokens, 'ts', now)
+  redis.call('EXPIRE', key, 60)
+end
+-- The global bucket is read once and written once per call (a batch asks for a thousand
+-- domains at a time); each domain's grant is then cut to what is left of it.
+local global_key = prefix .. ':global'
+local global = math.huge
+if rate > 0 then global = refill(global_key, rate) end
 local out = {}
 for i = 8, #ARGV, 2 do
   local domain, want = ARGV[i], tonumber(ARGV[i + 1])
@@ -82,20 +86,26 @@ for i = 8, #ARGV, 2 do
     wait = pttl
   else
     local ok = true
+    local ckey = prefix .. ':conc:' .. domain
     if conc > 0 then
-      local ckey = prefix .. ':conc:' .. domain
       redis.call('ZREMRANGEBYSCORE', ckey, '-inf', now)
-      if redis.call('ZSCORE', ckey, lease) == false and redis.call('ZCARD', ckey) >= conc then
+      if redis.call('ZCARD', ckey) >= conc and redis.call('ZSCORE', ckey, lease) == false then
         ok = false
       end
     end
     if ok then
-      got = take(prefix .. ':domain:' .. domain, drate, want)
+      got = want
+      if drate > 0 then
+        local dkey = prefix .. ':domain:' .. domain
+        local tokens = refill(dkey, drate)
+        got = math.min(want, math.floor(tokens))
+        store(dkey, tokens - got)
+      end
       if got > 0 then
-        got = take(prefix .. ':global', rate, got)
+        got = math.min(got, math.floor(global))
+        global = global - got
       end
       if got > 0 and conc > 0 then
-        local ckey = prefix .. ':conc:' .. domain
         redis.call('ZADD', ckey, now + lease_s, lease)
         redis.call('EXPIRE', ckey, lease_s + 60)
       end
@@ -104,6 +114,7 @@ for i = 8, #ARGV, 2 do
   table.insert(out, got)
   table.insert(out, wait)
 end
+if rate > 0 then store(global_key, global) end
 return out
 """
 

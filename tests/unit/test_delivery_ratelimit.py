@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
+from distributor.delivery import ratelimit
 from distributor.delivery.ratelimit import PREFIX, Limits, LocalRateLimiter, RedisRateLimiter
 from tests.support.services import need, redis_available, redis_url
 
@@ -70,3 +72,37 @@ def test_redis_limiter_is_shared_between_limiters() -> None:
     assert 0 < grant.backoff_seconds["b.example"] <= 60
     for key in client.scan_iter(f"{PREFIX}:*"):
         client.delete(key)
+
+
+def test_the_shared_limiter_grants_what_the_local_one_grants(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same rules in Redis and in process: the global cap cuts a batch's many domains."""
+    need(redis_available(), f"Redis is not reachable at {redis_url()}")
+    client = redis.Redis.from_url(redis_url())
+    for key in client.scan_iter(f"{PREFIX}:*"):
+        client.delete(key)
+    limits = Limits(
+        rate_per_second=7,
+        domain_rate_per_second=3,
+        domain_concurrency=2,
+        domain_backoff_seconds=60,
+        lease_seconds=30,
+    )
+    clock = Clock()
+    monkeypatch.setattr(ratelimit.time, "time", clock)
+    local, shared = LocalRateLimiter(limits, clock=clock), RedisRateLimiter(client, limits)
+    steps: list[tuple[float, str, dict[str, int]]] = [
+        (0.0, "w1", {"a.example": 2, "b.example": 5, "c.example": 4}),
+        (0.0, "w2", {"a.example": 1, "d.example": 1}),
+        (0.0, "w3", {"a.example": 1}),  # a.example is held by two leases
+        (0.5, "w1", {"b.example": 5, "e.example": 5}),
+        (2.0, "w4", {f"d{i}.example": 1 for i in range(10)}),
+    ]
+    try:
+        for advance, lease, wanted in steps:
+            clock.now += advance
+            assert shared.acquire(lease, wanted).granted == local.acquire(lease, wanted).granted
+    finally:
+        for key in client.scan_iter(f"{PREFIX}:*"):
+            client.delete(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from distributor.audience.models import Journalist
@@ -15,6 +15,7 @@ from distributor.delivery.ledger import claim_batch, move_delivery
 from distributor.delivery.models import Delivery, DeliveryClaim, DeliveryStatus, Send, SendStatus
 from distributor.delivery.progress import ProgressWriter
 from distributor.errors import IllegalTransition
+from distributor.releases.models import Release
 from tests.support import delivery_factories as f
 
 
@@ -304,3 +305,15 @@ def test_a_claim_with_a_row_still_sending_is_not_ended(live_db: Database) -> Non
     with live_db.session() as session:
         stored = session.get(DeliveryClaim, claim.id)
         assert stored is not None and stored.ended_at is not None and stored.recovered_at is None
+
+
+def test_a_sends_rows_go_with_the_send_and_with_its_release(session: Session) -> None:
+    """No foreign key ties a row to its send (migration 0028): a trigger deletes them."""
+    kept, kept_rows = _send(session, 2)
+    gone, _ = _send(session, 3)
+    session.execute(delete(Send).where(Send.id == gone.id))
+    other, _ = _send(session, 2)
+    session.execute(delete(Release).where(Release.id == other.release_id))  # cascades to the send
+    session.expunge_all()
+    left = session.scalars(select(Delivery.id).order_by(Delivery.id)).all()
+    assert left == [r.id for r in kept_rows] and kept.id is not None

@@ -1,7 +1,9 @@
 """The event loop of one batch: its SMTP connections ("lanes") driven together.
 
 A lane's message goes: envelope written (MAIL, RCPT, DATA pipelined, RFC 2920) -> replies
-read -> body and final dot written once the lane is fenced -> reply read. Acceptances of all
+read -> body and final dot written once the lane is fenced -> reply read. The lane's next
+envelope goes out in the same write as the body and final dot (RFC 2920 3.1), so its replies
+come with the reply to the dot; its own final dot still waits for the fence. Acceptances of all
 lanes are committed together in one statement per turn of the loop, while the next envelopes'
 replies travel; a lane's next final dot waits for that commit (group commit: one commit in
 flight, durable). The loop also moves the claim's heartbeat every few seconds, waits for
@@ -60,6 +62,7 @@ class Lane:
         "client",
         "fenced",
         "message",
+        "next",
         "phase",
         "queue",
         "reconnects",
@@ -67,6 +70,7 @@ class Lane:
         "resent",
         "row",
         "since",
+        "stray",
     )
 
     def __init__(self, relay: SMTPConfig) -> None:
@@ -77,6 +81,12 @@ class Lane:
         self.phase = IDLE
         self.row: ClaimedRow | None = None
         self.message: tuple[str, bytes] | None = None  # (Message-ID, message bytes)
+        # The row whose envelope went out behind the final dot of ``row`` (phase DOT): it
+        # becomes the lane's row once that dot's reply is read.
+        self.next: tuple[ClaimedRow, tuple[str, bytes]] | None = None
+        # An envelope went out behind the final dot and its row was taken back (the batch or
+        # the relay stopped): the connection is closed once the dot's reply is read.
+        self.stray = False
         # Every earlier outcome of this lane is committed and the claim was ours then: the
         # lane may send its next final dot.
         self.fenced = False
@@ -278,6 +288,7 @@ class Pump:
         stage = Stage.DOT if lane.phase == DOT else Stage.MAIL
         if client is not None:
             client.close()
+        self._take_back_next(lane)
         self._lost(lane, row, SMTPConnectionLost(stage, "no reply in time"))
 
     def _collect(self, *, wait: bool) -> None:
@@ -420,11 +431,47 @@ class Pump:
         lane.fenced = False  # until this message's outcome is committed
         lane.phase = DOT  # from the first byte of the body on, the outcome may be in doubt
         lane.since = time.monotonic()
+        lane.next, envelope = self._pipelined_next(lane, client)
         try:
-            client.write_body(message[1], is_dot_safe=self.is_dot_safe)
+            client.write_body(message[1], is_dot_safe=self.is_dot_safe, then=envelope)
         except SMTPConnectionLost as exc:
             client.close()
+            self._take_back_next(lane)
             self._lost(lane, row, exc)
+
+    def _pipelined_next(
+        self, lane: Lane, client: SMTPClient
+    ) -> tuple[tuple[ClaimedRow, tuple[str, bytes]] | None, bytes]:
+        """The lane's next row and its envelope, to go out behind this final dot (RFC 2920);
+        (None, b"") when the next row waits for the reply instead: no PIPELINING, nothing
+        queued, the connection's last message, or a row for the careful path of ``_start``
+        (a slowed-down domain, a stopped relay, a message that cannot be built or is over
+        the relay's SIZE, an address the relay cannot carry)."""
+        if not client.is_pipelining or not lane.queue or self.stopping is not None:
+            return None, b""
+        limit = self.messages_per_connection
+        if limit and client.messages_sent + 1 >= limit:
+            return None, b""
+        row = lane.queue[0]
+        if row.domain in self.throttled or _key(lane.relay) in self.stopped:
+            return None, b""
+        try:
+            envelope_from, message_id, data = self.compiled.message_for(recipient_of(row))
+            if client.refuse_oversize(len(data)) is not None:
+                return None, b""
+            envelope = client.pipelined_envelope(envelope_from, row.email, len(data))
+        except Exception:  # ``_start`` builds it again and records why it cannot go
+            return None, b""
+        lane.queue.popleft()
+        return (row, (message_id, data)), envelope
+
+    def _take_back_next(self, lane: Lane) -> None:
+        """The connection is gone: the row whose envelope went out behind the final dot was
+        never handed over (no byte of its body went out) and is first in the lane again."""
+        if lane.next is not None:
+            lane.queue.appendleft(lane.next[0])
+            lane.next = None
+        lane.stray = False
 
     def _read_dot(self, lane: Lane) -> None:
         row, client, message = lane.row, lane.client, lane.message
@@ -433,8 +480,10 @@ class Pump:
             reply = client.read_body_reply()
         except SMTPConnectionLost as exc:
             client.close()
+            self._take_back_next(lane)
             self._lost(lane, row, exc)
             return
+        nxt, lane.next = lane.next, None
         if reply.is_positive:
             if not self.accepted:
                 self.first_accepted_at = time.monotonic()
@@ -442,9 +491,34 @@ class Pump:
             self.accepted.append((lane, row, message[0], reply.describe()))
             self.batch.count_refusal(None)  # an acceptance ends a run of the same refusal
             lane.reconnects = 0
+            if nxt is not None:
+                # Its envelope's replies came with this one (or are on their way); its final
+                # dot waits for the fence like any other.
+                lane.row, lane.message = nxt
+                lane.phase = ENVELOPE
+                lane.since = time.monotonic()
+                return
             lane.phase, lane.row, lane.message = IDLE, None, None
+            if lane.stray:
+                self._drop_connection(lane)
             return
+        if nxt is not None:
+            # Refused: the next row waits for what the refusal does to the relay or the send,
+            # first in the lane, and the envelope out behind the dot goes with the connection.
+            lane.queue.appendleft(nxt[0])
+            lane.stray = True
+        if lane.stray:
+            self._drop_connection(lane)
         self._refused(lane, row, reply)
+
+    @staticmethod
+    def _drop_connection(lane: Lane) -> None:
+        """Close a connection with an envelope out whose row was taken back (nothing of that
+        message was handed over); the lane's next row opens a new one."""
+        lane.stray = False
+        if lane.client is not None:
+            lane.client.close()
+            lane.client = None
 
     def _lost(self, lane: Lane, row: ClaimedRow, exc: SMTPConnectionLost) -> None:
         key = _key(lane.relay)
@@ -475,6 +549,7 @@ class Pump:
         for lane in self.lanes:
             if _key(lane.relay) != key:
                 continue
+            self._take_next_for_stop(lane, back)
             if lane.phase in (ENVELOPE, READY):
                 assert lane.row is not None
                 back.append(lane.row)
@@ -562,6 +637,7 @@ class Pump:
         """Rows of the lanes whose final dot was not written: never handed over."""
         back: list[ClaimedRow] = []
         for lane in self.lanes:
+            self._take_next_for_stop(lane, back)
             if lane.phase in (ENVELOPE, READY):
                 assert lane.row is not None
                 back.append(lane.row)
@@ -571,6 +647,15 @@ class Pump:
             back.extend(lane.queue)
             lane.queue.clear()
         return sorted(back, key=lambda r: r.id)
+
+    @staticmethod
+    def _take_next_for_stop(lane: Lane, back: list[ClaimedRow]) -> None:
+        """The row whose envelope went out behind a final dot goes back with the rows not
+        handed over; the dot's reply is still read, then the connection is closed."""
+        if lane.next is not None:
+            back.append(lane.next[0])
+            lane.next = None
+            lane.stray = True
 
     def _stop_lanes(self, status: str) -> None:
         """Paused or cancelled: messages not handed over yet go back; dots out are awaited."""
@@ -585,6 +670,7 @@ class Pump:
                 lane.client.close()
             lane.queue.clear()
             lane.phase, lane.row, lane.message = IDLE, None, None
+            lane.next, lane.stray = None, False
         if self.committing is not None:
             committing, self.committing = self.committing, None
             confirmed = self.batch.writer.take_confirmed(wait=True) or set()

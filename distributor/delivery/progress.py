@@ -222,19 +222,21 @@ class ProgressWriter:
                 self._pq.consume_input()
                 if self._pq.is_busy():
                     return None
-            self._sync()
+            self._sync(is_read=not wait)
         confirmed, self._confirmed = self._confirmed, None
         return confirmed
 
-    def _sync(self) -> None:
-        """Finish a submission in flight (its result is kept for ``take_confirmed``)."""
+    def _sync(self, *, is_read: bool = False) -> None:
+        """Finish a submission in flight (its result is kept for ``take_confirmed``);
+        ``is_read``: the caller has just read the socket and libpq holds the whole result."""
         if self._in_flight is None:
             return
         ids, self._in_flight = self._in_flight, None
         confirmed: set[int] = set()
         error: bytes | None = None
         pq = self._pq
-        pq.consume_input()
+        if not is_read:
+            pq.consume_input()
         while pq.is_busy():
             # Wait in select(), which lets other threads run; libpq's own wait would not.
             wait_readable([pq.socket], [], [], 1.0)

@@ -43,6 +43,38 @@ def test_pipelined_messages_over_one_connection() -> None:
         assert b"\r\n..leading dot\r\n" in server.samples["r0@example.org"]
 
 
+def test_the_next_envelope_rides_with_the_final_dot() -> None:
+    """RFC 2920 3.1: body, final dot and the next MAIL, RCPT, DATA in one write; the reply
+    to the dot is read first, then the next envelope's, and the session stays in step (a
+    refused recipient behind the dot included)."""
+    script = Script(hard_fail={"bad@example.org"})
+    with FaultySMTPServer(script) as server:
+        client = SMTPClient(SMTPConfig("127.0.0.1", server.port))
+        client.connect()
+        rcpts = [f"r{i}@example.org" for i in range(5)] + ["bad@example.org", "last@example.org"]
+        client.write_envelope("bounces+t@b.example", rcpts[0], len(MESSAGE))
+        assert client.read_envelope() is None
+        outcomes = []
+        for i, rcpt in enumerate(rcpts):
+            follow = rcpts[i + 1] if i + 1 < len(rcpts) else None
+            then = client.pipelined_envelope("bounces+t@b.example", follow) if follow else b""
+            client.write_body(MESSAGE, then=then)
+            outcomes.append(client.read_body_reply().code)
+            if follow is None:
+                break
+            refusal = client.read_envelope()
+            if refusal is not None:
+                outcomes.append(refusal[1].code)
+                client.write_envelope("bounces+t@b.example", rcpts[i + 2], len(MESSAGE))
+                assert client.read_envelope() is None
+                break
+        client.write_body(MESSAGE)
+        outcomes.append(client.read_body_reply().code)
+        client.quit()
+    assert outcomes == [250, 250, 250, 250, 250, 550, 250]
+    assert server.counts() == {r: 1 for r in rcpts if r != "bad@example.org"}
+
+
 def test_refusals_name_their_stage_and_leave_the_session_usable() -> None:
     script = Script(hard_fail={"bad@example.org"}, temp_fail_once={"busy@example.org"})
     with FaultySMTPServer(script) as server:

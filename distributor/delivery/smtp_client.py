@@ -82,6 +82,9 @@ def wire_parts(message: bytes, *, is_dot_safe: bool = False) -> tuple[bytes, byt
     return message, (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
+# MAIL 250, RCPT 250 or 251, DATA 354, each a one-line reply (RFC 5321 4.2.1), in the buffer.
+_ENVELOPE_ACCEPTED = re.compile(rb"250 [^\n]*\n25[01] [^\n]*\n354 [^\n]*\n")
+
 _UNSAFE_IN_ADDRESS = re.compile(r"[\r\n<>]")
 
 
@@ -172,6 +175,13 @@ class SMTPClient(SMTPSession):
         otherwise the stage and the reply that refused the message (the session is RSET, or
         closed after a ``421``, which closes the channel: RFC 5321 3.8)."""
         if self.is_pipelining:
+            accepted = _ENVELOPE_ACCEPTED.match(self._buffer)
+            if accepted is not None:
+                # The usual case, all three replies read already: 250, 250 (or 251), 354 on
+                # one line each. Nothing of them is kept, so no Reply is made.
+                self._buffer = self._buffer[accepted.end() :]
+                self.last_used = time.monotonic()
+                return None
             mail = self._reply_or_closing(Stage.MAIL)
             if mail.code == 421:
                 return (Stage.MAIL, mail)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import redis
 
-from distributor.delivery import ratelimit
 from distributor.delivery.ratelimit import PREFIX, Limits, LocalRateLimiter, RedisRateLimiter
 from tests.support.services import need, redis_available, redis_url
 
@@ -90,7 +89,7 @@ def test_the_shared_limiter_grants_what_the_local_one_grants(
         lease_seconds=30,
     )
     clock = Clock()
-    monkeypatch.setattr(ratelimit.time, "time", clock)
+    monkeypatch.setattr("distributor.delivery.ratelimit.time.time", clock)
     local, shared = LocalRateLimiter(limits, clock=clock), RedisRateLimiter(client, limits)
     steps: list[tuple[float, str, dict[str, int]]] = [
         (0.0, "w1", {"a.example": 2, "b.example": 5, "c.example": 4}),

@@ -373,33 +373,20 @@ def claim_batch(
 def _pick_pg(conn: Connection, *, send_id: int, limit: int, after: int) -> tuple[list[int], int]:
     """Lock up to ``limit`` claimable rows (see ``_PICK_DUE``): their ids, and the hint for
     this worker's next claim (the highest fresh id taken after ``after``)."""
-    with index_walks(conn):
-        return _pick_pg_rows(conn, send_id=send_id, limit=limit, after=after)
-
-
-def _pick_pg_rows(
-    conn: Connection, *, send_id: int, limit: int, after: int
-) -> tuple[list[int], int]:
-    ids = [
-        int(i)
-        for i in conn.execute(text(_PICK_DUE), {"send_id": send_id, "limit": limit}).scalars()
-    ]
     next_after = after
-    # After the hint, then (only when that ran short) the ids below it.
-    for low, high in ((after, _NO_UPPER_BOUND), (0, after)):
-        wanted = limit - len(ids)
-        if wanted <= 0 or high <= low:
-            break
-        fresh = [
-            int(i)
-            for i in conn.execute(
-                text(_PICK_FRESH),
-                {"send_id": send_id, "limit": wanted, "after": low, "upto": high},
-            ).scalars()
-        ]
-        if low == after and fresh:
-            next_after = max(next_after, fresh[-1])
-        ids += fresh
+    with index_walks(conn):
+        due = conn.execute(text(_PICK_DUE), {"send_id": send_id, "limit": limit}).scalars()
+        ids = [int(i) for i in due]
+        # After the hint, then (only when that ran short) the ids below it.
+        for low, high in ((after, _NO_UPPER_BOUND), (0, after)):
+            wanted = limit - len(ids)
+            if wanted <= 0 or high <= low:
+                break
+            bounds = {"send_id": send_id, "limit": wanted, "after": low, "upto": high}
+            fresh = [int(i) for i in conn.execute(text(_PICK_FRESH), bounds).scalars()]
+            if low == after and fresh:
+                next_after = max(next_after, fresh[-1])
+            ids += fresh
     return ids, next_after
 
 

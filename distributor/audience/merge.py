@@ -6,6 +6,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from distributor.accounts.models import User
+from distributor.audience.deletion import wait_for_freezes
 from distributor.audience.models import (
     JournalistMerge,
     SubscriptionStatus,
@@ -34,6 +35,7 @@ def merge_journalists(
     """
     if keep_id == duplicate_id:
         raise ValidationFailed("Choose two different records to merge")
+    wait_for_freezes(session)  # the duplicate is deleted below
     keep = get_journalist(session, keep_id)
     dup = get_journalist(session, duplicate_id)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from distributor.audience import tokens
 from distributor.audience.consent import CONSENT_TEXT_VERSION, ip_hash
+from distributor.audience.deletion import wait_for_freezes
 from distributor.audience.models import (
     Beat,
     ConfirmationRequest,
@@ -174,6 +175,7 @@ def erase_journalist(session: Session, journalist_id: int) -> bool:
     journalist = session.get(Journalist, journalist_id)
     if journalist is None:
         return False
+    wait_for_freezes(session)  # deleted below: no send may be freezing it meanwhile
     address = journalist.email_normalized
     # Deliveries, bounces and complaints are anonymised by their own packages' receivers.
     journalist_erased.send(journalist.id, session=session, address=address, email=journalist.email)

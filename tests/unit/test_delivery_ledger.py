@@ -317,3 +317,13 @@ def test_a_sends_rows_go_with_the_send_and_with_its_release(session: Session) ->
     session.expunge_all()
     left = session.scalars(select(Delivery.id).order_by(Delivery.id)).all()
     assert left == [r.id for r in kept_rows] and kept.id is not None
+
+
+def test_a_deleted_journalists_rows_keep_the_history_without_the_id(session: Session) -> None:
+    """No foreign key on ``journalist_id`` (migration 0029): a trigger clears the id."""
+    _, rows = _send(session, 3)
+    session.execute(delete(Journalist).where(Journalist.id == rows[1].journalist_id))
+    session.expunge_all()
+    left = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+    assert [d.id for d in left] == [r.id for r in rows]
+    assert [d.journalist_id is None for d in left] == [False, True, False]

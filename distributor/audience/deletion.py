@@ -8,6 +8,8 @@ reads them, this lock does: a freeze holds it shared until its transaction ends,
 holds it exclusively. So an erasure either sees every row a freeze wrote for the journalist
 (and anonymises them), or the freeze starts after the erasure and no longer finds the
 journalist. PostgreSQL's transaction-level advisory locks; SQLite has one writer at a time.
+The price: an erasure or a merge waits for any freeze running at that moment (a few seconds
+per 100,000 recipients), where the key made it wait only for a freeze of that journalist.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from distributor.audience.models import Journalist
 from distributor.audience.preferences import erase_journalist
@@ -35,18 +36,24 @@ def _people(db: Database, n: int) -> tuple[int, list[int]]:
     return release_id, ids
 
 
-def _in_thread(work: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+def _waits_until_commit(holder: Session, work: Callable[[], None], message: str) -> None:
+    """``work``, started on another connection, is still waiting half a second later, and
+    finishes without error once ``holder`` commits."""
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             work()
-        except BaseException as exc:  # reported by the test
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return thread, errors
+    time.sleep(0.5)
+    assert thread.is_alive(), f"{message}: {errors}"
+    holder.commit()
+    thread.join(15)
+    assert not thread.is_alive() and not errors
 
 
 def _rows_of(db: Database, release_id: int) -> list[Delivery]:
@@ -75,12 +82,7 @@ def test_an_erasure_waits_for_a_freeze_and_then_anonymises_its_rows(postgres: Da
             with postgres.session() as session, session.begin():
                 assert erase_journalist(session, erased)
 
-        thread, errors = _in_thread(erase)
-        time.sleep(0.5)
-        assert thread.is_alive(), f"the erasure did not wait for the freeze: {errors}"
-        freezing.commit()
-    thread.join(15)
-    assert not thread.is_alive() and not errors
+        _waits_until_commit(freezing, erase, "the erasure did not wait for the freeze")
     rows = _rows_of(postgres, release_id)
     assert len(rows) == 3
     gone = [r for r in rows if r.journalist_id is None]
@@ -103,11 +105,6 @@ def test_a_freeze_waits_for_an_erasure_and_then_leaves_the_journalist_out(
                 session.flush()
                 freeze_recipients(session, send_id=send.id, release_id=release_id, now=utcnow())
 
-        thread, errors = _in_thread(freeze)
-        time.sleep(0.5)
-        assert thread.is_alive(), f"the freeze did not wait for the erasure: {errors}"
-        erasing.commit()
-    thread.join(15)
-    assert not thread.is_alive() and not errors
+        _waits_until_commit(erasing, freeze, "the freeze did not wait for the erasure")
     rows = _rows_of(postgres, release_id)
     assert {r.journalist_id for r in rows} == set(ids) - {erased} and len(rows) == len(ids) - 1

@@ -23,12 +23,15 @@ _LOCK_KEY = 0x6A6F75726E616C
 
 def hold_off_deletions(session: Session) -> None:
     """Called by a freeze: no journalist is deleted until the caller's transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _LOCK_KEY})
+    _lock(session, "pg_advisory_xact_lock_shared")
 
 
 def wait_for_freezes(session: Session) -> None:
     """Called before a journalist is deleted: waits for freezes running now, and keeps new
     ones waiting until the caller's transaction ends."""
+    _lock(session, "pg_advisory_xact_lock")
+
+
+def _lock(session: Session, function: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        session.execute(text(f"SELECT {function}(:key)"), {"key": _LOCK_KEY})

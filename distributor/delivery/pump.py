@@ -133,6 +133,13 @@ class Pump:
         # The last wait in select() watched the database socket and it had nothing to read:
         # the next turn does not try a read of its own (one system call per turn saved).
         self.database_quiet = False
+        # Lanes that may hold a whole reply already read from their socket, where select()
+        # cannot see it: each lane that began waiting for a reply (``_await``) since the last
+        # look. A lane's read buffer changes only when the pump reads from it, and every read
+        # is followed by a wait for the next reply or by the lane leaving the busy phases, so
+        # looking at these lanes alone finds every such reply (the other busy lanes were
+        # looked at after their last read and found none).
+        self.recheck: list[Lane] = []
 
     # -- one round -----------------------------------------------------------------------
 
@@ -256,10 +263,21 @@ class Pump:
             return True
         return not any(lane.phase in (ENVELOPE, DOT) for lane in self.lanes)
 
+    def _await(self, lane: Lane, phase: int) -> None:
+        """The lane now waits for the reply of ``phase`` (ENVELOPE or DOT)."""
+        lane.phase = phase
+        lane.since = time.monotonic()
+        self.recheck.append(lane)
+
     def _readable(self, busy: list[Lane]) -> list[Lane]:
         self.database_quiet = False
+        recheck, self.recheck = self.recheck, []
         ready = [
-            lane for lane in busy if lane.client is not None and lane.client.has_buffered_reply
+            lane
+            for lane in dict.fromkeys(recheck)  # once each, in order
+            if lane.phase in (ENVELOPE, DOT)
+            and lane.client is not None
+            and lane.client.has_buffered_reply
         ]
         if ready:
             return ready
@@ -395,8 +413,7 @@ class Pump:
             return False
         lane.row = row
         lane.message = (message_id, data)
-        lane.phase = ENVELOPE
-        lane.since = time.monotonic()
+        self._await(lane, ENVELOPE)
         return True
 
     def _read_envelope(self, lane: Lane) -> None:
@@ -436,8 +453,7 @@ class Pump:
         row, client, message = lane.row, lane.client, lane.message
         assert row is not None and client is not None and message is not None
         lane.fenced = False  # until this message's outcome is committed
-        lane.phase = DOT  # from the first byte of the body on, the outcome may be in doubt
-        lane.since = time.monotonic()
+        self._await(lane, DOT)  # from the first byte of the body on, the outcome may be in doubt
         lane.next, envelope = self._pipelined_next(lane, client)
         try:
             client.write_body(message[1], is_dot_safe=self.is_dot_safe, then=envelope)
@@ -460,7 +476,7 @@ class Pump:
         if limit and client.messages_sent + 1 >= limit:
             return None, b""
         row = lane.queue[0]
-        if row.domain in self.throttled or _key(lane.relay) in self.stopped:
+        if row.domain in self.throttled or (self.stopped and _key(lane.relay) in self.stopped):
             return None, b""
         try:
             envelope_from, message_id, data = self.compiled.message_for(recipient_of(row))
@@ -502,8 +518,7 @@ class Pump:
                 # Its envelope's replies came with this one (or are on their way); its final
                 # dot waits for the fence like any other.
                 lane.row, lane.message = nxt
-                lane.phase = ENVELOPE
-                lane.since = time.monotonic()
+                self._await(lane, ENVELOPE)
                 return
             lane.phase, lane.row, lane.message = IDLE, None, None
             if lane.stray:

@@ -370,8 +370,8 @@ def main() -> int:
         # minutes (a virtual machine on a shared host). A mean of one reading before and one
         # after printed "ratio 1.04" once, when a stall of the host halved the reading after
         # (2,292 msg/s against 3,982 before); a median is not moved by one such round.
-        raw_count = min(args.n, 50_000)
-        raw_before = raw_rounds(sink, len(sample), raw_count)
+        per_round = max(1, min(args.n, 50_000) // RAW_ROUNDS)
+        raw_before = raw_rounds(sink, len(sample), per_round)
         log("raw SMTP before the send: " + _rates(raw_before) + " msg/s")
 
         env = dict(
@@ -510,11 +510,11 @@ def main() -> int:
         for w in workers:
             w.wait(30)
         workers = []
-        raw_after = raw_rounds(sink, len(sample), raw_count)
+        raw_after = raw_rounds(sink, len(sample), per_round)
         rounds = [r.rate for r in raw_before + raw_after]
         raw_rate = statistics.median(rounds)
         log(
-            f"raw SMTP: {RAW_ROUNDS} rounds of {raw_count // RAW_ROUNDS} messages of "
+            f"raw SMTP: {RAW_ROUNDS} rounds of {per_round} messages of "
             f"{len(sample)} bytes before the send and after it, {raw_after[0].method}: "
             f"{_rates(raw_before)} msg/s before, {_rates(raw_after)} after, median "
             f"{raw_rate:.0f}"
@@ -549,9 +549,9 @@ def main() -> int:
 RAW_ROUNDS = 3
 
 
-def raw_rounds(sink: Sink, size: int, count: int) -> list[RawRate]:
-    """The raw SMTP rate in ``RAW_ROUNDS`` rounds sharing ``count`` messages."""
-    return [raw_smtp_rate(sink, size, count // RAW_ROUNDS, sessions=4) for _ in range(RAW_ROUNDS)]
+def raw_rounds(sink: Sink, size: int, per_round: int) -> list[RawRate]:
+    """The raw SMTP rate in ``RAW_ROUNDS`` rounds of ``per_round`` messages each."""
+    return [raw_smtp_rate(sink, size, per_round, sessions=4) for _ in range(RAW_ROUNDS)]
 
 
 def _rates(rounds: list[RawRate]) -> str:
